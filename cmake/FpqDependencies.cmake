@@ -1,0 +1,20 @@
+# Every dependency comes from a Debian package listed in scripts/deps-debian.txt.
+find_package(Threads REQUIRED)
+find_package(fmt REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+# OpenBLAS (sgemm for the pseudo path and baselines) and LAPACK (Cholesky for GPTQ).
+set(BLA_VENDOR OpenBLAS)
+find_package(BLAS REQUIRED)
+find_package(LAPACK REQUIRED)
+find_path(CBLAS_INCLUDE_DIR cblas.h PATHS /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas
+          /usr/include/x86_64-linux-gnu REQUIRED)
+add_library(fpq_blas INTERFACE)
+target_include_directories(fpq_blas INTERFACE ${CBLAS_INCLUDE_DIR})
+target_link_libraries(fpq_blas INTERFACE ${LAPACK_LIBRARIES} ${BLAS_LIBRARIES})
+if(FPQ_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()
+find_package(Python3 COMPONENTS Interpreter)
