@@ -38,7 +38,7 @@ std::vector<float> weight_like(int64_t rows, int64_t cols, uint64_t seed) {
 }
 }  // namespace
 
-void register_demo(CLI::App& app) {
+static void register_demo(CLI::App& app) {
   auto a = std::make_shared<DemoArgs>();
   auto* cmd = app.add_subcommand("demo", "Quantize a generated heavy-tailed weight-like matrix to every format and "
                                          "print error vs bits per value");
@@ -77,5 +77,7 @@ void register_demo(CLI::App& app) {
     }
   });
 }
+
+static const CommandRegistrar registrar(90, register_demo);
 
 }  // namespace fpq::cli

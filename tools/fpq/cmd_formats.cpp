@@ -10,7 +10,7 @@
 
 namespace fpq::cli {
 
-void register_formats(CLI::App& app) {
+static void register_formats(CLI::App& app) {
   auto* cmd = app.add_subcommand("formats", "List every named format: bits per element, effective bits per value "
                                             "(codes + scales), group size, scale type, scale rule");
   auto json_out = std::make_shared<bool>(false);
@@ -40,5 +40,7 @@ void register_formats(CLI::App& app) {
     }
   });
 }
+
+static const CommandRegistrar registrar(20, register_formats);
 
 }  // namespace fpq::cli

@@ -6,12 +6,14 @@
 
 namespace fpq::cli {
 
-void register_info(CLI::App& app) {
+static void register_info(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Show the build, threads and kernel variant in use");
   cmd->callback([] {
     std::printf("fpq %s\n", FPQ_VERSION);
     std::printf("threads: %d (FPQ_NUM_THREADS)\n", num_threads());
   });
 }
+
+static const CommandRegistrar registrar(10, register_info);
 
 }  // namespace fpq::cli

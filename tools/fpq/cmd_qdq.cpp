@@ -15,7 +15,7 @@ struct QdqArgs {
 };
 }  // namespace
 
-void register_qdq(CLI::App& app) {
+static void register_qdq(CLI::App& app) {
   auto a = std::make_shared<QdqArgs>();
   auto* cmd = app.add_subcommand("qdq", "Quantize then dequantize a float32 .npy (any shape; the last axis is the "
                                         "quantization axis) into a float32 .npy");
@@ -34,5 +34,7 @@ void register_qdq(CLI::App& app) {
     write_npy(a->out, arr.shape, arr.data.data());
   });
 }
+
+static const CommandRegistrar registrar(30, register_qdq);
 
 }  // namespace fpq::cli

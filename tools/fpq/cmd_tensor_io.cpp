@@ -16,7 +16,7 @@ struct TensorArgs {
 };
 }  // namespace
 
-void register_tensor_io(CLI::App& app) {
+static void register_tensor_io(CLI::App& app) {
   auto q = std::make_shared<TensorArgs>();
   auto* qc = app.add_subcommand("quantize", "Quantize a float32 .npy into a safetensors file of packed codes, scales "
                                             "and global scale (the format is recorded in its metadata)");
@@ -46,5 +46,7 @@ void register_tensor_io(CLI::App& app) {
     write_npy(d->out, shape, x.data());
   });
 }
+
+static const CommandRegistrar registrar(40, register_tensor_io);
 
 }  // namespace fpq::cli

@@ -1,13 +1,17 @@
 #pragma once
-// Each fpq subcommand registers itself on the CLI11 app; the handlers throw fpq::Error on bad input.
+// Each fpq subcommand lives in its own cmd_*.cpp and registers itself with a static CommandRegistrar, so
+// adding a command touches no shared file. `order` sets the position in `fpq --help`.
 #include <CLI/CLI.hpp>
 
 namespace fpq::cli {
 
-void register_formats(CLI::App& app);
-void register_qdq(CLI::App& app);
-void register_tensor_io(CLI::App& app);  // quantize (tensor mode), dequantize
-void register_demo(CLI::App& app);
-void register_info(CLI::App& app);
+using RegisterFn = void (*)(CLI::App&);
+
+struct CommandRegistrar {
+  CommandRegistrar(int order, RegisterFn fn);
+};
+
+// Registers every command on the app, in order.
+void register_all(CLI::App& app);
 
 }  // namespace fpq::cli

@@ -11,11 +11,7 @@ int main(int argc, char** argv) {
   CLI::App app{"fpq: low-bit floating-point quantization of LLMs: formats, kernels, models, evaluation"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
-  fpq::cli::register_info(app);
-  fpq::cli::register_formats(app);
-  fpq::cli::register_qdq(app);
-  fpq::cli::register_tensor_io(app);
-  fpq::cli::register_demo(app);
+  fpq::cli::register_all(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
