@@ -238,7 +238,8 @@ const ElementType& element_type(std::string_view name_in) {
   if (suffix == "_fn" || suffix == "fn") sp = Specials::Fn;
   else if (suffix == "_ieee") sp = Specials::Ieee;
   else if (suffix == "_fin") sp = Specials::Finite;
-  else sp = (1 + y + z < 8) ? Specials::Finite : (y == 4 && z == 3 ? Specials::Fn : Specials::Ieee);
+  else if (1 + y + z < 8 || y < 2 || z < 1) sp = Specials::Finite;
+  else sp = (y == 4 && z == 3) ? Specials::Fn : Specials::Ieee;
   if (sp != Specials::Finite && z < 1) fail("element type '{}': NaN encodings need at least 1 mantissa bit", name);
   if (sp == Specials::Ieee && y < 2) fail("element type '{}': IEEE specials need at least 2 exponent bits", name);
   const char* sfx = sp == Specials::Finite ? "_fin" : sp == Specials::Fn ? "_fn" : "_ieee";

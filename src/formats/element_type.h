@@ -61,7 +61,7 @@ struct ElementType {
 // Looks up an element type by name: the named ones (e2m1, e3m0, e2m0, e2m2, e3m1, e2m3, e3m2, e4m3, e5m2,
 // int4, uint4, int8, uint8, mxint8, with aliases fp4, fp6_e3m2, fp8_e4m3, ...) or any generic "eYmZ" with
 // 1+Y+Z <= 8 and an optional "_fn", "_ieee" or "_fin" suffix choosing the specials (default: Finite below 8
-// bits, Fn for e4m3, Ieee for other 8-bit types). Returns a pointer that stays valid for the program's life;
+// bits, Fn for e4m3, Ieee for other 8-bit types with at least 2 exponent and 1 mantissa bits, else Finite). Returns a pointer that stays valid for the program's life;
 // an unknown name is an error.
 const ElementType& element_type(std::string_view name);
 
