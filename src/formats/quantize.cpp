@@ -116,7 +116,11 @@ float QuantizedTensor::scale(int64_t r, int64_t g) const {
 
 float global_scale_from_amax(const Format& f, float amax) {
   if (!(amax > 0) || !std::isfinite(amax)) return 1.0f;
-  return amax / (f.effective_scale_scale() * scale_type_max(f.scale));
+  // Four-Over-Six (Cook et al., mit-han-lab/fouroversix): with E4M3 block scales the global scale is
+  // amax / (6 * 256), not amax / (6 * 448), so that the "map to 4" candidate (1.5x the "map to 6" scale,
+  // at most 384) never saturates E4M3.
+  const float smax = f.rule == ScaleRule::FourOverSix && f.scale == ScaleType::E4M3 ? 256.0f : scale_type_max(f.scale);
+  return amax / (f.effective_scale_scale() * smax);
 }
 
 double quantize_group(const Format& f, const float* x, int n, float g, const QuantizeOptions& opt, uint64_t index0,

@@ -54,7 +54,8 @@ struct QuantizedTensor {
 };
 
 // The global scale the format derives from data: amax over finite values / (scale_scale * scale type max);
-// 1 when amax is 0. (NVFP4: amax / (6 * 448), multiplied in at decode.)
+// 1 when amax is 0. (NVFP4: amax / (6 * 448), multiplied in at decode; NVFP4 with Four-Over-Six block
+// scales: amax / (6 * 256), as the Four-Over-Six paper and code define it.)
 float global_scale_from_amax(const Format& f, float amax);
 
 QuantizedTensor quantize(const Format& f, const float* x, int64_t rows, int64_t cols, const QuantizeOptions& opt = {});
