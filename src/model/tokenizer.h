@@ -1,0 +1,61 @@
+#pragma once
+// Byte-level BPE tokenizer as GPT-2, Llama 3, SmolLM2 and Qwen use it, giving the same ids as Hugging Face's
+// `tokenizers`: added/special tokens are cut out first (longest match at the leftmost position), the rest is
+// optionally NFC-normalized, split by the pre-tokenizer regexes (PCRE2, Unicode properties), mapped byte by
+// byte to GPT-2's printable characters, and merged by BPE rank.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace fpq {
+
+class GgufFile;
+
+class Tokenizer {
+ public:
+  // From a Hugging Face tokenizer.json (model type BPE with a ByteLevel pre-tokenizer). When a
+  // tokenizer_config.json sits beside it, its bos/eos tokens and add_bos_token are used too.
+  static Tokenizer from_tokenizer_json(const std::filesystem::path& path);
+  // From GGUF metadata (tokenizer.ggml.model "gpt2": tokens, merges, token_type, pre, bos/eos ids).
+  static Tokenizer from_gguf(const GgufFile& gguf);
+
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+  ~Tokenizer();
+
+  // Token ids of UTF-8 `text` (invalid UTF-8 is an error). add_bos prepends bos_id(); parse_special=false
+  // treats the text of special tokens as plain text. Thread-safe.
+  std::vector<int32_t> encode(std::string_view text, bool add_bos = false, bool parse_special = true) const;
+  // The bytes the ids stand for (may be a partial UTF-8 sequence when ids end mid-character).
+  std::string decode(std::span<const int32_t> ids, bool skip_special = false) const;
+  std::string decode(const std::vector<int32_t>& ids, bool skip_special = false) const {
+    return decode(std::span<const int32_t>(ids), skip_special);
+  }
+
+  int32_t vocab_size() const;
+  const std::string& token_text(int32_t id) const;  // the vocabulary entry (byte-level characters)
+  std::string token_bytes(int32_t id) const;        // the bytes it decodes to
+  int32_t token_id(std::string_view token) const;   // -1 when not in the vocabulary
+  bool is_special(int32_t id) const;
+  int32_t bos_id() const;  // -1 when the tokenizer has none
+  int32_t eos_id() const;  // -1 when the tokenizer has none
+  bool add_bos_by_default() const;  // what the model's own tokenizer config asks for
+  // Where it came from and how it splits, e.g. "gguf pre=smollm" (for logs and errors).
+  const std::string& description() const;
+
+  struct Impl;
+
+ private:
+  explicit Tokenizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The pre-tokenizer regexes llama.cpp uses for a `tokenizer.ggml.pre` name, in the order they split the text
+// (HF's Digits(individual_digits) step is the regex "\p{N}"). An unknown name is an error listing the known.
+std::vector<std::string> pretokenizer_regexes_for_gguf_pre(const std::string& pre);
+
+}  // namespace fpq
