@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstring>
 #include <queue>
 #include <unordered_map>
@@ -128,11 +129,21 @@ const ByteMap& byte_map() {
 
 class Regex {
  public:
+  // literal: match the pattern text itself (tokenizers' Split with a String pattern).
   explicit Regex(const std::string& pattern, bool literal = false) : pattern_(pattern) {
+    std::string p;
+    if (literal) {  // escape every ASCII non-alphanumeric; PCRE2_LITERAL does not combine with PCRE2_UCP
+      for (char c : pattern) {
+        if (uint8_t(c) < 0x80 && !std::isalnum(uint8_t(c))) p += '\\';
+        p += c;
+      }
+    } else {
+      p = pattern;
+    }
     int err = 0;
     PCRE2_SIZE err_off = 0;
-    const uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
-    code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), opts, &err, &err_off, nullptr);
+    code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p.data()), p.size(), PCRE2_UTF | PCRE2_UCP, &err, &err_off,
+                          nullptr);
     if (!code_) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(err, msg, sizeof msg);
@@ -854,6 +865,9 @@ Tokenizer Tokenizer::from_gguf(const GgufFile& g) {
     m->add_added_token(at);
   }
   for (const auto& re : pretokenizer_regexes_for_gguf_pre(pre)) add_regex_step(*m, re);
+  // llama.cpp sets ignore_merges for the Llama 3 pre-tokenizer, as HF's Llama 3 tokenizer.json does: a word that
+  // is a whole vocabulary entry is that token.
+  m->ignore_merges = pretokenizer_regexes_for_gguf_pre(pre).front() == kLlama3Regex;
   auto token_id_key = [&](const char* key) -> int32_t {
     const int64_t id = g.get_int(key, -1);
     if (id >= n_vocab) fail("{}: {} = {} is outside the vocabulary ({} tokens)", where, key, id, n_vocab);
