@@ -42,7 +42,7 @@ std::vector<double> inverse_cholesky_upper(const std::vector<double>& H, int64_t
       return A;
     }
     ++*retries;
-    damp = damp > 0 ? damp * 10.0 : std::max(1e-8 * std::fabs(mean), 1e-12);
+    damp = damp > 0 ? damp * 10.0 : std::max(1e-2 * std::fabs(mean), 1e-12);
   }
   fail("gptq: the Hessian is not positive definite even with dampening {} (are the calibration inputs all zero?)", damp);
 }

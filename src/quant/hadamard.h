@@ -6,8 +6,8 @@
 // = 3 mod 4 (12, 20, 44, 60, 68, 72, 80, 84, 104, 108, ...), Paley II for h = 2 (q + 1) with q a prime = 1 mod 4
 // (12, 28, 36, 60, 76, 108, ...). The size-n matrix is the Kronecker product H_h (x) H_{2^k} scaled by 1/sqrt(n)
 // (orthonormal), the construction QuaRot uses for 12 * 2^k and 20 * 2^k. fpq picks the smallest h that works,
-// so 576 = 36 * 16, 1536 = 12 * 128, 2560 = 20 * 128, 11008 = 44 * 256, 14336 = 28 * 512. A size with no such
-// factorisation (n odd, or n = 52 * 2^k ...) is an error naming the size; use a block size instead.
+// so 576 = 36 * 16, 1536 = 12 * 128, 2560 = 20 * 128, 14336 = 28 * 512. A size with no such factorisation
+// (n odd; 11008 = 43 * 256, whose 172 QuaRot takes from a table) is an error naming the size: use a block size.
 //
 // Cost of one vector: n log2(2^k) additions for the Walsh-Hadamard part plus n * h for the dense H_h part.
 #include <cstdint>
