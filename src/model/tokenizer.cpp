@@ -422,7 +422,7 @@ struct Tokenizer::Impl {
       // some character is not a byte character (added tokens).
       const std::string& t = vocab[i];
       std::string bytes;
-      bool all_mapped = true;
+      bool all_mapped = invalid_utf8_offset(t) == std::string_view::npos;  // a corrupt entry decodes as is
       for (size_t k = 0; k < t.size() && all_mapped;) {
         const auto it = bm.cp_to_byte.find(next_code_point(t, k));
         if (it == bm.cp_to_byte.end()) all_mapped = false;

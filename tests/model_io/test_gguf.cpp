@@ -212,6 +212,9 @@ TEST(ModelIoGguf, CorruptFilesAreErrorsNotCrashes) {
     std::memcpy(b.data() + off, v.data(), v.size());
     return b;
   };
+  // Version 2 has the same layout as version 3.
+  write_bytes(p, patched(4, {2, 0, 0, 0}));
+  EXPECT_EQ(GgufFile(p).version(), 2u);
   expect_error(patched(0, {'G', 'G', 'U', 'X'}), "not a GGUF file");
   expect_error(patched(4, {1, 0, 0, 0}), "version 1");
   expect_error(patched(4, {0, 0, 0, 3}), "big-endian");

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -93,6 +94,23 @@ TEST(ModelIoTokenizer, DefaultGgufTokenizerMatchesTokenizers) {
     // No normalizer and no whitespace stripping: decoding gives the text back, as tokenizers' decode does.
     EXPECT_EQ(tok.decode(ids), c.text);
     EXPECT_EQ(tok.decode(ids), c.decoded);
+  }
+  // Concurrent encodes share the tokenizer safely and agree.
+  {
+    std::vector<std::vector<int32_t>> got(2);
+    std::vector<std::thread> threads;
+    for (int k = 0; k < 2; ++k)
+      threads.emplace_back([&, k] {
+        for (const auto& c : cases) {
+          const auto ids = tok.encode(c.text);
+          got[size_t(k)].insert(got[size_t(k)].end(), ids.begin(), ids.end());
+        }
+      });
+    for (auto& t : threads) t.join();
+    std::vector<int32_t> want;
+    for (const auto& c : cases) want.insert(want.end(), c.ids.begin(), c.ids.end());
+    EXPECT_EQ(got[0], want);
+    EXPECT_EQ(got[1], want);
   }
   // parse_special=false: special-token text is plain text.
   const auto plain = tok.encode("<|im_start|>", false, false);
