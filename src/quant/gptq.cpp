@@ -184,8 +184,8 @@ GptqResult gptq_quantize(const Format& f, const float* w, int64_t n, int64_t k, 
     RtnOptions ro;
     ro.scale_search = opt.scale_search;
     ro.mse = opt.mse;
-    ro.global_scale = global.size() == 1 ? std::optional<float>(global[0]) : opt.global_scale;
-    const auto rq = dequantize(rtn_quantize(f, w0.data(), n, k, ro));
+    ro.global_scale = opt.global_scale;
+    const auto rq = dequantize(rtn_quantize(f, w, n, k, ro));
     st.rel_error_rtn = hessian_relative_error(w, rq.data(), n, k, h);
   }
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

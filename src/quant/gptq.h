@@ -49,7 +49,7 @@ struct GptqOptions {
 struct GptqStats {
   double proxy_loss = 0;      // GPTQ's sum over columns of (w - q)^2 / U[i][i]^2 / 2
   double rel_error = 0;       // tr(dW H dW^T) / tr(W H W^T), dW = Q - W (FP-Quant's "relative MSE")
-  double rel_error_rtn = 0;   // the same for RTN with the same format and scale search (compute_error)
+  double rel_error_rtn = 0;   // the same for RTN of the input weight, same format and scale search (compute_error)
   int64_t dead_columns = 0;
   double damp = 0;            // the dampening added to the diagonal
   int damp_retries = 0;       // times the dampening was raised because the Cholesky factorisation failed

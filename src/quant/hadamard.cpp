@@ -144,7 +144,7 @@ int64_t hadamard_base_order(int64_t n) {
     m /= 2;
     ++k;
   }
-  for (int64_t j = 0, h = m; j <= k; ++j, h *= 2)
+  for (int64_t j = 0, h = m; j <= k && h <= kMaxHadamardBase; ++j, h *= 2)
     if (paley_kind(h) != Paley::None) return h;
   return 0;
 }

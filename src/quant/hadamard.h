@@ -9,11 +9,14 @@
 // so 576 = 36 * 16, 1536 = 12 * 128, 2560 = 20 * 128, 14336 = 28 * 512. A size with no such factorisation
 // (n odd; 11008 = 43 * 256, whose 172 QuaRot takes from a table) is an error naming the size: use a block size.
 //
-// Cost of one vector: n log2(2^k) additions for the Walsh-Hadamard part plus n * h for the dense H_h part.
+// Cost of one vector: n log2(2^k) additions for the Walsh-Hadamard part plus n * h for the dense H_h part, so h
+// is capped at kMaxHadamardBase (QuaRot's largest is 172).
 #include <cstdint>
 #include <vector>
 
 namespace fpq::quant {
+
+constexpr int64_t kMaxHadamardBase = 256;
 
 // The order h of the dense factor used for size n (1 for powers of two), or 0 when fpq cannot build H_n.
 int64_t hadamard_base_order(int64_t n);
