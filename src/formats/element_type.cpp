@@ -48,6 +48,7 @@ ElementType make_float(const std::string& name, int ebits, int mbits, Specials s
   t.max_value = t.table[t.max_magnitude];
   t.max_magnitude_f32 = f32_bits(t.max_value);
   t.emax = floor_log2(t.max_value);
+  t.subnormal_scale = std::ldexp(1.0f, mbits - emin);
   return t;
 }
 
@@ -148,7 +149,7 @@ inline uint32_t encode_float(const ElementType& t, float x, AddBelow add_below, 
     const int e = int(a >> 23) - 127;
     if (e < emin) {
       // Target subnormal: count quanta of 2^(emin - mbits). The scaling by a power of two is exact.
-      const float v = std::ldexp(f32_from_bits(a), t.mbits - emin);
+      const float v = f32_from_bits(a) * t.subnormal_scale;
       mag = add_below.subnormal(v);
     } else {
       const int shift = 23 - t.mbits;

@@ -38,6 +38,7 @@ struct ElementType {
   int emax = 0;                 // floor(log2(max_value)): the OCP MX "emax_elem"
   uint32_t max_magnitude = 0;   // float: code (without sign) of max_value
   uint32_t max_magnitude_f32 = 0;  // float32 bits of max_value
+  float subnormal_scale = 1;       // float: 2^(mbits - emin), the count of subnormal quanta per unit
   std::array<float, 256> table{};  // value of every code (bits <= 8)
 
   uint32_t code_mask() const { return (1u << bits) - 1u; }

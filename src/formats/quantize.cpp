@@ -47,9 +47,10 @@ int ggml_block_bytes(Layout l) {
   return 0;
 }
 
-// Encodes x[0..n) against the decode scale s (and global g); returns the squared error of the result.
+// Encodes x[0..n) against the decode scale s (and global g); returns the squared error of the result when
+// `want_error` (the scale searches need it), else 0.
 double encode_symmetric(const ElementType& e, const float* x, int n, float s, float g, const QuantizeOptions& opt,
-                        uint64_t index0, uint8_t* codes) {
+                        uint64_t index0, uint8_t* codes, bool want_error = true) {
   const float s_eff = s * g;
   double sse = 0;
   if (!(s_eff > 0) || !std::isfinite(s_eff)) {
@@ -60,12 +61,14 @@ double encode_symmetric(const ElementType& e, const float* x, int n, float s, fl
     }
     return sse;
   }
+  if (opt.rounding == Rounding::Nearest) {
+    for (int i = 0; i < n; ++i) codes[i] = uint8_t(e.encode(x[i] / s_eff));
+  } else {
+    for (int i = 0; i < n; ++i) codes[i] = uint8_t(e.encode_stochastic(x[i] / s_eff, random_u32(opt.seed, index0 + i)));
+  }
+  if (!want_error) return 0.0;
   for (int i = 0; i < n; ++i) {
-    const float q = x[i] / s_eff;
-    const uint32_t c = opt.rounding == Rounding::Nearest ? e.encode(q)
-                                                          : e.encode_stochastic(q, random_u32(opt.seed, index0 + i));
-    codes[i] = uint8_t(c);
-    const float v = (e.decode(c) * s) * g;
+    const float v = (e.decode(codes[i]) * s) * g;
     const double d = double(v) - double(x[i]);
     sse += d * d;
   }
@@ -144,11 +147,11 @@ double quantize_group(const Format& f, const float* x, int n, float g, const Qua
       int code = 0;
       if (st.amax > 0) code = std::clamp(floor_log2(st.amax) - e.emax, -127, 127) + 127;
       scale_bytes[0] = uint8_t(code);
-      return encode_symmetric(e, x, n, e8m0_decode(uint8_t(code)), 1.0f, opt, index0, codes);
+      return encode_symmetric(e, x, n, e8m0_decode(uint8_t(code)), 1.0f, opt, index0, codes, false);
     }
     case ScaleRule::Absmax: {
       encode_scale(f.scale, st.amax / ss / g, scale_bytes);
-      return encode_symmetric(e, x, n, decode_scale(f.scale, scale_bytes), g, opt, index0, codes);
+      return encode_symmetric(e, x, n, decode_scale(f.scale, scale_bytes), g, opt, index0, codes, false);
     }
     case ScaleRule::Mse:
     case ScaleRule::FourOverSix: {

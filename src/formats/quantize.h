@@ -69,7 +69,8 @@ void fake_quantize(const Format& f, const float* x, int64_t rows, int64_t cols, 
 
 // One group, the building block shared by every planar rule: quantizes x[0..n) with global scale g, writes
 // n unpacked codes, the scale bytes and the zero point. `index0` is the element index of x[0] in its tensor
-// (for stochastic rounding). Returns the group's squared error.
+// (for stochastic rounding). Returns the group's squared error for the
+// searching rules (mse, 4o6, minmax), 0 for the others.
 double quantize_group(const Format& f, const float* x, int n, float g, const QuantizeOptions& opt, uint64_t index0,
                       uint8_t* codes, uint8_t* scale_bytes, uint8_t* zero);
 

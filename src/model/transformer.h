@@ -4,6 +4,7 @@
 // SwiGLU, tied or separate output embeddings. Every projection inside the decoder blocks is a QuantLinear;
 // embeddings, norms and the output head stay float32.
 #include <cstdint>
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <string>
@@ -28,6 +29,8 @@ class KvCache {
   int64_t length() const { return length_; }
   int64_t capacity() const { return capacity_; }
   void clear() { length_ = 0; }
+  // Forgets every position from `length` on (they are overwritten by the next forward).
+  void truncate(int64_t length) { length_ = std::min(length_, length); }
   float* keys(int64_t layer, int64_t kv_head) { return k_[size_t(layer)].data() + kv_head * capacity_ * head_dim_; }
   float* values(int64_t layer, int64_t kv_head) { return v_[size_t(layer)].data() + kv_head * capacity_ * head_dim_; }
   void advance(int64_t n) { length_ += n; }

@@ -1,0 +1,191 @@
+#include "eval/compare.h"
+
+#include <chrono>
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "util/error.h"
+#include "util/table.h"
+
+namespace fpq {
+
+std::filesystem::path default_data_dir() {
+  if (const char* env = std::getenv("FPQ_DATA")) return env;
+  return std::filesystem::path(FPQ_REPO_DIR) / ".." / "shared" / "data";
+}
+
+namespace {
+
+double average_bits(Transformer& m) {
+  double bits = 0, n = 0;
+  for (auto& [name, l] : m.linears()) {
+    const double numel = double(l->out_features()) * double(l->weight_in_features());
+    bits += l->quantized_weight() ? double(l->quantized_weight()->storage_bytes()) * 8 : numel * 32;
+    n += numel;
+  }
+  return n > 0 ? bits / n : 32;
+}
+
+}  // namespace
+
+EvalReport run_eval(const EvalPlan& plan) {
+  ModelSource src(plan.model);
+  Transformer model(src);
+  EvalReport rep;
+  rep.model = plan.model.string();
+  rep.model_summary = model.config().summary();
+  rep.model_stored_types = src.stored_types_summary();
+  rep.tasks = plan.tasks;
+  rep.ctx = plan.ctx;
+  rep.limit = plan.limit;
+  const Tokenizer& tok = src.tokenizer();
+
+  // Load every data set up front, so a missing file fails before any long computation.
+  std::vector<int32_t> wiki_tokens;
+  std::map<std::string, std::vector<McExample>> examples;
+  for (const auto& t : plan.tasks) {
+    if (t == "wikitext2" || t == "wikitext") {
+      const auto path = plan.wikitext_path ? *plan.wikitext_path : plan.data_dir / "wiki.test.raw";
+      wiki_tokens = tokenize_for_perplexity(tok, wikitext_eval_text(path));
+    } else {
+      const TaskInfo& info = task_info(t);
+      const auto it = plan.task_paths.find(info.name);
+      const auto path = find_task_data(info, plan.data_dir, it == plan.task_paths.end() ? std::nullopt
+                                                                                        : std::optional(it->second));
+      examples[info.name] = load_task_examples(info, path);
+    }
+  }
+
+  auto evaluate = [&](EvalRow& row) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (const auto& t : plan.tasks) {
+      const std::string label = fmt::format("{} [{}{}]", t, row.format, row.kernel == "-" ? "" : " " + row.kernel);
+      if (t == "wikitext2" || t == "wikitext") {
+        PerplexityOptions o;
+        o.ctx = plan.ctx;
+        o.limit_tokens = plan.limit_tokens;
+        o.label = label;
+        row.ppl = evaluate_perplexity(model, wiki_tokens, o);
+        rep.ppl_tokens = row.ppl->tokens_scored;
+      } else {
+        const TaskInfo& info = task_info(t);
+        TaskOptions o;
+        o.limit = plan.limit;
+        o.max_length = plan.ctx;
+        o.label = label;
+        row.tasks.push_back(evaluate_task(model, tok, info, examples[info.name], o));
+      }
+    }
+    row.eval_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+
+  if (plan.baseline) {
+    EvalRow row;
+    row.format = "unquantized";
+    row.kernel = "-";
+    set_model_backends(model, "", "pseudo");  // float32 GEMM
+    row.backends = "f32 sgemm";
+    evaluate(row);
+    rep.rows.push_back(std::move(row));
+  }
+
+  // Keep the float weights to start every recipe from them.
+  std::vector<std::vector<float>> originals;
+  if (!plan.recipes.empty())
+    for (auto& [name, l] : model.linears()) originals.push_back(l->weight_as_float());
+
+  for (const auto& recipe : plan.recipes) {
+    {
+      size_t i = 0;
+      for (auto& [name, l] : model.linears()) l->set_float_weight(originals[i++]);
+    }
+    const double qs = quantize_model_rtn(model, recipe);
+    for (const auto& kernel : plan.kernels) {
+      auto [qb, mb] = kernel_backends(kernel);
+      if (!plan.quant_backend.empty()) qb = plan.quant_backend;
+      set_model_backends(model, qb, mb);
+      EvalRow row;
+      row.format = recipe.name;
+      row.kernel = kernel;
+      const auto used = model.linears().front().second->resolved_backends();
+      row.backends = used.first + "/" + used.second;
+      row.quantize_seconds = qs;
+      row.bits_per_weight = average_bits(model);
+      evaluate(row);
+      rep.rows.push_back(std::move(row));
+    }
+  }
+  return rep;
+}
+
+std::string EvalReport::markdown() const {
+  std::vector<std::string> header = {"format", "kernel", "bits/weight"};
+  std::vector<bool> right = {false, false, true};
+  for (const auto& t : tasks) {
+    if (t == "wikitext2" || t == "wikitext") {
+      header.push_back("wikitext2 ppl");
+    } else {
+      const TaskInfo& info = task_info(t);
+      header.push_back(info.is_lambada ? "lambada acc" : t + " acc");
+      if (info.has_acc_norm) {
+        header.push_back(t + " acc_norm");
+        right.push_back(true);
+      }
+    }
+    right.push_back(true);
+  }
+  header.push_back("eval s");
+  right.push_back(true);
+  Table table(header, right);
+  for (const auto& r : rows) {
+    std::vector<std::string> cells = {r.format, r.kernel, fmt::format("{:.2f}", r.bits_per_weight)};
+    size_t ti = 0;
+    for (const auto& t : tasks) {
+      if (t == "wikitext2" || t == "wikitext") {
+        cells.push_back(r.ppl ? fmt::format("{:.3f} ± {:.3f}", r.ppl->ppl, r.ppl->ppl_stderr) : "-");
+      } else {
+        const TaskResult& tr = r.tasks[ti++];
+        cells.push_back(fmt::format("{:.2f}", 100 * tr.acc));
+        if (tr.acc_norm) cells.push_back(fmt::format("{:.2f}", 100 * *tr.acc_norm));
+      }
+    }
+    cells.push_back(fmt::format("{:.1f}", r.eval_seconds));
+    table.add(cells);
+  }
+  std::string s = fmt::format("model: {} ({}; stored as {})\n", model, model_summary, model_stored_types);
+  if (ppl_tokens) s += fmt::format("wikitext2: {} predicted tokens, windows of {}\n", ppl_tokens, ctx);
+  if (limit) s += fmt::format("tasks: first {} examples each\n", limit);
+  return s + "\n" + table.markdown();
+}
+
+nlohmann::json EvalReport::to_json() const {
+  nlohmann::json j;
+  j["model"] = model;
+  j["model_summary"] = model_summary;
+  j["model_stored_types"] = model_stored_types;
+  j["ctx"] = ctx;
+  j["limit"] = limit;
+  j["rows"] = nlohmann::json::array();
+  for (const auto& r : rows) {
+    nlohmann::json row = {{"format", r.format}, {"kernel", r.kernel}, {"backends", r.backends},
+                          {"bits_per_weight", r.bits_per_weight}, {"quantize_seconds", r.quantize_seconds},
+                          {"eval_seconds", r.eval_seconds}};
+    if (r.ppl)
+      row["wikitext2"] = {{"ppl", r.ppl->ppl}, {"ppl_stderr", r.ppl->ppl_stderr}, {"nll", r.ppl->nll},
+                          {"tokens", r.ppl->tokens_scored}, {"windows", r.ppl->windows}, {"seconds", r.ppl->seconds}};
+    for (const auto& t : r.tasks) {
+      nlohmann::json tj = {{"n", t.n}, {"acc", t.acc}, {"acc_stderr", t.acc_stderr}, {"seconds", t.seconds}};
+      if (t.acc_norm) {
+        tj["acc_norm"] = *t.acc_norm;
+        tj["acc_norm_stderr"] = *t.acc_norm_stderr;
+      }
+      if (t.ppl) tj["ppl"] = *t.ppl;
+      row[t.task] = tj;
+    }
+    j["rows"].push_back(row);
+  }
+  return j;
+}
+
+}  // namespace fpq
