@@ -211,7 +211,13 @@ TEST(MrGptq, BelowGptqOnMxfp4WithHeavyTails) {
     const LayerError eg = layer_output_error(L.x.data(), m, k, L.w.data(), n, g.q);
     std::printf("[info] %s rel. output error: MR-GPTQ %.4f  GPTQ %.4f  (RTN %.4f, rotated RTN+MSE %.4f)\n", name, emr.rel_error,
                 eg.rel_error, std::sqrt(g.stats.rel_error_rtn), std::sqrt(mr.stats.rel_error_rtn));
-    EXPECT_LT(emr.rel_error, eg.rel_error) << name;
+    // The published expectation: MR-GPTQ beats GPTQ on MXFP4; on NVFP4 (16-value groups, E4M3 scales) the
+    // rotation helps little and may cost a bit, so only a loose bound there.
+    if (f.scale == ScaleType::E8M0) {
+      EXPECT_LT(emr.rel_error, eg.rel_error) << name;
+    } else {
+      EXPECT_LT(emr.rel_error, 1.25 * eg.rel_error) << name;
+    }
     EXPECT_LT(mr.stats.rel_error, mr.stats.rel_error_rtn) << name;
     EXPECT_NEAR(std::sqrt(mr.stats.rel_error), emr.rel_error, 2e-3 * emr.rel_error) << name;
   }
