@@ -5,6 +5,7 @@
 #include "quant/group_codec.h"
 #include "quant/hadamard.h"
 #include "quant/hessian.h"
+#include "quant/method.h"
 #include "quant/report.h"
 #include "quant/rtn.h"
 #include "quant/transform.h"
