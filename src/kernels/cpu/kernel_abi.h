@@ -1,0 +1,122 @@
+#pragma once
+// Internal: the plain-data views the instruction-set variants of the kernels work on, and the functions each
+// variant exports. Included by the variant sources (compiled with -mavx2 / -mavx512*), so it holds nothing but
+// PODs and declarations: no inline function, no template from the standard library.
+//
+// Prepared weight layout ("tiles"): rows are taken 16 at a time (a tile; one 32-bit SIMD lane per row) and
+// columns 8 at a time (a chunk). Within a tile the chunks follow each other along K. A chunk holds 128 codes:
+//   nibble storage (codes of <= 4 bits), 64 bytes:  byte 4*r + j = code(r, 8c + j) | code(r, 8c + 4 + j) << 4
+//   byte storage (5..8-bit codes), 128 bytes:       byte 4*r + j = code(r, 8c + j), byte 64 + 4*r + j = code(r, 8c + 4 + j)
+// so 32-bit lane r holds four consecutive columns of row r, as VNNI's vpdpbusd wants them. Scales and other
+// per-group data are stored per (tile, group) as 16 entries, one per lane, in the tensor's own scale encoding.
+#include <cstdint>
+
+namespace fpq::cpu::detail {
+
+constexpr int kTileRows = 16;
+constexpr int kChunkCols = 8;
+
+enum ScaleCode : int32_t { kScaleOne = 0, kScaleE8M0, kScaleE4M3, kScaleF16, kScaleBF16, kScaleF32 };
+enum Storage : int32_t { kNibble = 0, kByte = 1 };
+// How the float kernel turns a code into its value.
+enum FloatDecode : int32_t {
+  kDecLut16 = 0,   // <= 4-bit codes: 16-entry table
+  kDecFloat,       // float element of 5..8 bits without special codes present: bit arithmetic
+  kDecSInt8,       // signed 8-bit integer codes (int8, mxint8): value = code * 2^-int_shift
+  kDecUInt8,       // unsigned 8-bit integer codes (uint8)
+  kDecTable,       // anything else (special codes present): table lookup (gather)
+};
+// How the int8 kernel turns a code into an unsigned byte (value * 2^int_shift + offset).
+enum IntDecode : int32_t {
+  kIntNib = 0,     // <= 4-bit codes: 16-entry byte table
+  kIntLut64,       // 5..6-bit codes: 64-entry byte table
+  kIntXor80,       // signed 8-bit integer codes: code ^ 0x80 (offset 128)
+  kIntIdentity,    // unsigned 8-bit integer codes (offset 0)
+};
+
+struct WeightView {
+  const uint8_t* codes = nullptr;  // 64-byte aligned
+  int64_t tile_stride = 0;         // bytes per tile (nchunks * chunk_bytes)
+  int32_t chunk_bytes = 64;
+  int32_t storage = kNibble;
+  int32_t bits = 4;                // code bits
+  int64_t n = 0, nt = 0, kp = 0, nchunks = 0;  // rows, tiles, padded K (multiple of 8), chunks per tile
+
+  const uint8_t* scales = nullptr;  // [tile][group][16] * scale_bytes
+  int32_t scale_code = kScaleOne;
+  int32_t scale_bytes = 0;
+  int64_t ngroups = 1;              // groups per row (of padded K)
+  int64_t group_chunks = 1;         // chunks per group
+  const uint8_t* zeros = nullptr;   // [tile][group][16] zero points (minmax), or null
+  const uint16_t* mins = nullptr;   // [tile][group][16] f16 "m" of Q4_1 (value = q * d + m), or null
+  const float* row_global = nullptr;  // [nt * 16] global scale per row, or null
+
+  // Decoding. Tables are 64-byte aligned.
+  const float* lut_f = nullptr;     // [256] value of every code (unscaled)
+  const uint8_t* lut_u8 = nullptr;  // [64] code -> value * 2^int_shift + offset (int8 kernel)
+  const int16_t* lut_i16 = nullptr; // [64] code -> value * 2^int_shift (int16 kernel)
+  int32_t float_decode = kDecLut16;
+  int32_t int_decode = kIntNib;
+  int32_t offset = 0;               // added to the int8 kernel's unsigned bytes
+  int32_t int_shift = 0;            // integer values are value * 2^int_shift
+  int32_t ebits = 0, mbits = 0;     // kDecFloat: exponent and mantissa bits (sign bit at bits - 1)
+  float float_mul = 1.0f;           // kDecFloat: 2^(127 - bias); kDecSInt8/kDecUInt8: 2^-int_shift
+};
+
+// Activations for one call. Rows are padded with zeros to kp columns.
+struct ActView {
+  int64_t m = 0, kp = 0;
+  int64_t ld = 0;                   // row stride in elements
+  const int8_t* xi8 = nullptr;      // int8 kernel: values * 2^int_shift, natural order
+  const int16_t* xi16 = nullptr;    // int16 kernel: values * 2^int_shift; each 4 columns stored as k0 k2 k1 k3
+  const float* xf = nullptr;        // float kernel
+  int64_t unit_chunks = 1;          // chunks per unit (the span over which one pair of scales applies)
+  int64_t nunits = 1;
+  const int32_t* xsum = nullptr;    // [m][nunits] sum of the integer values over the unit (int kernels)
+  const float* sx = nullptr;        // [m][nunits] activation scale of the unit times 2^-(shifts) (int kernels)
+  const float* msx = nullptr;       // [m][nunits] int kernels with weight mins: xsum * scale (value units)
+  const float* xsumf = nullptr;     // [m][nunits] float kernel with weight mins: sum of x over the unit
+  const float* gx = nullptr;        // [m] activation global scale, or null
+};
+
+// y(m, n) for rows [m0, m1) of the activations and tiles [t0, t1) of the weight; y row-major with stride ldy.
+using GemmFn = void (*)(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1,
+                        int64_t m0, int64_t m1);
+
+// Element encoding for the activation quantizer: exactly ElementType::encode (round to nearest even,
+// saturating) of x / s_eff, with s_eff one float per group.
+struct EncodeParams {
+  int32_t is_float = 1;
+  // float elements
+  int32_t ebits = 0, mbits = 0, bias = 0, is_signed = 1;
+  uint32_t max_mag = 0, max_mag_f32 = 0, nan_pos = 0, nan_neg = 0;
+  // int elements: q = clamp(nearbyint(x / s_eff * 2^frac_bits), qmin, qmax) & mask
+  int32_t frac_bits = 0, qmin = 0, qmax = 0;
+  uint32_t mask = 0xFF;
+};
+
+}  // namespace fpq::cpu::detail
+
+#define FPQ_KCPU_DECLARE_VARIANT(ns)                                                                          \
+  namespace fpq::cpu::detail::ns {                                                                            \
+  void gemm_int8(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1,       \
+                 int64_t m0, int64_t m1);                                                                     \
+  void gemm_int16(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1,      \
+                  int64_t m0, int64_t m1);                                                                    \
+  void gemm_float(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1,      \
+                  int64_t m0, int64_t m1);                                                                    \
+  /* Reads `bytes` (multiple of 256, 64-byte aligned) and returns a checksum. */                              \
+  uint64_t stream_read(const void* p, int64_t bytes);                                                         \
+  /* Per group of `group` values (n a multiple of group, group a multiple of 8): the largest magnitude of   */ \
+  /* the finite values, and whether all values are finite (1) or not (0).                                  */ \
+  void row_amax(const float* x, int64_t n, int32_t group, float* amax, uint8_t* finite);                       \
+  /* codes[i] = encode(x[i] / s_eff[i / group]) as one byte per code (n, group multiples of 8). */             \
+  void encode_row(const float* x, int64_t n, int32_t group, const float* s_eff, const EncodeParams& p,        \
+                  uint8_t* codes);                                                                            \
+  /* llama.cpp Q8: qs[i] = (int8) roundf(x[i] * id[i / 32]); returns nothing (sums done by the caller). */     \
+  void encode_q8_row(const float* x, int64_t n, const float* id, int8_t* qs);                                  \
+  }
+
+FPQ_KCPU_DECLARE_VARIANT(scalar)
+FPQ_KCPU_DECLARE_VARIANT(avx2)
+FPQ_KCPU_DECLARE_VARIANT(avx512)

@@ -1,0 +1,87 @@
+#pragma once
+// Internal: shared pieces of the kernel variants (register-tile dispatch and the output epilogue).
+#include "kernels/cpu/simd.h"
+
+namespace fpq::cpu::detail::FPQ_ISA_NS {
+
+// Register tile: MR activation rows x NV weight tiles (16 rows each). kNV1 is the NV used for one activation
+// row (the matrix-vector case), where more weight tiles in flight hide latency.
+#if FPQ_KISA == 2
+constexpr int kMRInt = 4, kNVInt = 3, kNV1Int = 4;
+constexpr int kMRInt16 = 4, kNVInt16 = 2, kNV1Int16 = 4;
+constexpr int kMRFloat = 4, kNVFloat = 2, kNV1Float = 4;
+#elif FPQ_KISA == 1
+constexpr int kMRInt = 2, kNVInt = 1, kNV1Int = 2;
+constexpr int kMRInt16 = 1, kNVInt16 = 1, kNV1Int16 = 1;
+constexpr int kMRFloat = 2, kNVFloat = 1, kNV1Float = 2;
+#else
+constexpr int kMRInt = 2, kNVInt = 1, kNV1Int = 1;
+constexpr int kMRInt16 = 2, kNVInt16 = 1, kNV1Int16 = 1;
+constexpr int kMRFloat = 2, kNVFloat = 1, kNV1Float = 1;
+#endif
+
+FPQ_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Calls f.template operator()<R, NV>() for R == mr (1 <= mr <= MR).
+template <int MR, int NV, class F>
+FPQ_INLINE void with_mr(int mr, F& f) {
+  if constexpr (MR >= 1) {
+    if (mr == MR) f.template operator()<MR, NV>();
+    else with_mr<MR - 1, NV>(mr, f);
+  }
+}
+
+// Walks tiles [t0, t1) x rows [m0, m1) in register tiles; `block(t, m, mr, nv)` is generic over <MR, NV>.
+template <int MR, int NV, int NV1, class Block>
+FPQ_INLINE void for_register_tiles(int64_t t0, int64_t t1, int64_t m0, int64_t m1, Block& block) {
+  if (m1 - m0 == 1) {
+    int64_t t = t0;
+    for (; t + NV1 <= t1; t += NV1) {
+      auto f = [&]<int R, int V>() { block.template run<R, V>(t, m0); };
+      with_mr<1, NV1>(1, f);
+    }
+    for (; t < t1; ++t) {
+      auto f = [&]<int R, int V>() { block.template run<R, V>(t, m0); };
+      with_mr<1, 1>(1, f);
+    }
+    return;
+  }
+  int64_t t = t0;
+  for (; t + NV <= t1; t += NV) {
+    for (int64_t m = m0; m < m1; m += MR) {
+      auto f = [&]<int R, int V>() { block.template run<R, V>(t, m); };
+      with_mr<MR, NV>(int(min64(MR, m1 - m)), f);
+    }
+  }
+  for (; t < t1; ++t) {
+    for (int64_t m = m0; m < m1; m += MR) {
+      auto f = [&]<int R, int V>() { block.template run<R, V>(t, m); };
+      with_mr<MR, 1>(int(min64(MR, m1 - m)), f);
+    }
+  }
+}
+
+// y = (acc * row_global) * gx, rows [m0, m0 + MR), tiles [t0, t0 + NV), skipping rows past n.
+template <int MR, int NV>
+FPQ_INLINE void store_tile(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t m0,
+                           VF (&acc)[MR][NV]) {
+  for (int v = 0; v < NV; ++v) {
+    const int64_t n0 = (t0 + v) * kTileRows;
+    const int valid = int(min64(kTileRows, w.n - n0));
+    VF rg = vf_set1(1.0f);
+    if (w.row_global) rg = vf_load(w.row_global + n0);
+    for (int r = 0; r < MR; ++r) {
+      VF o = acc[r][v];
+      if (w.row_global) o = vf_mul(o, rg);
+      if (a.gx) o = vf_mul(o, vf_bcast(a.gx + m0 + r));
+      vf_store(y + (m0 + r) * ldy + n0, o, valid);
+    }
+  }
+}
+
+FPQ_INLINE const uint8_t* chunk_ptr(const WeightView& w, int64_t t, int64_t c) {
+  return w.codes + t * w.tile_stride + c * w.chunk_bytes;
+}
+FPQ_INLINE int64_t group_index(const WeightView& w, int64_t t, int64_t g) { return (t * w.ngroups + g) * kTileRows; }
+
+}  // namespace fpq::cpu::detail::FPQ_ISA_NS

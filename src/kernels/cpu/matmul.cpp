@@ -1,0 +1,314 @@
+// The real-path driver: picks the kernel kind for a (weight, activation) pair, stages the activations (integer
+// lanes with per-unit sums and scales, or padded float rows) and runs the variant's kernel over tiles x rows
+// with fpq::parallel_for. Each output element is computed by one kernel call over all of K, so the result does
+// not depend on how the work is split.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "formats/ggml_blocks.h"
+#include "formats/packing.h"
+#include "kernels/cpu/prepared.h"
+#include "util/error.h"
+#include "util/half.h"
+#include "util/parallel.h"
+
+namespace fpq::cpu {
+namespace detail {
+
+struct Variant {
+  GemmFn int8, int16, flt;
+};
+
+const Variant& variant(Isa isa) {
+  static const Variant v[3] = {
+      {scalar::gemm_int8, scalar::gemm_int16, scalar::gemm_float},
+      {avx2::gemm_int8, avx2::gemm_int16, avx2::gemm_float},
+      {avx512::gemm_int8, avx512::gemm_int16, avx512::gemm_float},
+  };
+  return v[int(isa)];
+}
+
+struct Plan {
+  KernelKind kind = KernelKind::Float;
+  int64_t unit = 0;  // columns per unit (multiple of 8)
+  CodeInfo act;      // activation code info (int kernels)
+};
+
+int32_t max_abs(const CodeInfo& c) { return std::max(std::abs(c.int_min), std::abs(c.int_max)); }
+
+Plan make_plan(const PreparedWeight& w, const Format* act, Isa isa) {
+  Plan p;
+  if (!w.tiled) {
+    p.kind = KernelKind::Pseudo;
+    return p;
+  }
+  p.kind = KernelKind::Float;
+  p.unit = w.gw;
+  if (!act) return p;
+  p.act = code_info(*act);
+  const CodeInfo& a = p.act;
+  if (!w.info.int_ok || !a.int_ok || a.has_zero_points || a.has_mins) return p;
+  const int64_t kp = w.view.kp;
+  const int64_t glen = group_len(*act, w.k);
+  int64_t ga = glen == w.k ? kp : glen;
+  if (ga % kChunkCols != 0) return p;
+  int64_t u;
+  if (w.gw % ga == 0) u = ga;
+  else if (ga % w.gw == 0) u = w.gw;
+  else return p;
+  const int64_t ra = max_abs(a), rw = max_abs(w.info);
+  const bool s8 = a.int_min >= -128 && a.int_max <= 127;
+  auto fit = [&](int64_t cap) {
+    int64_t v = u;
+    while (v > cap && v % (2 * kChunkCols) == 0) v /= 2;
+    return v <= cap ? v : int64_t(0);
+  };
+  if (w.int8_capable && s8 && (isa != Isa::Avx2 || 2 * int64_t(w.u8_max) * ra <= 32767)) {
+    // |sum| <= unit * ra * (u8_max + offset + zero point) < 2^31
+    const int64_t v = fit(((int64_t(1) << 31) - 1) / (std::max<int64_t>(ra, 1) * 1024));
+    if (v) {
+      p.kind = KernelKind::Int8Dot;
+      p.unit = v;
+      return p;
+    }
+  }
+  if (isa != Isa::Avx2 && w.int16_capable) {
+    const int64_t v = fit(((int64_t(1) << 31) - 1) / (std::max<int64_t>(ra, 1) * (2 * std::max<int64_t>(rw, 1) + 256)));
+    if (v) {
+      p.kind = KernelKind::Int16Dot;
+      p.unit = v;
+      return p;
+    }
+  }
+  return p;
+}
+
+// Staged activations of one call (owns the buffers the ActView points to).
+struct ActStage {
+  AlignedBuffer xi8, xi16, xf, xsum, sx, msx, xsumf, gx;
+  ActView view;
+};
+
+float ldexp_f(float v, int e) { return v * std::ldexp(1.0f, e); }
+
+void stage_float(const PreparedWeight& w, const float* x, int64_t m, int64_t unit, ActStage& st) {
+  const int64_t k = w.k, kp = w.view.kp, nu = kp / unit;
+  st.xf.resize(size_t(m * kp * 4));
+  float* xf = st.xf.as<float>();
+  if (w.info.has_mins) st.xsumf.resize(size_t(m * nu * 4));
+  parallel_for(m, std::max<int64_t>(1, 16384 / kp), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* dst = xf + r * kp;
+      std::memcpy(dst, x + r * k, size_t(k) * 4);
+      if (w.info.has_mins) {
+        float* s = st.xsumf.as<float>() + r * nu;
+        for (int64_t u = 0; u < nu; ++u) {
+          float acc = 0.0f;
+          for (int64_t c = u * unit; c < (u + 1) * unit; ++c) acc = acc + dst[c];
+          s[u] = acc;
+        }
+      }
+    }
+  });
+  ActView& v = st.view;
+  v.m = m;
+  v.kp = kp;
+  v.ld = kp;
+  v.xf = xf;
+  v.unit_chunks = unit / kChunkCols;
+  v.nunits = nu;
+  v.xsumf = w.info.has_mins ? st.xsumf.as<float>() : nullptr;
+}
+
+// Integer lanes of quantized activations (codes -> value * 2^shift), per-unit sums and scales.
+void stage_int(const PreparedWeight& w, const QuantizedTensor& x, const Plan& plan, ActStage& st) {
+  const CodeInfo& a = plan.act;
+  const bool i16 = plan.kind == KernelKind::Int16Dot;
+  const int64_t m = x.rows, k = x.cols, kp = w.view.kp, unit = plan.unit, nu = kp / unit;
+  const Format& f = x.format;
+  const int64_t glen = group_len(f, k);
+  const bool per_row = glen == k;
+  if (i16) st.xi16.resize(size_t(m * kp * 2));
+  else st.xi8.resize(size_t(m * kp));
+  st.xsum.resize(size_t(m * nu * 4));
+  st.sx.resize(size_t(m * nu * 4));
+  if (w.info.has_mins) st.msx.resize(size_t(m * nu * 4));
+  const bool has_global = !f.is_ggml() && !x.global_scale.empty();
+  if (has_global) st.gx.resize(size_t(m * 4));
+  const int shift = a.shift + w.info.shift;
+  parallel_for(m, std::max<int64_t>(1, 8192 / kp), [&](int64_t r0, int64_t r1) {
+    std::vector<uint8_t> codes(size_t(kp), 0);
+    std::vector<float> gscale(static_cast<size_t>(k / (per_row ? k : glen)));
+    std::vector<int16_t> vals(size_t(kp), 0);
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* src = x.row_codes(r);
+      // codes and group scales of the row
+      switch (f.layout) {
+        case Layout::Planar:
+          unpack_codes(src, 0, k, f.element->bits, codes.data());
+          for (size_t g = 0; g < gscale.size(); ++g) gscale[g] = x.scale(r, int64_t(g));
+          break;
+        case Layout::GgmlQ4_0:
+        case Layout::GgmlQ8_0:
+        case Layout::GgmlQ8_1: {
+          const bool q4 = f.layout == Layout::GgmlQ4_0;
+          const int bb = q4 ? kQ4_0Bytes : f.layout == Layout::GgmlQ8_0 ? kQ8_0Bytes : kQ8_1Bytes;
+          const int qo = f.layout == Layout::GgmlQ8_1 ? 4 : 2;
+          for (int64_t b = 0; b < k / kGgmlBlock; ++b) {
+            const uint8_t* blk = src + b * bb;
+            uint16_t h;
+            std::memcpy(&h, blk, 2);
+            gscale[size_t(b)] = f16_to_f32(h);
+            if (q4) {
+              for (int j = 0; j < 16; ++j) {
+                codes[size_t(b * 32 + j)] = blk[qo + j] & 0x0F;
+                codes[size_t(b * 32 + 16 + j)] = blk[qo + j] >> 4;
+              }
+            } else {
+              std::memcpy(codes.data() + b * 32, blk + qo, 32);
+            }
+          }
+          break;
+        }
+        default: fail("internal: activation layout not supported by the integer kernels");
+      }
+      for (int64_t c = 0; c < k; ++c) vals[size_t(c)] = int16_t(a.ints[codes[size_t(c)]]);
+      if (i16) {
+        int16_t* dst = st.xi16.as<int16_t>() + r * kp;
+        for (int64_t q = 0; q < kp / 4; ++q) {
+          dst[4 * q + 0] = vals[size_t(4 * q + 0)];
+          dst[4 * q + 1] = vals[size_t(4 * q + 2)];
+          dst[4 * q + 2] = vals[size_t(4 * q + 1)];
+          dst[4 * q + 3] = vals[size_t(4 * q + 3)];
+        }
+      } else {
+        int8_t* dst = reinterpret_cast<int8_t*>(st.xi8.data()) + r * kp;
+        for (int64_t c = 0; c < kp; ++c) dst[c] = int8_t(vals[size_t(c)]);
+      }
+      int32_t* xs = st.xsum.as<int32_t>() + r * nu;
+      float* sx = st.sx.as<float>() + r * nu;
+      for (int64_t u = 0; u < nu; ++u) {
+        int32_t s = 0;
+        for (int64_t c = u * unit; c < (u + 1) * unit; ++c) s += vals[size_t(c)];
+        xs[u] = s;
+        const float sa = gscale[size_t(per_row ? 0 : (u * unit) / glen)];
+        sx[u] = ldexp_f(sa, -shift);
+        if (w.info.has_mins) st.msx.as<float>()[r * nu + u] = float(s) * ldexp_f(sa, -a.shift);
+      }
+      if (has_global) st.gx.as<float>()[r] = x.global(r);
+    }
+  });
+  ActView& v = st.view;
+  v.m = m;
+  v.kp = kp;
+  v.ld = kp;
+  v.xi8 = i16 ? nullptr : reinterpret_cast<const int8_t*>(st.xi8.data());
+  v.xi16 = i16 ? st.xi16.as<int16_t>() : nullptr;
+  v.unit_chunks = unit / kChunkCols;
+  v.nunits = nu;
+  v.xsum = st.xsum.as<int32_t>();
+  v.sx = st.sx.as<float>();
+  v.msx = w.info.has_mins ? st.msx.as<float>() : nullptr;
+  v.gx = has_global ? st.gx.as<float>() : nullptr;
+}
+
+void run(const PreparedWeight& w, KernelKind kind, const ActView& a, int64_t m, float* y, Isa isa) {
+  const Variant& var = variant(isa);
+  const GemmFn fn = kind == KernelKind::Int8Dot ? var.int8 : kind == KernelKind::Int16Dot ? var.int16 : var.flt;
+  const WeightView& wv = w.view;
+  const int64_t nt = wv.nt;
+  const int64_t tb = 8;                       // tiles (128 weight rows) per task
+  const int64_t mb = m <= 96 ? m : 64;        // activation rows per task
+  const int64_t ntt = (nt + tb - 1) / tb, ntm = (m + mb - 1) / mb;
+  const int64_t ldy = w.n;
+  parallel_for(ntt * ntm, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t tt = i / ntm, mm = i % ntm;
+      fn(wv, a, y, ldy, tt * tb, std::min(nt, tt * tb + tb), mm * mb, std::min(m, mm * mb + mb));
+    }
+  });
+}
+
+void check_y(const float* y, int64_t m) {
+  if (m < 0) fail("matmul: negative row count {}", m);
+  if (m > 0 && !y) fail("matmul: null output");
+}
+
+}  // namespace detail
+
+using detail::ActStage;
+
+KernelKind kernel_kind(const PreparedWeight& w, const Format* act, Isa isa) {
+  if (int(isa) > int(detected_isa())) isa = detected_isa();
+  return detail::make_plan(w, act, isa).kind;
+}
+
+const char* kernel_kind_name(KernelKind k) {
+  switch (k) {
+    case KernelKind::Int8Dot: return "int8-dot";
+    case KernelKind::Int16Dot: return "int16-dot";
+    case KernelKind::Float: return "float";
+    case KernelKind::Pseudo: return "pseudo";
+  }
+  return "?";
+}
+
+bool has_real_kernel(const Format& w, const Format* act) {
+  (void)act;
+  if (w.is_ggml() || w.group == 0) return true;
+  return w.group % detail::kChunkCols == 0;
+}
+
+void matmul_weight_only(const PreparedWeight& w, const float* x, int64_t m, float* y) {
+  detail::check_y(y, m);
+  if (m == 0) return;
+  if (!w.tiled) {
+    matmul_pseudo(nullptr, x, m, w.fallback, y);
+    return;
+  }
+  const Isa isa = active_isa();
+  ActStage st;
+  detail::stage_float(w, x, m, w.gw, st);
+  detail::run(w, KernelKind::Float, st.view, m, y, isa);
+}
+
+void matmul_weight_only_bf16(const PreparedWeight& w, const uint16_t* x, int64_t m, float* y) {
+  std::vector<float> xf(static_cast<size_t>(m * w.k));
+  parallel_for(m * w.k, 1 << 16, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) xf[size_t(i)] = bf16_to_f32(x[i]);
+  });
+  matmul_weight_only(w, xf.data(), m, y);
+}
+
+void matmul_quantized(const PreparedWeight& w, const QuantizedTensor& x, float* y) {
+  if (x.cols != w.k) fail("matmul: activations have {} columns, the weight {}", x.cols, w.k);
+  detail::check_y(y, x.rows);
+  if (x.rows == 0) return;
+  if (!w.tiled) {
+    matmul_pseudo(&x, nullptr, x.rows, w.fallback, y);
+    return;
+  }
+  const Isa isa = active_isa();
+  const detail::Plan plan = detail::make_plan(w, &x.format, isa);
+  ActStage st;
+  if (plan.kind == KernelKind::Int8Dot || plan.kind == KernelKind::Int16Dot) {
+    detail::stage_int(w, x, plan, st);
+  } else {
+    const std::vector<float> xf = dequantize(x);
+    detail::stage_float(w, xf.data(), x.rows, plan.unit, st);
+  }
+  detail::run(w, plan.kind, st.view, x.rows, y, isa);
+}
+
+void linear(const PreparedWeight& w, const Format* act, const float* x, int64_t m, float* y,
+            const QuantizeOptions& act_opt) {
+  if (!act) {
+    matmul_weight_only(w, x, m, y);
+    return;
+  }
+  const QuantizedTensor xq = quantize_activations(*act, x, m, w.k, act_opt);
+  matmul_quantized(w, xq, y);
+}
+
+}  // namespace fpq::cpu

@@ -1,0 +1,83 @@
+#pragma once
+// Internal: the prepared (tiled) weight, the integer view of an element type, and the activation staging
+// buffers of one call. Baseline-compiled code only.
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "formats/quantize.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/kernel_abi.h"
+#include "kernels/cpu/matmul.h"
+
+namespace fpq::cpu {
+namespace detail {
+
+// 64-byte aligned, zero-initialised byte buffer.
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(size_t bytes) { resize(bytes); }
+  void resize(size_t bytes) {
+    size_ = bytes;
+    const size_t alloc = (bytes + 127) / 64 * 64 + 64;
+    p_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, alloc)));
+    if (!p_) throw std::bad_alloc();
+    std::fill(p_.get(), p_.get() + alloc, uint8_t(0));
+  }
+  uint8_t* data() { return p_.get(); }
+  const uint8_t* data() const { return p_.get(); }
+  template <typename T>
+  T* as() { return reinterpret_cast<T*>(p_.get()); }
+  template <typename T>
+  const T* as() const { return reinterpret_cast<const T*>(p_.get()); }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  std::unique_ptr<uint8_t, Free> p_;
+  size_t size_ = 0;
+};
+
+// How the codes of a tensor map to numbers, for both kernel families.
+struct CodeInfo {
+  int bits = 4;
+  bool is_int_type = false;   // integer element (int4, uint8, mxint8, ggml blocks)
+  bool is_signed_int = true;
+  float values[256] = {};     // value of each code (before scales; asymmetric: the raw code q)
+  bool all_finite = true;     // every code (not only those present) has a finite value
+  // Integer view: value = int * 2^-shift exactly for every code, |int| <= 32767.
+  bool int_ok = false;
+  int shift = 0;
+  int32_t ints[256] = {};
+  int32_t int_min = 0, int_max = 0;
+  bool has_zero_points = false;  // value = (q - z) * s: zero points per group
+  bool has_mins = false;         // value = q * d + m (llama.cpp Q4_1)
+};
+
+CodeInfo code_info(const Format& f);
+
+// The (scale) group length a tensor applies along its rows of `k` values (ggml blocks: 32; per row: k).
+int64_t group_len(const Format& f, int64_t k);
+
+}  // namespace detail
+
+struct PreparedWeight {
+  Format format;
+  int64_t n = 0, k = 0;
+  detail::CodeInfo info;
+  bool tiled = false;            // false: the format's groups do not fit the tile layout; pseudo path
+  QuantizedTensor fallback;      // only when !tiled
+  int64_t gw = 0;                // group length along K (kp for one scale per row)
+  int32_t u8_max = 0;            // largest unsigned byte of the int8 kernel's codes
+  bool int8_capable = false, int16_capable = false;
+  bool specials_present = false;
+  detail::AlignedBuffer codes, scales, zeros, mins, row_global, luts;
+  detail::WeightView view;
+  size_t format_bytes = 0;       // codes + scales (+ zero points, ggml extras) of the source tensor
+};
+
+}  // namespace fpq::cpu

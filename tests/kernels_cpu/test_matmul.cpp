@@ -1,0 +1,399 @@
+// Real CPU kernels (src/kernels/cpu) against the pseudo path (dequantize + OpenBLAS sgemm) and a float64
+// product of the dequantized operands, for every (weight, activation) format pair and every instruction-set
+// variant this machine runs; thread-count independence; the activation quantizer's bytes.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "formats/format.h"
+#include "formats/quantize.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/matmul.h"
+#include "test_support.h"
+#include "util/half.h"
+#include "util/error.h"
+#include "util/parallel.h"
+
+namespace fpq::cpu {
+namespace {
+
+std::vector<Isa> all_isas() {
+  std::vector<Isa> v;
+  for (int i = 0; i <= int(detected_isa()); ++i) v.push_back(Isa(i));
+  return v;
+}
+
+struct IsaGuard {
+  Isa saved = active_isa();
+  ~IsaGuard() { set_isa(saved); }
+};
+
+struct ThreadGuard {
+  int saved = num_threads();
+  ~ThreadGuard() { set_num_threads(saved); }
+};
+
+// Weight formats: the registry plus generic spellings that reach the other code paths.
+std::vector<Format> weight_formats() {
+  std::vector<Format> v;
+  for (const auto& info : format_table()) v.push_back(info.format);
+  for (const char* s : {"e2m1/e4m3/g16", "e2m1/fp16/g16/rowglobal", "e2m3/bf16/g64", "e3m2/fp16/g32", "e2m2/e8m0/g32",
+                        "e3m1/fp16/g64", "int8/fp16/g32", "uint8/bf16/g32", "uint4/fp16/g64", "e4m3/fp16/g16",
+                        "e5m2/bf16/row", "e3m4_ieee/fp32/g32", "e2m1/fp32/g8", "mxint8", "e4m3/none", "e2m1/none", "int4/fp16/g4"})
+    v.push_back(parse_format(s));
+  return v;
+}
+
+// Activation formats (nullopt: weight-only float32 activations).
+std::vector<Format> act_formats() {
+  std::vector<Format> v;
+  for (const auto& info : format_table()) v.push_back(info.format);
+  for (const char* s : {"e2m1/e4m3/g16", "e3m2/fp16/g32", "int8/fp16/g32", "int4/fp16/row", "e2m3/bf16/g64"})
+    v.push_back(parse_format(s));
+  return v;
+}
+
+int64_t lcm64(int64_t a, int64_t b) { return a / std::gcd(a, b) * b; }
+
+bool cols_ok(const Format& f, int64_t k) {
+  if (f.is_ggml()) return k % 32 == 0;
+  if (f.group > 0 && k % f.group != 0) return false;
+  return (k * f.element->bits) % 8 == 0;
+}
+
+// A K both formats accept: a multiple of both groups, sometimes a small one (tails shorter than a SIMD vector).
+int64_t pick_k(std::mt19937_64& rng, const Format& w, const Format* a) {
+  const int64_t gw = w.is_ggml() ? 32 : w.group, ga = !a ? 0 : a->is_ggml() ? 32 : a->group;
+  int64_t base = 1;
+  if (gw > 0) base = lcm64(base, gw);
+  if (ga > 0) base = lcm64(base, ga);
+  for (int tries = 0; tries < 1000; ++tries) {
+    int64_t k;
+    if (base == 1) k = int64_t(rng() % 200) + 2;  // per-row both: any K the packing allows
+    else k = base * int64_t(1 + rng() % std::max<int64_t>(1, 384 / base));
+    if (cols_ok(w, k) && (!a || cols_ok(*a, k))) return k;
+  }
+  return 0;
+}
+
+std::vector<float> random_matrix(std::mt19937_64& rng, int64_t rows, int64_t cols) {
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_real_distribution<float> ud(-4.0f, 4.0f);
+  std::vector<float> x(size_t(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float row_scale = std::exp2(ud(rng));
+    for (int64_t c = 0; c < cols; ++c) {
+      float v = nd(rng) * row_scale;
+      if (rng() % 64 == 0) v *= 8.0f;  // outliers
+      x[size_t(r * cols + c)] = v;
+    }
+  }
+  return x;
+}
+
+// float64 product of the dequantized operands: y[m x n] = x . w^T.
+std::vector<float> product_f64(const std::vector<float>& x, const std::vector<float>& w, int64_t m, int64_t n, int64_t k) {
+  std::vector<float> y(size_t(m * n));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t c = 0; c < k; ++c) s += double(x[size_t(i * k + c)]) * double(w[size_t(j * k + c)]);
+      y[size_t(i * n + j)] = float(s);
+    }
+  return y;
+}
+
+std::string pair_name(const Format& w, const Format* a) { return w.name + " x " + (a ? a->name : std::string("f32")); }
+
+struct PairResult {
+  int checked = 0;
+};
+
+// Runs one (weight, activation) pair on every variant; returns false on failure (gtest expectations inside).
+void check_pair(std::mt19937_64& rng, const Format& wf, const Format* af) {
+  const int64_t k = pick_k(rng, wf, af);
+  ASSERT_GT(k, 0) << pair_name(wf, af);
+  const int64_t m = 1 + int64_t(rng() % 17);
+  int64_t n = 1 + int64_t(rng() % 70);
+  if (n % 16 == 0) ++n;
+  SCOPED_TRACE(pair_name(wf, af) + " M=" + std::to_string(m) + " N=" + std::to_string(n) + " K=" + std::to_string(k));
+  const std::vector<float> wsrc = random_matrix(rng, n, k), xsrc = random_matrix(rng, m, k);
+  const QuantizedTensor wq = quantize(wf, wsrc.data(), n, k);
+  QuantizedTensor xq;
+  if (af) xq = quantize(*af, xsrc.data(), m, k);
+
+  std::vector<float> pseudo(size_t(m * n));
+  matmul_pseudo(af ? &xq : nullptr, xsrc.data(), m, wq, pseudo.data());
+  const std::vector<float> wd = dequantize(wq);
+  const std::vector<float> xd = af ? dequantize(xq) : xsrc;
+  const std::vector<float> ref = product_f64(xd, wd, m, n, k);
+  EXPECT_LT(test::rel_l2(pseudo, ref), 1e-5) << "pseudo path vs float64";
+
+  const auto pw = prepare_weight(wq);
+  IsaGuard guard;
+  std::vector<float> first;
+  KernelKind first_kind{};
+  for (Isa isa : all_isas()) {
+    set_isa(isa);
+    std::vector<float> y(size_t(m * n), -12345.0f);
+    if (af) matmul_quantized(*pw, xq, y.data());
+    else matmul_weight_only(*pw, xsrc.data(), m, y.data());
+    const KernelKind kind = kernel_kind(*pw, af, isa);
+    const double e = test::rel_l2(y, pseudo);
+    EXPECT_LT(e, 1e-6) << "real (" << isa_name(isa) << ", " << kernel_kind_name(kind) << ") vs pseudo";
+    // Same kernel kind on another variant: the same operations in the same order, so bit-identical.
+    if (first.empty()) {
+      first = y;
+      first_kind = kind;
+    } else if (kind == first_kind && kind != KernelKind::Pseudo) {
+      EXPECT_EQ(0, std::memcmp(first.data(), y.data(), first.size() * 4))
+          << isa_name(isa) << " differs from scalar (" << kernel_kind_name(kind) << ")";
+    }
+  }
+}
+
+TEST(KernelsCpu, EveryPairEveryIsaMatchesPseudo) {
+  std::mt19937_64 rng(test::fresh_seed());
+  const auto wfs = weight_formats();
+  const auto afs = act_formats();
+  for (const Format& wf : wfs) {
+    check_pair(rng, wf, nullptr);
+    for (const Format& af : afs) check_pair(rng, wf, &af);
+  }
+}
+
+TEST(KernelsCpu, KernelKinds) {
+  const auto pick = [](const char* w, const char* a, Isa isa) {
+    const Format wf = parse_format(w);
+    const Format af = parse_format(a);
+    std::mt19937_64 rng(1);
+    const auto x = random_matrix(rng, 16, 256);
+    const auto pw = prepare_weight(quantize(wf, x.data(), 16, 256));
+    return kernel_kind(*pw, &af, isa);
+  };
+  EXPECT_EQ(pick("mxfp4", "mxfp4", Isa::Scalar), KernelKind::Int8Dot);
+  EXPECT_EQ(pick("nvfp4", "nvfp4", Isa::Scalar), KernelKind::Int8Dot);
+  EXPECT_EQ(pick("q4_0", "q8_1", Isa::Scalar), KernelKind::Int8Dot);
+  EXPECT_EQ(pick("int8", "int8", Isa::Scalar), KernelKind::Int8Dot);
+  EXPECT_EQ(pick("mxfp6_e2m3", "mxfp6_e2m3", Isa::Scalar), KernelKind::Int8Dot);
+  EXPECT_EQ(pick("mxfp6_e3m2", "mxfp6_e3m2", Isa::Scalar), KernelKind::Int16Dot);
+  EXPECT_EQ(pick("fp8_e4m3", "fp8_e4m3", Isa::Scalar), KernelKind::Float);
+  EXPECT_EQ(pick("int4_asym", "int8", Isa::Scalar), KernelKind::Int8Dot);
+  EXPECT_EQ(pick("int8", "int4_asym", Isa::Scalar), KernelKind::Float);
+  if (detected_isa() >= Isa::Avx2) {
+    EXPECT_EQ(pick("mxfp4", "mxfp4", Isa::Avx2), KernelKind::Int8Dot);
+    EXPECT_EQ(pick("int8", "int8", Isa::Avx2), KernelKind::Float);  // vpmaddubsw would saturate
+    EXPECT_EQ(pick("mxfp6_e3m2", "mxfp6_e3m2", Isa::Avx2), KernelKind::Float);
+  }
+  EXPECT_FALSE(has_real_kernel(parse_format("int4/fp16/g4"), nullptr));
+  EXPECT_TRUE(has_real_kernel(parse_format("nvfp4"), nullptr));
+}
+
+// Larger shapes over the main kernel kinds: several register tiles, tasks, units; every thread count gives
+// the same bits.
+TEST(KernelsCpu, ThreadCountIndependent) {
+  std::mt19937_64 rng(test::fresh_seed());
+  ThreadGuard tg;
+  IsaGuard ig;
+  struct Case {
+    const char* w;
+    const char* a;
+  };
+  const Case cases[] = {{"mxfp4", "mxfp4"}, {"nvfp4", "nvfp4"}, {"q4_0", "q8_1"},          {"mxfp6_e3m2", "mxfp6_e3m2"},
+                        {"fp8_e4m3", "fp8_e4m3"}, {"fp6_e3m2", nullptr}, {"int4_asym", "int8"}, {"q4_1", nullptr}};
+  for (const Case& c : cases) {
+    const Format wf = parse_format(c.w);
+    const Format af = c.a ? parse_format(c.a) : Format{};
+    const int64_t m = 1 + int64_t(rng() % 40), n = 150 + int64_t(rng() % 200), k = 256 * (1 + int64_t(rng() % 3));
+    SCOPED_TRACE(std::string(c.w) + " x " + (c.a ? c.a : "f32") + " M=" + std::to_string(m) + " N=" + std::to_string(n));
+    const auto w = random_matrix(rng, n, k), x = random_matrix(rng, m, k);
+    const QuantizedTensor wq = quantize(wf, w.data(), n, k);
+    const QuantizedTensor xq = c.a ? quantize(af, x.data(), m, k) : QuantizedTensor{};
+    const auto pw = prepare_weight(wq);
+    for (Isa isa : all_isas()) {
+      set_isa(isa);
+      std::vector<std::vector<float>> ys;
+      for (int t : {1, 2, 3, 5}) {
+        set_num_threads(t);
+        std::vector<float> y(size_t(m * n));
+        if (c.a) matmul_quantized(*pw, xq, y.data());
+        else matmul_weight_only(*pw, x.data(), m, y.data());
+        ys.push_back(std::move(y));
+      }
+      for (size_t i = 1; i < ys.size(); ++i)
+        EXPECT_EQ(0, std::memcmp(ys[0].data(), ys[i].data(), ys[0].size() * 4)) << isa_name(isa) << " thread count";
+      // and close to the pseudo path
+      std::vector<float> ref(size_t(m * n));
+      matmul_pseudo(c.a ? &xq : nullptr, x.data(), m, wq, ref.data());
+      EXPECT_LT(test::rel_l2(ys[0], ref), 1e-6) << isa_name(isa);
+    }
+  }
+}
+
+TEST(KernelsCpu, WeightOnlyBf16) {
+  std::mt19937_64 rng(test::fresh_seed());
+  IsaGuard ig;
+  for (const char* name : {"fp6_e3m2", "mxfp4", "int4", "q8_0", "fp8_e5m2"}) {
+    const int64_t m = 1 + int64_t(rng() % 9), n = 33, k = 256;
+    const auto w = random_matrix(rng, n, k), x = random_matrix(rng, m, k);
+    std::vector<uint16_t> xb(x.size());
+    std::vector<float> xr(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      xb[i] = f32_to_bf16(x[i]);
+      xr[i] = bf16_to_f32(xb[i]);
+    }
+    const QuantizedTensor wq = quantize(parse_format(name), w.data(), n, k);
+    const auto pw = prepare_weight(wq);
+    std::vector<float> ref(size_t(m * n));
+    matmul_pseudo(nullptr, xr.data(), m, wq, ref.data());
+    for (Isa isa : all_isas()) {
+      set_isa(isa);
+      std::vector<float> y(size_t(m * n));
+      matmul_weight_only_bf16(*pw, xb.data(), m, y.data());
+      EXPECT_LT(test::rel_l2(y, ref), 1e-6) << name << " " << isa_name(isa);
+    }
+  }
+}
+
+// Non-finite values: a NaN activation poisons its group's scale, so whole output rows are NaN; a NaN code in
+// FP8 weights (decoded through the table path) poisons its output column. Real and pseudo agree on where.
+TEST(KernelsCpu, NonFiniteValues) {
+  std::mt19937_64 rng(test::fresh_seed());
+  IsaGuard ig;
+  const int64_t m = 5, n = 37, k = 64;
+  for (const char* wname : {"mxfp4", "fp8_e4m3", "nvfp4", "q4_0"}) {
+    for (const char* aname : {"mxfp4", "mxfp8_e4m3", "q8_1", "nvfp4"}) {
+      auto w = random_matrix(rng, n, k), x = random_matrix(rng, m, k);
+      x[size_t(2 * k + 5)] = NAN;
+      QuantizedTensor wq = quantize(parse_format(wname), w.data(), n, k);
+      if (std::string(wname) == "fp8_e4m3") wq.codes[size_t(7 * k + 3)] = 0x7F;  // NaN code in row 7
+      const QuantizedTensor xq = quantize(parse_format(aname), x.data(), m, k);
+      std::vector<float> ref(size_t(m * n));
+      matmul_pseudo(&xq, nullptr, m, wq, ref.data());
+      const auto pw = prepare_weight(wq);
+      for (Isa isa : all_isas()) {
+        set_isa(isa);
+        std::vector<float> y(size_t(m * n));
+        matmul_quantized(*pw, xq, y.data());
+        std::vector<float> a, b;
+        for (size_t i = 0; i < y.size(); ++i) {
+          EXPECT_EQ(std::isnan(y[i]), std::isnan(ref[i])) << wname << " x " << aname << " " << isa_name(isa) << " at " << i;
+          if (!std::isnan(ref[i])) {
+            a.push_back(y[i]);
+            b.push_back(ref[i]);
+          }
+        }
+        EXPECT_LT(test::rel_l2(a, b), 1e-6) << wname << " x " << aname << " " << isa_name(isa);
+      }
+    }
+  }
+}
+
+void expect_same_bytes(const QuantizedTensor& a, const QuantizedTensor& b, const std::string& what) {
+  EXPECT_EQ(a.codes, b.codes) << what << ": codes";
+  EXPECT_EQ(a.scales, b.scales) << what << ": scales";
+  EXPECT_EQ(a.zeros, b.zeros) << what << ": zero points";
+  ASSERT_EQ(a.global_scale.size(), b.global_scale.size()) << what;
+  for (size_t i = 0; i < a.global_scale.size(); ++i)
+    EXPECT_EQ(f32_bits(a.global_scale[i]), f32_bits(b.global_scale[i])) << what << ": global scale " << i;
+}
+
+// Data with the cases encoders get wrong: ties, subnormals, zeros, huge values, an all-zero group, NaN/Inf.
+std::vector<float> nasty_matrix(std::mt19937_64& rng, int64_t rows, int64_t cols, bool non_finite) {
+  auto x = random_matrix(rng, rows, cols);
+  const float specials[] = {0.0f, -0.0f, 0.25f, 0.75f, -1.25f, 2.5f, 3.0f, 5.0f, 1e-40f, -3e-39f, 1e30f, -1e30f,
+                            6.0f, 448.0f, 0.5f, 1.5f};
+  for (auto& v : x)
+    if (rng() % 8 == 0) v = specials[rng() % 16] * (rng() % 2 ? 1.0f : 0.0625f);
+  if (rows > 1 && cols >= 32)
+    for (int64_t c = 0; c < 32; ++c) x[size_t(cols + c)] = 0.0f;  // an all-zero group in row 1
+  if (non_finite && rows > 2) {
+    x[size_t(2 * cols + 1)] = NAN;
+    x[size_t(2 * cols + cols - 1)] = -INFINITY;
+  }
+  return x;
+}
+
+TEST(KernelsCpu, ActivationQuantizerBytesEqualQuantize) {
+  std::mt19937_64 rng(test::fresh_seed());
+  IsaGuard ig;
+  std::vector<Format> fs = act_formats();
+  for (const char* s : {"e3m2/e8m0/g32", "e5m2/fp16/row", "int8/bf16/g16", "mxint8", "e2m1/e4m3/g16/rowglobal",
+                        "e2m0/fp16/g32", "e3m4_ieee/fp32/g32"})
+    fs.push_back(parse_format(s));
+  for (const Format& f : fs) {
+    for (bool non_finite : {false, true}) {
+      const int64_t m = 1 + int64_t(rng() % 9);
+      int64_t k = 0;
+      for (int t = 0; t < 100 && !k; ++t) {
+        const int64_t cand = 32 * (1 + int64_t(rng() % 8));
+        if (cols_ok(f, cand)) k = cand;
+      }
+      ASSERT_GT(k, 0);
+      const auto x = nasty_matrix(rng, m, k, non_finite);
+      const QuantizedTensor ref = quantize(f, x.data(), m, k);
+      for (Isa isa : all_isas()) {
+        set_isa(isa);
+        expect_same_bytes(quantize_activations(f, x.data(), m, k), ref,
+                          f.name + " " + isa_name(isa) + (non_finite ? " (non-finite)" : ""));
+      }
+    }
+    // a fixed (calibrated) global scale
+    if (f.global != GlobalScale::None) {
+      QuantizeOptions o;
+      o.global_scale = 0.01f;
+      const auto x = nasty_matrix(rng, 3, 64, false);
+      for (Isa isa : all_isas()) {
+        set_isa(isa);
+        expect_same_bytes(quantize_activations(f, x.data(), 3, 64, o), quantize(f, x.data(), 3, 64, o),
+                          f.name + " fixed global " + isa_name(isa));
+      }
+    }
+  }
+}
+
+TEST(KernelsCpu, LinearQuantizesThenMultiplies) {
+  std::mt19937_64 rng(test::fresh_seed());
+  const int64_t m = 7, n = 45, k = 128;
+  const auto w = random_matrix(rng, n, k), x = random_matrix(rng, m, k);
+  const Format wf = parse_format("nvfp4");
+  const QuantizedTensor wq = quantize(wf, w.data(), n, k);
+  const auto pw = prepare_weight(wq);
+  std::vector<float> y(size_t(m * n)), ref(size_t(m * n));
+  linear(*pw, &wf, x.data(), m, y.data());
+  const QuantizedTensor xq = quantize(wf, x.data(), m, k);
+  matmul_pseudo(&xq, nullptr, m, wq, ref.data());
+  EXPECT_LT(test::rel_l2(y, ref), 1e-6);
+  linear(*pw, nullptr, x.data(), m, y.data());
+  matmul_pseudo(nullptr, x.data(), m, wq, ref.data());
+  EXPECT_LT(test::rel_l2(y, ref), 1e-6);
+}
+
+TEST(KernelsCpu, BadInputIsAnError) {
+  const Format f = parse_format("mxfp4");
+  std::vector<float> w(64 * 32, 1.0f), x(64, 1.0f), y(64);
+  const auto pw = prepare_weight(quantize(f, w.data(), 32, 64));
+  const QuantizedTensor xq = quantize(f, x.data(), 1, 64);
+  QuantizedTensor bad = quantize(f, w.data(), 2, 32);
+  EXPECT_THROW(matmul_quantized(*pw, bad, y.data()), Error);
+  bad.codes.pop_back();
+  EXPECT_THROW(prepare_weight(bad), Error);
+  EXPECT_THROW(parse_isa("sse9"), Error);
+}
+
+TEST(KernelsCpu, IsaSelection) {
+  IsaGuard ig;
+  EXPECT_EQ(set_isa(Isa::Scalar), Isa::Scalar);
+  EXPECT_STREQ(isa_name(active_isa()), "scalar");
+  EXPECT_EQ(set_isa(Isa::Avx512), detected_isa());
+  EXPECT_NE(std::string(active_isa_name()).find(isa_name(detected_isa())), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fpq::cpu
