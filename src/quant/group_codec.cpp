@@ -86,10 +86,11 @@ GroupParams GroupCodec::fit_format(const float* x, int n, float g) const {
     return p;
   }
   if (f_.scale == ScaleType::None) return p;
-  std::vector<uint8_t> tmp(static_cast<size_t>(n));
+  uint8_t small[256];
+  std::vector<uint8_t> big(n > 256 ? size_t(n) : 0);
   uint8_t zero = 0;
-  QuantizeOptions opt;
-  quantize_group(f_, x, n, g, opt, 0, tmp.data(), p.bytes, f_.asymmetric() ? &zero : nullptr);
+  static const QuantizeOptions opt;
+  quantize_group(f_, x, n, g, opt, 0, n > 256 ? big.data() : small, p.bytes, f_.asymmetric() ? &zero : nullptr);
   p.s = p.s_q = decode_scale(f_.scale, p.bytes);
   p.zero = zero;
   return p;
@@ -103,11 +104,13 @@ GroupParams GroupCodec::fit(const float* x, int n, float g) const {
   if (!(amax > 0.0f)) return best;
   const float ss = f_.effective_scale_scale();
   double best_err = group_error(x, n, best, g, mse_.norm);
-  std::vector<float> tried = {best.s};
+  float tried[512];
+  int ntried = 0;
+  tried[ntried++] = best.s;
   auto consider = [&](const GroupParams& c) {
-    if (std::find(tried.begin(), tried.end(), c.s) != tried.end()) return;
-    tried.push_back(c.s);
-    const double e = group_error(x, n, c, g, mse_.norm);
+    if (std::find(tried, tried + ntried, c.s) != tried + ntried) return;
+    if (ntried < 512) tried[ntried++] = c.s;
+    const double e = group_error(x, n, c, g, mse_.norm, best_err);
     if (e < best_err) {
       best_err = e;
       best = c;
@@ -117,6 +120,19 @@ GroupParams GroupCodec::fit(const float* x, int n, float g) const {
   c.s = c.s_q = representable_ceil(f_.scale, amax / ss / g, c.bytes);
   consider(c);
   const int steps = std::max(1, int(float(mse_.grid) * mse_.max_shrink));
+  if (f_.scale == ScaleType::E4M3 || f_.scale == ScaleType::E8M0) {
+    // One-byte scales with monotonic codes: every representable scale from the no-clip one down to the first
+    // below the grid's smallest target (a superset of the rounded grid targets).
+    const float lo = amax * (1.0f - float(steps - 1) / float(mse_.grid)) / ss / g;
+    for (int code = int(c.bytes[0]) - 1; code >= 1; --code) {
+      GroupParams t;
+      t.bytes[0] = uint8_t(code);
+      t.s = t.s_q = decode_scale(f_.scale, t.bytes);
+      consider(t);
+      if (t.s < lo) break;
+    }
+    return best;
+  }
   for (int i = 0; i < steps; ++i) {
     GroupParams t;
     encode_scale(f_.scale, amax * (1.0f - float(i) / float(mse_.grid)) / ss / g, t.bytes);
@@ -165,13 +181,15 @@ uint8_t GroupCodec::quantize(float x, const GroupParams& p, float g, float* valu
   return uint8_t(c);
 }
 
-double GroupCodec::group_error(const float* x, int n, const GroupParams& p, float g, float norm) const {
+double GroupCodec::group_error(const float* x, int n, const GroupParams& p, float g, float norm, double stop_at) const {
   double err = 0.0;
+  const bool squared = norm == 2.0f;
   for (int j = 0; j < n; ++j) {
     float v;
     quantize(x[j], p, g, &v);
     const double d = std::fabs(double(v) - double(x[j]));
-    err += norm == 2.0f ? d * d : std::pow(d, double(norm));
+    err += squared ? d * d : (d > 0 ? double(std::pow(float(d), norm)) : 0.0);
+    if (err >= stop_at) return err;  // the terms are >= 0: already no better than stop_at
   }
   return err;
 }

@@ -11,7 +11,9 @@
 //   Q4_0:  d = max / -8 (max: the value of largest magnitude), code = clamp(trunc(x / d + 8.5), 0, 15),
 //          value = (code - 8) * f16(d)         (llama.cpp quantizes with the f32 d and stores f16(d))
 //   Q8_0:  d = amax / 127, code = round(x / d), value = code * f16(d)
+#include <cmath>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "formats/format.h"
@@ -22,10 +24,11 @@ namespace fpq::quant {
 // How a group's scale is chosen.
 enum class ScaleSearch : uint8_t {
   Format,  // the format's own rule (mx, absmax, mse, 4o6, minmax; llama.cpp's rules for Q4_0 / Q8_0)
-  Mse,     // format-aware search: every representable scale between (1 - max_shrink) * absmax scale and the
-           // smallest representable scale that does not clip, plus the format rule's own choice; the lowest
-           // sum |x - q(x)|^norm wins (ties: the format rule's scale, then the larger scale). Symmetric planar
-           // formats only; others fall back to Format.
+  Mse,     // format-aware search over representable scales: the format rule's own choice, the smallest
+           // representable scale that does not clip, and smaller ones down to (1 - max_shrink) x the absmax
+           // scale (E8M0 / E4M3: every representable value in that range; other scale types: the targets of a
+           // `grid`-step grid rounded to the type); the lowest sum |x - q(x)|^norm wins (ties: the format rule's
+           // scale, then the larger scale). Symmetric planar formats only; others fall back to Format.
 };
 
 struct MseOptions {
@@ -54,8 +57,10 @@ class GroupCodec {
   // Quantizes one value with fixed parameters: returns the code (planar: element code; Q4_0: 0..15; Q8_0: the
   // int8 bit pattern) and writes the dequantized value.
   uint8_t quantize(float x, const GroupParams& p, float g, float* value) const;
-  // Sum |x - q(x)|^norm of a group under fixed parameters (norm 2: squared error), in float64.
-  double group_error(const float* x, int n, const GroupParams& p, float g, float norm = 2.0f) const;
+  // Sum |x - q(x)|^norm of a group under fixed parameters (norm 2: squared error), in float64. Stops early (with
+  // a partial sum >= stop_at) once the sum reaches stop_at.
+  double group_error(const float* x, int n, const GroupParams& p, float g, float norm = 2.0f,
+                     double stop_at = INFINITY) const;
 
  private:
   GroupParams fit_format(const float* x, int n, float g) const;
