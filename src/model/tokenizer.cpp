@@ -231,8 +231,12 @@ constexpr const char* kLlama3Regex =
 constexpr const char* kQwen2Regex =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
-// Oniguruma (which `tokenizers` uses) counts U+0085 (NEL) as \s; PCRE2's UCP \s does not. Rewrites \s and \S
-// so both engines agree.
+// `tokenizers` runs its regexes with Oniguruma, whose Unicode \s is exactly the White_Space property. PCRE2's
+// UCP \s also matches U+180E (MONGOLIAN VOWEL SEPARATOR, a format character since Unicode 6.3), so \s and \S
+// are rewritten as explicit White_Space classes for both engines to split alike.
+constexpr const char* kWhiteSpaceMembers =
+    R"(\t\n\x{0B}\f\r\x{20}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000})";
+
 std::string onig_compatible(const std::string& pattern) {
   std::string out;
   bool in_class = false;
@@ -241,8 +245,8 @@ std::string onig_compatible(const std::string& pattern) {
     if (c == '\\' && i + 1 < pattern.size()) {
       const char e = pattern[i + 1];
       ++i;
-      if (e == 's') out += in_class ? R"(\s\x{85})" : R"([\s\x{85}])";
-      else if (e == 'S' && !in_class) out += R"([^\s\x{85}])";
+      if (e == 's') out += in_class ? std::string(kWhiteSpaceMembers) : "[" + std::string(kWhiteSpaceMembers) + "]";
+      else if (e == 'S' && !in_class) out += "[^" + std::string(kWhiteSpaceMembers) + "]";
       else out += {c, e};
       continue;
     }
@@ -509,11 +513,16 @@ struct Tokenizer::Impl {
     std::vector<std::unique_ptr<MatchData>> match_data;  // one per regex step
     std::unordered_map<std::string, std::vector<int32_t>> cache;
     std::vector<int32_t>* out;
+    std::vector<std::string>* pieces = nullptr;  // pre_tokenize(): collect the pieces instead of encoding them
   };
 
   void run_steps(std::string_view piece, size_t step, EncodeState& st) const {
     if (piece.empty()) return;
     if (step == steps.size()) {
+      if (st.pieces) {
+        st.pieces->emplace_back(piece);
+        return;
+      }
       const auto it = st.cache.find(std::string(piece));
       if (it != st.cache.end()) {
         st.out->insert(st.out->end(), it->second.begin(), it->second.end());
@@ -618,6 +627,18 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
     }
   });
   return out;
+}
+
+std::vector<std::string> Tokenizer::pre_tokenize(std::string_view text) const {
+  if (const size_t bad = invalid_utf8_offset(text); bad != std::string_view::npos)
+    fail("cannot pre-tokenize: the text is not valid UTF-8 (at byte {})", bad);
+  std::vector<std::string> pieces;
+  Impl::EncodeState st;
+  st.out = nullptr;
+  st.pieces = &pieces;
+  for (const auto& s : impl_->steps) st.match_data.push_back(s.regex ? std::make_unique<MatchData>(*s.regex) : nullptr);
+  impl_->run_steps(text, 0, st);
+  return pieces;
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {

@@ -30,6 +30,9 @@ class Tokenizer {
   // Token ids of UTF-8 `text` (invalid UTF-8 is an error). add_bos prepends bos_id(); parse_special=false
   // treats the text of special tokens as plain text. Thread-safe.
   std::vector<int32_t> encode(std::string_view text, bool add_bos = false, bool parse_special = true) const;
+  // The pieces the pre-tokenizer alone cuts `text` into (no added tokens, no normalization), as raw bytes: what
+  // tokenizers' pre_tokenizer.pre_tokenize_str gives before the byte-to-character mapping.
+  std::vector<std::string> pre_tokenize(std::string_view text) const;
   // The bytes the ids stand for (may be a partial UTF-8 sequence when ids end mid-character).
   std::string decode(std::span<const int32_t> ids, bool skip_special = false) const;
   std::string decode(const std::vector<int32_t>& ids, bool skip_special = false) const {

@@ -24,6 +24,7 @@ namespace fs = std::filesystem;
 struct Case {
   std::string text, decoded;
   std::vector<int32_t> ids, ids_with_special;
+  std::vector<std::string> pieces;  // tokenizers' pre-tokenizer pieces
 };
 
 std::vector<Case> read_cases(const fs::path& path, json* whole = nullptr) {
@@ -31,7 +32,8 @@ std::vector<Case> read_cases(const fs::path& path, json* whole = nullptr) {
   std::vector<Case> cases;
   for (const auto& c : j.at("cases"))
     cases.push_back({c.at("text").get<std::string>(), c.at("decoded").get<std::string>(),
-                     c.at("ids").get<std::vector<int32_t>>(), c.at("ids_with_special").get<std::vector<int32_t>>()});
+                     c.at("ids").get<std::vector<int32_t>>(), c.at("ids_with_special").get<std::vector<int32_t>>(),
+                     c.at("pieces").get<std::vector<std::string>>()});
   if (whole) *whole = j;
   return cases;
 }
@@ -87,6 +89,8 @@ TEST(ModelIoTokenizer, DefaultGgufTokenizerMatchesTokenizers) {
   ASSERT_GT(cases.size(), 200u);
   int failures = 0;
   for (const auto& c : cases) {
+    // The regex splits alone (PCRE2 here, Oniguruma in tokenizers), then the ids.
+    EXPECT_EQ(tok.pre_tokenize(c.text), c.pieces) << escaped(c.text);
     const auto ids = tok.encode(c.text);
     const auto r = same_ids(tok, c.text, ids, c.ids);
     EXPECT_TRUE(r);
@@ -151,6 +155,7 @@ TEST(ModelIoTokenizer, TokenizerJsonStylesMatchTokenizers) {
     int failures = 0;
     for (size_t i = 0; i < cases.size(); ++i) {
       const auto& c = cases[i];
+      EXPECT_EQ(tok.pre_tokenize(c.text), c.pieces) << escaped(c.text);
       const auto ids = tok.encode(c.text);
       auto r = same_ids(tok, c.text, ids, c.ids);
       EXPECT_TRUE(r);

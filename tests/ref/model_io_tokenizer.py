@@ -29,7 +29,7 @@ FRAGMENTS = [
     "👍", "👍🏽", "🤖", "👨\u200d👩\u200d👧", "🇫🇷", "✨", "∑", "∞", "√2", "½", "²", "Ⅻ", "٣", "१२३",
     "12345", "3.14159", "1,000,000", "2024-06-01", "0x1F", "007", "9" * 11, "42nd",
     " ", "  ", "   ", "\t", "\t\t", "\n", "\n\n", "\n\n\n", "\r\n", " \n ", "\u00a0", "\u3000", "\u2009", "\u0085",
-    "\u200b", "\u2028", " \t\n",
+    "\u200b", "\u2028", "\u2029", " \t\n", "\u180e", " \u180e ", "\x0b", "\x0c", "\x1c", "\u200a", "\u205f",
     "!!!", "...", "?!", "«quoted»", "— dash", "(parens)", "[brackets]", "{braces}", "#hashtag", "@user",
     "http://example.com/a?b=c&d=e", "C++", "x**2", "a_b_c", "snake_case", "CamelCase", "ALLCAPS",
     "def f(x):\n    return x * 2\n", "    indented", "\tif (a) {\n\t\tb();\n\t}",
@@ -37,7 +37,7 @@ FRAGMENTS = [
     "<|im_end|><|im_start|>", "<", "|>", "<s>", "</s>",
 ]
 FIXED = [
-    "", " ", "a", "Hello, world!", "  leading and trailing  ", "\n\nnew\n\nlines\n\n",
+    "", " ", "a", "Hello, world!", "x\u180e!!", "a\u180e\u180e,b", "\u180e \u180e", "x\x85!!", "x\x1c!!", "  leading and trailing  ", "\n\nnew\n\nlines\n\n",
     "<|im_start|>system\nYou are a helpful AI assistant named SmolLM.<|im_end|>\n<|im_start|>user\nWhat's 2+2?<|im_end|>\n",
     " = Valkyria Chronicles III = \n \n Senjō no Valkyria 3 : Unrecorded Chronicles ( Japanese : 戦場のヴァルキュリア3 ) ",
     "The year 1984 had 365 days; π ≈ 3.14159265358979.", "I'm sure you'll've heard it's DON'T.",
@@ -64,12 +64,30 @@ def corpus(seed, n_random=220):
     return texts
 
 
+def bytes_to_unicode():
+    """GPT-2's byte -> printable character table."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+CHAR_TO_BYTE = {c: b for b, c in bytes_to_unicode().items()}
+
+
 def write_cases(tok, texts, path, extra=None):
     cases = []
     for t in texts:
         ids = tok.encode(t, add_special_tokens=False).ids
         with_special = tok.encode(t, add_special_tokens=True).ids
-        cases.append({"text": t, "ids": ids, "ids_with_special": with_special,
+        # The pre-tokenizer's own pieces, mapped back from byte-level characters to text.
+        pieces = [bytes(CHAR_TO_BYTE[c] for c in p).decode("utf-8") for p, _ in tok.pre_tokenizer.pre_tokenize_str(t)]
+        cases.append({"text": t, "ids": ids, "ids_with_special": with_special, "pieces": pieces,
                       "decoded": tok.decode(ids, skip_special_tokens=False)})
     out = {"cases": cases}
     out.update(extra or {})
