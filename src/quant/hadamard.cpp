@@ -88,11 +88,17 @@ std::vector<int8_t> build_base(int64_t h) {
 }
 
 const std::vector<int8_t>& cached_base(int64_t h) {
+  // Per-thread memo of the last order (map nodes never move), so row loops do not take the lock.
+  thread_local int64_t last_h = 0;
+  thread_local const std::vector<int8_t>* last = nullptr;
+  if (h == last_h && last) return *last;
   static std::mutex m;
   static std::map<int64_t, std::vector<int8_t>> cache;
   std::lock_guard<std::mutex> lk(m);
   auto it = cache.find(h);
   if (it == cache.end()) it = cache.emplace(h, build_base(h)).first;
+  last_h = h;
+  last = &it->second;
   return it->second;
 }
 
