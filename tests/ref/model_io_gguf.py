@@ -115,7 +115,7 @@ def types_mode(out_dir, seed):
     kv("test.bool", bool(rng.random() < 0.5), V.BOOL)
     kv("test.string", "héllo wörld ✓ " + str(seed), V.STRING)
     kv("test.empty_string", "", V.STRING)
-    ints = [int(v) for v in rng.integers(-1000, 1000, int(rng.integers(0, 20)))]
+    ints = [int(v) for v in rng.integers(-1000, 1000, int(rng.integers(1, 20)))]  # GGUFWriter refuses empty arrays
     kv("test.array_i32", ints, V.ARRAY, V.INT32)
     floats = [float(np.float32(v)) for v in rng.standard_normal(5)]
     kv("test.array_f32", floats, V.ARRAY, V.FLOAT32)
