@@ -18,23 +18,25 @@ namespace fpq::quant {
 namespace {
 
 // U upper triangular with (H + damp I)^-1 = U^T U, as GPTQ: chol -> cholesky_inverse -> chol(upper).
-std::vector<double> inverse_cholesky_upper(const std::vector<double>& H, int64_t k, double percdamp, double* damp_out,
+// H is row-major and symmetric, so it is its own column-major transpose: LAPACK's column-major 'L' routines
+// work on the row-major upper triangle (no transposed copies) and leave the row-major strictly lower triangle,
+// i.e. the original H, untouched for retries with more dampening.
+std::vector<double> inverse_cholesky_upper(std::vector<double> A, int64_t k, double percdamp, double* damp_out,
                                            int* retries) {
+  std::vector<double> diag(static_cast<size_t>(k));
   double mean = 0.0;
-  for (int64_t i = 0; i < k; ++i) mean += H[size_t(i * k + i)];
+  for (int64_t i = 0; i < k; ++i) mean += diag[size_t(i)] = A[size_t(i * k + i)];
   mean /= double(k);
   double damp = percdamp * mean;
-  std::vector<double> A(size_t(k * k));
+  const lapack_int kk = lapack_int(k);
   for (int attempt = 0; attempt <= 6; ++attempt) {
-    A = H;
-    for (int64_t i = 0; i < k; ++i) A[size_t(i * k + i)] += damp;
-    lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', lapack_int(k), A.data(), lapack_int(k));
-    if (info == 0) info = LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'U', lapack_int(k), A.data(), lapack_int(k));
-    if (info == 0) {
+    if (attempt > 0)
       for (int64_t i = 0; i < k; ++i)
-        for (int64_t j = 0; j < i; ++j) A[size_t(i * k + j)] = A[size_t(j * k + i)];
-      info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', lapack_int(k), A.data(), lapack_int(k));
-    }
+        for (int64_t j = i + 1; j < k; ++j) A[size_t(i * k + j)] = A[size_t(j * k + i)];
+    for (int64_t i = 0; i < k; ++i) A[size_t(i * k + i)] = diag[size_t(i)] + damp;
+    lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', kk, A.data(), kk);
+    if (info == 0) info = LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', kk, A.data(), kk);
+    if (info == 0) info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', kk, A.data(), kk);
     if (info == 0) {
       for (int64_t i = 0; i < k; ++i)
         for (int64_t j = 0; j < i; ++j) A[size_t(i * k + j)] = 0.0;
@@ -59,18 +61,22 @@ int64_t effective_block(int64_t block, int64_t group) {
 }  // namespace
 
 double hessian_relative_error(const float* w, const float* q, int64_t n, int64_t k, const double* h) {
-  // rows 0..n-1: dW = Q - W; rows n..2n-1: W. M H, then sum of (M H) * M per half.
-  std::vector<double> M(size_t(2 * n * k)), MH(size_t(2 * n * k));
-  for (int64_t i = 0; i < n * k; ++i) {
-    M[size_t(i)] = double(q[i]) - double(w[i]);
-    M[size_t(n * k + i)] = double(w[i]);
-  }
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(2 * n), int(k), int(k), 1.0, M.data(), int(k), h, int(k), 0.0,
-              MH.data(), int(k));
+  // In chunks of rows: M = [dW; W] (dW = Q - W), then sum of (M H) * M for each half.
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, 256));
+  std::vector<double> M(static_cast<size_t>(2 * chunk * k)), MH(static_cast<size_t>(2 * chunk * k));
   double num = 0.0, den = 0.0;
-  for (int64_t i = 0; i < n * k; ++i) {
-    num += MH[size_t(i)] * M[size_t(i)];
-    den += MH[size_t(n * k + i)] * M[size_t(n * k + i)];
+  for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+    const int64_t rows = std::min(chunk, n - r0);
+    for (int64_t i = 0; i < rows * k; ++i) {
+      M[size_t(i)] = double(q[r0 * k + i]) - double(w[r0 * k + i]);
+      M[size_t(rows * k + i)] = double(w[r0 * k + i]);
+    }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(2 * rows), int(k), int(k), 1.0, M.data(), int(k), h, int(k),
+                0.0, MH.data(), int(k));
+    for (int64_t i = 0; i < rows * k; ++i) {
+      num += MH[size_t(i)] * M[size_t(i)];
+      den += MH[size_t(rows * k + i)] * M[size_t(rows * k + i)];
+    }
   }
   return den > 0 ? num / den : (num == 0 ? 0.0 : INFINITY);
 }
@@ -129,9 +135,9 @@ GptqResult gptq_quantize(const Format& f, const float* w, int64_t n, int64_t k, 
     for (int64_t j = 0; j < k; ++j) Hp[size_t(i * k + j)] = H[size_t(perm[size_t(i)] * k + perm[size_t(j)])];
 
   // 4. Dampening and the upper Cholesky factor of H^-1.
-  const std::vector<double> U = inverse_cholesky_upper(Hp, k, opt.percdamp, &st.damp, &st.damp_retries);
-  Hp.clear();
-  Hp.shrink_to_fit();
+  H.clear();
+  H.shrink_to_fit();
+  const std::vector<double> U = inverse_cholesky_upper(std::move(Hp), k, opt.percdamp, &st.damp, &st.damp_retries);
 
   // 5. Blocked column updates.
   std::vector<uint8_t> codes(size_t(n * k));
