@@ -232,9 +232,16 @@ struct ModelSource::Impl {
 ModelSource::ModelSource(const fs::path& path) : impl_(std::make_unique<Impl>()) {
   impl_->path = path;
   std::error_code ec;
-  if (fs::is_directory(path, ec)) impl_->open_hf_dir();
-  else if (fs::exists(path, ec)) impl_->open_gguf();
-  else fail("model '{}' does not exist", path.string());
+  if (fs::is_directory(path, ec)) {
+    impl_->open_hf_dir();
+  } else if (fs::exists(path, ec)) {
+    const std::string ext = path.extension().string();
+    if (ext == ".safetensors" || ext == ".json")
+      fail("model '{}' is one file of a Hugging Face model: pass the folder that holds it", path.string());
+    impl_->open_gguf();
+  } else {
+    fail("model '{}' does not exist", path.string());
+  }
 }
 
 ModelSource::~ModelSource() = default;

@@ -244,8 +244,10 @@ TEST(ModelIoSource, BadFoldersAndFilesAreErrors) {
   const auto gguf_bytes = read_file_bytes(m.dir / "model.gguf");
   write_file_atomic(m.dir / "cut.gguf", std::span<const uint8_t>(gguf_bytes.data(), gguf_bytes.size() / 2));
   EXPECT_TRUE(fails_with(m.dir / "cut.gguf", "truncated"));
-  // A GGUF of an architecture fpq does not run.
-  EXPECT_TRUE(fails_with(m.dir / "hf" / "model.safetensors.index.json", "GGUF"));
+  // One file of an HF folder, and a file that is not GGUF.
+  EXPECT_TRUE(fails_with(m.dir / "hf" / "model.safetensors.index.json", "pass the folder"));
+  write_text(m.dir / "notes.txt", "hello");
+  EXPECT_TRUE(fails_with(m.dir / "notes.txt", "not a GGUF file"));
 }
 
 }  // namespace
