@@ -18,9 +18,13 @@
 // Everything runs in float64 except the quantization itself (float32, exactly fpq::quantize's arithmetic).
 // Rows are independent given U, so the in-block work runs rows in parallel (deterministic for any thread count).
 //
-// Deviation from the GPTQ reference code (documented; the test reference follows the same rule): there, a
-// group's scale is taken from the weights as they were at the start of the current 128-column block; here from
-// the current values, i.e. including the updates from earlier columns of the same block.
+// Deviations from the GPTQ reference code (the test reference follows the same rules): (1) there, a group's scale
+// is taken from the weights as they were at the start of the current 128-column block; here from the current
+// values, i.e. including the updates from earlier columns of the same block (the block size is rounded to a
+// multiple of the group, or to a divisor of a larger group, so a group's values are all current when its first
+// column comes up); (2) dead inputs are the zero diagonal entries of H (GPTQ), where FP-Quant looks for all-zero
+// weight columns; (3) FP-Quant's MSE observer scores unrounded candidate scales and rounds the winner to
+// E4M3 / E8M0, fpq scores the representable scales themselves (ScaleSearch::Mse).
 #include <cstdint>
 #include <optional>
 #include <string>
