@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "util/error.h"
 #include "util/table.h"
@@ -36,15 +37,32 @@ EvalReport run_eval(const EvalPlan& plan) {
   rep.model = plan.model.string();
   rep.model_summary = model.config().summary();
   rep.model_stored_types = src.stored_types_summary();
-  rep.tasks = plan.tasks;
   rep.ctx = plan.ctx;
   rep.limit = plan.limit;
   const Tokenizer& tok = src.tokenizer();
 
+  // "auto": WikiText-2 plus every task whose data is present; the others are named as skipped.
+  std::vector<std::string> tasks;
+  for (const auto& t : plan.tasks) {
+    if (t != "auto") {
+      tasks.push_back(t);
+      continue;
+    }
+    tasks.push_back("wikitext2");
+    for (const auto& info : task_table()) {
+      const auto it = plan.task_paths.find(info.name);
+      bool found = it != plan.task_paths.end();
+      for (const auto& f : info.data_files) found = found || std::filesystem::exists(plan.data_dir / f);
+      if (found) tasks.push_back(info.name);
+      else rep.skipped_tasks.push_back(info.name);
+    }
+  }
+  rep.tasks = tasks;
+
   // Load every data set up front, so a missing file fails before any long computation.
   std::vector<int32_t> wiki_tokens;
   std::map<std::string, std::vector<McExample>> examples;
-  for (const auto& t : plan.tasks) {
+  for (const auto& t : tasks) {
     if (t == "wikitext2" || t == "wikitext") {
       const auto path = plan.wikitext_path ? *plan.wikitext_path : plan.data_dir / "wiki.test.raw";
       wiki_tokens = tokenize_for_perplexity(tok, wikitext_eval_text(path));
@@ -59,7 +77,7 @@ EvalReport run_eval(const EvalPlan& plan) {
 
   auto evaluate = [&](EvalRow& row) {
     const auto t0 = std::chrono::steady_clock::now();
-    for (const auto& t : plan.tasks) {
+    for (const auto& t : tasks) {
       const std::string label = fmt::format("{} [{}{}]", t, row.format, row.kernel == "-" ? "" : " " + row.kernel);
       if (t == "wikitext2" || t == "wikitext") {
         PerplexityOptions o;
@@ -156,6 +174,8 @@ std::string EvalReport::markdown() const {
   std::string s = fmt::format("model: {} ({}; stored as {})\n", model, model_summary, model_stored_types);
   if (ppl_tokens) s += fmt::format("wikitext2: {} predicted tokens, windows of {}\n", ppl_tokens, ctx);
   if (limit) s += fmt::format("tasks: first {} examples each\n", limit);
+  if (!skipped_tasks.empty())
+    s += fmt::format("skipped (no data in the data folder): {}\n", fmt::join(skipped_tasks, ", "));
   return s + "\n" + table.markdown();
 }
 
@@ -166,6 +186,7 @@ nlohmann::json EvalReport::to_json() const {
   j["model_stored_types"] = model_stored_types;
   j["ctx"] = ctx;
   j["limit"] = limit;
+  j["skipped_tasks"] = skipped_tasks;
   j["rows"] = nlohmann::json::array();
   for (const auto& r : rows) {
     nlohmann::json row = {{"format", r.format}, {"kernel", r.kernel}, {"backends", r.backends},

@@ -22,7 +22,7 @@ struct EvalPlan {
   std::vector<QuantRecipe> recipes;
   std::vector<std::string> kernels = {"real", "pseudo"};
   bool baseline = true;
-  std::vector<std::string> tasks = {"wikitext2"};
+  std::vector<std::string> tasks = {"auto"};  // "auto": wikitext2 + every task whose data is present
   std::filesystem::path data_dir;                       // where task files and wiki.test.raw are looked up
   std::optional<std::filesystem::path> wikitext_path;  // explicit --data
   std::map<std::string, std::filesystem::path> task_paths;
@@ -44,7 +44,7 @@ struct EvalRow {
 
 struct EvalReport {
   std::string model, model_summary, model_stored_types;
-  std::vector<std::string> tasks;
+  std::vector<std::string> tasks, skipped_tasks;
   std::vector<EvalRow> rows;
   int64_t ppl_tokens = 0, ctx = 0, limit = 0;
   std::string markdown() const;

@@ -22,7 +22,7 @@ struct EvalArgs {
   std::string a_format, w_observer;
   std::string kernel1 = "real", kernel2 = "pseudo";
   std::vector<std::string> kernels;
-  std::vector<std::string> tasks = {"wikitext2"};
+  std::vector<std::string> tasks = {"auto"};
   std::string data, data_dir;
   std::vector<std::string> task_data;
   int64_t limit = 0, limit_tokens = 0, ctx = 2048;
@@ -64,7 +64,7 @@ static void register_eval(CLI::App& app) {
   cmd->add_option("--kernel-2", a->kernel2, "Second kernel row (empty string: none)");
   cmd->add_option("--kernels", a->kernels, "Kernel rows, comma separated (overrides --kernel-1/--kernel-2)");
   cmd->add_option("--tasks,-t", a->tasks, "Comma separated: wikitext2, arc_easy, arc_challenge, boolq, hellaswag, piqa, "
-                                          "winogrande, lambada");
+                                          "winogrande, lambada; auto (default): wikitext2 + every task with data present");
   cmd->add_option("--data", a->data, "WikiText-2 raw test file (default: DATA_DIR/wiki.test.raw)");
   cmd->add_option("--data-dir", a->data_dir, "Folder with evaluation data (default: $FPQ_DATA or ../shared/data)");
   cmd->add_option("--task-data", a->task_data, "TASK=PATH of a task's jsonl (repeatable)");
@@ -90,7 +90,7 @@ static void register_eval(CLI::App& app) {
     plan.baseline = !a->no_baseline;
     plan.tasks = split_commas(a->tasks);
     for (const auto& t : plan.tasks)
-      if (t != "wikitext2" && t != "wikitext") (void)task_info(t);
+      if (t != "wikitext2" && t != "wikitext" && t != "auto") (void)task_info(t);
     plan.data_dir = a->data_dir.empty() ? default_data_dir() : std::filesystem::path(a->data_dir);
     if (!a->data.empty()) plan.wikitext_path = a->data;
     for (const auto& td : a->task_data) {
