@@ -1,0 +1,180 @@
+#pragma once
+// fpq's CUDA kernels for NVIDIA Hopper (sm_90a): activation quantization, weight-only matrix multiply for
+// decode / small batches, both-operands-quantized matrix multiply for prefill, and llama.cpp's Q4_0 x Q8_1.
+// Every kernel reproduces the CPU reference (src/formats): quantization writes the same bytes as
+// fpq::quantize; matrix products equal the float64 product of the dequantized operands to float32 rounding.
+//
+// This header needs no CUDA headers: device pointers are void*, streams are cudaStream_t (declared here the
+// way the CUDA runtime declares it). All calls are asynchronous on the given stream (0 = the legacy default
+// stream) unless they say otherwise; errors (bad shapes, unsupported formats, CUDA failures) throw fpq::Error.
+//
+// Matrix products compute Y = X * W^T with X (M x K, row-major, activations), W (N x K, row-major, the
+// weight as stored by fpq::quantize) and Y (M x N, row-major).
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "formats/format.h"
+#include "formats/quantize.h"
+
+struct CUstream_st;
+
+namespace fpq::cuda {
+
+using cudaStream_t = ::CUstream_st*;
+
+// True when a CUDA driver and an sm_90 (Hopper) GPU are visible; otherwise false and, if reason is given,
+// one line saying why (no driver, no device, wrong architecture, ...). Never throws.
+bool cuda_available(std::string* reason = nullptr);
+// "NVIDIA H100 80GB HBM3, sm_90, 132 SMs, driver 13.0" (empty when unavailable).
+std::string device_description();
+
+enum class DType : uint8_t { F32, BF16, F16 };
+int dtype_bytes(DType t);
+
+// Owning device allocation (cudaMalloc); move-only.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes);
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& o) noexcept;
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  void* data() const { return ptr_; }
+  size_t size() const { return bytes_; }
+  template <typename T>
+  T* as() const { return static_cast<T*>(ptr_); }
+  void reset(size_t bytes = 0);  // frees, then allocates `bytes` (0: stays empty)
+  // Synchronous copies (for setup and tests).
+  void upload(const void* host, size_t bytes, size_t offset = 0);
+  void download(void* host, size_t bytes, size_t offset = 0) const;
+  void fill_bytes(uint8_t value);  // cudaMemset, synchronous
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+DeviceBuffer to_device(const void* host, size_t bytes);
+void synchronize();  // cudaDeviceSynchronize, throws on a pending error
+
+// ---------------------------------------------------------------------------------------------------------
+// Activation quantization
+// ---------------------------------------------------------------------------------------------------------
+
+// An optional block transform applied to each row before quantization: the row is cut into blocks of
+// `block` values and each block x_b becomes y_b = T_b x_b, computed in float32 as
+//   y[i] = (((T[i][0] * x[0]) + T[i][1] * x[1]) + ...) + T[i][G-1] * x[G-1]
+// (products and sums rounded one by one, left to right; no fused multiply-add). T is float32 row-major in
+// device memory: one G x G matrix shared by every block, or cols / G of them (per block). This is the
+// per-block transform of the quantized linear module (x @ T^T per block); the CPU reference is
+// fpq::cuda::apply_block_transform_reference below.
+struct BlockTransform {
+  const float* matrices = nullptr;  // device pointer; null = no transform
+  int block = 0;                    // G: 16, 32, 64 or 128; cols must be a multiple
+  bool per_block = false;           // false: one shared matrix; true: cols / G matrices
+};
+
+// CPU reference of the transform (same arithmetic order), on host data.
+void apply_block_transform_reference(const float* matrices, int block, bool per_block, const float* x, int64_t rows,
+                                     int64_t cols, float* y);
+
+struct ActQuantOptions {
+  // A fixed global scale (NVFP4-style formats; a calibrated activation scale). Without it the global scale
+  // comes from the amax of the (transformed) tensor as fpq::quantize computes it (one extra pass).
+  std::optional<float> global_scale;
+  BlockTransform transform;
+  // Also write the exact tensor-core operand for matmul_quantized_cuda (see DeviceQuantized::mma).
+  bool mma_operand = false;
+};
+
+// A quantized matrix in device memory, in fpq's planar layout (byte for byte what fpq::quantize stores:
+// codes rows x row_code_bytes, scales rows x groups x scale bytes, global scale as one float), or in
+// llama.cpp block layout for q8_0 / q8_1 (codes only).
+struct DeviceQuantized {
+  Format format;
+  int64_t rows = 0, cols = 0;
+  DeviceBuffer codes, scales, global;  // global: one float32 (planar formats with a global scale; else 1.0)
+  // Tensor-core operand (when requested and the format allows it): bf16, rows x round_up(cols, 64),
+  // element (r, c) = decode(code) * group scale -- exact in bf16 for FP elements of up to 8 bits with E8M0 or
+  // E4M3 group scales; per-row scales (group = row) stay out and go to `row_scale` (float per row); the
+  // global scale goes into the matmul's alpha. Columns past cols are zero.
+  DeviceBuffer mma, row_scale;
+  bool has_mma = false;
+
+  int64_t row_code_bytes() const;
+  int64_t groups_per_row() const;
+  // Copies everything back into a host QuantizedTensor (synchronous).
+  QuantizedTensor download() const;
+};
+
+// Which formats quantize_activations_cuda supports: planar formats with the mx, absmax or 4o6 scale rule
+// (symmetric; float or int elements of 2..8 bits; E8M0/E4M3/F16/BF16/F32 scales; groups of 8..256 values
+// or one per row; no global, a per-tensor global), and llama.cpp's q8_0 and q8_1 blocks. Round to nearest
+// even only. Returns an empty string when supported, else the reason.
+std::string act_quant_unsupported(const Format& f);
+
+// Quantizes x (rows x cols, row-major, device memory, F32/BF16/F16) into `out` (buffers are (re)allocated
+// as needed). Output bytes equal fpq::quantize(f, float(x) transformed, rows, cols) exactly.
+void quantize_activations_cuda(const Format& f, const void* x, DType xtype, int64_t rows, int64_t cols,
+                               DeviceQuantized& out, const ActQuantOptions& opt = {}, cudaStream_t stream = nullptr);
+
+// ---------------------------------------------------------------------------------------------------------
+// Weights
+// ---------------------------------------------------------------------------------------------------------
+
+// A weight re-laid out once for the kernels: codes split into a 4-bit plane and a high plane (none, 1, 2 or
+// 4 bits) in tensor-core fragment order, 16-row x 64-column tiles, raw scale bytes per (row, group), the
+// global scale. Supported: planar symmetric formats with FP elements of 4, 5, 6 or 8 bits (e2m1, e3m2, e2m3,
+// e2m2, e3m1, e4m3, e5m2, ...), int4 / int8, any scale type, groups that are multiples of 16 or one per row,
+// a per-tensor or per-row global scale; and llama.cpp q4_0 / q8_0 blocks (converted exactly to int4 / int8
+// with an fp16 scale per 32).
+struct PreparedWeight {
+  Format format;          // as given
+  int64_t n = 0, k = 0;   // rows (output features), columns (input features)
+  int64_t n_tiles = 0, k_tiles = 0;
+  int bits = 0;           // 4, 5, 6, 8
+  bool is_int = false;
+  int ebits = 0, mbits = 0, bias = 0;
+  ScaleType scale = ScaleType::None;
+  int group = 0;          // values per scale (k for one per row)
+  float global = 1.0f;    // per-tensor global scale
+  DeviceBuffer plane4, plane_hi, scales, row_global;  // row_global: float per row (per-row global) or empty
+  size_t device_bytes() const { return plane4.size() + plane_hi.size() + scales.size() + row_global.size(); }
+};
+
+// Why a weight format cannot be prepared (empty string when it can).
+std::string weight_unsupported(const Format& f);
+PreparedWeight prepare_weight_cuda(const QuantizedTensor& w);
+
+// ---------------------------------------------------------------------------------------------------------
+// Matrix products
+// ---------------------------------------------------------------------------------------------------------
+
+// Weight-only: Y (M x N, ytype) = X (M x K, BF16 or F16, device, row stride ldx elements; ldx = 0 means K)
+// times dequant(W)^T, float32 accumulation. M <= 32 runs the decode kernel (tensor-core mma.sync on codes,
+// group scales applied in float32); larger M with BF16 activations and exactly-foldable scales (E8M0/E4M3
+// groups, or one scale per row) runs the wgmma kernel, other cases loop the decode kernel over M.
+void matmul_weight_only_cuda(const PreparedWeight& w, const void* x, DType xtype, int64_t m, void* y, DType ytype,
+                             cudaStream_t stream = nullptr, int64_t ldx = 0);
+
+// Both operands quantized: Y = dequant(A) * dequant(W)^T where A comes from quantize_activations_cuda with
+// opt.mma_operand (e.g. W4A4 mxfp4 x mxfp4, nvfp4 x nvfp4, W8A8 mxfp8 / fp8_e4m3). Tensor cores (wgmma,
+// bf16 operands, float32 accumulation) on exactly dequantized tiles.
+void matmul_quantized_cuda(const DeviceQuantized& a, const PreparedWeight& w, void* y, DType ytype,
+                           cudaStream_t stream = nullptr);
+// Why a (weight, activation format) pair cannot run on matmul_quantized_cuda (empty when it can).
+std::string quantized_matmul_unsupported(const Format& act, const PreparedWeight& w);
+
+// llama.cpp Q4_0 weight blocks (N x K/32 blocks of 18 bytes, as fpq::quantize stores q4_0) times Q8_1
+// activation blocks (M x K/32 blocks of 36 bytes): Y (M x N, float32) with integer dot products (dp4a) per
+// block, scaled by d_w * d_a in float32 (exact block sums; the stored s = d * sum is not used).
+void matmul_q4_0_q8_1_cuda(const void* w_blocks, const void* a_blocks, int64_t n, int64_t m, int64_t k, float* y,
+                           cudaStream_t stream = nullptr);
+
+}  // namespace fpq::cuda

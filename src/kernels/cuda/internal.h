@@ -1,0 +1,113 @@
+#pragma once
+// Internal interface between the host code (runtime.cpp, weights.cpp, dispatch) and the kernel files (*.cu).
+// Plain structs only, so both g++ and nvcc compile it.
+#include <cstdint>
+
+struct CUstream_st;
+
+namespace fpq::cuda::detail {
+
+// Throws fpq::Error naming `what` when err (a cudaError_t) is not cudaSuccess.
+void check(int err, const char* what);
+// Checks cudaGetLastError after a launch.
+void check_launch(const char* kernel);
+int sm_count();
+
+// Element type as the device code sees it (mirrors fpq::ElementType).
+struct ElemDesc {
+  int is_int = 0;
+  int bits = 0, ebits = 0, mbits = 0, bias = 0;
+  int is_signed = 1;
+  int specials = 0;  // 0 Finite, 1 Fn, 2 Ieee
+  uint32_t max_magnitude = 0, max_f32 = 0;
+  int qmin = 0, qmax = 0;
+  int emax = 0;
+};
+
+enum ScaleCode : int { kScaleNone = 0, kScaleE8M0 = 1, kScaleE4M3 = 2, kScaleF16 = 3, kScaleBF16 = 4, kScaleF32 = 5 };
+enum RuleCode : int { kRuleMx = 0, kRuleAbsmax = 1, kRuleFourOverSix = 2 };
+enum DTypeCode : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
+
+struct ActQuantParams {
+  const void* x = nullptr;
+  int xtype = kF32;
+  int64_t rows = 0, cols = 0;
+  ElemDesc e;
+  int scale = kScaleNone;
+  int sb = 0;           // scale bytes
+  int group = 0;        // values per group (cols for one per row)
+  int rule = kRuleMx;
+  float ss = 0;         // effective scale scale
+  const float* global = nullptr;  // device: the global scale (null: 1)
+  uint8_t* codes = nullptr;
+  uint8_t* scales = nullptr;
+  int64_t row_code_bytes = 0;
+  // transform
+  const float* T = nullptr;
+  int tblock = 0;
+  int tper_block = 0;
+  // tensor-core operand
+  uint16_t* mma = nullptr;  // bf16 bits
+  int64_t mma_ld = 0;
+  float* row_scale = nullptr;
+  int mma_fold = 0;  // 1: multiply the group scale into the operand
+};
+
+// act_quant.cu
+void launch_act_quant(const ActQuantParams& p, CUstream_st* stream);
+// Global scale from the amax of the (transformed) tensor: *global_out = amax > 0 ? amax / denom : 1.
+void launch_global_from_amax(const ActQuantParams& p, float denom, float* amax_scratch, float* global_out,
+                             CUstream_st* stream);
+// llama.cpp q8_0 (with_sum = false) / q8_1 blocks, optional transform.
+void launch_quantize_q8(const ActQuantParams& p, bool with_sum, CUstream_st* stream);
+void launch_fill_float(float* dst, float value, CUstream_st* stream);
+// Writes zeros into the mma operand's padding columns [cols, ld).
+void launch_zero_pad_mma(const ActQuantParams& p, CUstream_st* stream);
+
+// Prepared weight as the matmul kernels see it.
+struct WeightView {
+  const uint8_t* plane4 = nullptr;
+  const uint8_t* plane_hi = nullptr;
+  const uint8_t* scales = nullptr;
+  const float* row_global = nullptr;
+  float global = 1.0f;
+  int64_t n = 0, k = 0, n_tiles = 0, k_tiles = 0;
+  int bits = 4, is_int = 0, ebits = 0, mbits = 0, bias = 0;
+  int scale = kScaleNone, sb = 0;
+  int group = 0;         // values per scale group (k for one per row)
+  int64_t n_groups = 0;  // scale groups per row in the prepared (padded) scale array
+};
+
+struct GemvParams {
+  WeightView w;
+  const void* x = nullptr;
+  int xtype = kBF16;
+  int64_t ldx = 0, m = 0;
+  void* y = nullptr;
+  int ytype = kF32;
+  int64_t ldy = 0;
+};
+void launch_gemv(const GemvParams& p, CUstream_st* stream);
+
+struct GemmParams {
+  WeightView w;
+  const uint16_t* a = nullptr;  // bf16 operand, m x k (row stride lda); columns >= k are never read
+  int64_t lda = 0, m = 0;
+  const float* a_row_scale = nullptr;  // optional per-row factor of A
+  const float* a_global = nullptr;     // optional device scalar
+  int fold_b = 1;                      // 1: fold B's group scales into the bf16 operand; 0: per-row scale in epilogue
+  void* y = nullptr;
+  int ytype = kF32;
+  int64_t ldy = 0;
+  float* workspace = nullptr;  // split-K partial sums (splits x m x n floats)
+  int splits = 1;
+};
+// Returns false when the shape/format is not handled (the caller falls back).
+bool gemm_supported(const WeightView& w, int fold_b);
+void launch_gemm(GemmParams p, CUstream_st* stream);
+// Chooses the split-K factor for a shape (1 = none).
+int gemm_choose_splits(int64_t m, int64_t n, int64_t k);
+
+void launch_q4_0_q8_1(const void* w, const void* a, int64_t n, int64_t m, int64_t k, float* y, CUstream_st* stream);
+
+}  // namespace fpq::cuda::detail

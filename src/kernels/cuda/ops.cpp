@@ -1,0 +1,355 @@
+// Host entry points: checks, buffer management and dispatch to the kernels.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "formats/ggml_blocks.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/internal.h"
+#include "util/error.h"
+
+namespace fpq::cuda {
+namespace {
+
+using detail::check;
+
+detail::ElemDesc elem_desc(const ElementType& e) {
+  detail::ElemDesc d;
+  d.is_int = e.kind == NumberKind::Int ? 1 : 0;
+  d.bits = e.bits;
+  d.ebits = e.ebits;
+  d.mbits = e.mbits;
+  d.bias = e.bias;
+  d.is_signed = e.is_signed ? 1 : 0;
+  d.specials = e.specials == Specials::Finite ? 0 : e.specials == Specials::Fn ? 1 : 2;
+  d.max_magnitude = e.max_magnitude;
+  d.max_f32 = e.max_magnitude_f32;
+  d.qmin = e.qmin;
+  d.qmax = e.qmax;
+  d.emax = e.emax;
+  return d;
+}
+
+int scale_code(ScaleType s) {
+  switch (s) {
+    case ScaleType::None: return detail::kScaleNone;
+    case ScaleType::E8M0: return detail::kScaleE8M0;
+    case ScaleType::E4M3: return detail::kScaleE4M3;
+    case ScaleType::F16: return detail::kScaleF16;
+    case ScaleType::BF16: return detail::kScaleBF16;
+    case ScaleType::F32: return detail::kScaleF32;
+  }
+  return detail::kScaleNone;
+}
+
+int dtype_code(DType t) { return t == DType::F32 ? detail::kF32 : t == DType::BF16 ? detail::kBF16 : detail::kF16; }
+
+int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+// Significant bits of an element's values (for exactness in bf16).
+int element_sig_bits(const ElementType& e) {
+  if (e.kind == NumberKind::Int) return e.bits - 1;
+  return e.mbits + 1;
+}
+
+bool mma_foldable(const Format& f) {
+  const int sbits = f.scale == ScaleType::E8M0 ? 1 : f.scale == ScaleType::E4M3 ? 4 : 99;
+  return element_sig_bits(*f.element) + sbits <= 8;
+}
+
+void ensure(DeviceBuffer& b, size_t bytes) {
+  if (b.size() != bytes) b.reset(bytes);
+}
+
+// Fills one float in device memory, in stream order (a kernel, so no host synchronisation).
+void set_float_async(float* dst, float v, cudaStream_t stream) { detail::launch_fill_float(dst, v, stream); }
+
+detail::WeightView view_of(const PreparedWeight& w) {
+  detail::WeightView v;
+  v.plane4 = w.plane4.as<uint8_t>();
+  v.plane_hi = w.plane_hi.as<uint8_t>();
+  v.scales = w.scales.as<uint8_t>();
+  v.row_global = w.row_global.as<float>();
+  v.global = w.global;
+  v.n = w.n;
+  v.k = w.k;
+  v.n_tiles = w.n_tiles;
+  v.k_tiles = w.k_tiles;
+  v.bits = w.bits;
+  v.is_int = w.is_int ? 1 : 0;
+  v.ebits = w.ebits;
+  v.mbits = w.mbits;
+  v.bias = w.bias;
+  v.scale = scale_code(w.scale);
+  v.sb = scale_type_bytes(w.scale);
+  v.group = w.group;
+  v.n_groups = (w.k_tiles * 64 + w.group - 1) / w.group;
+  return v;
+}
+
+// Can the weight's group scales be multiplied into its bf16 tensor-core operand exactly?
+bool weight_fold_exact(const PreparedWeight& w) {
+  if (!(w.scale == ScaleType::E8M0 || w.scale == ScaleType::E4M3)) return false;
+  const int sig = w.is_int ? w.bits - 1 : w.mbits + 1;
+  return sig + (w.scale == ScaleType::E8M0 ? 1 : 4) <= 8;
+}
+
+void run_gemm(detail::GemmParams gp, cudaStream_t stream) {
+  gp.splits = detail::gemm_choose_splits(gp.m, gp.w.n, gp.w.k);
+  void* ws = nullptr;
+  if (gp.splits > 1) {
+    check(cudaMallocAsync(&ws, size_t(gp.splits) * gp.m * gp.w.n * sizeof(float), stream), "cudaMallocAsync");
+    gp.workspace = static_cast<float*>(ws);
+  }
+  detail::launch_gemm(gp, stream);
+  if (ws) check(cudaFreeAsync(ws, stream), "cudaFreeAsync");
+}
+
+}  // namespace
+
+void apply_block_transform_reference(const float* T, int G, bool per_block, const float* x, int64_t rows, int64_t cols,
+                                     float* y) {
+  if (G <= 0 || cols % G != 0) fail("block transform: {} columns are not a multiple of the block {}", cols, G);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t b = 0; b < cols / G; ++b) {
+      const float* Tb = T + (per_block ? b * int64_t(G) * G : 0);
+      const float* xb = x + r * cols + b * G;
+      float* yb = y + r * cols + b * G;
+      for (int i = 0; i < G; ++i) {
+        float acc = Tb[i * G] * xb[0];
+        for (int j = 1; j < G; ++j) {
+          const float prod = Tb[i * G + j] * xb[j];
+          acc = acc + prod;
+        }
+        yb[i] = acc;
+      }
+    }
+}
+
+int64_t DeviceQuantized::row_code_bytes() const {
+  switch (format.layout) {
+    case Layout::GgmlQ8_0: return cols / kGgmlBlock * kQ8_0Bytes;
+    case Layout::GgmlQ8_1: return cols / kGgmlBlock * kQ8_1Bytes;
+    default: return (cols * format.element->bits + 7) / 8;
+  }
+}
+
+int64_t DeviceQuantized::groups_per_row() const { return format.is_ggml() ? 0 : cols / format.group_for(cols); }
+
+QuantizedTensor DeviceQuantized::download() const {
+  QuantizedTensor q;
+  q.format = format;
+  q.rows = rows;
+  q.cols = cols;
+  q.codes.resize(size_t(rows * row_code_bytes()));
+  codes.download(q.codes.data(), q.codes.size());
+  if (!format.is_ggml()) {
+    q.scales.resize(size_t(rows * groups_per_row() * scale_type_bytes(format.scale)));
+    scales.download(q.scales.data(), q.scales.size());
+    if (format.global == GlobalScale::PerTensor) {
+      q.global_scale.resize(1);
+      global.download(q.global_scale.data(), sizeof(float));
+    }
+  }
+  return q;
+}
+
+std::string act_quant_unsupported(const Format& f) {
+  if (f.layout == Layout::GgmlQ8_0 || f.layout == Layout::GgmlQ8_1) return {};
+  if (f.is_ggml()) return fmt::format("format '{}': llama.cpp activation blocks other than q8_0 / q8_1", f.name);
+  if (!(f.rule == ScaleRule::Mx || f.rule == ScaleRule::Absmax || f.rule == ScaleRule::FourOverSix))
+    return fmt::format("format '{}': scale rule {} is not supported on CUDA (mx, absmax, 4o6)", f.name,
+                       scale_rule_name(f.rule));
+  if (f.scale == ScaleType::None) return fmt::format("format '{}': plain casts (no scale) are not supported on CUDA", f.name);
+  if (f.global == GlobalScale::PerRow) return fmt::format("format '{}': per-row global scales are not supported on CUDA", f.name);
+  const ElementType& e = *f.element;
+  if (e.kind == NumberKind::Int && !e.is_signed)
+    return fmt::format("format '{}': unsigned integer elements are not supported on CUDA", f.name);
+  if (e.bits < 2 || e.bits > 8) return fmt::format("format '{}': {}-bit elements", f.name, e.bits);
+  if (f.group > 0 && f.group % 8 != 0)
+    return fmt::format("format '{}': group size {} (CUDA takes multiples of 8)", f.name, f.group);
+  if (f.rule == ScaleRule::FourOverSix && (f.group == 0 || f.group > 128))
+    return fmt::format("format '{}': four-over-six with groups of more than 128 values", f.name);
+  return {};
+}
+
+void quantize_activations_cuda(const Format& f, const void* x, DType xtype, int64_t rows, int64_t cols,
+                               DeviceQuantized& out, const ActQuantOptions& opt, cudaStream_t stream) {
+  if (const std::string why = act_quant_unsupported(f); !why.empty()) fail("quantize_activations_cuda: {}", why);
+  check_format_cols(f, cols);
+  if (rows < 0) fail("quantize_activations_cuda: negative row count");
+  const BlockTransform& tr = opt.transform;
+  if (tr.matrices) {
+    if (!(tr.block == 16 || tr.block == 32 || tr.block == 64 || tr.block == 128))
+      fail("quantize_activations_cuda: transform block {} (use 16, 32, 64 or 128)", tr.block);
+    if (cols % tr.block != 0) fail("quantize_activations_cuda: {} columns are not a multiple of the transform block {}", cols, tr.block);
+  }
+  if (opt.global_scale && !(*opt.global_scale > 0 && std::isfinite(*opt.global_scale)))
+    fail("the global scale must be positive and finite (got {})", *opt.global_scale);
+
+  out.format = f;
+  out.rows = rows;
+  out.cols = cols;
+  out.has_mma = false;
+  ensure(out.codes, size_t(std::max<int64_t>(1, rows * out.row_code_bytes())));
+
+  detail::ActQuantParams p;
+  p.x = x;
+  p.xtype = dtype_code(xtype);
+  p.rows = rows;
+  p.cols = cols;
+  p.e = elem_desc(*f.element);
+  p.codes = out.codes.as<uint8_t>();
+  p.row_code_bytes = out.row_code_bytes();
+  p.T = tr.matrices;
+  p.tblock = tr.matrices ? tr.block : 0;
+  p.tper_block = tr.per_block ? 1 : 0;
+
+  if (f.layout == Layout::GgmlQ8_0 || f.layout == Layout::GgmlQ8_1) {
+    if (opt.mma_operand) fail("quantize_activations_cuda: format '{}' has no tensor-core operand (use the q4_0 x q8_1 matmul)", f.name);
+    p.group = 32;
+    out.scales.reset();
+    detail::launch_quantize_q8(p, f.layout == Layout::GgmlQ8_1, stream);
+    return;
+  }
+
+  const int G = f.group_for(cols);
+  if (tr.matrices && G <= 128 && tr.block > G && tr.block % G != 0)
+    fail("quantize_activations_cuda: transform block {} and group {} do not nest", tr.block, G);
+  if (tr.matrices && G > 128 && G % tr.block != 0)
+    fail("quantize_activations_cuda: group {} is not a multiple of the transform block {}", G, tr.block);
+  if (tr.matrices && G <= 128 && tr.block < G && G % tr.block != 0)
+    fail("quantize_activations_cuda: group {} is not a multiple of the transform block {}", G, tr.block);
+  if (G > 128 && size_t(G) * (tr.matrices ? 2 : 1) * sizeof(float) > 200 * 1024)
+    fail("quantize_activations_cuda: groups of {} values are too large for one CTA", G);
+  if (G > 128 && G % 8 != 0) fail("quantize_activations_cuda: group {} is not a multiple of 8", G);
+
+  const int sb = scale_type_bytes(f.scale);
+  ensure(out.scales, size_t(std::max<int64_t>(1, rows * (cols / G) * sb)));
+  ensure(out.global, sizeof(float));
+  p.scale = scale_code(f.scale);
+  p.sb = sb;
+  p.group = G;
+  p.rule = f.rule == ScaleRule::Mx ? detail::kRuleMx : f.rule == ScaleRule::Absmax ? detail::kRuleAbsmax : detail::kRuleFourOverSix;
+  p.ss = f.effective_scale_scale();
+  p.scales = out.scales.as<uint8_t>();
+
+  if (f.global == GlobalScale::PerTensor) {
+    p.global = out.global.as<float>();
+    if (opt.global_scale) {
+      set_float_async(out.global.as<float>(), *opt.global_scale, stream);
+    } else {
+      // global_scale_from_amax: amax / (scale_scale * scale type max), with 256 for four-over-six on E4M3.
+      const float smax = f.rule == ScaleRule::FourOverSix && f.scale == ScaleType::E4M3 ? 256.0f : scale_type_max(f.scale);
+      const float denom = f.effective_scale_scale() * smax;
+      void* scratch = nullptr;
+      check(cudaMallocAsync(&scratch, sizeof(float), stream), "cudaMallocAsync");
+      detail::launch_global_from_amax(p, denom, static_cast<float*>(scratch), out.global.as<float>(), stream);
+      check(cudaFreeAsync(scratch, stream), "cudaFreeAsync");
+    }
+  } else {
+    set_float_async(out.global.as<float>(), 1.0f, stream);
+    p.global = nullptr;
+  }
+
+  if (opt.mma_operand) {
+    const bool per_row = G == cols;
+    if (!per_row && !((f.scale == ScaleType::E8M0 || f.scale == ScaleType::E4M3) && mma_foldable(f)))
+      fail("quantize_activations_cuda: format '{}' has no exact bf16 tensor-core operand (needs E8M0 / E4M3 group "
+           "scales or one scale per row)", f.name);
+    if (f.element->kind == NumberKind::Float && f.element->ebits > 8)
+      fail("quantize_activations_cuda: format '{}' does not fit bf16", f.name);
+    const int64_t ld = round_up(cols, 64);
+    ensure(out.mma, size_t(std::max<int64_t>(1, rows * ld)) * 2);
+    p.mma = out.mma.as<uint16_t>();
+    p.mma_ld = ld;
+    p.mma_fold = per_row ? 0 : 1;
+    if (per_row) {
+      ensure(out.row_scale, size_t(std::max<int64_t>(1, rows)) * sizeof(float));
+      p.row_scale = out.row_scale.as<float>();
+    } else {
+      out.row_scale.reset();
+    }
+    out.has_mma = true;
+    detail::launch_zero_pad_mma(p, stream);
+  }
+  detail::launch_act_quant(p, stream);
+}
+
+void matmul_weight_only_cuda(const PreparedWeight& w, const void* x, DType xtype, int64_t m, void* y, DType ytype,
+                             cudaStream_t stream, int64_t ldx) {
+  if (xtype == DType::F32) fail("matmul_weight_only_cuda: activations must be bf16 or fp16");
+  if (ldx == 0) ldx = w.k;
+  if (ldx < w.k || ldx % 2 != 0) fail("matmul_weight_only_cuda: bad activation row stride {} for K = {}", ldx, w.k);
+  if (m <= 0 || w.n == 0) return;
+  const detail::WeightView v = view_of(w);
+  const int fold = w.group < w.k ? 1 : 0;
+  if (m > 32 && xtype == DType::BF16 && detail::gemm_supported(v, fold) && (!fold || weight_fold_exact(w))) {
+    detail::GemmParams gp;
+    gp.w = v;
+    gp.a = static_cast<const uint16_t*>(x);
+    gp.lda = ldx;
+    gp.m = m;
+    gp.fold_b = fold;
+    gp.y = y;
+    gp.ytype = dtype_code(ytype);
+    gp.ldy = w.n;
+    run_gemm(gp, stream);
+    return;
+  }
+  const int eb = 2;
+  for (int64_t m0 = 0; m0 < m; m0 += 32) {
+    detail::GemvParams gp;
+    gp.w = v;
+    gp.x = static_cast<const char*>(x) + m0 * ldx * eb;
+    gp.xtype = dtype_code(xtype);
+    gp.ldx = ldx;
+    gp.m = std::min<int64_t>(32, m - m0);
+    gp.y = static_cast<char*>(y) + m0 * w.n * dtype_bytes(ytype);
+    gp.ytype = dtype_code(ytype);
+    gp.ldy = w.n;
+    detail::launch_gemv(gp, stream);
+  }
+}
+
+std::string quantized_matmul_unsupported(const Format& act, const PreparedWeight& w) {
+  const detail::WeightView v = view_of(w);
+  const int fold = w.group < w.k ? 1 : 0;
+  if (!detail::gemm_supported(v, fold))
+    return fmt::format("weight format '{}' has no exact bf16 tensor-core operand (needs E8M0 / E4M3 group scales "
+                       "of a power-of-two size, or one scale per row)", w.format.name);
+  if (fold && !weight_fold_exact(w)) {
+    return fmt::format("weight format '{}': element times scale does not fit bf16 exactly", w.format.name);
+  }
+  if (act.is_ggml()) return fmt::format("activation format '{}' has no tensor-core operand", act.name);
+  return {};
+}
+
+void matmul_quantized_cuda(const DeviceQuantized& a, const PreparedWeight& w, void* y, DType ytype, cudaStream_t stream) {
+  if (!a.has_mma) fail("matmul_quantized_cuda: the activation was quantized without opt.mma_operand");
+  if (a.cols != w.k) fail("matmul_quantized_cuda: activation has {} columns, weight {}", a.cols, w.k);
+  if (const std::string why = quantized_matmul_unsupported(a.format, w); !why.empty()) fail("matmul_quantized_cuda: {}", why);
+  if (a.rows == 0 || w.n == 0) return;
+  detail::GemmParams gp;
+  gp.w = view_of(w);
+  gp.a = a.mma.as<uint16_t>();
+  gp.lda = round_up(a.cols, 64);
+  gp.m = a.rows;
+  gp.a_row_scale = a.row_scale.size() ? a.row_scale.as<float>() : nullptr;
+  gp.a_global = a.format.global == GlobalScale::PerTensor ? a.global.as<float>() : nullptr;
+  gp.fold_b = w.group < w.k ? 1 : 0;
+  gp.y = y;
+  gp.ytype = dtype_code(ytype);
+  gp.ldy = w.n;
+  run_gemm(gp, stream);
+}
+
+void matmul_q4_0_q8_1_cuda(const void* w_blocks, const void* a_blocks, int64_t n, int64_t m, int64_t k, float* y,
+                           cudaStream_t stream) {
+  if (k % 32 != 0) fail("matmul_q4_0_q8_1_cuda: K = {} is not a multiple of 32", k);
+  detail::launch_q4_0_q8_1(w_blocks, a_blocks, n, m, k, y, stream);
+}
+
+}  // namespace fpq::cuda

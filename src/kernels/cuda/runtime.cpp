@@ -1,0 +1,136 @@
+// Device discovery, device buffers, CUDA error checking.
+#include <cuda_runtime.h>
+
+#include <mutex>
+
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/internal.h"
+#include "util/error.h"
+
+namespace fpq::cuda {
+namespace detail {
+
+void check(int err, const char* what) {
+  if (err == cudaSuccess) return;
+  const auto e = static_cast<cudaError_t>(err);
+  fail("CUDA error in {}: {} ({})", what, cudaGetErrorName(e), cudaGetErrorString(e));
+}
+
+void check_launch(const char* kernel) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) fail("CUDA kernel launch {} failed: {} ({})", kernel, cudaGetErrorName(e), cudaGetErrorString(e));
+}
+
+int sm_count() {
+  static std::once_flag once;
+  static int count = 0;
+  std::call_once(once, [] {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+      count = 132;
+  });
+  return count;
+}
+
+// Defined in act_quant.cu: loads the module's kernels (cudaFuncGetAttributes) and returns the error code.
+int probe_kernel_image();
+
+}  // namespace detail
+
+bool cuda_available(std::string* reason) {
+  auto say = [&](std::string r) {
+    if (reason) *reason = std::move(r);
+    return false;
+  };
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return say(fmt::format("no usable CUDA driver or device ({}: {})", cudaGetErrorName(e), cudaGetErrorString(e)));
+  }
+  if (count == 0) return say("no CUDA device visible");
+  int dev = 0;
+  cudaDeviceProp prop{};
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return say("cannot read the CUDA device's properties");
+  }
+  if (!(prop.major == 9 && prop.minor == 0))
+    return say(fmt::format("fpq's CUDA kernels are built for sm_90a (Hopper: H100/H200); device {} is {} (sm_{}{})", dev,
+                           prop.name, prop.major, prop.minor));
+  const int pe = detail::probe_kernel_image();
+  if (pe != cudaSuccess) {
+    cudaGetLastError();
+    return say(fmt::format("the CUDA kernels cannot load on {}: {}", prop.name,
+                           cudaGetErrorString(static_cast<cudaError_t>(pe))));
+  }
+  if (reason) reason->clear();
+  return true;
+}
+
+std::string device_description() {
+  std::string why;
+  if (!cuda_available(&why)) return {};
+  int dev = 0, driver = 0;
+  cudaDeviceProp prop{};
+  cudaGetDevice(&dev);
+  cudaGetDeviceProperties(&prop, dev);
+  cudaDriverGetVersion(&driver);
+  return fmt::format("{}, sm_{}{}, {} SMs, {:.0f} GiB, driver {}.{}", prop.name, prop.major, prop.minor,
+                     prop.multiProcessorCount, double(prop.totalGlobalMem) / (1 << 30), driver / 1000,
+                     (driver % 1000) / 10);
+}
+
+int dtype_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
+
+DeviceBuffer::DeviceBuffer(size_t bytes) { reset(bytes); }
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_) cudaFree(ptr_);
+}
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {
+  o.ptr_ = nullptr;
+  o.bytes_ = 0;
+}
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+  if (this != &o) {
+    if (ptr_) cudaFree(ptr_);
+    ptr_ = o.ptr_;
+    bytes_ = o.bytes_;
+    o.ptr_ = nullptr;
+    o.bytes_ = 0;
+  }
+  return *this;
+}
+void DeviceBuffer::reset(size_t bytes) {
+  if (ptr_) {
+    detail::check(cudaFree(ptr_), "cudaFree");
+    ptr_ = nullptr;
+    bytes_ = 0;
+  }
+  if (bytes > 0) {
+    detail::check(cudaMalloc(&ptr_, bytes), "cudaMalloc");
+    bytes_ = bytes;
+  }
+}
+void DeviceBuffer::upload(const void* host, size_t bytes, size_t offset) {
+  if (offset + bytes > bytes_) fail("DeviceBuffer::upload: {} bytes at {} exceed the buffer's {}", bytes, offset, bytes_);
+  if (bytes) detail::check(cudaMemcpy(static_cast<char*>(ptr_) + offset, host, bytes, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
+}
+void DeviceBuffer::download(void* host, size_t bytes, size_t offset) const {
+  if (offset + bytes > bytes_) fail("DeviceBuffer::download: {} bytes at {} exceed the buffer's {}", bytes, offset, bytes_);
+  if (bytes) detail::check(cudaMemcpy(host, static_cast<const char*>(ptr_) + offset, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
+}
+void DeviceBuffer::fill_bytes(uint8_t value) {
+  if (bytes_) detail::check(cudaMemset(ptr_, value, bytes_), "cudaMemset");
+  detail::check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+}
+
+DeviceBuffer to_device(const void* host, size_t bytes) {
+  DeviceBuffer b(bytes);
+  b.upload(host, bytes);
+  return b;
+}
+
+void synchronize() { detail::check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+
+}  // namespace fpq::cuda

@@ -1,0 +1,420 @@
+// GPU tests of fpq_kernels_cuda against the CPU reference (fpq::quantize / fpq::dequantize) on the same
+// operands: quantization bytes identical, matrix products within 1e-5 relative L2 of the float64 product of the
+// dequantized operands. Fresh random inputs each run (seed printed), odd shapes, output buffers poisoned
+// before each run. Every test skips with the reason when no Hopper GPU is visible.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "formats/ggml_blocks.h"
+#include "formats/quantize.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "test_support.h"
+#include "util/error.h"
+#include "util/half.h"
+
+namespace fpq::cuda {
+namespace {
+
+class Cuda : public ::testing::Test {
+ public:
+  void SetUp() override {
+    std::string why;
+    if (!cuda_available(&why)) GTEST_SKIP() << "no usable GPU: " << why;
+    rng.seed(test::fresh_seed());
+  }
+  std::mt19937_64 rng;
+
+  // Random activations: per-row magnitudes over several binades, a few outliers.
+  std::vector<float> random_matrix(int64_t rows, int64_t cols, bool specials = false) {
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::uniform_real_distribution<float> ud(-6.0f, 6.0f);
+    std::vector<float> x(size_t(rows * cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      const float rs = std::exp2(std::floor(ud(rng)));
+      for (int64_t c = 0; c < cols; ++c) {
+        float v = nd(rng) * rs;
+        if ((rng() % 97) == 0) v *= 30.0f;
+        x[size_t(r * cols + c)] = v;
+      }
+    }
+    if (specials && rows * cols >= 256) {
+      // A zero group, a tiny group, a NaN, an Inf, a -0.
+      for (int c = 0; c < 32 && c < cols; ++c) x[size_t(c)] = 0.0f;
+      if (cols >= 64)
+        for (int c = 32; c < 64; ++c) x[size_t(c)] = std::ldexp(nd(rng), -130);
+      x[size_t(cols + 3 < rows * cols ? cols + 3 : 5)] = NAN;
+      x[size_t(rows * cols - 7)] = INFINITY;
+      x[size_t(rows * cols / 2)] = -0.0f;
+    }
+    return x;
+  }
+};
+
+// Rounds to the input type and back (the values the kernel really sees).
+std::vector<uint16_t> to_16(const std::vector<float>& x, DType t) {
+  std::vector<uint16_t> h(x.size());
+  for (size_t i = 0; i < x.size(); ++i) h[i] = t == DType::BF16 ? f32_to_bf16(x[i]) : f32_to_f16(x[i]);
+  return h;
+}
+std::vector<float> from_16(const std::vector<uint16_t>& h, DType t) {
+  std::vector<float> x(h.size());
+  for (size_t i = 0; i < h.size(); ++i) x[i] = t == DType::BF16 ? bf16_to_f32(h[i]) : f16_to_f32(h[i]);
+  return x;
+}
+
+DeviceBuffer upload_input(const std::vector<float>& x, DType t, std::vector<float>* seen) {
+  if (t == DType::F32) {
+    *seen = x;
+    return to_device(x.data(), x.size() * 4);
+  }
+  const auto h = to_16(x, t);
+  *seen = from_16(h, t);
+  return to_device(h.data(), h.size() * 2);
+}
+
+const char* dtype_name(DType t) { return t == DType::F32 ? "f32" : t == DType::BF16 ? "bf16" : "f16"; }
+
+// First differing byte, or -1.
+int64_t first_diff(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  if (a.size() != b.size()) return 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i] != b[i]) return int64_t(i);
+  return -1;
+}
+
+void expect_same_quantized(const QuantizedTensor& got, const QuantizedTensor& ref, const std::string& tag) {
+  const int64_t dc = first_diff(got.codes, ref.codes);
+  EXPECT_EQ(dc, -1) << tag << ": codes differ at byte " << dc << " of " << ref.codes.size() << " (got "
+                    << (dc >= 0 && size_t(dc) < got.codes.size() ? int(got.codes[size_t(dc)]) : -1) << ", want "
+                    << (dc >= 0 && size_t(dc) < ref.codes.size() ? int(ref.codes[size_t(dc)]) : -1) << ")";
+  const int64_t ds = first_diff(got.scales, ref.scales);
+  EXPECT_EQ(ds, -1) << tag << ": scales differ at byte " << ds << " of " << ref.scales.size() << " (got "
+                    << (ds >= 0 && size_t(ds) < got.scales.size() ? int(got.scales[size_t(ds)]) : -1) << ", want "
+                    << (ds >= 0 && size_t(ds) < ref.scales.size() ? int(ref.scales[size_t(ds)]) : -1) << ")";
+  ASSERT_EQ(got.global_scale.size(), ref.global_scale.size()) << tag;
+  for (size_t i = 0; i < ref.global_scale.size(); ++i)
+    EXPECT_EQ(f32_bits(got.global_scale[i]), f32_bits(ref.global_scale[i])) << tag << ": global scale";
+}
+
+// Poisons every buffer of a DeviceQuantized of the right sizes so that unwritten bytes show.
+void poison(DeviceQuantized& q, const Format& f, int64_t rows, int64_t cols, bool mma) {
+  QuantizedTensor shape;
+  shape.format = f;
+  shape.rows = rows;
+  shape.cols = cols;
+  q.format = f;
+  q.rows = rows;
+  q.cols = cols;
+  q.codes.reset(size_t(std::max<int64_t>(1, rows * shape.row_code_bytes())));
+  q.codes.fill_bytes(0xA5);
+  if (!f.is_ggml()) {
+    q.scales.reset(size_t(std::max<int64_t>(1, rows * (cols / f.group_for(cols)) * scale_type_bytes(f.scale))));
+    q.scales.fill_bytes(0x5A);
+    q.global.reset(4);
+    q.global.fill_bytes(0xFF);
+    if (mma) {
+      const int64_t ld = (cols + 63) / 64 * 64;
+      q.mma.reset(size_t(rows * ld * 2));
+      q.mma.fill_bytes(0xFF);  // bf16 NaN
+      if (f.group_for(cols) == cols) {
+        q.row_scale.reset(size_t(rows * 4));
+        q.row_scale.fill_bytes(0xFF);
+      }
+    }
+  }
+}
+
+struct ActCase {
+  const char* format;
+  DType xtype;
+  int64_t rows, cols;
+  int tblock;      // 0: no transform
+  bool per_block;
+  bool fixed_global;
+};
+
+void run_act_case(Cuda& t, std::mt19937_64& rng, const ActCase& c) {
+  const Format f = parse_format(c.format);
+  const std::string tag = fmt::format("{} {} {}x{} T{}{}{}", c.format, dtype_name(c.xtype), c.rows, c.cols, c.tblock,
+                                      c.per_block ? "pb" : "", c.fixed_global ? " fixed-global" : "");
+  SCOPED_TRACE(tag);
+  std::vector<float> x = t.random_matrix(c.rows, c.cols, true), seen;
+  DeviceBuffer dx = upload_input(x, c.xtype, &seen);
+
+  std::vector<float> T;
+  DeviceBuffer dT;
+  ActQuantOptions opt;
+  std::vector<float> xt = seen;
+  if (c.tblock) {
+    const int G = c.tblock;
+    const int64_t nmat = c.per_block ? c.cols / G : 1;
+    std::normal_distribution<float> nd(0.0f, 1.0f / std::sqrt(float(G)));
+    T.resize(size_t(nmat * G * G));
+    for (auto& v : T) v = nd(rng);
+    dT = to_device(T.data(), T.size() * 4);
+    opt.transform = {dT.as<float>(), G, c.per_block};
+    apply_block_transform_reference(T.data(), G, c.per_block, seen.data(), c.rows, c.cols, xt.data());
+  }
+  QuantizeOptions qo;
+  if (c.fixed_global) {
+    opt.global_scale = 0.0123f;
+    qo.global_scale = 0.0123f;
+  }
+  const bool want_mma = !f.is_ggml() && (f.group_for(c.cols) == c.cols || f.scale == ScaleType::E8M0 || f.scale == ScaleType::E4M3);
+  opt.mma_operand = want_mma;
+  const QuantizedTensor ref = quantize(f, xt.data(), c.rows, c.cols, qo);
+
+  DeviceQuantized q;
+  poison(q, f, c.rows, c.cols, want_mma);
+  quantize_activations_cuda(f, dx.data(), c.xtype, c.rows, c.cols, q, opt);
+  synchronize();
+  expect_same_quantized(q.download(), ref, tag);
+
+  if (want_mma) {
+    ASSERT_TRUE(q.has_mma);
+    const int64_t ld = (c.cols + 63) / 64 * 64;
+    std::vector<uint16_t> mma(size_t(c.rows * ld));
+    q.mma.download(mma.data(), mma.size() * 2);
+    const bool per_row = f.group_for(c.cols) == c.cols;
+    std::vector<float> rs;
+    if (per_row) {
+      rs.resize(size_t(c.rows));
+      q.row_scale.download(rs.data(), rs.size() * 4);
+    }
+    int64_t bad = 0;
+    for (int64_t r = 0; r < c.rows; ++r) {
+      for (int64_t col = 0; col < ld; ++col) {
+        float want = 0.0f;
+        if (col < c.cols) {
+          const float dec = f.element->decode(ref.code(r, col));
+          want = per_row ? dec : dec * ref.scale(r, col / f.group_for(c.cols));
+        }
+        // Exact in bf16 except below bf16's smallest subnormal (2^-133), where both round the same way.
+        const uint16_t w16 = f32_to_bf16(want), g16 = mma[size_t(r * ld + col)];
+        const bool both_nan = std::isnan(want) && std::isnan(bf16_to_f32(g16));
+        if (!both_nan && w16 != g16) ++bad;
+      }
+      if (per_row) {
+        const float want = ref.scale(r, 0);
+        if (!(f32_bits(rs[size_t(r)]) == f32_bits(want) || (std::isnan(want) && std::isnan(rs[size_t(r)])))) ++bad;
+      }
+    }
+    EXPECT_EQ(bad, 0) << "tensor-core operand values differ from decode(code) * scale";
+  }
+}
+
+TEST_F(Cuda, ActivationQuantizationMatchesCpu) {
+  const ActCase cases[] = {
+      {"mxfp4", DType::BF16, 3, 416, 0, false, false},
+      {"mxfp4", DType::F32, 17, 2080, 0, false, false},
+      {"mxfp4", DType::F16, 1, 64, 0, false, false},
+      {"mxfp4", DType::BF16, 5, 256, 32, false, false},
+      {"mxfp4", DType::BF16, 9, 256, 32, true, false},
+      {"mxfp4", DType::F32, 4, 384, 128, false, false},
+      {"nvfp4", DType::BF16, 3, 416, 0, false, false},
+      {"nvfp4", DType::F32, 17, 2080, 0, false, true},
+      {"nvfp4", DType::BF16, 6, 512, 16, false, false},
+      {"nvfp4", DType::BF16, 6, 512, 16, true, true},
+      {"nvfp4", DType::F32, 2, 256, 64, true, false},
+      {"nvfp4_4o6", DType::BF16, 5, 320, 0, false, false},
+      {"nvfp4_4o6", DType::F32, 3, 256, 16, false, false},
+      {"mxfp8_e4m3", DType::BF16, 7, 416, 0, false, false},
+      {"mxfp8_e4m3", DType::F32, 3, 256, 32, true, false},
+      {"mxfp8_e5m2", DType::F16, 5, 320, 0, false, false},
+      {"mxfp6_e2m3", DType::BF16, 5, 320, 0, false, false},
+      {"mxfp6_e3m2", DType::F32, 3, 256, 32, false, false},
+      {"fp8_e4m3", DType::BF16, 5, 2080, 0, false, false},
+      {"fp8_e4m3", DType::F32, 3, 96, 0, false, false},
+      {"fp8_e4m3", DType::BF16, 4, 512, 32, false, false},
+      {"fp8_e5m2", DType::F16, 3, 416, 0, false, false},
+      {"int8", DType::BF16, 4, 416, 0, false, false},
+      {"int4/fp16/g128/ss7", DType::F32, 3, 384, 0, false, false},
+      {"e2m1/e4m3/g16", DType::F16, 3, 96, 0, false, false},
+      {"e3m2/bf16/g32", DType::F32, 3, 96, 0, false, false},
+      {"q8_1", DType::F32, 5, 416, 0, false, false},
+      {"q8_1", DType::BF16, 3, 256, 32, true, false},
+      {"q8_0", DType::F16, 3, 416, 0, false, false},
+  };
+  for (const ActCase& c : cases) run_act_case(*this, rng, c);
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Matrix products
+// ------------------------------------------------------------------------------------------------------------
+
+std::vector<double> reference_product(const std::vector<float>& a, const std::vector<float>& w, int64_t m, int64_t n,
+                                      int64_t k) {
+  std::vector<double> y(size_t(m * n), 0.0);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0.0;
+      const float* ar = a.data() + i * k;
+      const float* wr = w.data() + j * k;
+      for (int64_t q = 0; q < k; ++q) s += double(ar[q]) * double(wr[q]);
+      y[size_t(i * n + j)] = s;
+    }
+  return y;
+}
+
+// Relative L2 error; NaN (an unwritten, poisoned element) fails.
+double rel_err(const std::vector<float>& y, const std::vector<double>& ref) {
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (!std::isfinite(y[i])) return INFINITY;
+    const double d = double(y[i]) - ref[i];
+    num += d * d;
+    den += ref[i] * ref[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+struct WeightCase {
+  const char* format;
+  int64_t n, k;
+};
+
+TEST_F(Cuda, WeightOnlyMatmulMatchesFloat64) {
+  const WeightCase weights[] = {
+      {"mxfp4", 72, 416},
+      {"nvfp4", 200, 2080},
+      {"int4", 136, 384},
+      {"q4_0", 40, 416},
+      {"fp6_e3m2", 72, 416},
+      {"fp6_e2m3", 24, 2080},
+      {"mxfp6_e3m2", 56, 416},
+      {"fp5_e2m2", 40, 416},
+      {"fp5_e3m1", 33, 96},
+      {"fp8_e4m3", 72, 416},
+      {"mxfp8_e4m3", 136, 416},
+      {"int8", 50, 416},
+      {"q8_0", 40, 416},
+      {"e2m1/e4m3/g16/ss6/rowglobal", 48, 256},
+  };
+  const int64_t ms[] = {1, 5, 16, 32, 40, 130};
+  for (const WeightCase& wc : weights) {
+    const Format f = parse_format(wc.format);
+    const std::vector<float> wf = random_matrix(wc.n, wc.k);
+    const QuantizedTensor wq = quantize(f, wf.data(), wc.n, wc.k);
+    const std::vector<float> wd = dequantize(wq);
+    const PreparedWeight pw = prepare_weight_cuda(wq);
+    for (DType xt : {DType::BF16, DType::F16}) {
+      for (int64_t m : ms) {
+        if (xt == DType::F16 && m == 130) continue;
+        const std::string tag = fmt::format("W {} {}x{} x {} M={}", wc.format, wc.n, wc.k, dtype_name(xt), m);
+        SCOPED_TRACE(tag);
+        std::vector<float> x = random_matrix(m, wc.k), seen;
+        DeviceBuffer dx = upload_input(x, xt, &seen);
+        DeviceBuffer dy(size_t(m * wc.n * 4));
+        dy.fill_bytes(0xFF);  // NaN
+        matmul_weight_only_cuda(pw, dx.data(), xt, m, dy.data(), DType::F32);
+        synchronize();
+        std::vector<float> y(size_t(m * wc.n));
+        dy.download(y.data(), y.size() * 4);
+        const double err = rel_err(y, reference_product(seen, wd, m, wc.n, wc.k));
+        EXPECT_LT(err, 1e-5) << tag;
+      }
+    }
+  }
+}
+
+struct QmmCase {
+  const char* act;
+  const char* weight;
+  int64_t m, n, k;
+};
+
+TEST_F(Cuda, QuantizedMatmulMatchesFloat64) {
+  const QmmCase cases[] = {
+      {"mxfp4", "mxfp4", 130, 136, 416},
+      {"mxfp4", "mxfp4", 257, 300, 2080},
+      {"mxfp4", "mxfp4", 1, 40, 256},
+      {"nvfp4", "nvfp4", 128, 200, 416},
+      {"nvfp4", "nvfp4", 300, 136, 2080},
+      {"nvfp4_4o6", "nvfp4", 129, 72, 256},
+      {"mxfp8_e4m3", "mxfp8_e4m3", 130, 136, 416},
+      {"fp8_e4m3", "fp8_e4m3", 200, 100, 416},
+      {"mxfp4", "mxfp8_e4m3", 64, 64, 128},
+  };
+  for (const QmmCase& c : cases) {
+    const std::string tag = fmt::format("A {} x W {} M={} N={} K={}", c.act, c.weight, c.m, c.n, c.k);
+    SCOPED_TRACE(tag);
+    const Format fa = parse_format(c.act), fw = parse_format(c.weight);
+    const std::vector<float> wf = random_matrix(c.n, c.k);
+    const QuantizedTensor wq = quantize(fw, wf.data(), c.n, c.k);
+    const PreparedWeight pw = prepare_weight_cuda(wq);
+    std::vector<float> x = random_matrix(c.m, c.k), seen;
+    DeviceBuffer dx = upload_input(x, DType::BF16, &seen);
+    DeviceQuantized q;
+    poison(q, fa, c.m, c.k, true);
+    ActQuantOptions opt;
+    opt.mma_operand = true;
+    quantize_activations_cuda(fa, dx.data(), DType::BF16, c.m, c.k, q, opt);
+    DeviceBuffer dy(size_t(c.m * c.n * 4));
+    dy.fill_bytes(0xFF);
+    matmul_quantized_cuda(q, pw, dy.data(), DType::F32);
+    synchronize();
+    const QuantizedTensor aq = q.download();
+    expect_same_quantized(aq, quantize(fa, seen.data(), c.m, c.k), tag);
+    std::vector<float> y(size_t(c.m * c.n));
+    dy.download(y.data(), y.size() * 4);
+    const double err = rel_err(y, reference_product(dequantize(aq), dequantize(wq), c.m, c.n, c.k));
+    EXPECT_LT(err, 1e-5) << tag;
+  }
+}
+
+TEST_F(Cuda, Q4_0TimesQ8_1MatchesFloat64) {
+  const Format q4 = parse_format("q4_0"), q8 = parse_format("q8_1");
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 40, 416}, {7, 33, 2080}, {33, 100, 256}}) {
+    const std::string tag = fmt::format("q4_0 x q8_1 M={} N={} K={}", m, n, k);
+    SCOPED_TRACE(tag);
+    const std::vector<float> wf = random_matrix(n, k), xf = random_matrix(m, k);
+    const QuantizedTensor wq = quantize(q4, wf.data(), n, k);
+    // Activations quantized on the GPU (checked against the CPU bytes), then the product.
+    DeviceBuffer dx = to_device(xf.data(), xf.size() * 4);
+    DeviceQuantized aq;
+    poison(aq, q8, m, k, false);
+    quantize_activations_cuda(q8, dx.data(), DType::F32, m, k, aq);
+    DeviceBuffer dw = to_device(wq.codes.data(), wq.codes.size());
+    DeviceBuffer dy(size_t(m * n * 4));
+    dy.fill_bytes(0xFF);
+    matmul_q4_0_q8_1_cuda(dw.data(), aq.codes.data(), n, m, k, dy.as<float>());
+    synchronize();
+    const QuantizedTensor a_host = aq.download();
+    expect_same_quantized(a_host, quantize(q8, xf.data(), m, k), tag);
+    std::vector<float> y(size_t(m * n));
+    dy.download(y.data(), y.size() * 4);
+    const double err = rel_err(y, reference_product(dequantize(a_host), dequantize(wq), m, n, k));
+    EXPECT_LT(err, 1e-5) << tag;
+  }
+}
+
+TEST_F(Cuda, RejectsWhatItCannotDo) {
+  EXPECT_FALSE(act_quant_unsupported(parse_format("int4_asym")).empty());
+  EXPECT_FALSE(weight_unsupported(parse_format("q4_1")).empty());
+  EXPECT_FALSE(weight_unsupported(parse_format("int4_asym")).empty());
+  const Format f = parse_format("mxfp4");
+  DeviceBuffer dx(64 * 4);
+  DeviceQuantized q;
+  EXPECT_THROW(quantize_activations_cuda(f, dx.data(), DType::F32, 1, 48, q), Error);  // 48 % 32 != 0
+}
+
+}  // namespace
+}  // namespace fpq::cuda
+
+// Runs without a GPU too: availability must answer, with a reason, and never crash.
+TEST(CudaAvailability, AnswersWithReason) {
+  std::string why;
+  const bool ok = fpq::cuda::cuda_available(&why);
+  if (!ok) {
+    EXPECT_FALSE(why.empty());
+    std::printf("cuda_available() = false: %s\n", why.c_str());
+  } else {
+    std::printf("cuda_available() = true: %s\n", fpq::cuda::device_description().c_str());
+  }
+}
