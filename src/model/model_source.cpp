@@ -213,8 +213,7 @@ struct ModelSource::Impl {
     for (const auto& f : files) {
       shards.push_back(std::make_unique<SafetensorsFile>(f));
       for (const auto& e : shards.back()->entries()) {
-        if (e.dtype != "F32" && e.dtype != "F16" && e.dtype != "BF16")
-          fail("'{}': tensor '{}' is {}; fpq reads BF16, F16 and F32 weights", f.string(), e.name, e.dtype);
+        // Other dtypes (an fpq checkpoint's packed codes and scales) are indexed but not loadable as float.
         TensorRef r;
         r.name = e.name;
         r.shape = e.shape;
@@ -291,6 +290,8 @@ Tensor ModelSource::load(const std::string& name) const {
     t.data = impl_->gguf->dequantize(*r.gguf);
   } else {
     const SafetensorsEntry& e = *r.st;
+    if (e.dtype != "F32" && e.dtype != "F16" && e.dtype != "BF16")
+      fail("'{}': tensor '{}' is {}; fpq reads BF16, F16 and F32 weights as float", impl_->path.string(), e.name, e.dtype);
     const int64_t n = e.numel();
     t.data.resize(size_t(n));
     const uint8_t* src = e.data.data();

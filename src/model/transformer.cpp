@@ -44,7 +44,15 @@ std::vector<float> take(const ModelSource& src, const std::string& name, std::ve
   return std::move(t.data);
 }
 
-QuantLinear take_linear(const ModelSource& src, const std::string& name, int64_t out, int64_t in, bool bias) {
+QuantLinear take_linear(const ModelSource& src, const std::string& name, int64_t out, int64_t in, bool bias,
+                        const LinearLoader& loader) {
+  if (loader) {
+    if (auto l = loader(name)) {
+      if (l->out_features() != out || l->in_features() != in)
+        fail("'{}': layer '{}' is {}x{}, expected {}x{}", src.path().string(), name, l->out_features(), l->in_features(), out, in);
+      return std::move(*l);
+    }
+  }
   std::vector<float> w = take(src, name + ".weight", {out, in});
   std::vector<float> b;
   if (bias) b = take(src, name + ".bias", {out});
@@ -53,7 +61,7 @@ QuantLinear take_linear(const ModelSource& src, const std::string& name, int64_t
 
 }  // namespace
 
-Transformer::Transformer(const ModelSource& src) : config_(src.config()) {
+Transformer::Transformer(const ModelSource& src, const LinearLoader& loader) : config_(src.config()) {
   const ModelConfig& c = config_;
   if (c.head_dim % 2 != 0) fail("head_dim {} must be even for RoPE", c.head_dim);
   if (c.num_heads % c.num_kv_heads != 0) fail("{} heads are not a multiple of {} kv heads", c.num_heads, c.num_kv_heads);
@@ -67,13 +75,13 @@ Transformer::Transformer(const ModelSource& src) : config_(src.config()) {
     DecoderLayer& L = layers_[size_t(i)];
     L.input_norm = take(src, p + "input_layernorm.weight", {h});
     L.post_attention_norm = take(src, p + "post_attention_layernorm.weight", {h});
-    L.q_proj = take_linear(src, p + "self_attn.q_proj", qd, h, c.qkv_bias);
-    L.k_proj = take_linear(src, p + "self_attn.k_proj", kvd, h, c.qkv_bias);
-    L.v_proj = take_linear(src, p + "self_attn.v_proj", kvd, h, c.qkv_bias);
-    L.o_proj = take_linear(src, p + "self_attn.o_proj", h, qd, c.o_bias);
-    L.gate_proj = take_linear(src, p + "mlp.gate_proj", c.intermediate_size, h, c.mlp_bias);
-    L.up_proj = take_linear(src, p + "mlp.up_proj", c.intermediate_size, h, c.mlp_bias);
-    L.down_proj = take_linear(src, p + "mlp.down_proj", h, c.intermediate_size, c.mlp_bias);
+    L.q_proj = take_linear(src, p + "self_attn.q_proj", qd, h, c.qkv_bias, loader);
+    L.k_proj = take_linear(src, p + "self_attn.k_proj", kvd, h, c.qkv_bias, loader);
+    L.v_proj = take_linear(src, p + "self_attn.v_proj", kvd, h, c.qkv_bias, loader);
+    L.o_proj = take_linear(src, p + "self_attn.o_proj", h, qd, c.o_bias, loader);
+    L.gate_proj = take_linear(src, p + "mlp.gate_proj", c.intermediate_size, h, c.mlp_bias, loader);
+    L.up_proj = take_linear(src, p + "mlp.up_proj", c.intermediate_size, h, c.mlp_bias, loader);
+    L.down_proj = take_linear(src, p + "mlp.down_proj", h, c.intermediate_size, c.mlp_bias, loader);
     if (c.qk_norm) {
       L.q_norm = take(src, p + "self_attn.q_norm.weight", {c.head_dim});
       L.k_norm = take(src, p + "self_attn.k_norm.weight", {c.head_dim});
@@ -96,6 +104,12 @@ std::vector<std::pair<std::string, QuantLinear*>> Transformer::linears() {
     v.emplace_back(p + "mlp.up_proj", &L.up_proj);
     v.emplace_back(p + "mlp.down_proj", &L.down_proj);
   }
+  return v;
+}
+
+std::vector<std::pair<std::string, const QuantLinear*>> Transformer::linears() const {
+  std::vector<std::pair<std::string, const QuantLinear*>> v;
+  for (auto& [n, l] : const_cast<Transformer*>(this)->linears()) v.emplace_back(n, l);
   return v;
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,10 +44,14 @@ class KvCache {
 // Called with each projection's input while a forward runs (calibration): (layer, projection name, x, m, in).
 using LinearInputHook = std::function<void(int64_t layer, const std::string& proj, const float* x, int64_t m, int64_t in)>;
 
+// Supplies a projection that is not stored as a float weight (a quantized checkpoint); empty when the source
+// holds the projection's float weight.
+using LinearLoader = std::function<std::optional<QuantLinear>(const std::string& hf_name)>;
+
 class Transformer {
  public:
-  // Loads every weight of the source as float32.
-  explicit Transformer(const ModelSource& source);
+  // Loads every weight of the source as float32, or through `linears` for projections it provides.
+  explicit Transformer(const ModelSource& source, const LinearLoader& linears = {});
 
   const ModelConfig& config() const { return config_; }
   int64_t num_layers() const { return int64_t(layers_.size()); }
@@ -68,6 +73,12 @@ class Transformer {
 
   // Bytes of the weights as stored (quantized layers count their codes and scales).
   size_t weight_bytes() const;
+
+  const std::vector<float>& embed_weights() const { return embed_; }
+  const std::vector<float>& lm_head_weights() const { return lm_head_; }  // empty when tied to the embeddings
+  const std::vector<float>& final_norm_weights() const { return final_norm_; }
+  // Every decoder projection (const), with its HF name.
+  std::vector<std::pair<std::string, const QuantLinear*>> linears() const;
 
  private:
   void attention(int64_t layer, const float* q, int64_t n, KvCache& cache, float* out) const;

@@ -7,7 +7,9 @@
 
 #include "commands.h"
 #include "eval/compare.h"
+#include "model/checkpoint.h"
 #include "model/model_source.h"
+#include "model_quant_options.h"
 #include "util/error.h"
 #include "util/file_io.h"
 
@@ -28,6 +30,7 @@ struct EvalArgs {
   int64_t limit = 0, limit_tokens = 0, ctx = 2048;
   std::string json_out, quant_backend;
   bool no_baseline = false;
+  ModelQuantArgs method;
 };
 
 std::vector<std::string> split_commas(const std::vector<std::string>& in) {
@@ -74,11 +77,17 @@ static void register_eval(CLI::App& app) {
   cmd->add_option("--json", a->json_out, "Write the results as JSON to this file");
   cmd->add_option("--quant-backend", a->quant_backend, "Activation quantizer for every kernel row (reference, real, ...)");
   cmd->add_flag("--no-baseline", a->no_baseline, "Skip the unquantized row");
+  a->method.add(cmd, false);
   cmd->callback([a] {
     EvalPlan plan;
     plan.model = a->model.empty() ? default_model_path() : std::filesystem::path(a->model);
-    for (const auto& f : split_commas(a->formats))
-      plan.recipes.push_back(make_recipe(f, a->w_bits, a->a_bits, a->w_group, a->a_group, a->a_format, a->w_observer));
+    a->method.w_bits = a->w_bits;
+    a->method.a_bits = a->a_bits;
+    a->method.w_group = a->w_group;
+    a->method.a_group = a->a_group;
+    a->method.a_format = a->a_format;
+    a->method.w_observer = a->w_observer;
+    for (const auto& f : split_commas(a->formats)) plan.recipes.push_back(a->method.resolve_for(f));
     if (plan.recipes.empty() && (a->a_bits != 16 || !a->a_format.empty()))
       fail("--a-bits/--a-format need a --format for the weights");
     plan.kernels = a->kernels.empty() ? std::vector<std::string>{} : split_commas(a->kernels);
@@ -103,6 +112,14 @@ static void register_eval(CLI::App& app) {
     plan.ctx = a->ctx;
     plan.quant_backend = a->quant_backend;
     if (!a->json_out.empty() && std::filesystem::is_directory(a->json_out)) fail("--json '{}' is a directory", a->json_out);
+    if (!plan.recipes.empty()) {
+      const auto& first = plan.recipes.front();
+      const bool needs = quant::method_needs_hessian(first.method.method) || quant::method_needs_channel_stats(first.method.method);
+      if (needs || !a->method.calib_data.empty()) {
+        const ModelSource probe(plan.model);  // its tokenizer
+        plan.calibration_tokens = a->method.calibration_tokens(probe.tokenizer(), first);
+      }
+    }
     const EvalReport rep = run_eval(plan);
     std::printf("%s", rep.markdown().c_str());
     if (!a->json_out.empty()) {

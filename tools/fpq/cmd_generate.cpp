@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "model/generate.h"
+#include "model/checkpoint.h"
 #include "model/model_source.h"
 #include "model/quant_recipe.h"
 #include "util/error.h"
@@ -41,16 +42,20 @@ static void register_generate(CLI::App& app) {
   cmd->add_flag("--raw", a->raw, "Print only the generated text (no statistics)");
   cmd->callback([a] {
     const std::filesystem::path path = a->model.empty() ? default_model_path() : std::filesystem::path(a->model);
-    ModelSource src(path);
-    Transformer model(src);
-    if (!a->format.empty()) {
+    LoadedModel lm = load_model(path);
+    Transformer& model = *lm.model;
+    if (lm.is_checkpoint()) {
+      if (!a->format.empty()) fail("'{}' is already quantized ({}); drop --format", path.string(), lm.recipe_name());
+      const auto [qb, mb] = kernel_backends(a->kernel);
+      set_model_backends(model, qb, mb);
+    } else if (!a->format.empty()) {
       quantize_model_rtn(model, make_recipe(a->format, a->w_bits, a->a_bits, 0, 0, a->a_format));
       const auto [qb, mb] = kernel_backends(a->kernel);
       set_model_backends(model, qb, mb);
     } else if (a->a_bits != 16) {
       fail("--a-bits needs --format");
     }
-    const Tokenizer& tok = src.tokenizer();
+    const Tokenizer& tok = lm.tokenizer();
     const std::string text = a->chat ? chatml_prompt(a->prompt) : a->prompt;
     const auto prompt = tok.encode(text, tok.add_bos_by_default());
     GenerateOptions opt;

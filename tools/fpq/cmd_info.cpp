@@ -3,6 +3,10 @@
 
 #include "commands.h"
 #include "util/parallel.h"
+#if __has_include("kernels/cpu/isa.h")
+#include "kernels/cpu/isa.h"
+#define FPQ_HAVE_KERNELS_CPU 1
+#endif
 
 namespace fpq::cli {
 
@@ -11,6 +15,9 @@ static void register_info(CLI::App& app) {
   cmd->callback([] {
     std::printf("fpq %s\n", FPQ_VERSION);
     std::printf("threads: %d (FPQ_NUM_THREADS)\n", num_threads());
+#ifdef FPQ_HAVE_KERNELS_CPU
+    std::printf("cpu kernels: %s (FPQ_ISA)\n", cpu::active_isa_name());
+#endif
   });
 }
 

@@ -1,0 +1,265 @@
+// fpq bench gemm: the CPU kernels (src/kernels/cpu) over Llama-3-8B linear-layer shapes, each weight format
+// with its natural activation format, against an OpenBLAS float32 sgemm of the same shape and the machine's
+// memory read bandwidth, both measured in the same run.
+#include <cblas.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "bench_command.h"
+#include "commands.h"
+#include "formats/format.h"
+#include "formats/quantize.h"
+#include "kernels/cpu/bandwidth.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/matmul.h"
+#include "util/error.h"
+#include "util/file_io.h"
+#include "util/parallel.h"
+#include "util/rng.h"
+#include "util/table.h"
+
+namespace fpq::cli {
+namespace {
+
+struct BenchGemmArgs {
+  std::vector<std::string> shapes{"4096x4096", "14336x4096", "4096x14336"};
+  std::vector<int64_t> ms{1, 16, 128, 512};
+  std::vector<std::string> formats{"mxfp4:mxfp4",   "nvfp4:nvfp4",       "q4_0:q8_1",         "int4:int8",
+                                   "mxfp6_e2m3:mxfp6_e2m3", "mxfp6_e3m2:mxfp6_e3m2", "mxfp8_e4m3:mxfp8_e4m3",
+                                   "fp8_e4m3:fp8_e4m3", "int8:int8", "q8_0:q8_0", "fp6_e3m2:f32", "mxfp4:f32"};
+  int repeats = 5;
+  double min_time = 0.25;
+  double rotate_mb = 96;
+  double bandwidth_mb = 1024;
+  bool sgemm = true;
+  std::string json;
+  std::string isa;
+};
+
+struct Pair {
+  std::string spec;
+  Format w;
+  std::optional<Format> a;  // nullopt: float32 activations (weight-only)
+};
+
+Pair parse_pair(const std::string& s) {
+  const size_t c = s.find(':');
+  Pair p;
+  p.spec = s;
+  p.w = parse_format(s.substr(0, c));
+  const std::string a = c == std::string::npos ? "f32" : s.substr(c + 1);
+  if (a != "f32" && a != "fp32" && a != "none") p.a = parse_format(a);
+  return p;
+}
+
+std::pair<int64_t, int64_t> parse_shape(const std::string& s) {
+  const size_t x = s.find_first_of("xX");
+  if (x == std::string::npos) fail("bad shape '{}' (use NxK, e.g. 4096x14336)", s);
+  const int64_t n = std::atoll(s.substr(0, x).c_str()), k = std::atoll(s.substr(x + 1).c_str());
+  if (n <= 0 || k <= 0) fail("bad shape '{}' (use NxK, e.g. 4096x14336)", s);
+  return {n, k};
+}
+
+// Normal-ish values from a counter-based generator (fast, parallel, reproducible).
+std::vector<float> random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
+  std::vector<float> x(static_cast<size_t>(rows * cols));
+  parallel_for(rows * cols, 1 << 16, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) {
+      const uint64_t h = hash_u64(seed, uint64_t(i));
+      float s = 0;
+      for (int j = 0; j < 4; ++j) s += float((h >> (16 * j)) & 0xFFFF) * (1.0f / 65536.0f);
+      x[size_t(i)] = (s - 2.0f) * 1.7320508f;
+    }
+  });
+  return x;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Median wall time (seconds) of fn over at least `repeats` runs and `min_time` seconds, after a warm-up run.
+template <typename F>
+double time_median(F&& fn, int repeats, double min_time) {
+  fn();
+  std::vector<double> ts;
+  double total = 0;
+  while (int(ts.size()) < repeats || (total < min_time && ts.size() < 2000)) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    const double dt = seconds_since(t0);
+    ts.push_back(dt);
+    total += dt;
+  }
+  std::sort(ts.begin(), ts.end());
+  return ts[ts.size() / 2];
+}
+
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) {
+      const size_t c = line.find(':');
+      return c == std::string::npos ? line : line.substr(c + 2);
+    }
+  return "unknown";
+}
+
+std::string now_utc() {
+  const std::time_t t = std::time(nullptr);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M UTC", std::gmtime(&t));
+  return buf;
+}
+
+void run_bench(const BenchGemmArgs& args) {
+  if (!args.isa.empty()) cpu::set_isa(cpu::parse_isa(args.isa));
+  std::vector<Pair> pairs;
+  for (const auto& s : args.formats) pairs.push_back(parse_pair(s));
+  std::vector<std::pair<int64_t, int64_t>> shapes;
+  for (const auto& s : args.shapes) shapes.push_back(parse_shape(s));
+  for (int64_t m : args.ms)
+    if (m < 1) fail("--m values must be >= 1 (got {})", m);
+
+  const int threads = num_threads();
+  std::fprintf(stderr, "fpq bench gemm: %s, %d threads, kernels %s\n", cpu_model().c_str(), threads,
+               cpu::active_isa_name());
+  const cpu::Bandwidth bw = cpu::measure_read_bandwidth(size_t(args.bandwidth_mb * 1e6), 7);
+  std::fprintf(stderr, "memory read bandwidth: %.1f GB/s (best of 7; median %.1f)\n", bw.best_gbs, bw.median_gbs);
+
+  Table table({"N x K", "M", "weight : act", "kernel", "µs", "GFLOP/s", "W GB/s", "% BW", "sgemm µs", "vs sgemm",
+               "act quant µs"},
+              {false, true, false, false, true, true, true, true, true, true, true});
+  nlohmann::json results = nlohmann::json::array();
+  uint64_t seed = 0x5eed;
+  for (const auto& [n, k] : shapes) {
+    const std::vector<float> w = random_matrix(n, k, seed++);
+    for (const int64_t m : args.ms) {
+      const std::vector<float> x = random_matrix(m, k, seed++);
+      std::vector<float> y(static_cast<size_t>(m * n));
+      double t_sgemm = 0;
+      if (args.sgemm) {
+        t_sgemm = time_median(
+            [&] {
+              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, x.data(), int(k),
+                          w.data(), int(k), 0.0f, y.data(), int(n));
+            },
+            args.repeats, args.min_time);
+        // OpenBLAS's threads spin for a while after a call; let them sleep before timing our kernels.
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      }
+      for (const Pair& p : pairs) {
+        check_format_cols(p.w, k);
+        if (p.a) check_format_cols(*p.a, k);
+        const QuantizedTensor wq = quantize(p.w, w.data(), n, k);
+        // Enough weight copies that the matrix-vector case reads memory, not the last-level cache.
+        const size_t wbytes = wq.storage_bytes();
+        const int copies = int(std::clamp<double>(std::ceil(args.rotate_mb * 1e6 / double(wbytes)), 1, 16));
+        std::vector<std::shared_ptr<const cpu::PreparedWeight>> pws;
+        for (int c = 0; c < copies; ++c) pws.push_back(cpu::prepare_weight(wq));
+        const size_t format_bytes = cpu::weight_bytes(*pws[0]);
+        QuantizedTensor xq;
+        double t_quant = 0;
+        if (p.a) {
+          xq = cpu::quantize_activations(*p.a, x.data(), m, k);
+          t_quant = time_median([&] { xq = cpu::quantize_activations(*p.a, x.data(), m, k); }, args.repeats,
+                                args.min_time / 4);
+        }
+        size_t next = 0;
+        const double t = time_median(
+            [&] {
+              const cpu::PreparedWeight& pw = *pws[next++ % pws.size()];
+              if (p.a) cpu::matmul_quantized(pw, xq, y.data());
+              else cpu::matmul_weight_only(pw, x.data(), m, y.data());
+            },
+            args.repeats, args.min_time);
+        const double flops = 2.0 * double(m) * double(n) * double(k);
+        const double gbs = double(format_bytes) / t / 1e9;
+        const char* kind = cpu::kernel_kind_name(cpu::kernel_kind(*pws[0], p.a ? &*p.a : nullptr));
+        table.add({fmt::format("{} x {}", n, k), std::to_string(m), p.spec, kind, fmt::format("{:.0f}", t * 1e6),
+                   fmt::format("{:.1f}", flops / t / 1e9), fmt::format("{:.1f}", gbs),
+                   fmt::format("{:.0f}%", 100.0 * gbs / bw.best_gbs),
+                   args.sgemm ? fmt::format("{:.0f}", t_sgemm * 1e6) : "-",
+                   args.sgemm ? fmt::format("{:.2f}x", t_sgemm / t) : "-",
+                   p.a ? fmt::format("{:.0f}", t_quant * 1e6) : "-"});
+        results.push_back({{"n", n},
+                           {"k", k},
+                           {"m", m},
+                           {"weight", p.w.name},
+                           {"activation", p.a ? p.a->name : "f32"},
+                           {"kernel", kind},
+                           {"us", t * 1e6},
+                           {"gflops", flops / t / 1e9},
+                           {"weight_bytes", format_bytes},
+                           {"weight_gbs", gbs},
+                           {"fraction_of_bandwidth", gbs / bw.best_gbs},
+                           {"sgemm_us", args.sgemm ? nlohmann::json(t_sgemm * 1e6) : nlohmann::json(nullptr)},
+                           {"speedup_vs_sgemm", args.sgemm ? nlohmann::json(t_sgemm / t) : nlohmann::json(nullptr)},
+                           {"act_quant_us", p.a ? nlohmann::json(t_quant * 1e6) : nlohmann::json(nullptr)}});
+        std::fprintf(stderr, "  %lld x %lld, M=%lld, %s: %.0f us\n", (long long)n, (long long)k, (long long)m,
+                     p.spec.c_str(), t * 1e6);
+      }
+    }
+  }
+  std::printf("# fpq bench gemm\n\n%s, %d threads, kernels %s, %s\n", cpu_model().c_str(), threads,
+              cpu::active_isa_name(), now_utc().c_str());
+  std::printf("memory read bandwidth: %.1f GB/s (best of 7 passes over %.0f MB; median %.1f GB/s)\n\n", bw.best_gbs,
+              args.bandwidth_mb, bw.median_gbs);
+  std::printf("%s\n", table.markdown().c_str());
+  std::printf("µs: median; W GB/s: bytes of codes + scales of the weight / time; %% BW: of the read bandwidth above;\n"
+              "vs sgemm: OpenBLAS float32 sgemm time / kernel time (> 1: faster); act quant: quantize_activations "
+              "(not in µs).\n");
+  if (!args.json.empty()) {
+    nlohmann::json doc = {{"command", "fpq bench gemm"},
+                          {"date", now_utc()},
+                          {"cpu", cpu_model()},
+                          {"threads", threads},
+                          {"isa", cpu::active_isa_name()},
+                          {"read_bandwidth_gbs", bw.best_gbs},
+                          {"read_bandwidth_median_gbs", bw.median_gbs},
+                          {"results", results}};
+    const std::string text = doc.dump(2) + "\n";
+    write_file_atomic(args.json, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  }
+}
+
+}  // namespace
+
+static void register_bench_gemm(CLI::App& app) {
+  auto a = std::make_shared<BenchGemmArgs>();
+  CLI::App* cmd = bench_command(app)->add_subcommand(
+      "gemm", "CPU low-bit GEMM kernels vs OpenBLAS sgemm and memory bandwidth (Llama-3-8B linear shapes)");
+  cmd->add_option("--shapes", a->shapes, "Weight shapes NxK")->delimiter(',')->capture_default_str();
+  cmd->add_option("--m", a->ms, "Activation rows M")->delimiter(',')->capture_default_str();
+  cmd->add_option("--formats", a->formats,
+                  "WEIGHT:ACTIVATION pairs (activation f32 = weight-only), e.g. nvfp4:nvfp4,fp6_e3m2:f32")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--repeats", a->repeats, "Timed runs per measurement (at least; see --min-time)")->capture_default_str();
+  cmd->add_option("--min-time", a->min_time, "Keep repeating until this many seconds have run")->capture_default_str();
+  cmd->add_option("--rotate-mb", a->rotate_mb, "Cycle through weight copies totalling this many MB (defeats caches)")
+      ->capture_default_str();
+  cmd->add_option("--bandwidth-mb", a->bandwidth_mb, "Buffer size of the read-bandwidth probe")->capture_default_str();
+  cmd->add_flag("!--no-sgemm", a->sgemm, "Skip the OpenBLAS sgemm baseline");
+  cmd->add_option("--json", a->json, "Also write the results as JSON");
+  cmd->add_option("--isa", a->isa, "Kernel variant: scalar, avx2, avx512 (default: the best this CPU has)");
+  cmd->callback([a] { run_bench(*a); });
+}
+
+static const CommandRegistrar registrar(80, register_bench_gemm);
+
+}  // namespace fpq::cli
