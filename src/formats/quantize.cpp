@@ -292,7 +292,7 @@ QuantizedTensor quantize_bf16(const Format& f, const uint16_t* x, int64_t rows, 
   return quantize_impl(f, xf.data(), rows, cols, opt);
 }
 
-void dequantize_rows(const QuantizedTensor& q, int64_t r0, int64_t r1, float* out) {
+void dequantize_rows(const QuantizedTensor& q, int64_t r0, int64_t r1, float* out, bool with_global_scale) {
   const Format& f = q.format;
   const int64_t cols = q.cols;
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, cols));
@@ -317,7 +317,7 @@ void dequantize_rows(const QuantizedTensor& q, int64_t r0, int64_t r1, float* ou
       }
       const int gsz = q.group();
       const int64_t groups = q.groups_per_row();
-      const float g = q.global(r);
+      const float g = with_global_scale ? q.global(r) : 1.0f;
       const uint8_t* sc = q.row_scales(r);
       for (int64_t gi = 0; gi < groups; ++gi) {
         const float s = decode_scale(f.scale, sc + gi * q.scale_bytes());

@@ -61,8 +61,9 @@ float global_scale_from_amax(const Format& f, float amax);
 QuantizedTensor quantize(const Format& f, const float* x, int64_t rows, int64_t cols, const QuantizeOptions& opt = {});
 QuantizedTensor quantize_bf16(const Format& f, const uint16_t* x, int64_t rows, int64_t cols,
                               const QuantizeOptions& opt = {});
-// Dequantizes rows [r0, r1) into out (row-major, (r1 - r0) x cols).
-void dequantize_rows(const QuantizedTensor& q, int64_t r0, int64_t r1, float* out);
+// Dequantizes rows [r0, r1) into out (row-major, (r1 - r0) x cols). With with_global_scale = false the
+// tensor scale is left out: decode(code) x scale, which is exact for FP4/FP6/FP8 x E8M0/E4M3 and INT x FP16.
+void dequantize_rows(const QuantizedTensor& q, int64_t r0, int64_t r1, float* out, bool with_global_scale = true);
 std::vector<float> dequantize(const QuantizedTensor& q);
 // quantize then dequantize ("fake quantization"), into out (may alias x).
 void fake_quantize(const Format& f, const float* x, int64_t rows, int64_t cols, float* out, const QuantizeOptions& opt = {});
