@@ -16,7 +16,11 @@ namespace fpq::cpu::detail {
 constexpr int kTileRows = 16;
 constexpr int kChunkCols = 8;
 
-enum ScaleCode : int32_t { kScaleOne = 0, kScaleE8M0, kScaleE4M3, kScaleF16, kScaleBF16, kScaleF32 };
+// Scale encodings. The *Fast codes are used when prepare_weight found no byte that needs special decoding
+// (E8M0: 0x00 = 2^-127 and 0xFF = NaN; E4M3: a sign bit or the NaN code), so a shift (and a multiply) decodes.
+enum ScaleCode : int32_t {
+  kScaleOne = 0, kScaleE8M0, kScaleE4M3, kScaleF16, kScaleBF16, kScaleF32, kScaleE8M0Fast, kScaleE4M3Fast
+};
 enum Storage : int32_t { kNibble = 0, kByte = 1 };
 // How the float kernel turns a code into its value.
 enum FloatDecode : int32_t {
@@ -63,19 +67,20 @@ struct WeightView {
   float float_mul = 1.0f;           // kDecFloat: 2^(127 - bias); kDecSInt8/kDecUInt8: 2^-int_shift
 };
 
-// Activations for one call. Rows are padded with zeros to kp columns.
+// Activations for one call, zero-padded to kp columns and stored chunk-major: element (row i, column k) at
+// [(k / 8) * cstride + i * 8 + k % 8] with cstride = 8 * m, so a register tile's rows of one chunk are
+// contiguous. Per-unit values are stored unit-major: [u * m + i].
 struct ActView {
   int64_t m = 0, kp = 0;
-  int64_t ld = 0;                   // row stride in elements
-  const int8_t* xi8 = nullptr;      // int8 kernel: values * 2^int_shift, natural order
+  int64_t cstride = 0;              // elements per chunk (8 * m)
+  const int8_t* xi8 = nullptr;      // int8 kernel: values * 2^int_shift
   const int16_t* xi16 = nullptr;    // int16 kernel: values * 2^int_shift; each 4 columns stored as k0 k2 k1 k3
   const float* xf = nullptr;        // float kernel
   int64_t unit_chunks = 1;          // chunks per unit (the span over which one pair of scales applies)
   int64_t nunits = 1;
-  const int32_t* xsum = nullptr;    // [m][nunits] sum of the integer values over the unit (int kernels)
-  const float* sx = nullptr;        // [m][nunits] activation scale of the unit times 2^-(shifts) (int kernels)
-  const float* msx = nullptr;       // [m][nunits] int kernels with weight mins: xsum * scale (value units)
-  const float* xsumf = nullptr;     // [m][nunits] float kernel with weight mins: sum of x over the unit
+  const int32_t* xsum = nullptr;    // [u][m] sum of the integer values over the unit (int kernels)
+  const float* sx = nullptr;        // [u][m] activation scale of the unit times 2^-(shifts) (int kernels)
+  const float* msx = nullptr;       // [u][m] int kernels with weight mins: xsum * scale (value units)
   const float* gx = nullptr;        // [m] activation global scale, or null
 };
 

@@ -7,13 +7,13 @@ namespace fpq::cpu::detail::FPQ_ISA_NS {
 // Register tile: MR activation rows x NV weight tiles (16 rows each). kNV1 is the NV used for one activation
 // row (the matrix-vector case), where more weight tiles in flight hide latency.
 #if FPQ_KISA == 2
-constexpr int kMRInt = 4, kNVInt = 3, kNV1Int = 4;
-constexpr int kMRInt16 = 4, kNVInt16 = 2, kNV1Int16 = 4;
-constexpr int kMRFloat = 4, kNVFloat = 2, kNV1Float = 4;
+constexpr int kMRInt = 12, kNVInt = 1, kNV1Int = 4;
+constexpr int kMRInt16 = 10, kNVInt16 = 1, kNV1Int16 = 4;
+constexpr int kMRFloat = 20, kNVFloat = 1, kNV1Float = 4;
 #elif FPQ_KISA == 1
 constexpr int kMRInt = 2, kNVInt = 1, kNV1Int = 2;
 constexpr int kMRInt16 = 1, kNVInt16 = 1, kNV1Int16 = 1;
-constexpr int kMRFloat = 2, kNVFloat = 1, kNV1Float = 2;
+constexpr int kMRFloat = 4, kNVFloat = 1, kNV1Float = 2;
 #else
 constexpr int kMRInt = 2, kNVInt = 1, kNV1Int = 1;
 constexpr int kMRInt16 = 2, kNVInt16 = 1, kNV1Int16 = 1;
@@ -46,17 +46,23 @@ FPQ_INLINE void for_register_tiles(int64_t t0, int64_t t1, int64_t m0, int64_t m
     }
     return;
   }
+  // Balanced row tiles: as few as MR allows, as equal as possible (16 rows -> 8 + 8 rather than 14 + 2).
+  const int64_t rows = m1 - m0, ntiles = (rows + MR - 1) / MR, base = rows / ntiles, extra = rows % ntiles;
   int64_t t = t0;
   for (; t + NV <= t1; t += NV) {
-    for (int64_t m = m0; m < m1; m += MR) {
+    for (int64_t i = 0, m = m0; i < ntiles; ++i) {
+      const int mr = int(base + (i < extra ? 1 : 0));
       auto f = [&]<int R, int V>() { block.template run<R, V>(t, m); };
-      with_mr<MR, NV>(int(min64(MR, m1 - m)), f);
+      with_mr<MR, NV>(mr, f);
+      m += mr;
     }
   }
   for (; t < t1; ++t) {
-    for (int64_t m = m0; m < m1; m += MR) {
+    for (int64_t i = 0, m = m0; i < ntiles; ++i) {
+      const int mr = int(base + (i < extra ? 1 : 0));
       auto f = [&]<int R, int V>() { block.template run<R, V>(t, m); };
-      with_mr<MR, 1>(int(min64(MR, m1 - m)), f);
+      with_mr<MR, 1>(mr, f);
+      m += mr;
     }
   }
 }

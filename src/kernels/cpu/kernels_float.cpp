@@ -1,7 +1,8 @@
 // Float kernel (one copy per instruction-set variant): weight codes are decoded to float32 in registers (table
 // permutes for <= 4-bit codes, bit arithmetic for wider float codes) and multiplied with float32 activations:
-//   per unit (a weight scale group):  gacc = sum_k fma(value(code_k) [- zero], x_k)   in k order,
-//                                     acc = fma(gacc, w_scale, acc)   [+ fma(min, sum x, acc) for Q4_1]
+//   per-group scales:  w = value(code) * s  (= the dequantized weight before its global scale; (q - z) * s for
+//                      asymmetric ints, q * d + m for Q4_1),  acc = fma(w, x_k, acc)  for k in order;
+//   one scale per row: acc = fma(value(code), x_k, acc), then acc * s;
 //   y = (acc * w_global) * x_global.
 // Used for weight-only products (float32 / bf16 activations) and for activation formats that are not
 // integer multiples of a small power of two (FP8 E4M3 / E5M2, asymmetric activations), which the driver
@@ -60,7 +61,12 @@ struct FTable {
   FPQ_INLINE VF col(const VB* q, int j) const { return dec_table(lut, q[j >> 2], j & 3, bits); }
 };
 
-template <class Dec, bool Zero>
+// Mode: Single = one scale per row (sum over K, scale once); Scaled = per-group scales multiplied into the
+// decoded weights (w = value * s, exactly the dequantized value of fpq::dequantize before its global scale);
+// Zero = asymmetric (w = (q - z) * s); Mins = llama.cpp Q4_1 (w = q * d + m).
+enum Mode { kSingle, kScaled, kZero, kMins };
+
+template <class Dec, int M>
 struct FloatBlock {
   const WeightView& w;
   const ActView& a;
@@ -70,72 +76,87 @@ struct FloatBlock {
 
   template <int MR, int NV>
   __attribute__((noinline)) void run(int64_t t0, int64_t m0) const {
-    VF facc[MR][NV];
+    const float* xrow = a.xf + m0 * kChunkCols;  // + c * cstride + r * 8 + j
+    VF acc[MR][NV];
+#pragma GCC unroll 32
     for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v) facc[r][v] = vf_zero();
-    const int64_t uc = a.unit_chunks, nu = a.nunits;
-    const float* xrow[MR];
-    for (int r = 0; r < MR; ++r) xrow[r] = a.xf + (m0 + r) * a.ld;
-    for (int64_t u = 0; u < nu; ++u) {
-      const int64_t g = (u * uc) / w.group_chunks;
-      VF gacc[MR][NV];
-      for (int r = 0; r < MR; ++r)
-        for (int v = 0; v < NV; ++v) gacc[r][v] = vf_zero();
-      VF zf[NV];
-      if constexpr (Zero) {
-        for (int v = 0; v < NV; ++v) zf[v] = vf_cvt(vi_u8x16(w.zeros + group_index(w, t0 + v, g)));
-      }
-      for (int64_t c = u * uc; c < (u + 1) * uc; ++c) {
-        VB q[NV][Dec::kQuads];
-        for (int v = 0; v < NV; ++v) dec.load(chunk_ptr(w, t0 + v, c), q[v]);
-        for (int j = 0; j < kChunkCols; ++j) {
-          for (int v = 0; v < NV; ++v) {
-            VF wv = dec.col(q[v], j);
-            if constexpr (Zero) wv = vf_sub(wv, zf[v]);
-            for (int r = 0; r < MR; ++r) gacc[r][v] = vf_fma(wv, vf_bcast(xrow[r] + c * kChunkCols + j), gacc[r][v]);
-          }
-        }
-      }
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = vf_zero();
+    if constexpr (M == kSingle) {
+      VF sw[NV];
+      for (int64_t c = 0; c < w.nchunks; ++c) accumulate_chunk<MR, NV>(t0, c, xrow, sw, sw, sw, acc);
+#pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
-        const VF sw = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes);
-        for (int r = 0; r < MR; ++r) facc[r][v] = vf_fma(gacc[r][v], sw, facc[r][v]);
+        const VF s = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, 0) * w.scale_bytes);
+#pragma GCC unroll 32
+        for (int r = 0; r < MR; ++r) acc[r][v] = vf_mul(acc[r][v], s);
       }
-      if (w.mins) {
+    } else {
+      const int64_t gc = w.group_chunks;
+      for (int64_t g = 0; g < w.ngroups; ++g) {
+        VF sw[NV], zf[NV], mn[NV];
+#pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) {
-          const VF mn = load_f16x16(w.mins + group_index(w, t0 + v, g));
-          for (int r = 0; r < MR; ++r) facc[r][v] = vf_fma(mn, vf_bcast(a.xsumf + (m0 + r) * nu + u), facc[r][v]);
+          sw[v] = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes);
+          if constexpr (M == kZero) zf[v] = vf_cvt(vi_u8x16(w.zeros + group_index(w, t0 + v, g)));
+          if constexpr (M == kMins) mn[v] = load_f16x16(w.mins + group_index(w, t0 + v, g));
         }
+        for (int64_t c = g * gc; c < (g + 1) * gc; ++c) accumulate_chunk<MR, NV>(t0, c, xrow, sw, zf, mn, acc);
       }
     }
-    store_tile<MR, NV>(w, a, y, ldy, t0, m0, facc);
+    store_tile<MR, NV>(w, a, y, ldy, t0, m0, acc);
+  }
+
+  // acc[r][v] = fma(w(t0 + v, k), x[r][k], acc[r][v]) for the 8 columns k of chunk c, in order.
+  template <int MR, int NV>
+  FPQ_INLINE void accumulate_chunk(int64_t t0, int64_t c, const float* xrow, const VF* sw, const VF* zf, const VF* mn,
+                                   VF (&acc)[MR][NV]) const {
+    VB q[NV][Dec::kQuads];
+    const float* xc = xrow + c * a.cstride;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) dec.load(chunk_ptr(w, t0 + v, c), q[v]);
+#pragma GCC unroll 8
+    for (int j = 0; j < kChunkCols; ++j) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        VF wv = dec.col(q[v], j);
+        if constexpr (M == kScaled) wv = vf_mul(wv, sw[v]);
+        if constexpr (M == kZero) wv = vf_mul(vf_sub(wv, zf[v]), sw[v]);
+        if constexpr (M == kMins) wv = vf_add(vf_mul(wv, sw[v]), mn[v]);
+#pragma GCC unroll 32
+        for (int r = 0; r < MR; ++r) acc[r][v] = vf_fma(wv, vf_bcast(xc + r * kChunkCols + j), acc[r][v]);
+      }
+    }
   }
 };
 
-template <class Dec, bool Zero>
+template <class Dec, int M>
 void float_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                int64_t m1) {
   const Dec dec(w);
-  FloatBlock<Dec, Zero> block{w, a, dec, y, ldy};
+  FloatBlock<Dec, M> block{w, a, dec, y, ldy};
   for_register_tiles<kMRFloat, kNVFloat, kNV1Float>(t0, t1, m0, m1, block);
+}
+
+template <class Dec>
+void float_mode(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
+                int64_t m1) {
+  if (w.zeros) float_run<Dec, kZero>(w, a, y, ldy, t0, t1, m0, m1);
+  else if (w.mins) float_run<Dec, kMins>(w, a, y, ldy, t0, t1, m0, m1);
+  else if (w.ngroups == 1) float_run<Dec, kSingle>(w, a, y, ldy, t0, t1, m0, m1);
+  else float_run<Dec, kScaled>(w, a, y, ldy, t0, t1, m0, m1);
 }
 
 }  // namespace
 
 void gemm_float(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                 int64_t m1) {
-  const bool z = w.zeros != nullptr;
   switch (w.float_decode) {
-    case kDecLut16:
-      if (z) float_run<FNib, true>(w, a, y, ldy, t0, t1, m0, m1);
-      else float_run<FNib, false>(w, a, y, ldy, t0, t1, m0, m1);
-      break;
-    case kDecFloat: float_run<FArith, false>(w, a, y, ldy, t0, t1, m0, m1); break;
-    case kDecSInt8: float_run<FSInt, false>(w, a, y, ldy, t0, t1, m0, m1); break;
-    case kDecUInt8:
-      if (z) float_run<FUInt, true>(w, a, y, ldy, t0, t1, m0, m1);
-      else float_run<FUInt, false>(w, a, y, ldy, t0, t1, m0, m1);
-      break;
-    default: float_run<FTable, false>(w, a, y, ldy, t0, t1, m0, m1); break;
+    case kDecLut16: float_mode<FNib>(w, a, y, ldy, t0, t1, m0, m1); break;
+    case kDecFloat: float_mode<FArith>(w, a, y, ldy, t0, t1, m0, m1); break;
+    case kDecSInt8: float_mode<FSInt>(w, a, y, ldy, t0, t1, m0, m1); break;
+    case kDecUInt8: float_mode<FUInt>(w, a, y, ldy, t0, t1, m0, m1); break;
+    default: float_mode<FTable>(w, a, y, ldy, t0, t1, m0, m1); break;
   }
 }
 

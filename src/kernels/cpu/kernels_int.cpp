@@ -56,12 +56,11 @@ struct Int8Block {
     for (int r = 0; r < MR; ++r)
       for (int v = 0; v < NV; ++v) facc[r][v] = vf_zero();
     const int64_t uc = a.unit_chunks, nu = a.nunits;
-    const int8_t* xrow[MR];
-    for (int r = 0; r < MR; ++r) xrow[r] = a.xi8 + (m0 + r) * a.ld;
+    const int8_t* xrow = a.xi8 + m0 * kChunkCols;  // + c * cstride + r * 8
     for (int64_t u = 0; u < nu; ++u) {
       const int64_t g = (u * uc) / w.group_chunks;
       int32_t xs[MR];
-      for (int r = 0; r < MR; ++r) xs[r] = a.xsum[(m0 + r) * nu + u];
+      for (int r = 0; r < MR; ++r) xs[r] = a.xsum[u * a.m + m0 + r];
       VI iacc[MR][NV];
       for (int r = 0; r < MR; ++r)
         for (int v = 0; v < NV; ++v) iacc[r][v] = vi_set1(int32_t(uint32_t(-w.offset) * uint32_t(xs[r])));
@@ -72,11 +71,13 @@ struct Int8Block {
         }
       }
       for (int64_t c = u * uc; c < (u + 1) * uc; ++c) {
+#pragma GCC unroll 16
         for (int v = 0; v < NV; ++v) {
           VB qa, qb;
           dec.chunk(chunk_ptr(w, t0 + v, c), qa, qb);
+#pragma GCC unroll 16
           for (int r = 0; r < MR; ++r) {
-            const int8_t* xp = xrow[r] + c * kChunkCols;
+            const int8_t* xp = xrow + c * a.cstride + r * kChunkCols;
             iacc[r][v] = dpbusd(iacc[r][v], qa, xp);
             iacc[r][v] = dpbusd(iacc[r][v], qb, xp + 4);
           }
@@ -85,12 +86,12 @@ struct Int8Block {
       for (int v = 0; v < NV; ++v) {
         const VF sw = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes);
         for (int r = 0; r < MR; ++r)
-          facc[r][v] = vf_fma(vf_mul(vf_cvt(iacc[r][v]), sw), vf_bcast(a.sx + (m0 + r) * nu + u), facc[r][v]);
+          facc[r][v] = vf_fma(vf_mul(vf_cvt(iacc[r][v]), sw), vf_bcast(a.sx + u * a.m + m0 + r), facc[r][v]);
       }
       if (w.mins) {
         for (int v = 0; v < NV; ++v) {
           const VF mn = load_f16x16(w.mins + group_index(w, t0 + v, g));
-          for (int r = 0; r < MR; ++r) facc[r][v] = vf_fma(mn, vf_bcast(a.msx + (m0 + r) * nu + u), facc[r][v]);
+          for (int r = 0; r < MR; ++r) facc[r][v] = vf_fma(mn, vf_bcast(a.msx + u * a.m + m0 + r), facc[r][v]);
         }
       }
     }
@@ -153,8 +154,7 @@ struct Int16Block {
     for (int r = 0; r < MR; ++r)
       for (int v = 0; v < NV; ++v) facc[r][v] = vf_zero();
     const int64_t uc = a.unit_chunks, nu = a.nunits;
-    const int16_t* xrow[MR];
-    for (int r = 0; r < MR; ++r) xrow[r] = a.xi16 + (m0 + r) * a.ld;
+    const int16_t* xrow = a.xi16 + m0 * kChunkCols;
     for (int64_t u = 0; u < nu; ++u) {
       const int64_t g = (u * uc) / w.group_chunks;
       VI iacc[MR][NV];
@@ -163,15 +163,17 @@ struct Int16Block {
       if (w.zeros) {
         for (int v = 0; v < NV; ++v) {
           const VI z = vi_u8x16(w.zeros + group_index(w, t0 + v, g));
-          for (int r = 0; r < MR; ++r) iacc[r][v] = vi_sub(iacc[r][v], vi_mullo(z, vi_set1(a.xsum[(m0 + r) * nu + u])));
+          for (int r = 0; r < MR; ++r) iacc[r][v] = vi_sub(iacc[r][v], vi_mullo(z, vi_set1(a.xsum[u * a.m + m0 + r])));
         }
       }
       for (int64_t c = u * uc; c < (u + 1) * uc; ++c) {
+#pragma GCC unroll 16
         for (int v = 0; v < NV; ++v) {
           VI e[4];
           dec.chunk(chunk_ptr(w, t0 + v, c), e);
+#pragma GCC unroll 16
           for (int r = 0; r < MR; ++r) {
-            const int16_t* xp = xrow[r] + c * kChunkCols;
+            const int16_t* xp = xrow + c * a.cstride + r * kChunkCols;
             iacc[r][v] = dpwssd(iacc[r][v], e[0], xp);
             iacc[r][v] = dpwssd(iacc[r][v], e[1], xp + 2);
             iacc[r][v] = dpwssd(iacc[r][v], e[2], xp + 4);
@@ -182,12 +184,12 @@ struct Int16Block {
       for (int v = 0; v < NV; ++v) {
         const VF sw = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes);
         for (int r = 0; r < MR; ++r)
-          facc[r][v] = vf_fma(vf_mul(vf_cvt(iacc[r][v]), sw), vf_bcast(a.sx + (m0 + r) * nu + u), facc[r][v]);
+          facc[r][v] = vf_fma(vf_mul(vf_cvt(iacc[r][v]), sw), vf_bcast(a.sx + u * a.m + m0 + r), facc[r][v]);
       }
       if (w.mins) {
         for (int v = 0; v < NV; ++v) {
           const VF mn = load_f16x16(w.mins + group_index(w, t0 + v, g));
-          for (int r = 0; r < MR; ++r) facc[r][v] = vf_fma(mn, vf_bcast(a.msx + (m0 + r) * nu + u), facc[r][v]);
+          for (int r = 0; r < MR; ++r) facc[r][v] = vf_fma(mn, vf_bcast(a.msx + u * a.m + m0 + r), facc[r][v]);
         }
       }
     }

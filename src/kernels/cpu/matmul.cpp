@@ -86,39 +86,33 @@ Plan make_plan(const PreparedWeight& w, const Format* act, Isa isa) {
 
 // Staged activations of one call (owns the buffers the ActView points to).
 struct ActStage {
-  AlignedBuffer xi8, xi16, xf, xsum, sx, msx, xsumf, gx;
+  AlignedBuffer xi8, xi16, xf, xsum, sx, msx, gx;
   ActView view;
 };
 
 float ldexp_f(float v, int e) { return v * std::ldexp(1.0f, e); }
 
 void stage_float(const PreparedWeight& w, const float* x, int64_t m, int64_t unit, ActStage& st) {
-  const int64_t k = w.k, kp = w.view.kp, nu = kp / unit;
+  const int64_t k = w.k, kp = w.view.kp, nu = kp / unit, nc = kp / kChunkCols, cs = m * kChunkCols;
   st.xf.resize(size_t(m * kp * 4));
   float* xf = st.xf.as<float>();
-  if (w.info.has_mins) st.xsumf.resize(size_t(m * nu * 4));
   parallel_for(m, std::max<int64_t>(1, 16384 / kp), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      float* dst = xf + r * kp;
-      std::memcpy(dst, x + r * k, size_t(k) * 4);
-      if (w.info.has_mins) {
-        float* s = st.xsumf.as<float>() + r * nu;
-        for (int64_t u = 0; u < nu; ++u) {
-          float acc = 0.0f;
-          for (int64_t c = u * unit; c < (u + 1) * unit; ++c) acc = acc + dst[c];
-          s[u] = acc;
-        }
+      const float* src = x + r * k;
+      for (int64_t c = 0; c < nc; ++c) {
+        float* dst = xf + c * cs + r * kChunkCols;
+        const int64_t n = std::min<int64_t>(kChunkCols, k - c * kChunkCols);
+        std::memcpy(dst, src + c * kChunkCols, size_t(n) * 4);  // the tail stays zero
       }
     }
   });
   ActView& v = st.view;
   v.m = m;
   v.kp = kp;
-  v.ld = kp;
+  v.cstride = cs;
   v.xf = xf;
   v.unit_chunks = unit / kChunkCols;
   v.nunits = nu;
-  v.xsumf = w.info.has_mins ? st.xsumf.as<float>() : nullptr;
 }
 
 // Integer lanes of quantized activations (codes -> value * 2^shift), per-unit sums and scales.
@@ -174,27 +168,33 @@ void stage_int(const PreparedWeight& w, const QuantizedTensor& x, const Plan& pl
         default: fail("internal: activation layout not supported by the integer kernels");
       }
       for (int64_t c = 0; c < k; ++c) vals[size_t(c)] = int16_t(a.ints[codes[size_t(c)]]);
+      const int64_t cs = m * kChunkCols;
       if (i16) {
-        int16_t* dst = st.xi16.as<int16_t>() + r * kp;
-        for (int64_t q = 0; q < kp / 4; ++q) {
-          dst[4 * q + 0] = vals[size_t(4 * q + 0)];
-          dst[4 * q + 1] = vals[size_t(4 * q + 2)];
-          dst[4 * q + 2] = vals[size_t(4 * q + 1)];
-          dst[4 * q + 3] = vals[size_t(4 * q + 3)];
+        int16_t* base = st.xi16.as<int16_t>() + r * kChunkCols;
+        for (int64_t c = 0; c < kp / kChunkCols; ++c) {
+          int16_t* dst = base + c * cs;
+          const int16_t* src = vals.data() + c * kChunkCols;
+          for (int q = 0; q < 2; ++q) {
+            dst[4 * q + 0] = src[4 * q + 0];
+            dst[4 * q + 1] = src[4 * q + 2];
+            dst[4 * q + 2] = src[4 * q + 1];
+            dst[4 * q + 3] = src[4 * q + 3];
+          }
         }
       } else {
-        int8_t* dst = reinterpret_cast<int8_t*>(st.xi8.data()) + r * kp;
-        for (int64_t c = 0; c < kp; ++c) dst[c] = int8_t(vals[size_t(c)]);
+        int8_t* base = reinterpret_cast<int8_t*>(st.xi8.data()) + r * kChunkCols;
+        for (int64_t c = 0; c < kp / kChunkCols; ++c)
+          for (int j = 0; j < kChunkCols; ++j) base[c * cs + j] = int8_t(vals[size_t(c * kChunkCols + j)]);
       }
-      int32_t* xs = st.xsum.as<int32_t>() + r * nu;
-      float* sx = st.sx.as<float>() + r * nu;
+      int32_t* xs = st.xsum.as<int32_t>();
+      float* sx = st.sx.as<float>();
       for (int64_t u = 0; u < nu; ++u) {
         int32_t s = 0;
         for (int64_t c = u * unit; c < (u + 1) * unit; ++c) s += vals[size_t(c)];
-        xs[u] = s;
+        xs[u * m + r] = s;
         const float sa = gscale[size_t(per_row ? 0 : (u * unit) / glen)];
-        sx[u] = ldexp_f(sa, -shift);
-        if (w.info.has_mins) st.msx.as<float>()[r * nu + u] = float(s) * ldexp_f(sa, -a.shift);
+        sx[u * m + r] = ldexp_f(sa, -shift);
+        if (w.info.has_mins) st.msx.as<float>()[u * m + r] = float(s) * ldexp_f(sa, -a.shift);
       }
       if (has_global) st.gx.as<float>()[r] = x.global(r);
     }
@@ -202,7 +202,7 @@ void stage_int(const PreparedWeight& w, const QuantizedTensor& x, const Plan& pl
   ActView& v = st.view;
   v.m = m;
   v.kp = kp;
-  v.ld = kp;
+  v.cstride = m * kChunkCols;
   v.xi8 = i16 ? nullptr : reinterpret_cast<const int8_t*>(st.xi8.data());
   v.xi16 = i16 ? st.xi16.as<int16_t>() : nullptr;
   v.unit_chunks = unit / kChunkCols;

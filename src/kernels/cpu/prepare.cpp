@@ -274,6 +274,20 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
     lut_i16[c] = valid ? int16_t(ci.ints[c]) : 0;
   }
 
+  // Scales without special bytes decode with a shift.
+  int scode = sc;
+  if (sc == detail::kScaleE8M0 || sc == detail::kScaleE4M3) {
+    bool special = false;
+    const uint8_t* s = p.scales.data();
+    for (int64_t t = 0; t < nt && !special; ++t)
+      for (int lane = 0; lane < kTileRows && t * kTileRows + lane < n; ++lane)
+        for (int64_t g = 0; g < ngroups; ++g) {
+          const uint8_t b = s[(t * ngroups + g) * kTileRows + lane];
+          if (sc == detail::kScaleE8M0 ? (b == 0 || b == 0xFF) : (b & 0x80) || b == 0x7F) special = true;
+        }
+    if (!special) scode = sc == detail::kScaleE8M0 ? detail::kScaleE8M0Fast : detail::kScaleE4M3Fast;
+  }
+
   detail::WeightView& v = p.view;
   v.codes = p.codes.data();
   v.chunk_bytes = chunk_bytes;
@@ -285,7 +299,7 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
   v.kp = kp;
   v.nchunks = nchunks;
   v.scales = p.scales.data();
-  v.scale_code = sc;
+  v.scale_code = scode;
   v.scale_bytes = sb;
   v.ngroups = ngroups;
   v.group_chunks = p.gw / kChunkCols;

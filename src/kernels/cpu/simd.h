@@ -188,6 +188,11 @@ FPQ_INLINE VF dec_nib_table(const float* lut, VB v, int j) {
 
 FPQ_INLINE VF load_scales(int code, const uint8_t* p) {
   switch (code) {
+    case kScaleE8M0Fast:
+      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)p)), 23));
+    case kScaleE4M3Fast:
+      return _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)p)), 20)),
+                           _mm512_set1_ps(0x1p120f));
     case kScaleE8M0: {
       const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)p));
       __m512i b = _mm512_slli_epi32(c, 23);
@@ -357,6 +362,11 @@ FPQ_INLINE VF dec_nib_table(const float* lut, VB v, int j) {
 
 FPQ_INLINE __m256 scales8(int code, const uint8_t* p) {
   switch (code) {
+    case kScaleE8M0Fast:
+      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)p)), 23));
+    case kScaleE4M3Fast:
+      return _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)p)), 20)),
+                           _mm256_set1_ps(0x1p120f));
     case kScaleE8M0: {
       const __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)p));
       __m256i b = _mm256_slli_epi32(c, 23);
@@ -574,8 +584,10 @@ FPQ_INLINE VF load_scales(int code, const uint8_t* p) {
   VF r;
   for (int i = 0; i < 16; ++i) {
     switch (code) {
-      case kScaleE8M0: r.v[i] = e8m0_to_float(p[i]); break;
-      case kScaleE4M3: r.v[i] = e4m3_to_float(p[i]); break;
+      case kScaleE8M0:
+      case kScaleE8M0Fast: r.v[i] = e8m0_to_float(p[i]); break;
+      case kScaleE4M3:
+      case kScaleE4M3Fast: r.v[i] = e4m3_to_float(p[i]); break;
       case kScaleF16: {
         uint16_t h;
         std::memcpy(&h, p + 2 * i, 2);
