@@ -70,22 +70,22 @@ done
 STATUS=0
 if [[ $TESTS == 1 ]]; then
   echo "== GPU tests"
-  timeout 600 "$CARRY/bin/test_kernels_cuda" 2>&1 | tee "$LOGS/tests.log" | grep -E "^\[  (PASSED|FAILED|  OK|  SKIPPED) |^\[==========\]|Failure|error|Expected|Which is|rel|differ|seed|cuda_available" | head -120
+  timeout 150 "$CARRY/bin/test_kernels_cuda" 2>&1 | tee "$LOGS/tests.log" | grep -E "^\[  (PASSED|FAILED|  OK|  SKIPPED) |^\[==========\]|Failure|error|Expected|Which is|rel|differ|seed|cuda_available" | head -120
   [[ ${PIPESTATUS[0]} -ne 0 ]] && STATUS=1
 fi
 if [[ $SAN == 1 ]] && command -v compute-sanitizer >/dev/null; then
   echo "== compute-sanitizer (memcheck, racecheck) on the GPU tests"
   FILTER='Cuda.ActivationQuantization*:Cuda.Q4_0*:Cuda.QuantizedMatmul*'
-  timeout 420 compute-sanitizer --tool memcheck --error-exitcode 9 "$CARRY/bin/test_kernels_cuda" --gtest_filter="$FILTER" >"$LOGS/sanitizer.log" 2>&1
+  timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$CARRY/bin/test_kernels_cuda" --gtest_filter="$FILTER" >"$LOGS/sanitizer.log" 2>&1
   rc=$?; echo "memcheck exit $rc: $(grep -E 'ERROR SUMMARY|PASSED|FAILED' "$LOGS/sanitizer.log" | tail -3 | tr '\n' ' ')"
   [[ $rc -ne 0 && $rc -ne 124 ]] && STATUS=1
-  timeout 240 compute-sanitizer --tool racecheck --error-exitcode 9 "$CARRY/bin/test_kernels_cuda" --gtest_filter='Cuda.QuantizedMatmul*' >>"$LOGS/sanitizer.log" 2>&1
+  timeout 90 compute-sanitizer --tool racecheck --error-exitcode 9 "$CARRY/bin/test_kernels_cuda" --gtest_filter='Cuda.QuantizedMatmul*' >>"$LOGS/sanitizer.log" 2>&1
   rc=$?; echo "racecheck exit $rc: $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$LOGS/sanitizer.log" | tail -1)"
   [[ $rc -ne 0 && $rc -ne 124 ]] && STATUS=1
 fi
 if [[ $BENCH == 1 ]]; then
   echo "== benchmark"
-  timeout 540 "$CARRY/bin/bench_cuda" $QUICK >"$LOGS/bench.log" 2>"$LOGS/bench.err"
+  timeout 200 "$CARRY/bin/bench_cuda" $QUICK >"$LOGS/bench.log" 2>"$LOGS/bench.err"
   rc=$?
   [[ $rc -ne 0 ]] && { echo "bench_cuda exit $rc"; tail -5 "$LOGS/bench.err"; STATUS=1; }
   cat "$LOGS/bench.log"

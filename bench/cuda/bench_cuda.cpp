@@ -42,7 +42,9 @@ void ckb(cublasStatus_t s, const char* what) {
 }
 
 // Median time (microseconds) of `reps` individually timed runs of fn(i) after `warm` runs.
-double time_us(const std::function<void(int)>& fn, int reps = 30, int warm = 5) {
+int g_reps = 30;
+double time_us(const std::function<void(int)>& fn, int reps = -1, int warm = 5) {
+  if (reps < 0) reps = g_reps;
   for (int i = 0; i < warm; ++i) fn(i);
   ck(cudaDeviceSynchronize(), "sync");
   std::vector<cudaEvent_t> ev(size_t(2 * reps));
@@ -171,8 +173,24 @@ struct CublasBf16 {
 int main(int argc, char** argv) {
   try {
     bool quick = false;
-    for (int i = 1; i < argc; ++i)
-      if (std::string(argv[i]) == "--quick") quick = true;
+    std::string only, shape_arg;
+    std::vector<int64_t> m_arg;
+    int reps = 30;
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      auto next = [&]() -> std::string {
+        if (i + 1 >= argc) fail("option {} needs a value", a);
+        return argv[++i];
+      };
+      if (a == "--quick") quick = true;
+      else if (a == "--only") only = next();          // substring of the kernel name (cuBLAS always runs)
+      else if (a == "--shape") shape_arg = next();    // NxK
+      else if (a == "--m") m_arg.push_back(std::stoll(next()));
+      else if (a == "--reps") reps = std::stoi(next());
+      else fail("unknown option {} (--quick, --only S, --shape NxK, --m M, --reps R)", a);
+    }
+    g_reps = reps;
+    auto wanted = [&](const std::string& name) { return only.empty() || name.find(only) != std::string::npos; };
     std::string why;
     if (!cuda_available(&why)) {
       std::printf("bench_cuda: no usable GPU: %s\n", why.c_str());
@@ -196,7 +214,12 @@ int main(int argc, char** argv) {
     };
     std::vector<Shape> shapes = {{4096, 4096}, {28672, 4096}, {4096, 14336}};
     if (quick) shapes = {{4096, 14336}};
-    const std::vector<int64_t> ms = {1, 16, 128, 2048};
+    if (!shape_arg.empty()) {
+      const size_t x = shape_arg.find('x');
+      if (x == std::string::npos) fail("--shape wants NxK");
+      shapes = {{std::stoll(shape_arg.substr(0, x)), std::stoll(shape_arg.substr(x + 1))}};
+    }
+    const std::vector<int64_t> ms = m_arg.empty() ? std::vector<int64_t>{1, 16, 128, 2048} : m_arg;
     const std::vector<const char*> wonly = {"mxfp4", "nvfp4", "int4", "q4_0", "fp6_e3m2", "mxfp6_e2m3", "fp5_e2m2",
                                             "fp8_e4m3", "int8"};
     struct WA {
@@ -224,7 +247,7 @@ int main(int argc, char** argv) {
       for (const char* f : wonly) all_formats.push_back(f);
       for (const WA& x : wa) all_formats.push_back(x.fmt);
       for (const std::string& f : all_formats) {
-        if (pw.count(f)) continue;
+        if (pw.count(f) || !wanted(f)) continue;
         const QuantizedTensor q = quantize(parse_format(f), wf.data(), sh.n, sh.k);
         std::vector<PreparedWeight> v;
         v.push_back(prepare_weight_cuda(q));
@@ -254,6 +277,7 @@ int main(int argc, char** argv) {
         rows.push_back({sname, m, "cuBLAS bf16", cublas_us, cublas_us, double(wbytes) + act_bytes + out_bytes});
 
         for (const char* f : wonly) {
+          if (!wanted(f)) continue;
           if (m >= 2048 && (std::string(f) == "int4" || std::string(f) == "q4_0")) continue;  // decode-kernel loop
           auto& v = pw[f];
           const double us = time_us([&](int i) {
@@ -264,6 +288,7 @@ int main(int argc, char** argv) {
         }
         if (m >= 128) {
           for (const WA& x4 : wa) {
+            if (!wanted(x4.name)) continue;
             auto& v = pw[x4.fmt];
             const Format fa = parse_format(x4.fmt);
             DeviceQuantized q;
@@ -281,7 +306,7 @@ int main(int argc, char** argv) {
                             cublas_us, double(v[0].device_bytes()) + act_bytes + out_bytes});
           }
         }
-        if (m <= 128) {
+        if (m <= 128 && wanted("q4_0 x q8_1")) {
           const Format q81 = parse_format("q8_1");
           DeviceQuantized q;
           quantize_activations_cuda(q81, x.data(), DType::BF16, m, sh.k, q);

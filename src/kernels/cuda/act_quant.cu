@@ -181,13 +181,23 @@ __global__ void __launch_bounds__(128) act_quant_fast(ActQuantParams p) {
     const uint32_t zc = encode_dev(p.e, 0.0f);
     constexpr int kWords = G * BITS / 32;
     uint32_t w[kWords];
+    uint32_t mm[G / 2];  // tensor-core operand, bf16 pairs
 #pragma unroll
     for (int q = 0; q < kWords; ++q) w[q] = 0;
 #pragma unroll
     for (int i = 0; i < G; ++i) {
       const uint32_t code = c.zero ? zc : encode_dev(p.e, quotient(v[i], c));
       w[(i * BITS) / 32] |= code << ((i * BITS) % 32);
-      if (p.mma) store_mma(p, row, gi * G + i, code, c);
+      float mv = decode_dev(p.e, code);
+      if (p.mma_fold) mv = __fmul_rn(mv, c.s);
+      const uint32_t mb = __bfloat16_as_ushort(__float2bfloat16_rn(mv));
+      if (i & 1) mm[i / 2] |= mb << 16;
+      else mm[i / 2] = mb;
+    }
+    if (p.mma) {
+      uint4* dstm = reinterpret_cast<uint4*>(p.mma + row * p.mma_ld + gi * G);
+#pragma unroll
+      for (int q = 0; q < G / 8; ++q) dstm[q] = make_uint4(mm[4 * q], mm[4 * q + 1], mm[4 * q + 2], mm[4 * q + 3]);
     }
     uint8_t* dst = p.codes + row * p.row_code_bytes + gi * (G * BITS / 8);
     if constexpr (kWords == 2) {
@@ -253,7 +263,8 @@ __device__ void quantize_q8_block(const ActQuantParams& p, const float* x, int64
     out[1] = uint8_t(h >> 8);
     for (int j = 0; j < 32; ++j) qs[j] = 0;
     if (with_sum) {
-      const uint16_t s = f32_to_f16_dev(__fmul_rn(0.0f, __uint_as_float(0x7FC00000u)));
+      // s = f16(0 * d) with d = NaN: the reference (x86) keeps the NaN operand 0x7FC00000.
+      const uint16_t s = f32_to_f16_dev(__uint_as_float(0x7FC00000u));
       out[2] = uint8_t(s);
       out[3] = uint8_t(s >> 8);
     }
@@ -268,7 +279,11 @@ __device__ void quantize_q8_block(const ActQuantParams& p, const float* x, int64
   out[1] = uint8_t(dh >> 8);
   int sum = 0;
   for (int j = 0; j < 32; ++j) {
-    const int8_t q = int8_t(roundf(__fmul_rn(x[j], id)));
+    // int8_t(roundf(x * id)) as the x86-64 reference computes it: out-of-range (1/d overflowing to inf when
+    // amax < ~2^-119) converts through cvttss2si to INT32_MIN, whose low byte is 0.
+    const float r = roundf(__fmul_rn(x[j], id));
+    const int32_t i32 = (r >= -2147483648.0f && r < 2147483648.0f) ? int32_t(r) : int32_t(0x80000000u);
+    const int8_t q = int8_t(uint8_t(uint32_t(i32) & 0xFFu));
     qs[j] = q;
     sum += q;
   }
@@ -399,12 +414,19 @@ __global__ void __launch_bounds__(256) act_quant_row(ActQuantParams p) {
   // Chunks of 8 values = `bits` bytes, byte aligned.
   for (int ch = threadIdx.x; ch < G / 8; ch += blockDim.x) {
     BitWriter bw(p.codes + row * p.row_code_bytes + ((col0 + ch * 8) * bits) / 8);
+    uint32_t mm[4];
     for (int i = 0; i < 8; ++i) {
       const float x = vals[ch * 8 + i];
       const uint32_t code = c.zero ? zc : encode_dev(p.e, quotient(x, c));
       bw.put(code, bits);
-      if (p.mma) store_mma(p, row, col0 + ch * 8 + i, code, c);
+      float mv = decode_dev(p.e, code);
+      if (p.mma_fold) mv = __fmul_rn(mv, c.s);
+      const uint32_t mb = __bfloat16_as_ushort(__float2bfloat16_rn(mv));
+      if (i & 1) mm[i / 2] |= mb << 16;
+      else mm[i / 2] = mb;
     }
+    if (p.mma)
+      *reinterpret_cast<uint4*>(p.mma + row * p.mma_ld + col0 + ch * 8) = make_uint4(mm[0], mm[1], mm[2], mm[3]);
   }
 }
 

@@ -1,8 +1,10 @@
 #pragma once
-// The prepared weight's fragment layout, shared by the decode kernel (gemv.cu) and the prefill kernel
-// (gemm_sm90.cu). A weight of N x K codes is cut into tiles of 16 rows x 64 columns; tile (rt, kt) holds, per
-// lane l of a warp (g = l / 4, t = l % 4), the 32 codes that lane needs as the A operand of four
-// mma.m16n8k16 steps j = 0..3 (columns 16j .. 16j+15 of the tile):
+// The prepared weight's fragment layout and the per-warp weight path shared by the decode kernel (gemv.cu)
+// and the prefill kernel (gemm_sm90.cu).
+//
+// A weight of N x K codes is cut into tiles of 16 rows x 64 columns; tile (rt, kt) holds, per lane l of a
+// warp (g = l / 4, t = l % 4), the 32 codes that lane needs as the A operand of four 16x16 MMA steps
+// j = 0..3 (columns 16j .. 16j+15 of the tile), in the register layout of mma.m16n8k16 / wgmma's A:
 //   register i of step j holds two codes (first, second) of
 //     i = 0: row g,     columns 16j + 2t, +1        i = 1: row g + 8, columns 16j + 2t, +1
 //     i = 2: row g,     columns 16j + 2t + 8, +9    i = 3: row g + 8, columns 16j + 2t + 8, +9
@@ -11,7 +13,7 @@
 //   hi (8-bit codes) bits 4..7, same arrangement as plane4
 //   hi (6-bit codes) bits 4..5, 8 bytes per lane: word j / 2, 2-bit field f = (j % 2) * 4 + i (first), f + 8
 //   hi (5-bit codes) bit 4, 4 bytes per lane: bit f = 4j + i (first), f + 16 (second)
-// With this order, one shift and mask puts the two codes of a register into the two 16-bit halves.
+// With this order a shift and a mask put the two codes of a register into the two 16-bit halves.
 // Scales: raw bytes per (row, group), [rt][group][16 rows ordered g0, g8, g1, g9, ...] so that lane g reads
 // the scales of rows g and g + 8 with one load; groups padded to cover k_tiles * 64 columns (zeros).
 #include <cuda_bf16.h>
@@ -19,39 +21,13 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/device_common.cuh"
+
 namespace fpq::cuda::detail {
 
 template <int BITS>
 struct HiWords {
   static constexpr int n = BITS == 8 ? 4 : BITS == 6 ? 2 : 1;
-};
-
-// Two codes (16-bit lanes) of register i of step j.
-template <int BITS>
-__device__ __forceinline__ uint32_t pair_code(const uint32_t (&lo)[4], const uint32_t (&hi)[HiWords<BITS>::n], int j,
-                                              int i) {
-  const uint32_t l = (lo[j] >> (4 * i)) & 0x000F000Fu;
-  if constexpr (BITS == 4) {
-    return l;
-  } else if constexpr (BITS == 8) {
-    return l | (((hi[j] >> (4 * i)) & 0x000F000Fu) << 4);
-  } else if constexpr (BITS == 6) {
-    const int f = (j & 1) * 4 + i;
-    return l | (((hi[j >> 1] >> (2 * f)) & 0x00030003u) << 4);
-  } else {
-    const int f = j * 4 + i;
-    return l | (((hi[0] >> f) & 0x00010001u) << 4);
-  }
-}
-
-// Decoder constants for the 16-bit operand type (half or bf16) of one element type.
-struct PairDecoder {
-  uint32_t sign_shift;  // 16 - bits
-  uint32_t mag_shift;   // (10 or 7) - mbits
-  uint32_t mag_mask;    // magnitude field after the shift, both halves
-  uint32_t mul;         // 2^(15 - bias) or 2^(127 - bias) in both halves
-  uint32_t int_xor, int_or, int_sub;  // int elements: (code ^ xor) | or, minus sub
-  int is_int, bits, half;
 };
 
 template <bool HALF>
@@ -72,55 +48,207 @@ __device__ __forceinline__ uint32_t hsub2_bits(uint32_t a, uint32_t b) {
     asm("sub.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
   return d;
 }
-
-// The two codes of P as a half2 / bf16x2 of their exact values.
-template <bool HALF>
-__device__ __forceinline__ uint32_t decode_pair(const PairDecoder& d, uint32_t P) {
-  if (!d.is_int) {
-    const uint32_t s = (P << d.sign_shift) & 0x80008000u;
-    const uint32_t m = (P << d.mag_shift) & d.mag_mask;
-    return hmul2_bits<HALF>(s | m, d.mul);
-  }
-  if (HALF || d.bits == 4) return hsub2_bits<HALF>((P ^ d.int_xor) | d.int_or, d.int_sub);
-  // int8 as bf16: sign-extend each half and convert (exact).
-  const int lo = int(int8_t(P & 0xFFu)), hi = int(int8_t((P >> 16) & 0xFFu));
-  __nv_bfloat162 v = __floats2bfloat162_rn(float(lo), float(hi));
-  return *reinterpret_cast<uint32_t*>(&v);
+// (a & b) ^ c and (a & c) | (b & ~c) in one LOP3 each.
+__device__ __forceinline__ uint32_t and_xor(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0x6A;" : "=r"(d) : "r"(a), "r"(b), "r"(c));  // (a & b) ^ c
+  return d;
 }
+__device__ __forceinline__ uint32_t select_bits(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xE4;" : "=r"(d) : "r"(a), "r"(b), "r"(c));  // (a & c) | (b & ~c)
+  return d;
+}
+template <int S>
+__device__ __forceinline__ uint32_t shl(uint32_t x) {
+  if constexpr (S >= 0) return x << S;
+  else return x >> (-S);
+}
+
+// How to turn codes into half / bf16 pairs (a compile-time choice, so hot loops hold one path).
+enum DecodeKind : int { kDecE2M1 = 0, kDecInt4 = 1, kDecFp = 2, kDecInt8 = 3 };
+
+__host__ __device__ inline int decode_kind(int bits, int is_int, int mbits, int bias) {
+  if (is_int) return bits == 4 ? kDecInt4 : kDecInt8;
+  return (bits == 4 && mbits == 1 && bias == 1) ? kDecE2M1 : kDecFp;
+}
+
+struct PairDecoder {
+  uint32_t sign_shift;  // 16 - bits
+  uint32_t mag_shift;   // (10 or 7) - mbits
+  uint32_t mag_mask;    // magnitude field after the shift, both halves
+  uint32_t mul;         // 2^(15 - bias) or 2^(127 - bias) in both halves
+  uint32_t int_xor, int_or, int_sub;  // int elements: (code ^ xor) | or, minus sub
+};
 
 __host__ __device__ inline PairDecoder make_pair_decoder(int bits, int is_int, int mbits, int bias, bool half) {
   PairDecoder d{};
-  d.is_int = is_int;
-  d.bits = bits;
-  d.half = half;
   if (!is_int) {
     d.sign_shift = uint32_t(16 - bits);
     d.mag_shift = uint32_t((half ? 10 : 7) - mbits);
     const uint32_t mag = ((1u << (bits - 1)) - 1u) << d.mag_shift;
     d.mag_mask = mag | (mag << 16);
-    uint32_t m16;
-    if (half) {
-      const int e = 15 - bias;  // 2^e as fp16 (e within -14..15 for the supported types)
-      m16 = uint32_t(e + 15) << 10;
-    } else {
-      const int e = 127 - bias;
-      m16 = uint32_t(e + 127) << 7;
-    }
+    const uint32_t m16 = half ? uint32_t(15 - bias + 15) << 10 : uint32_t(127 - bias + 127) << 7;
     d.mul = m16 | (m16 << 16);
   } else {
     const uint32_t sb = 1u << (bits - 1);
     d.int_xor = sb | (sb << 16);
-    if (half) {
-      d.int_or = 0x64006400u;  // 1024
-      const uint32_t sub = 0x6400u + sb;  // 1024 + 2^(bits-1): fp16 spacing is 1 in [1024, 2048)
-      d.int_sub = sub | (sub << 16);
-    } else {
-      d.int_or = 0x43004300u;  // 128 (int4 only: 128 + 15 is exact in bf16)
-      const uint32_t sub = 0x4300u + sb;
-      d.int_sub = sub | (sub << 16);
-    }
+    // fp16: 1024 + u exact for u < 1024; bf16: 128 + u exact for u < 128 (int4 only).
+    const uint32_t base = half ? 0x6400u : 0x4300u;
+    d.int_or = base | (base << 16);
+    d.int_sub = (base + sb) | ((base + sb) << 16);
   }
   return d;
+}
+
+// Two codes (16-bit halves) of register i of step j (generic path).
+template <int BITS>
+__device__ __forceinline__ uint32_t pair_code(const uint32_t (&lo)[4], const uint32_t (&hi)[HiWords<BITS>::n], int j,
+                                              int i) {
+  const uint32_t l = (lo[j] >> (4 * i)) & 0x000F000Fu;
+  if constexpr (BITS == 4) {
+    return l;
+  } else if constexpr (BITS == 8) {
+    return l | (((hi[j] >> (4 * i)) & 0x000F000Fu) << 4);
+  } else if constexpr (BITS == 6) {
+    const int f = (j & 1) * 4 + i;
+    return l | (((hi[j >> 1] >> (2 * f)) & 0x00030003u) << 4);
+  } else {
+    const int f = j * 4 + i;
+    return l | (((hi[0] >> f) & 0x00010001u) << 4);
+  }
+}
+
+// The four A registers of step j (exact half / bf16 values of the codes, without scales).
+template <int BITS, int DEC, bool HALF>
+__device__ __forceinline__ void decode_step(const PairDecoder& d, const uint32_t (&lo)[4],
+                                            const uint32_t (&hi)[HiWords<BITS>::n], int j, uint32_t (&a)[4]) {
+  if constexpr (DEC == kDecE2M1) {
+    // Sign of nibble i to bit 15 (and of nibble i + 4 to bit 31), magnitude to the low exponent / mantissa.
+    const uint32_t w = lo[j];
+    constexpr int MS = HALF ? 9 : 6;
+    constexpr uint32_t MAG = HALF ? 0x0E000E00u : 0x01C001C0u;
+    constexpr uint32_t MUL = HALF ? 0x74007400u : 0x7E807E80u;  // 2^14 / 2^126
+    a[0] = hmul2_bits<HALF>(select_bits(shl<12>(w), shl<MS>(w) & MAG, 0x80008000u), MUL);
+    a[1] = hmul2_bits<HALF>(select_bits(shl<8>(w), shl<MS - 4>(w) & MAG, 0x80008000u), MUL);
+    a[2] = hmul2_bits<HALF>(select_bits(shl<4>(w), shl<MS - 8>(w) & MAG, 0x80008000u), MUL);
+    a[3] = hmul2_bits<HALF>(select_bits(w, shl<MS - 12>(w) & MAG, 0x80008000u), MUL);
+  } else if constexpr (DEC == kDecInt4) {
+    const uint32_t w = lo[j];
+    constexpr uint32_t C = HALF ? 0x64086408u : 0x43084308u;    // base | 8: (code & 0xF) ^ 8 | base
+    constexpr uint32_t SUB = HALF ? 0x64086408u : 0x43084308u;  // base + 8
+    a[0] = hsub2_bits<HALF>(and_xor(w, 0x000F000Fu, C), SUB);
+    a[1] = hsub2_bits<HALF>(and_xor(w >> 4, 0x000F000Fu, C), SUB);
+    a[2] = hsub2_bits<HALF>(and_xor(w >> 8, 0x000F000Fu, C), SUB);
+    a[3] = hsub2_bits<HALF>(and_xor(w >> 12, 0x000F000Fu, C), SUB);
+  } else if constexpr (DEC == kDecFp) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t P = pair_code<BITS>(lo, hi, j, i);
+      a[i] = hmul2_bits<HALF>(select_bits(P << d.sign_shift, (P << d.mag_shift) & d.mag_mask, 0x80008000u), d.mul);
+    }
+  } else {  // int8
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t P = pair_code<BITS>(lo, hi, j, i);
+      if constexpr (HALF) {
+        a[i] = hsub2_bits<HALF>((P ^ 0x00800080u) | 0x64006400u, 0x64806480u);
+      } else {
+        const int l = int(int8_t(P & 0xFFu)), h = int(int8_t((P >> 16) & 0xFFu));
+        __nv_bfloat162 v = __floats2bfloat162_rn(float(l), float(h));
+        a[i] = *reinterpret_cast<uint32_t*>(&v);
+      }
+    }
+  }
+}
+
+// Group bookkeeping. Partial sums end at a group's last 16-column step, at a tile's last step and at K's end.
+struct GroupInfo {
+  int spg;     // 16-column steps per group
+  int pow2;    // spg is a power of two
+  int sshift;  // log2(spg) when pow2
+  int ksteps;  // K / 16
+};
+
+__host__ __device__ inline GroupInfo make_group_info(int group, int64_t k) {
+  GroupInfo gi{};
+  gi.spg = group / 16;
+  gi.ksteps = int(k / 16);
+  int s = 0;
+  while ((1 << s) < gi.spg) ++s;
+  gi.pow2 = (1 << s) == gi.spg;
+  gi.sshift = s;
+  return gi;
+}
+
+__device__ __forceinline__ int group_of(const GroupInfo& G, int kstep) {
+  return G.pow2 ? (kstep >> G.sshift) : kstep / G.spg;
+}
+__device__ __forceinline__ bool step_promotes(const GroupInfo& G, int kstep, int j) {
+  if (j == 3 || kstep == G.ksteps - 1) return true;
+  return G.pow2 ? ((kstep + 1) & (G.spg - 1)) == 0 : (kstep + 1) % G.spg == 0;
+}
+
+// One tile of a warp's weight fragments (codes only).
+template <int BITS>
+struct WTile {
+  uint32_t lo[4];
+  uint32_t hi[HiWords<BITS>::n];
+};
+
+__device__ __forceinline__ uint4 ld_stream16(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+__device__ __forceinline__ uint2 ld_stream8(const void* p) {
+  uint2 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ uint32_t ld_stream4(const void* p) {
+  uint32_t v;
+  asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(v) : "l"(p));
+  return v;
+}
+
+template <int BITS>
+__device__ __forceinline__ void load_wtile(WTile<BITS>& tl, const WeightView& w, int64_t rt, int kt, int lane) {
+  const int64_t tile = rt * w.k_tiles + kt;
+  const uint4 v = ld_stream16(w.plane4 + (tile * 32 + lane) * 16);
+  tl.lo[0] = v.x;
+  tl.lo[1] = v.y;
+  tl.lo[2] = v.z;
+  tl.lo[3] = v.w;
+  if constexpr (BITS == 8) {
+    const uint4 h = ld_stream16(w.plane_hi + (tile * 32 + lane) * 16);
+    tl.hi[0] = h.x;
+    tl.hi[1] = h.y;
+    tl.hi[2] = h.z;
+    tl.hi[3] = h.w;
+  } else if constexpr (BITS == 6) {
+    const uint2 h = ld_stream8(w.plane_hi + (tile * 32 + lane) * 8);
+    tl.hi[0] = h.x;
+    tl.hi[1] = h.y;
+  } else if constexpr (BITS == 5) {
+    tl.hi[0] = ld_stream4(w.plane_hi + (tile * 32 + lane) * 4);
+  } else {
+    tl.hi[0] = 0;
+  }
+}
+
+// Float value of every 1-byte scale code (E8M0 or E4M3), for a shared-memory lookup table.
+__device__ __forceinline__ float scale_code_value(int s, uint32_t code) {
+  if (s == kScaleE8M0) return e8m0_decode_dev(code);
+  return decode_dev(e4m3_desc(), code);
+}
+// 2- and 4-byte scales.
+__device__ __forceinline__ float scale_wide_value(int s, uint32_t raw) {
+  if (s == kScaleF16) return __half2float(__ushort_as_half(uint16_t(raw)));
+  if (s == kScaleBF16) return __uint_as_float(raw << 16);
+  return __uint_as_float(raw);
 }
 
 }  // namespace fpq::cuda::detail

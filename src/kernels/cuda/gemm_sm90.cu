@@ -1,15 +1,18 @@
-// Prefill matrix multiply on Hopper tensor cores (wgmma, sm_90a): Y = A * dequant(W)^T * scales.
+// Prefill matrix multiply on Hopper tensor cores (wgmma, sm_90a): Y = X * dequant(W)^T * scales.
 //
-// A is bf16 in device memory: the exact tensor-core operand that quantize_activations_cuda writes for W4A4 /
-// W8A8 (decode(code) * group scale, exact in bf16), or plain bf16 activations for weight-only prefill. W is
-// the prepared weight (frag.cuh): its codes are staged raw in shared memory with cp.async and dequantized by
-// all threads into a 128-byte-swizzled bf16 tile -- exactly: decode(code) * group scale (E8M0 / E4M3 groups)
-// fits bf16 -- which wgmma reads next to A's tile. Per-row scales (one per row of A or of W) and the global
-// scales are applied in float32 at the end.
+// Computed as Y^T = W * X^T: the weight is wgmma's A operand, taken from registers, and the activation tile
+// is the B operand in shared memory. Each of the 8 warps owns one 16-row tile of the prepared weight
+// (frag.cuh, already in the A-register layout): it streams its codes from global memory two tiles ahead,
+// turns them into exact bf16 values -- decode(code) * group scale, exact in bf16 for E8M0 / E4M3 groups --
+// and feeds them straight to wgmma: no shared-memory round trip for the weight. X is bf16 in device memory:
+// the exact tensor-core operand that quantize_activations_cuda writes for W4A4 / W8A8, or plain bf16
+// activations for weight-only prefill; its 64-column tiles come in through a 4-stage cp.async pipeline with
+// 128-byte swizzle. Per-row scales (one per row of X or of W) and the global scales are applied in float32 at
+// the end. Split-K (a partial-sum workspace and a fixed-order reduction) keeps the SMs busy for few tiles.
 //
-// CTA: 2 warpgroups, tile BM x 128 (BM = 128 or 256), k-tiles of 64, a 4-stage cp.async pipeline for A and
-// the raw weight, a double-buffered dequantized weight tile. Split-K (a partial-sum workspace and a fixed-
-// order reduction) keeps the SMs busy when there are few tiles.
+// CTA: 2 warpgroups = 128 weight rows x BN activation rows (BN = 256 or 128), float32 accumulators.
+#include <algorithm>
+
 #include "kernels/cuda/device_common.cuh"
 #include "kernels/cuda/frag.cuh"
 
@@ -17,23 +20,15 @@ namespace fpq::cuda::detail {
 namespace {
 
 constexpr int kStages = 4;
-constexpr int kBN = 128;
+constexpr int kWRows = 128;
 constexpr int kThreads = 256;
-constexpr int kBrawPlane = 8 * 512;   // 8 row tiles x 32 lanes x 16 bytes
-constexpr int kBrawHi = 8 * 512;      // at most the same (8-bit codes)
-constexpr int kBrawScales = 8 * 64;   // 8 row tiles x up to 4 groups x 16 rows (1-byte scales)
-constexpr int kBrawBytes = kBrawPlane + kBrawHi + kBrawScales;
-constexpr int kBbfBytes = kBN * 128;  // 128 rows x 64 bf16
 
-__host__ __device__ constexpr int a_stage_bytes(int bm) { return bm * 128; }
-__host__ __device__ constexpr int smem_bytes(int bm) {
-  return kStages * (a_stage_bytes(bm) + kBrawBytes) + 2 * kBbfBytes + 1024;
-}
+__host__ __device__ constexpr int act_stage_bytes(int bn) { return bn * 128; }
+__host__ __device__ constexpr int smem_bytes(int bn) { return kStages * act_stage_bytes(bn) + 512 + 1024; }
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
-
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool pred) {
   const int sz = pred ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(sz) : "memory");
@@ -43,9 +38,7 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
-__device__ __forceinline__ void fence_proxy_async() {
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-}
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 
 __device__ __forceinline__ uint64_t make_desc(uint32_t addr) {
   uint64_t d = 0;
@@ -55,7 +48,6 @@ __device__ __forceinline__ uint64_t make_desc(uint32_t addr) {
   d |= uint64_t(1) << 62;          // 128-byte swizzle
   return d;
 }
-
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 template <int N>
@@ -63,18 +55,54 @@ __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
 }
 
-__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], uint64_t da, uint64_t db) {
+__device__ __forceinline__ void wgmma_rs_n256(float (&d)[128], const uint32_t* a, uint64_t db) {
   asm volatile(
       "{\n"
       ".reg .pred p;\n"
-      "setp.ne.b32 p, %66, 0;\n"
+      "setp.ne.b32 p, %133, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
+      "{"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
+      "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
+      "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95,"
+      "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111,"
+      "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+      "}, {%128, %129, %130, %131}, %132, p, 1, 1, 0;\n"
+      "}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+        "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(1));
+}
+
+__device__ __forceinline__ void wgmma_rs_n128(float (&d)[64], const uint32_t* a, uint64_t db) {
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %69, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-      "{" 
+      "{"
       "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
       "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
       "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
       "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-      "}, %64, %65, p, 1, 1, 0, 0;\n"
+      "}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n"
       "}\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
         "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
@@ -84,147 +112,114 @@ __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], uint64_t da, ui
         "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
         "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
         "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-      : "l"(da), "l"(db), "n"(1));
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(1));
 }
-__device__ __forceinline__ void fence_acc(float (&d)[64]) {
+
+template <int N>
+__device__ __forceinline__ void fence_acc(float (&d)[N]) {
 #pragma unroll
-  for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i])::"memory");
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
-// Byte offset of bf16 element (row, k) in a 128-byte-swizzled tile of 64-column rows.
-__device__ __forceinline__ uint32_t swz(int row, int k) {
-  return uint32_t(row * 128 + ((((k >> 3) ^ (row & 7)) & 7) << 4) + ((k & 7) << 1));
-}
 
-// Shared memory: kStages A tiles, 2 bf16 weight tiles, kStages raw weight tiles (addresses computed, so no
-// run-time-indexed arrays end up in local memory).
-struct Smem {
-  uint8_t* base;
-  uint32_t base_addr;
-  int a_bytes;
-  __device__ uint32_t a(int s) const { return base_addr + uint32_t(s * a_bytes); }
-  __device__ uint32_t bbf(int b) const { return base_addr + uint32_t(kStages * a_bytes + b * kBbfBytes); }
-  __device__ uint8_t* bbf_ptr(int b) const { return base + kStages * a_bytes + b * kBbfBytes; }
-  __device__ uint32_t braw(int s) const { return base_addr + uint32_t(kStages * a_bytes + 2 * kBbfBytes + s * kBrawBytes); }
-  __device__ const uint8_t* braw_ptr(int s) const { return base + kStages * a_bytes + 2 * kBbfBytes + s * kBrawBytes; }
+struct Ctx {
+  const GemmParams* p;
+  GroupInfo G;
+  PairDecoder dec;
+  const uint16_t* lut;  // bf16 bits of every 1-byte scale code (shared memory)
+  uint32_t act_base;    // shared address of stage 0
+  int64_t m0, rt;
+  bool rt_ok;
+  int kb, nkt, lane, g;
 };
 
-// Issues the cp.async loads of k-tile kt into stage s.
-template <int BM>
-__device__ __forceinline__ void load_stage(const GemmParams& p, const Smem& sm, int s, int64_t kt, int64_t m0,
-                                           int64_t rt0, int ng) {
-  const int tid = threadIdx.x;
-  const WeightView& w = p.w;
-  // A: BM rows x 8 chunks of 16 bytes.
+// A weight tile in registers: codes and, when folding, the raw 1-byte scales of rows (g, g + 8) per step.
+template <int BITS>
+struct WRegs {
+  WTile<BITS> c;
+  uint32_t sc[4];
+};
+
+// Activation tile kt -> stage s: BN rows x 8 chunks of 16 bytes, zero-filled past M and K.
+template <int BN>
+__device__ __forceinline__ void load_act(const Ctx& c, int s, int kt) {
+  const GemmParams& p = *c.p;
 #pragma unroll
-  for (int q = 0; q < BM * 8 / kThreads; ++q) {
-    const int c = tid + q * kThreads;
-    const int r = c >> 3, ch = c & 7;
-    const int64_t m = m0 + r, k = kt * 64 + ch * 8;
-    const bool ok = m < p.m && k < w.k;
+  for (int q = 0; q < BN * 8 / kThreads; ++q) {
+    const int e = threadIdx.x + q * kThreads;
+    const int r = e >> 3, ch = e & 7;
+    const int64_t m = c.m0 + r, k = int64_t(kt) * 64 + ch * 8;
+    const bool ok = m < p.m && k < p.w.k;
     const uint16_t* src = ok ? p.a + m * p.lda + k : p.a;
-    cp_async16(sm.a(s) + uint32_t(r * 128 + ((ch ^ (r & 7)) << 4)), src, ok);
-  }
-  // Raw weight: plane4, 8 row tiles x 512 bytes.
-  {
-    const int rtl = tid >> 5, lane = tid & 31;
-    const int64_t rt = rt0 + rtl;
-    const bool ok = rt < w.n_tiles;
-    const uint8_t* src = ok ? w.plane4 + ((rt * w.k_tiles + kt) * 32 + lane) * 16 : w.plane4;
-    cp_async16(sm.braw(s) + uint32_t(rtl * 512 + lane * 16), src, ok);
-  }
-  // High plane: per row tile 512 (8-bit), 256 (6-bit) or 128 (5-bit) bytes.
-  if (w.bits != 4) {
-    const int per_tile = w.bits == 8 ? 512 : w.bits == 6 ? 256 : 128;
-    const int chunks = 8 * per_tile / 16;
-    if (tid < chunks) {
-      const int rtl = tid / (per_tile / 16), c = tid % (per_tile / 16);
-      const int64_t rt = rt0 + rtl;
-      const bool ok = rt < w.n_tiles;
-      const uint8_t* src = ok ? w.plane_hi + (rt * w.k_tiles + kt) * per_tile + c * 16 : w.plane_hi;
-      cp_async16(sm.braw(s) + uint32_t(kBrawPlane + rtl * per_tile + c * 16), src, ok);
-    }
-  }
-  // Group scales (folded mode): ng groups x 16 rows per row tile.
-  if (p.fold_b) {
-    if (tid < 8 * ng) {
-      const int rtl = tid / ng, q = tid % ng;
-      const int64_t rt = rt0 + rtl;
-      const int64_t gi = (kt * 64) / w.group + q;
-      const bool ok = rt < w.n_tiles;
-      const uint8_t* src = ok ? w.scales + (rt * w.n_groups + gi) * 16 : w.scales;
-      cp_async16(sm.braw(s) + uint32_t(kBrawPlane + kBrawHi + rtl * 64 + q * 16), src, ok);
-    }
+    cp_async16(c.act_base + uint32_t(s * act_stage_bytes(BN) + r * 128 + ((ch ^ (r & 7)) << 4)), src, ok);
   }
 }
 
-// Dequantizes the raw stage into the swizzled bf16 tile: warp w takes row tile w.
 template <int BITS>
-__device__ __forceinline__ void dequant_tile(const GemmParams& p, const uint8_t* raw, uint8_t* bbf, int ng,
-                                             const PairDecoder& dec) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int g = lane >> 2, t = lane & 3;
-  uint32_t lo[4];
-  {
-    const uint4 v = *reinterpret_cast<const uint4*>(raw + warp * 512 + lane * 16);
-    lo[0] = v.x;
-    lo[1] = v.y;
-    lo[2] = v.z;
-    lo[3] = v.w;
-  }
-  uint32_t hi[HiWords<BITS>::n];
-  if constexpr (BITS == 8) {
-    const uint4 v = *reinterpret_cast<const uint4*>(raw + kBrawPlane + warp * 512 + lane * 16);
-    hi[0] = v.x;
-    hi[1] = v.y;
-    hi[2] = v.z;
-    hi[3] = v.w;
-  } else if constexpr (BITS == 6) {
-    const uint2 v = *reinterpret_cast<const uint2*>(raw + kBrawPlane + warp * 256 + lane * 8);
-    hi[0] = v.x;
-    hi[1] = v.y;
-  } else if constexpr (BITS == 5) {
-    hi[0] = *reinterpret_cast<const uint32_t*>(raw + kBrawPlane + warp * 128 + lane * 4);
+__device__ __forceinline__ void load_w(const Ctx& c, WRegs<BITS>& r, int kt) {
+  if (c.rt_ok) {
+    load_wtile<BITS>(r.c, c.p->w, c.rt, kt, c.lane);
+    if (c.p->fold_b) {
+      const uint8_t* base = c.p->w.scales + (c.rt * c.p->w.n_groups * 16 + 2 * c.g);
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        r.sc[j] = __ldg(reinterpret_cast<const uint16_t*>(base + int64_t((kt * 4 + j) >> c.G.sshift) * 16));
+    }
   } else {
-    hi[0] = 0;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) r.c.lo[j] = r.sc[j] = 0;
+#pragma unroll
+    for (int j = 0; j < HiWords<BITS>::n; ++j) r.c.hi[j] = 0;
   }
-  const uint8_t* sc = raw + kBrawPlane + kBrawHi + warp * 64;
-  const int G = p.w.group;
+}
+
+// Weight tile kt -> 16 A registers (4 per 16-column step), group scales multiplied in when folding.
+template <int BITS, int DEC>
+__device__ __forceinline__ void convert(const Ctx& c, const WRegs<BITS>& r, uint32_t (&A)[16]) {
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
-    uint32_t s_lo = 0x3F803F80u, s_hi = 0x3F803F80u;  // bf16 1.0 pairs
-    if (p.fold_b) {
-      const int q = G >= 64 ? 0 : (16 * j) / G;
-      const uint8_t* sp = sc + q * 16 + 2 * g;
-      const float f_lo = decode_scale_raw(p.w.scale, sp[0]);
-      const float f_hi = decode_scale_raw(p.w.scale, sp[1]);
-      const uint32_t b_lo = __bfloat16_as_ushort(__float2bfloat16_rn(f_lo));
-      const uint32_t b_hi = __bfloat16_as_ushort(__float2bfloat16_rn(f_hi));
-      s_lo = b_lo | (b_lo << 16);
-      s_hi = b_hi | (b_hi << 16);
-    }
+    uint32_t a[4];
+    decode_step<BITS, DEC, false>(c.dec, r.c.lo, r.c.hi, j, a);
+    if (c.p->fold_b) {
+      const uint32_t b_lo = c.lut[r.sc[j] & 0xFFu], b_hi = c.lut[(r.sc[j] >> 8) & 0xFFu];
+      const uint32_t s_lo = b_lo | (b_lo << 16), s_hi = b_hi | (b_hi << 16);
+      A[4 * j + 0] = hmul2_bits<false>(a[0], s_lo);
+      A[4 * j + 1] = hmul2_bits<false>(a[1], s_hi);
+      A[4 * j + 2] = hmul2_bits<false>(a[2], s_lo);
+      A[4 * j + 3] = hmul2_bits<false>(a[3], s_hi);
+    } else {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      uint32_t v = decode_pair<false>(dec, pair_code<BITS>(lo, hi, j, i));
-      if (p.fold_b) v = hmul2_bits<false>(v, (i & 1) ? s_hi : s_lo);
-      const int row = warp * 16 + g + ((i & 1) ? 8 : 0);
-      const int k = 16 * j + 2 * t + ((i & 2) ? 8 : 0);
-      *reinterpret_cast<uint32_t*>(bbf + swz(row, k)) = v;
+      for (int i = 0; i < 4; ++i) A[4 * j + i] = a[i];
     }
   }
 }
 
-__device__ __forceinline__ void dequant_any(const GemmParams& p, const uint8_t* raw, uint8_t* bbf, int ng,
-                                            const PairDecoder& dec) {
-  switch (p.w.bits) {
-    case 4: dequant_tile<4>(p, raw, bbf, ng, dec); break;
-    case 5: dequant_tile<5>(p, raw, bbf, ng, dec); break;
-    case 6: dequant_tile<6>(p, raw, bbf, ng, dec); break;
-    default: dequant_tile<8>(p, raw, bbf, ng, dec); break;
+// One k-tile: wgmma on tile `it` with A registers `ac`; meanwhile the next tile's registers `an` are made from
+// the raw tile `rn` (tile it + 1), and `rn` is refilled with tile it + 3.
+template <int BITS, int DEC, int BN>
+__device__ __forceinline__ void rs_step(const Ctx& c, int it, float (&d)[BN / 2], const uint32_t (&ac)[16],
+                                        uint32_t (&an)[16], WRegs<BITS>& rn) {
+  cp_async_wait<kStages - 2>();  // this thread's copies of tile it have landed
+  fence_proxy_async();
+  __syncthreads();               // ... and everyone's
+  const uint32_t stage = c.act_base + uint32_t((it % kStages) * act_stage_bytes(BN));
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    const uint64_t db = make_desc(stage + uint32_t(kk * 32));
+    if constexpr (BN == 256) wgmma_rs_n256(d, &ac[4 * kk], db);
+    else wgmma_rs_n128(d, &ac[4 * kk], db);
   }
+  wgmma_commit();
+  wgmma_wait<1>();  // tile it - 1 is done: its stage and registers are free
+  __syncthreads();
+  if (it + kStages - 1 < c.nkt) load_act<BN>(c, (it + kStages - 1) % kStages, c.kb + it + kStages - 1);
+  cp_async_commit();
+  if (it + 1 < c.nkt) convert<BITS, DEC>(c, rn, an);
+  if (it + 3 < c.nkt) load_w<BITS>(c, rn, c.kb + it + 3);
 }
 
-__device__ __forceinline__ float row_scale_b(const GemmParams& p, int64_t n) {
+__device__ __forceinline__ float row_scale_w(const GemmParams& p, int64_t n) {
   const WeightView& w = p.w;
   float s = 1.0f;
   if (!p.fold_b && w.scale != kScaleNone) {
@@ -244,105 +239,77 @@ __device__ __forceinline__ void store_out(const GemmParams& p, int64_t m, int64_
   else static_cast<__half*>(p.y)[o] = __float2half_rn(v);
 }
 
-template <int BM>
-__global__ void __launch_bounds__(kThreads, 1) gemm_sm90_kernel(GemmParams p) {
-  constexpr int MI = BM / 128;  // m64 blocks per warpgroup
+template <int BITS, int DEC, int BN>
+__global__ void __launch_bounds__(kThreads, 1) gemm_rs_kernel(GemmParams p) {
+  constexpr int NACC = BN / 2;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-  Smem sm;
-  sm.base = base;
-  sm.base_addr = smem_addr(base);
-  sm.a_bytes = a_stage_bytes(BM);
   const WeightView& w = p.w;
-  const int64_t m0 = int64_t(blockIdx.x) * BM;
-  const int64_t n0 = int64_t(blockIdx.y) * kBN;
-  const int64_t rt0 = n0 / 16;
-  const int64_t KT = w.k_tiles;
-  const int64_t kt_begin = KT * blockIdx.z / p.splits, kt_end = KT * (blockIdx.z + 1) / p.splits;
-  const int64_t nkt = kt_end - kt_begin;
-  const int ng = p.fold_b ? (w.group >= 64 ? 1 : 64 / w.group) : 0;
-  const PairDecoder dec = make_pair_decoder(w.bits, w.is_int, w.mbits, w.bias, false);
+  const int warp = threadIdx.x >> 5;
+  uint16_t* lut = reinterpret_cast<uint16_t*>(base + kStages * act_stage_bytes(BN));
+  if (p.fold_b)
+    for (int i = threadIdx.x; i < 256; i += blockDim.x)
+      lut[i] = __bfloat16_as_ushort(__float2bfloat16_rn(scale_code_value(w.scale, uint32_t(i))));
+  __syncthreads();
+  Ctx c;
+  c.p = &p;
+  c.lut = lut;
+  c.G = make_group_info(w.group, w.k);
+  c.dec = make_pair_decoder(w.bits, w.is_int, w.mbits, w.bias, false);
+  c.act_base = smem_addr(base);
+  c.m0 = int64_t(blockIdx.x) * BN;
+  const int64_t n0 = int64_t(blockIdx.y) * kWRows;
+  c.rt = n0 / 16 + warp;
+  c.rt_ok = c.rt < w.n_tiles;
+  c.lane = threadIdx.x & 31;
+  c.g = c.lane >> 2;
+  const int KT = int(w.k_tiles);
+  c.kb = int(int64_t(KT) * blockIdx.z / p.splits);
+  const int ke = int(int64_t(KT) * (blockIdx.z + 1) / p.splits);
+  c.nkt = ke - c.kb;
 
-  const int wg = threadIdx.x >> 7;
-  float d[MI][64];
+  float d[NACC];
 #pragma unroll
-  for (int i = 0; i < MI; ++i)
-#pragma unroll
-    for (int r = 0; r < 64; ++r) d[i][r] = 0.0f;
+  for (int i = 0; i < NACC; ++i) d[i] = 0.0f;
 
-  if (nkt > 0) {
+  if (c.nkt > 0) {
     for (int s = 0; s < kStages - 1; ++s) {
-      if (s < nkt) load_stage<BM>(p, sm, s, kt_begin + s, m0, rt0, ng);
+      if (s < c.nkt) load_act<BN>(c, s, c.kb + s);
       cp_async_commit();
     }
-    cp_async_wait<kStages - 2>();
-    __syncthreads();
-    dequant_any(p, sm.braw_ptr(0), sm.bbf_ptr(0), ng, dec);
-    fence_proxy_async();
-    __syncthreads();
-
-    for (int64_t it = 0; it < nkt; ++it) {
-      const int s = int(it % kStages);
-      const int b = int(it & 1);
-      // (a) tensor cores on stage s
-#pragma unroll
-      for (int i = 0; i < MI; ++i) fence_acc(d[i]);
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        const uint64_t db = make_desc(sm.bbf(b) + kk * 32);
-#pragma unroll
-        for (int i = 0; i < MI; ++i) {
-          const uint64_t da = make_desc(sm.a(s) + uint32_t((wg * MI + i) * 64 * 128) + kk * 32);
-          wgmma_m64n128k16(d[i], da, db);
-        }
-      }
-      wgmma_commit();
-      // (b) the previous k-tile's wgmma has finished in both warpgroups: its buffers are free
-      wgmma_wait<1>();
-#pragma unroll
-      for (int i = 0; i < MI; ++i) fence_acc(d[i]);
-      __syncthreads();
-      // (c) loads for k-tile it + kStages - 1 into the stage that k-tile it - 1 used
-      {
-        const int64_t nt = it + kStages - 1;
-        if (nt < nkt) load_stage<BM>(p, sm, int(nt % kStages), kt_begin + nt, m0, rt0, ng);
-        cp_async_commit();
-      }
-      // (d) k-tile it + 1 has landed
-      cp_async_wait<kStages - 2>();
-      __syncthreads();
-      // (e) dequantize it into the other bf16 buffer
-      if (it + 1 < nkt) dequant_any(p, sm.braw_ptr(int((it + 1) % kStages)), sm.bbf_ptr(b ^ 1), ng, dec);
-      fence_proxy_async();
-      __syncthreads();
+    WRegs<BITS> raw0, raw1;
+    uint32_t A0[16], A1[16];
+    load_w<BITS>(c, raw0, c.kb);
+    if (c.nkt > 1) load_w<BITS>(c, raw1, c.kb + 1);
+    convert<BITS, DEC>(c, raw0, A0);
+    if (c.nkt > 2) load_w<BITS>(c, raw0, c.kb + 2);
+    fence_acc(d);
+    for (int it = 0; it < c.nkt; it += 2) {
+      rs_step<BITS, DEC, BN>(c, it, d, A0, A1, raw1);
+      if (it + 1 < c.nkt) rs_step<BITS, DEC, BN>(c, it + 1, d, A1, A0, raw0);
     }
     wgmma_wait<0>();
-#pragma unroll
-    for (int i = 0; i < MI; ++i) fence_acc(d[i]);
+    fence_acc(d);
   }
 
-  // Epilogue.
-  const int wi = (threadIdx.x & 127) >> 5, lane = threadIdx.x & 31;
+  // Epilogue: d[c * 4 + h * 2 + e] is (weight row 16 * warp + g + 8h, activation row 8c + 2t + e).
+  const int t = c.lane & 3;
   const float alpha = w.global * (p.a_global ? *p.a_global : 1.0f);
   const bool partial = p.splits > 1;
 #pragma unroll
-  for (int i = 0; i < MI; ++i) {
+  for (int h = 0; h < 2; ++h) {
+    const int64_t n = n0 + warp * 16 + c.g + h * 8;
+    if (n >= w.n) continue;
+    const float rb = partial ? 1.0f : alpha * row_scale_w(p, n);
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int64_t m = m0 + (wg * MI + i) * 64 + wi * 16 + (lane >> 2) + half * 8;
-      if (m >= p.m) continue;
-      const float ra = partial ? 1.0f : alpha * (p.a_row_scale ? p.a_row_scale[m] : 1.0f);
+    for (int cc = 0; cc < BN / 8; ++cc) {
 #pragma unroll
-      for (int c = 0; c < 16; ++c) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int64_t n = n0 + c * 8 + (lane & 3) * 2 + e;
-          if (n >= w.n) continue;
-          const float v = d[i][c * 4 + half * 2 + e];
-          if (partial) p.workspace[(int64_t(blockIdx.z) * p.m + m) * w.n + n] = v;
-          else store_out(p, m, n, v * ra * row_scale_b(p, n));
-        }
+      for (int e = 0; e < 2; ++e) {
+        const int64_t m = c.m0 + cc * 8 + 2 * t + e;
+        if (m >= p.m) continue;
+        const float v = d[cc * 4 + h * 2 + e];
+        if (partial) p.workspace[(int64_t(blockIdx.z) * p.m + m) * w.n + n] = v;
+        else store_out(p, m, n, v * rb * (p.a_row_scale ? p.a_row_scale[m] : 1.0f));
       }
     }
   }
@@ -356,8 +323,33 @@ __global__ void splitk_reduce(GemmParams p) {
     const int64_t m = idx / p.w.n, n = idx % p.w.n;
     float v = 0.0f;
     for (int z = 0; z < p.splits; ++z) v += p.workspace[int64_t(z) * total + idx];
-    const float ra = alpha * (p.a_row_scale ? p.a_row_scale[m] : 1.0f);
-    store_out(p, m, n, v * ra * row_scale_b(p, n));
+    store_out(p, m, n, v * alpha * row_scale_w(p, n) * (p.a_row_scale ? p.a_row_scale[m] : 1.0f));
+  }
+}
+
+template <int BITS, int DEC, int BN>
+void launch_one(const GemmParams& p, const dim3& grid, CUstream_st* stream) {
+  const int smem = smem_bytes(BN);
+  check(cudaFuncSetAttribute(gemm_rs_kernel<BITS, DEC, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+        "cudaFuncSetAttribute");
+  gemm_rs_kernel<BITS, DEC, BN><<<grid, kThreads, smem, stream>>>(p);
+}
+
+template <int BN>
+void launch_bn(const GemmParams& p, const dim3& grid, CUstream_st* stream) {
+  const int dk = decode_kind(p.w.bits, p.w.is_int, p.w.mbits, p.w.bias);
+  switch (p.w.bits) {
+    case 4:
+      if (dk == kDecE2M1) launch_one<4, kDecE2M1, BN>(p, grid, stream);
+      else if (dk == kDecInt4) launch_one<4, kDecInt4, BN>(p, grid, stream);
+      else launch_one<4, kDecFp, BN>(p, grid, stream);
+      break;
+    case 5: launch_one<5, kDecFp, BN>(p, grid, stream); break;
+    case 6: launch_one<6, kDecFp, BN>(p, grid, stream); break;
+    default:
+      if (dk == kDecInt8) launch_one<8, kDecInt8, BN>(p, grid, stream);
+      else launch_one<8, kDecFp, BN>(p, grid, stream);
+      break;
   }
 }
 
@@ -367,40 +359,32 @@ bool gemm_supported(const WeightView& w, int fold_b) {
   if (!(w.bits == 4 || w.bits == 5 || w.bits == 6 || w.bits == 8)) return false;
   if (w.is_int && !(w.bits == 4 || w.bits == 8)) return false;
   if (fold_b) {
-    if (!(w.scale == kScaleE8M0 || w.scale == kScaleE4M3) || w.sb != 1) return false;
+    if (!(w.scale == kScaleE8M0 || w.scale == kScaleE4M3)) return false;
     if (w.group < 16 || (w.group & (w.group - 1)) != 0) return false;
   }
   return true;
 }
 
+static int64_t gemm_bn(int64_t m) { return m > 128 ? 256 : 128; }
+
 int gemm_choose_splits(int64_t m, int64_t n, int64_t k) {
-  const int64_t bm = m > 128 ? 256 : 128;
-  const int64_t tiles = ((m + bm - 1) / bm) * ((n + kBN - 1) / kBN);
+  const int64_t bn = gemm_bn(m);
+  const int64_t tiles = ((m + bn - 1) / bn) * ((n + kWRows - 1) / kWRows);
   const int64_t kt = (k + 63) / 64;
   const int64_t sms = sm_count();
-  if (tiles >= sms) return 1;
-  int64_t s = (sms + tiles - 1) / tiles;
-  s = s > kt / 4 ? kt / 4 : s;
+  if (tiles * 2 > sms) return 1;
+  int64_t s = sms / tiles;  // one wave
+  s = std::min<int64_t>(s, kt / 8);
   return int(s < 1 ? 1 : s);
 }
 
 void launch_gemm(GemmParams p, CUstream_st* stream) {
   if (p.m == 0 || p.w.n == 0) return;
-  const bool big = p.m > 128;
-  const int bm = big ? 256 : 128;
-  const dim3 grid(unsigned((p.m + bm - 1) / bm), unsigned((p.w.n + kBN - 1) / kBN), unsigned(p.splits));
-  if (big) {
-    const int smem = smem_bytes(256);
-    check(cudaFuncSetAttribute(gemm_sm90_kernel<256>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-          "cudaFuncSetAttribute");
-    gemm_sm90_kernel<256><<<grid, kThreads, smem, stream>>>(p);
-  } else {
-    const int smem = smem_bytes(128);
-    check(cudaFuncSetAttribute(gemm_sm90_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-          "cudaFuncSetAttribute");
-    gemm_sm90_kernel<128><<<grid, kThreads, smem, stream>>>(p);
-  }
-  check_launch("gemm_sm90_kernel");
+  const int64_t bn = gemm_bn(p.m);
+  const dim3 grid(unsigned((p.m + bn - 1) / bn), unsigned((p.w.n + kWRows - 1) / kWRows), unsigned(p.splits));
+  if (bn == 256) launch_bn<256>(p, grid, stream);
+  else launch_bn<128>(p, grid, stream);
+  check_launch("gemm_rs_kernel");
   if (p.splits > 1) {
     const int64_t total = p.m * p.w.n;
     int blocks = int((total + 255) / 256);

@@ -1,11 +1,12 @@
 // Weight-only matrix multiply for decode and small batches (M <= 32): Y = X * dequant(W)^T.
 //
-// One CTA (8 warps) per 16 weight rows; the warps take the 64-column tiles of those rows in turn and keep
-// P tiles of codes in flight in registers (16-byte streaming loads, the prepared fragment layout of frag.cuh).
-// Codes become exact half / bf16 values with a shift, a mask and one packed multiply; mma.sync m16n8k16 (the
-// weight as A, up to four 8-row slices of X as B) accumulates each scale group in float32, and the group's
-// partial sums are multiplied by the decoded scale and added into the float32 result (so any scale type works
-// exactly, e.g. fp16 scales of INT4 groups). Warps' sums are added in shared memory in a fixed order.
+// One CTA (8 warps) per 16 weight rows; the warps take the 64-column tiles of those rows in turn. Each warp
+// streams its tiles (codes and the tile's raw scales, prepared fragment layout of frag.cuh) into a private
+// shared-memory ring with cp.async, kD - 1 tiles ahead, so one small loop body keeps many bytes in flight.
+// Codes become exact half / bf16 values with a few bit operations and one packed multiply; mma.sync m16n8k16
+// (the weight as A, up to four 8-row slices of X as B) accumulates each scale group in float32, and the
+// group's partial sums are multiplied by the decoded scale and added into the float32 result (so any scale
+// type works exactly, e.g. fp16 scales of INT4 groups). The warps' sums are added in a fixed order.
 #include "kernels/cuda/device_common.cuh"
 #include "kernels/cuda/frag.cuh"
 
@@ -13,24 +14,7 @@ namespace fpq::cuda::detail {
 namespace {
 
 constexpr int kWarps = 8;
-
-__device__ __forceinline__ uint4 ld_stream16(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-__device__ __forceinline__ uint2 ld_stream8(const void* p) {
-  uint2 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
-  return v;
-}
-__device__ __forceinline__ uint32_t ld_stream4(const void* p) {
-  uint32_t v;
-  asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(v) : "l"(p));
-  return v;
-}
+constexpr int kD = 8;  // ring slots per warp
 
 template <bool HALF>
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -49,82 +33,44 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
   }
 }
 
-template <int BITS>
-struct Tile {
-  uint32_t lo[4];
-  uint32_t hi[HiWords<BITS>::n];
-  uint32_t sc[4];  // raw scales (1- or 2-byte types) of rows g (low half) and g + 8 (high half), per promoting step
-};
-
-// Raw scales of rows g and g + 8 of group gi: 1-byte types as bytes 0 and 2, 2-byte types as the two halves.
-// (4-byte scales are read at use: they only occur as one scale per row.)
-__device__ __forceinline__ uint32_t load_scale_pair(const WeightView& w, int64_t rt, int64_t gi, int g) {
-  const uint8_t* base = w.scales + ((rt * w.n_groups + gi) * 16 + 2 * g) * w.sb;
-  if (w.sb == 1) {
-    const uint32_t v = __ldg(reinterpret_cast<const uint16_t*>(base));
-    return (v & 0xFFu) | ((v >> 8) << 16);
-  }
-  if (w.sb == 2) return __ldg(reinterpret_cast<const uint32_t*>(base));
-  return 0;
+__device__ __forceinline__ void cp_async(uint32_t dst, const void* src, int bytes) {
+  if (bytes == 16) asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+  else if (bytes == 8) asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(dst), "l"(src) : "memory");
+  else asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(dst), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
 
-__device__ __forceinline__ float2 scale_pair(const WeightView& w, uint32_t raw, int64_t rt, int64_t gi, int g) {
-  if (w.sb == 4) {
-    const uint2 v = __ldg(reinterpret_cast<const uint2*>(w.scales + ((rt * w.n_groups + gi) * 16 + 2 * g) * 4));
-    return make_float2(__uint_as_float(v.x), __uint_as_float(v.y));
-  }
-  return make_float2(decode_scale_raw(w.scale, raw & 0xFFFFu), decode_scale_raw(w.scale, raw >> 16));
+// Groups a 64-column tile can touch, and the ring slot size for a weight.
+__host__ __device__ inline int tile_groups(int group) { return group <= 64 && 64 % group == 0 ? 64 / group : 64 / group + 2; }
+__host__ __device__ inline int hi_lane_bytes(int bits) { return bits == 8 ? 16 : bits == 6 ? 8 : bits == 5 ? 4 : 0; }
+__host__ __device__ inline int sc_region_bytes(int group, int sb) { return (tile_groups(group) * 16 * sb + 15) / 16 * 16; }
+__host__ __device__ inline int slot_bytes(int bits, int group, int sb) {
+  return 512 + 32 * hi_lane_bytes(bits) + sc_region_bytes(group, sb);
 }
 
-__device__ __forceinline__ bool promotes(int64_t kstep, int64_t ksteps, int spg, int j) {
-  return j == 3 || kstep == ksteps - 1 || (kstep + 1) % spg == 0;
-}
-
-template <int BITS>
-__device__ __forceinline__ void load_tile(Tile<BITS>& tl, const WeightView& w, int64_t rt, int64_t kt, int lane,
-                                          int spg) {
-  const int64_t tile = rt * w.k_tiles + kt;
-  const uint4 v = ld_stream16(w.plane4 + (tile * 32 + lane) * 16);
-  tl.lo[0] = v.x;
-  tl.lo[1] = v.y;
-  tl.lo[2] = v.z;
-  tl.lo[3] = v.w;
-  if constexpr (BITS == 8) {
-    const uint4 h = ld_stream16(w.plane_hi + (tile * 32 + lane) * 16);
-    tl.hi[0] = h.x;
-    tl.hi[1] = h.y;
-    tl.hi[2] = h.z;
-    tl.hi[3] = h.w;
-  } else if constexpr (BITS == 6) {
-    const uint2 h = ld_stream8(w.plane_hi + (tile * 32 + lane) * 8);
-    tl.hi[0] = h.x;
-    tl.hi[1] = h.y;
-  } else if constexpr (BITS == 5) {
-    tl.hi[0] = ld_stream4(w.plane_hi + (tile * 32 + lane) * 4);
-  } else {
-    tl.hi[0] = 0;
-  }
-  const int64_t ksteps = w.k / 16;
-  const int g = lane >> 2;
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const int64_t kstep = kt * 4 + j;
-    tl.sc[j] = 0;
-    if (kstep < ksteps && promotes(kstep, ksteps, spg, j)) tl.sc[j] = load_scale_pair(w, rt, kstep / spg, g);
-  }
-}
-
-template <int BITS, bool HALF, int NT>
-__global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(GemvParams p) {
-  constexpr int P = BITS == 8 ? 3 : 4;  // tiles in flight per warp
+template <int BITS, int DEC, bool HALF, int NT>
+__global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
+  extern __shared__ __align__(16) uint8_t smem[];
   const WeightView& w = p.w;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
   const int64_t rt = blockIdx.x;
-  const int64_t ksteps = w.k / 16;
-  const int spg = w.group / 16;
+  const GroupInfo G = make_group_info(w.group, w.k);
   const PairDecoder dec = make_pair_decoder(w.bits, w.is_int, w.mbits, w.bias, HALF);
   const uint16_t* x = static_cast<const uint16_t*>(p.x);
+
+  float* lut = reinterpret_cast<float*>(smem);  // 1-byte scale codes -> float
+  if (w.sb == 1)
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) lut[i] = scale_code_value(w.scale, uint32_t(i));
+  const int slot = slot_bytes(BITS, w.group, w.sb);
+  const int hb = hi_lane_bytes(BITS);
+  const int ngroups_tile = tile_groups(w.group);
+  uint8_t* ring = smem + 1024 + warp * kD * slot;
+  const uint32_t ring_s = static_cast<uint32_t>(__cvta_generic_to_shared(ring));
 
   float acc[NT][4], part[NT][4];
 #pragma unroll
@@ -137,60 +83,109 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(Gemv
   bool xok[NT];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
-    const int64_t m = nt * 8 + g;
+    const int m = nt * 8 + g;
     xok[nt] = m < p.m;
     xrow[nt] = x + (xok[nt] ? m : 0) * p.ldx + 2 * t;
   }
 
-  Tile<BITS> buf[P];
-  const int64_t KT = w.k_tiles;
+  const int KT = int(w.k_tiles);
+  const int my_tiles = warp < KT ? (KT - warp + kWarps - 1) / kWarps : 0;
+  auto issue = [&](int i) {
+    const int kt = warp + i * kWarps;
+    if (i < my_tiles) {
+      const uint32_t s = ring_s + uint32_t((i % kD) * slot);
+      const int64_t tile = rt * w.k_tiles + kt;
+      cp_async(s + lane * 16, w.plane4 + (tile * 32 + lane) * 16, 16);
+      if (BITS != 4) cp_async(s + 512 + lane * hb, w.plane_hi + (tile * 32 + lane) * hb, hb);
+      const int gi0 = group_of(G, kt * 4);
+      const int cnt = min(ngroups_tile, int(w.n_groups) - gi0);
+      if (lane < cnt * w.sb)
+        cp_async(s + 512 + 32 * hb + lane * 16, w.scales + ((rt * w.n_groups + gi0) * 16) * w.sb + lane * 16, 16);
+    }
+    cp_async_commit();
+  };
+  __syncthreads();  // lookup table ready
+
+#pragma unroll 1
+  for (int i = 0; i < kD - 1; ++i) issue(i);
+#pragma unroll 1
+  for (int i = 0; i < my_tiles; ++i) {
+    issue(i + kD - 1);
+    cp_async_wait<kD - 1>();
+    __syncwarp();
+    const int kt = warp + i * kWarps;
+    const uint8_t* sl = ring + (i % kD) * slot;
+    WTile<BITS> cur;
+    {
+      const uint4 v = *reinterpret_cast<const uint4*>(sl + lane * 16);
+      cur.lo[0] = v.x;
+      cur.lo[1] = v.y;
+      cur.lo[2] = v.z;
+      cur.lo[3] = v.w;
+      if constexpr (BITS == 8) {
+        const uint4 h = *reinterpret_cast<const uint4*>(sl + 512 + lane * 16);
+        cur.hi[0] = h.x;
+        cur.hi[1] = h.y;
+        cur.hi[2] = h.z;
+        cur.hi[3] = h.w;
+      } else if constexpr (BITS == 6) {
+        const uint2 h = *reinterpret_cast<const uint2*>(sl + 512 + lane * 8);
+        cur.hi[0] = h.x;
+        cur.hi[1] = h.y;
+      } else if constexpr (BITS == 5) {
+        cur.hi[0] = *reinterpret_cast<const uint32_t*>(sl + 512 + lane * 4);
+      } else {
+        cur.hi[0] = 0;
+      }
+    }
+    const uint8_t* sc = sl + 512 + 32 * hb;
+    const int gi0 = group_of(G, kt * 4);
 #pragma unroll
-  for (int s = 0; s < P; ++s) {
-    const int64_t kt = warp + int64_t(s) * kWarps;
-    if (kt < KT) load_tile<BITS>(buf[s], w, rt, kt, lane, spg);
-  }
-  for (int64_t base = warp; base < KT; base += int64_t(P) * kWarps) {
+    for (int j = 0; j < 4; ++j) {
+      const int kstep = kt * 4 + j;
+      if (kstep >= G.ksteps) break;
+      uint32_t a[4];
+      decode_step<BITS, DEC, HALF>(dec, cur.lo, cur.hi, j, a);
 #pragma unroll
-    for (int s = 0; s < P; ++s) {
-      const int64_t kt = base + int64_t(s) * kWarps;
-      if (kt < KT) {
-        const Tile<BITS> cur = buf[s];
-        const int64_t ktn = kt + int64_t(P) * kWarps;
-        if (ktn < KT) load_tile<BITS>(buf[s], w, rt, ktn, lane, spg);
+      for (int nt = 0; nt < NT; ++nt) {
+        uint32_t b0 = 0, b1 = 0;
+        if (xok[nt]) {
+          const uint16_t* xp = xrow[nt] + kstep * 16;
+          b0 = __ldg(reinterpret_cast<const unsigned int*>(xp));
+          b1 = __ldg(reinterpret_cast<const unsigned int*>(xp + 8));
+        }
+        mma16816<HALF>(part[nt], a, b0, b1);
+      }
+      if (step_promotes(G, kstep, j)) {
+        const int q = group_of(G, kstep) - gi0;
+        float s_lo, s_hi;
+        if (w.sb == 1) {
+          const uint32_t r = *reinterpret_cast<const uint16_t*>(sc + q * 16 + 2 * g);
+          s_lo = lut[r & 0xFFu];
+          s_hi = lut[r >> 8];
+        } else if (w.sb == 2) {
+          const uint32_t r = *reinterpret_cast<const uint32_t*>(sc + (q * 16 + 2 * g) * 2);
+          s_lo = scale_wide_value(w.scale, r & 0xFFFFu);
+          s_hi = scale_wide_value(w.scale, r >> 16);
+        } else {
+          const uint2 r = *reinterpret_cast<const uint2*>(sc + (q * 16 + 2 * g) * 4);
+          s_lo = __uint_as_float(r.x);
+          s_hi = __uint_as_float(r.y);
+        }
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int64_t kstep = kt * 4 + j;
-          if (kstep >= ksteps) break;
-          uint32_t a[4];
+        for (int nt = 0; nt < NT; ++nt) {
+          acc[nt][0] = fmaf(part[nt][0], s_lo, acc[nt][0]);
+          acc[nt][1] = fmaf(part[nt][1], s_lo, acc[nt][1]);
+          acc[nt][2] = fmaf(part[nt][2], s_hi, acc[nt][2]);
+          acc[nt][3] = fmaf(part[nt][3], s_hi, acc[nt][3]);
 #pragma unroll
-          for (int i = 0; i < 4; ++i) a[i] = decode_pair<HALF>(dec, pair_code<BITS>(cur.lo, cur.hi, j, i));
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt) {
-            uint32_t b0 = 0, b1 = 0;
-            if (xok[nt]) {
-              const uint16_t* xp = xrow[nt] + kstep * 16;
-              b0 = __ldg(reinterpret_cast<const unsigned int*>(xp));
-              b1 = __ldg(reinterpret_cast<const unsigned int*>(xp + 8));
-            }
-            mma16816<HALF>(part[nt], a, b0, b1);
-          }
-          if (promotes(kstep, ksteps, spg, j)) {
-            const float2 sp = scale_pair(w, cur.sc[j], rt, kstep / spg, g);
-            const float s_lo = sp.x, s_hi = sp.y;
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt) {
-              acc[nt][0] = fmaf(part[nt][0], s_lo, acc[nt][0]);
-              acc[nt][1] = fmaf(part[nt][1], s_lo, acc[nt][1]);
-              acc[nt][2] = fmaf(part[nt][2], s_hi, acc[nt][2]);
-              acc[nt][3] = fmaf(part[nt][3], s_hi, acc[nt][3]);
-#pragma unroll
-              for (int r = 0; r < 4; ++r) part[nt][r] = 0.0f;
-            }
-          }
+          for (int r = 0; r < 4; ++r) part[nt][r] = 0.0f;
         }
       }
     }
+    __syncwarp();  // everyone is done with this slot before it is refilled
   }
+  cp_async_wait<0>();
 
   // Sum the warps' results in a fixed order.
   __shared__ float red[kWarps][NT * 4][32];
@@ -200,11 +195,11 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(Gemv
     for (int r = 0; r < 4; ++r) red[warp][nt * 4 + r][lane] = acc[nt][r];
   __syncthreads();
   for (int e = threadIdx.x; e < NT * 4 * 32; e += blockDim.x) {
-    const int slot = e / 32, l = e % 32;
+    const int sl = e / 32, l = e % 32;
     float v = 0.0f;
 #pragma unroll
-    for (int q = 0; q < kWarps; ++q) v += red[q][slot][l];
-    const int nt = slot / 4, r = slot % 4;
+    for (int q = 0; q < kWarps; ++q) v += red[q][sl][l];
+    const int nt = sl / 4, r = sl % 4;
     const int64_t n = rt * 16 + (l >> 2) + (r >= 2 ? 8 : 0);
     const int64_t m = nt * 8 + 2 * (l & 3) + (r & 1);
     if (n >= w.n || m >= p.m) continue;
@@ -217,25 +212,45 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(Gemv
   }
 }
 
-template <int BITS, bool HALF>
-void launch_bits(const GemvParams& p, CUstream_st* stream) {
-  const dim3 grid(unsigned(p.w.n_tiles)), block(kWarps * 32);
-  if (p.m <= 8) gemv_kernel<BITS, HALF, 1><<<grid, block, 0, stream>>>(p);
-  else gemv_kernel<BITS, HALF, 4><<<grid, block, 0, stream>>>(p);
+template <int BITS, int DEC, bool HALF, int NT>
+void launch_one(const GemvParams& p, CUstream_st* stream) {
+  const size_t smem = 1024 + size_t(kWarps) * kD * slot_bytes(BITS, p.w.group, p.w.sb);
+  const auto kernel = gemv_kernel<BITS, DEC, HALF, NT>;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), "cudaFuncSetAttribute");
+  kernel<<<unsigned(p.w.n_tiles), kWarps * 32, smem, stream>>>(p);
+}
+
+template <int BITS, int DEC, bool HALF>
+void launch_nt(const GemvParams& p, CUstream_st* stream) {
+  if (p.m <= 8) launch_one<BITS, DEC, HALF, 1>(p, stream);
+  else if (p.m <= 16) launch_one<BITS, DEC, HALF, 2>(p, stream);
+  else launch_one<BITS, DEC, HALF, 4>(p, stream);
+}
+
+template <bool HALF>
+void launch_kind(const GemvParams& p, CUstream_st* stream) {
+  const int dk = decode_kind(p.w.bits, p.w.is_int, p.w.mbits, p.w.bias);
+  switch (p.w.bits) {
+    case 4:
+      if (dk == kDecE2M1) launch_nt<4, kDecE2M1, HALF>(p, stream);
+      else if (dk == kDecInt4) launch_nt<4, kDecInt4, HALF>(p, stream);
+      else launch_nt<4, kDecFp, HALF>(p, stream);
+      break;
+    case 5: launch_nt<5, kDecFp, HALF>(p, stream); break;
+    case 6: launch_nt<6, kDecFp, HALF>(p, stream); break;
+    default:
+      if (dk == kDecInt8) launch_nt<8, kDecInt8, HALF>(p, stream);
+      else launch_nt<8, kDecFp, HALF>(p, stream);
+      break;
+  }
 }
 
 }  // namespace
 
 void launch_gemv(const GemvParams& p, CUstream_st* stream) {
   if (p.m == 0 || p.w.n == 0) return;
-  const bool half = p.xtype == kF16;
-  switch (p.w.bits) {
-    case 4: half ? launch_bits<4, true>(p, stream) : launch_bits<4, false>(p, stream); break;
-    case 5: half ? launch_bits<5, true>(p, stream) : launch_bits<5, false>(p, stream); break;
-    case 6: half ? launch_bits<6, true>(p, stream) : launch_bits<6, false>(p, stream); break;
-    case 8: half ? launch_bits<8, true>(p, stream) : launch_bits<8, false>(p, stream); break;
-    default: break;
-  }
+  if (p.xtype == kF16) launch_kind<true>(p, stream);
+  else launch_kind<false>(p, stream);
   check_launch("gemv_kernel");
 }
 

@@ -286,7 +286,8 @@ void matmul_weight_only_cuda(const PreparedWeight& w, const void* x, DType xtype
   if (m <= 0 || w.n == 0) return;
   const detail::WeightView v = view_of(w);
   const int fold = w.group < w.k ? 1 : 0;
-  if (m > 32 && xtype == DType::BF16 && detail::gemm_supported(v, fold) && (!fold || weight_fold_exact(w))) {
+  const bool aligned = reinterpret_cast<uintptr_t>(x) % 16 == 0 && ldx % 8 == 0;  // cp.async of 16-byte chunks
+  if (m > 32 && xtype == DType::BF16 && aligned && detail::gemm_supported(v, fold) && (!fold || weight_fold_exact(w))) {
     detail::GemmParams gp;
     gp.w = v;
     gp.a = static_cast<const uint16_t*>(x);
