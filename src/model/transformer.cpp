@@ -149,39 +149,46 @@ void Transformer::rope(float* x, int64_t n, int64_t heads, int64_t pos0) const {
 void Transformer::attention(int64_t layer, const float* q, int64_t n, KvCache& cache, float* out) const {
   const ModelConfig& c = config_;
   const int64_t hd = c.head_dim, nh = c.num_heads, group = c.num_heads / c.num_kv_heads;
-  const int64_t pos0 = cache.length(), len = pos0 + n;
+  const int64_t pos0 = cache.length();
   const float scale = float(1.0 / std::sqrt(double(hd)));
-  std::vector<float> scores(size_t(n * len));
+  // Queries in blocks: block [t0, t1) only needs keys 0 .. pos0 + t1 - 1 (causal), which skips the masked
+  // upper triangle of the score matrix for long prompts.
+  constexpr int64_t kBlock = 256;
+  std::vector<float> scores(size_t(std::min(n, kBlock) * (pos0 + n)));
   for (int64_t h = 0; h < nh; ++h) {
     const int64_t kh = h / group;
     const float* K = cache.keys(layer, kh);
     const float* V = cache.values(layer, kh);
-    // scores (n x len) = scale * Q_h · K_hᵀ
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(len), int(hd), scale, q + h * hd, int(nh * hd), K,
-                int(hd), 0.0f, scores.data(), int(len));
-    parallel_for(n, 16, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        float* s = scores.data() + t * len;
-        const int64_t last = pos0 + t;  // causal: keys 0..last
-        const int64_t first = c.sliding_window > 0 ? std::max<int64_t>(0, last - c.sliding_window + 1) : 0;
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t j = first; j <= last; ++j) mx = std::max(mx, s[j]);
-        double sum = 0;
-        for (int64_t j = 0; j < len; ++j) {
-          if (j < first || j > last) {
-            s[j] = 0.0f;
-            continue;
+    for (int64_t t0 = 0; t0 < n; t0 += kBlock) {
+      const int64_t rows = std::min(kBlock, n - t0), len = pos0 + t0 + rows;
+      const int64_t first_key = c.sliding_window > 0 ? std::max<int64_t>(0, pos0 + t0 - c.sliding_window + 1) : 0;
+      const int64_t keys = len - first_key;
+      // scores (rows x keys) = scale * Q_h · K_hᵀ over the keys this block can see
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(keys), int(hd), scale, q + (t0 * nh + h) * hd,
+                  int(nh * hd), K + first_key * hd, int(hd), 0.0f, scores.data(), int(keys));
+      parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          float* s = scores.data() + r * keys;
+          const int64_t last = pos0 + t0 + r;  // causal: keys first .. last
+          const int64_t first = c.sliding_window > 0 ? std::max<int64_t>(0, last - c.sliding_window + 1) : 0;
+          const int64_t lo = first - first_key, hi = last - first_key;  // inclusive, in block coordinates
+          float mx = -std::numeric_limits<float>::infinity();
+          for (int64_t j = lo; j <= hi; ++j) mx = std::max(mx, s[j]);
+          double sum = 0;
+          for (int64_t j = 0; j < lo; ++j) s[j] = 0.0f;
+          for (int64_t j = lo; j <= hi; ++j) {
+            s[j] = std::exp(s[j] - mx);
+            sum += s[j];
           }
-          s[j] = std::exp(s[j] - mx);
-          sum += s[j];
+          for (int64_t j = hi + 1; j < keys; ++j) s[j] = 0.0f;
+          const float inv = float(1.0 / sum);
+          for (int64_t j = lo; j <= hi; ++j) s[j] *= inv;
         }
-        const float inv = float(1.0 / sum);
-        for (int64_t j = first; j <= last; ++j) s[j] *= inv;
-      }
-    });
-    // out_h (n x hd) = P · V_h
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(hd), int(len), 1.0f, scores.data(), int(len), V,
-                int(hd), 0.0f, out + h * hd, int(nh * hd));
+      });
+      // out_h (rows x hd) = P · V_h
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(hd), int(keys), 1.0f, scores.data(), int(keys),
+                  V + first_key * hd, int(hd), 0.0f, out + (t0 * nh + h) * hd, int(nh * hd));
+    }
   }
 }
 
