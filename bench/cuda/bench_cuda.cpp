@@ -246,8 +246,14 @@ int main(int argc, char** argv) {
       std::vector<std::string> all_formats;
       for (const char* f : wonly) all_formats.push_back(f);
       for (const WA& x : wa) all_formats.push_back(x.fmt);
+      auto format_wanted = [&](const std::string& f) {
+        if (wanted(f)) return true;
+        for (const WA& x : wa)
+          if (f == x.fmt && wanted(x.name)) return true;
+        return false;
+      };
       for (const std::string& f : all_formats) {
-        if (pw.count(f) || !wanted(f)) continue;
+        if (pw.count(f) || !format_wanted(f)) continue;
         const QuantizedTensor q = quantize(parse_format(f), wf.data(), sh.n, sh.k);
         std::vector<PreparedWeight> v;
         v.push_back(prepare_weight_cuda(q));

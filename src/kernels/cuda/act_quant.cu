@@ -132,10 +132,28 @@ __device__ __forceinline__ void store_mma(const ActQuantParams& p, int64_t row, 
 
 __device__ __forceinline__ float global_scale(const ActQuantParams& p) { return p.global ? *p.global : 1.0f; }
 
+// E2M1 (OCP FP4) specialisations of encode_dev / decode_dev: same results, fewer instructions. The value is
+// finite here (non-finite groups never reach the encoder).
+__device__ __forceinline__ uint32_t encode_e2m1(float x) {
+  const uint32_t u = __float_as_uint(x);
+  const uint32_t a = u & 0x7FFFFFFFu;
+  const uint32_t sign = (u >> 31) << 3;
+  uint32_t mag;
+  if (a >= 0x40C00000u) mag = 7;                                             // >= 6: saturate
+  else if (a < 0x3F800000u) mag = uint32_t(rintf(__fmul_rn(__uint_as_float(a), 2.0f)));  // below 1: 0, 0.5, 1
+  else mag = ((a + 0x1FFFFFu + ((a >> 22) & 1u)) >> 22) - 252u;              // 1 mantissa bit, bias 1
+  return sign | mag;
+}
+__device__ __forceinline__ float decode_e2m1(uint32_t c) {
+  const uint32_t m = c & 7u;
+  const uint32_t bits = m < 2 ? (m ? 0x3F000000u : 0u) : ((((m >> 1) + 126u) << 23) | ((m & 1u) << 22));
+  return __uint_as_float(bits | ((c & 8u) << 28));
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // fast kernel: G in {16, 32}, BITS in {4, 8}, no transform, thread per group
 // ---------------------------------------------------------------------------------------------------------
-template <int G, int BITS>
+template <int G, int BITS, bool E2M1>
 __global__ void __launch_bounds__(128) act_quant_fast(ActQuantParams p) {
   const int64_t groups_per_row = p.cols / G;
   const int64_t total = p.rows * groups_per_row;
@@ -186,9 +204,16 @@ __global__ void __launch_bounds__(128) act_quant_fast(ActQuantParams p) {
     for (int q = 0; q < kWords; ++q) w[q] = 0;
 #pragma unroll
     for (int i = 0; i < G; ++i) {
-      const uint32_t code = c.zero ? zc : encode_dev(p.e, quotient(v[i], c));
+      uint32_t code;
+      float mv;
+      if constexpr (E2M1) {
+        code = c.zero ? 0u : encode_e2m1(quotient(v[i], c));
+        mv = decode_e2m1(code);
+      } else {
+        code = c.zero ? zc : encode_dev(p.e, quotient(v[i], c));
+        mv = decode_dev(p.e, code);
+      }
       w[(i * BITS) / 32] |= code << ((i * BITS) % 32);
-      float mv = decode_dev(p.e, code);
       if (p.mma_fold) mv = __fmul_rn(mv, c.s);
       const uint32_t mb = __bfloat16_as_ushort(__float2bfloat16_rn(mv));
       if (i & 1) mm[i / 2] |= mb << 16;
@@ -498,10 +523,13 @@ void launch_act_quant(const ActQuantParams& p, CUstream_st* stream) {
     const int64_t groups = p.rows * (p.cols / G);
     const int threads = 128;
     const int grid = grid_for(groups, threads);
-    if (G == 16 && p.e.bits == 4) act_quant_fast<16, 4><<<grid, threads, 0, stream>>>(p);
-    if (G == 16 && p.e.bits == 8) act_quant_fast<16, 8><<<grid, threads, 0, stream>>>(p);
-    if (G == 32 && p.e.bits == 4) act_quant_fast<32, 4><<<grid, threads, 0, stream>>>(p);
-    if (G == 32 && p.e.bits == 8) act_quant_fast<32, 8><<<grid, threads, 0, stream>>>(p);
+    const bool e2m1 = !p.e.is_int && p.e.bits == 4 && p.e.ebits == 2 && p.e.mbits == 1 && p.e.specials == 0;
+    if (G == 16 && e2m1) act_quant_fast<16, 4, true><<<grid, threads, 0, stream>>>(p);
+    else if (G == 32 && e2m1) act_quant_fast<32, 4, true><<<grid, threads, 0, stream>>>(p);
+    else if (G == 16 && p.e.bits == 4) act_quant_fast<16, 4, false><<<grid, threads, 0, stream>>>(p);
+    else if (G == 16 && p.e.bits == 8) act_quant_fast<16, 8, false><<<grid, threads, 0, stream>>>(p);
+    else if (G == 32 && p.e.bits == 4) act_quant_fast<32, 4, false><<<grid, threads, 0, stream>>>(p);
+    else act_quant_fast<32, 8, false><<<grid, threads, 0, stream>>>(p);
     check_launch("act_quant_fast");
     return;
   }

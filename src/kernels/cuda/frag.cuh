@@ -181,12 +181,17 @@ __host__ __device__ inline GroupInfo make_group_info(int group, int64_t k) {
   return gi;
 }
 
+// Group sizes that are not a power of two (e.g. 48, 96, or one group per row of such a length) take a slow,
+// out-of-line division; the usual 16 / 32 / 64 / 128 are a shift and a mask.
+static __device__ __noinline__ int group_div_slow(int a, int b) { return a / b; }
 __device__ __forceinline__ int group_of(const GroupInfo& G, int kstep) {
-  return G.pow2 ? (kstep >> G.sshift) : kstep / G.spg;
+  if (G.pow2) return kstep >> G.sshift;
+  return group_div_slow(kstep, G.spg);
 }
 __device__ __forceinline__ bool step_promotes(const GroupInfo& G, int kstep, int j) {
   if (j == 3 || kstep == G.ksteps - 1) return true;
-  return G.pow2 ? ((kstep + 1) & (G.spg - 1)) == 0 : (kstep + 1) % G.spg == 0;
+  if (G.pow2) return ((kstep + 1) & (G.spg - 1)) == 0;
+  return (kstep + 1) - group_div_slow(kstep + 1, G.spg) * G.spg == 0;
 }
 
 // One tile of a warp's weight fragments (codes only).

@@ -122,15 +122,24 @@ __device__ __forceinline__ void fence_acc(float (&d)[N]) {
 }
 
 
+// bf16 bits of every 1-byte scale code, both halves (E8M0 / E4M3 values are exact in bf16).
+__shared__ uint32_t s_scale_lut[256];
+
 struct Ctx {
   const GemmParams* p;
   GroupInfo G;
   PairDecoder dec;
-  const uint16_t* lut;  // bf16 bits of every 1-byte scale code (shared memory)
-  uint32_t act_base;    // shared address of stage 0
+  uint32_t act_base;  // shared address of stage 0
   int64_t m0, rt;
   bool rt_ok;
   int kb, nkt, lane, g;
+  // Activation tile loads: this thread's first source row pointer (column chunk included), the rows it still
+  // owns (chunks q = 0.. take rows r0 + 32 q), its column offset within a tile.
+  const uint16_t* a_src;
+  int64_t a_row_step;  // 32 rows, in elements
+  int rows_left;       // M - m0 - r0
+  int col;             // (tid & 7) * 8
+  uint32_t a_dst;      // shared offset of chunk q = 0 within a stage
 };
 
 // A weight tile in registers: codes and, when folding, the raw 1-byte scales of rows (g, g + 8) per step.
@@ -143,23 +152,22 @@ struct WRegs {
 // Activation tile kt -> stage s: BN rows x 8 chunks of 16 bytes, zero-filled past M and K.
 template <int BN>
 __device__ __forceinline__ void load_act(const Ctx& c, int s, int kt) {
-  const GemmParams& p = *c.p;
+  const bool kok = int64_t(kt) * 64 + c.col < c.p->w.k;
+  const uint16_t* src = c.a_src + int64_t(kt) * 64;
+  const uint32_t dst = c.act_base + uint32_t(s * act_stage_bytes(BN)) + c.a_dst;
 #pragma unroll
   for (int q = 0; q < BN * 8 / kThreads; ++q) {
-    const int e = threadIdx.x + q * kThreads;
-    const int r = e >> 3, ch = e & 7;
-    const int64_t m = c.m0 + r, k = int64_t(kt) * 64 + ch * 8;
-    const bool ok = m < p.m && k < p.w.k;
-    const uint16_t* src = ok ? p.a + m * p.lda + k : p.a;
-    cp_async16(c.act_base + uint32_t(s * act_stage_bytes(BN) + r * 128 + ((ch ^ (r & 7)) << 4)), src, ok);
+    const bool ok = kok && q * 32 < c.rows_left;
+    cp_async16(dst + uint32_t(q * 32 * 128), ok ? src : c.p->a, ok);
+    src += c.a_row_step;
   }
 }
 
-template <int BITS>
+template <int BITS, bool FOLD>
 __device__ __forceinline__ void load_w(const Ctx& c, WRegs<BITS>& r, int kt) {
   if (c.rt_ok) {
     load_wtile<BITS>(r.c, c.p->w, c.rt, kt, c.lane);
-    if (c.p->fold_b) {
+    if constexpr (FOLD) {
       const uint8_t* base = c.p->w.scales + (c.rt * c.p->w.n_groups * 16 + 2 * c.g);
 #pragma unroll
       for (int j = 0; j < 4; ++j)
@@ -174,15 +182,14 @@ __device__ __forceinline__ void load_w(const Ctx& c, WRegs<BITS>& r, int kt) {
 }
 
 // Weight tile kt -> 16 A registers (4 per 16-column step), group scales multiplied in when folding.
-template <int BITS, int DEC>
+template <int BITS, int DEC, bool FOLD>
 __device__ __forceinline__ void convert(const Ctx& c, const WRegs<BITS>& r, uint32_t (&A)[16]) {
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     uint32_t a[4];
     decode_step<BITS, DEC, false>(c.dec, r.c.lo, r.c.hi, j, a);
-    if (c.p->fold_b) {
-      const uint32_t b_lo = c.lut[r.sc[j] & 0xFFu], b_hi = c.lut[(r.sc[j] >> 8) & 0xFFu];
-      const uint32_t s_lo = b_lo | (b_lo << 16), s_hi = b_hi | (b_hi << 16);
+    if constexpr (FOLD) {
+      const uint32_t s_lo = s_scale_lut[r.sc[j] & 0xFFu], s_hi = s_scale_lut[(r.sc[j] >> 8) & 0xFFu];
       A[4 * j + 0] = hmul2_bits<false>(a[0], s_lo);
       A[4 * j + 1] = hmul2_bits<false>(a[1], s_hi);
       A[4 * j + 2] = hmul2_bits<false>(a[2], s_lo);
@@ -196,7 +203,7 @@ __device__ __forceinline__ void convert(const Ctx& c, const WRegs<BITS>& r, uint
 
 // One k-tile: wgmma on tile `it` with A registers `ac`; meanwhile the next tile's registers `an` are made from
 // the raw tile `rn` (tile it + 1), and `rn` is refilled with tile it + 3.
-template <int BITS, int DEC, int BN>
+template <int BITS, int DEC, int BN, bool FOLD>
 __device__ __forceinline__ void rs_step(const Ctx& c, int it, float (&d)[BN / 2], const uint32_t (&ac)[16],
                                         uint32_t (&an)[16], WRegs<BITS>& rn) {
   cp_async_wait<kStages - 2>();  // this thread's copies of tile it have landed
@@ -215,8 +222,8 @@ __device__ __forceinline__ void rs_step(const Ctx& c, int it, float (&d)[BN / 2]
   __syncthreads();
   if (it + kStages - 1 < c.nkt) load_act<BN>(c, (it + kStages - 1) % kStages, c.kb + it + kStages - 1);
   cp_async_commit();
-  if (it + 1 < c.nkt) convert<BITS, DEC>(c, rn, an);
-  if (it + 3 < c.nkt) load_w<BITS>(c, rn, c.kb + it + 3);
+  if (it + 1 < c.nkt) convert<BITS, DEC, FOLD>(c, rn, an);
+  if (it + 3 < c.nkt) load_w<BITS, FOLD>(c, rn, c.kb + it + 3);
 }
 
 __device__ __forceinline__ float row_scale_w(const GemmParams& p, int64_t n) {
@@ -239,21 +246,21 @@ __device__ __forceinline__ void store_out(const GemmParams& p, int64_t m, int64_
   else static_cast<__half*>(p.y)[o] = __float2half_rn(v);
 }
 
-template <int BITS, int DEC, int BN>
+template <int BITS, int DEC, int BN, bool FOLD>
 __global__ void __launch_bounds__(kThreads, 1) gemm_rs_kernel(GemmParams p) {
   constexpr int NACC = BN / 2;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   const WeightView& w = p.w;
   const int warp = threadIdx.x >> 5;
-  uint16_t* lut = reinterpret_cast<uint16_t*>(base + kStages * act_stage_bytes(BN));
-  if (p.fold_b)
-    for (int i = threadIdx.x; i < 256; i += blockDim.x)
-      lut[i] = __bfloat16_as_ushort(__float2bfloat16_rn(scale_code_value(w.scale, uint32_t(i))));
+  if (FOLD)
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+      const uint32_t b = __bfloat16_as_ushort(__float2bfloat16_rn(scale_code_value(w.scale, uint32_t(i))));
+      s_scale_lut[i] = b | (b << 16);
+    }
   __syncthreads();
   Ctx c;
   c.p = &p;
-  c.lut = lut;
   c.G = make_group_info(w.group, w.k);
   c.dec = make_pair_decoder(w.bits, w.is_int, w.mbits, w.bias, false);
   c.act_base = smem_addr(base);
@@ -267,6 +274,15 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_rs_kernel(GemmParams p) {
   c.kb = int(int64_t(KT) * blockIdx.z / p.splits);
   const int ke = int(int64_t(KT) * (blockIdx.z + 1) / p.splits);
   c.nkt = ke - c.kb;
+  {
+    const int r0 = threadIdx.x >> 3;
+    c.col = (threadIdx.x & 7) * 8;
+    const int64_t left = p.m - c.m0 - r0;
+    c.rows_left = int(left < (int64_t(1) << 30) ? left : (int64_t(1) << 30));
+    c.a_row_step = 32 * p.lda;
+    c.a_src = p.a + (c.m0 + r0) * p.lda + c.col;
+    c.a_dst = uint32_t(r0 * 128 + (((threadIdx.x & 7) ^ (r0 & 7)) << 4));
+  }
 
   float d[NACC];
 #pragma unroll
@@ -279,14 +295,14 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_rs_kernel(GemmParams p) {
     }
     WRegs<BITS> raw0, raw1;
     uint32_t A0[16], A1[16];
-    load_w<BITS>(c, raw0, c.kb);
-    if (c.nkt > 1) load_w<BITS>(c, raw1, c.kb + 1);
-    convert<BITS, DEC>(c, raw0, A0);
-    if (c.nkt > 2) load_w<BITS>(c, raw0, c.kb + 2);
+    load_w<BITS, FOLD>(c, raw0, c.kb);
+    if (c.nkt > 1) load_w<BITS, FOLD>(c, raw1, c.kb + 1);
+    convert<BITS, DEC, FOLD>(c, raw0, A0);
+    if (c.nkt > 2) load_w<BITS, FOLD>(c, raw0, c.kb + 2);
     fence_acc(d);
     for (int it = 0; it < c.nkt; it += 2) {
-      rs_step<BITS, DEC, BN>(c, it, d, A0, A1, raw1);
-      if (it + 1 < c.nkt) rs_step<BITS, DEC, BN>(c, it + 1, d, A1, A0, raw0);
+      rs_step<BITS, DEC, BN, FOLD>(c, it, d, A0, A1, raw1);
+      if (it + 1 < c.nkt) rs_step<BITS, DEC, BN, FOLD>(c, it + 1, d, A1, A0, raw0);
     }
     wgmma_wait<0>();
     fence_acc(d);
@@ -327,12 +343,19 @@ __global__ void splitk_reduce(GemmParams p) {
   }
 }
 
+template <int BITS, int DEC, int BN, bool FOLD>
+void launch_fold(const GemmParams& p, const dim3& grid, CUstream_st* stream) {
+  const int smem = smem_bytes(BN);
+  check(cudaFuncSetAttribute(gemm_rs_kernel<BITS, DEC, BN, FOLD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+        "cudaFuncSetAttribute");
+  gemm_rs_kernel<BITS, DEC, BN, FOLD><<<grid, kThreads, smem, stream>>>(p);
+}
 template <int BITS, int DEC, int BN>
 void launch_one(const GemmParams& p, const dim3& grid, CUstream_st* stream) {
-  const int smem = smem_bytes(BN);
-  check(cudaFuncSetAttribute(gemm_rs_kernel<BITS, DEC, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-        "cudaFuncSetAttribute");
-  gemm_rs_kernel<BITS, DEC, BN><<<grid, kThreads, smem, stream>>>(p);
+  if constexpr (DEC == kDecE2M1 || DEC == kDecFp) {
+    if (p.fold_b) return launch_fold<BITS, DEC, BN, true>(p, grid, stream);
+  }
+  launch_fold<BITS, DEC, BN, false>(p, grid, stream);
 }
 
 template <int BN>
@@ -341,8 +364,7 @@ void launch_bn(const GemmParams& p, const dim3& grid, CUstream_st* stream) {
   switch (p.w.bits) {
     case 4:
       if (dk == kDecE2M1) launch_one<4, kDecE2M1, BN>(p, grid, stream);
-      else if (dk == kDecInt4) launch_one<4, kDecInt4, BN>(p, grid, stream);
-      else launch_one<4, kDecFp, BN>(p, grid, stream);
+      else launch_one<4, kDecInt4, BN>(p, grid, stream);  // other 4-bit floats do not reach here
       break;
     case 5: launch_one<5, kDecFp, BN>(p, grid, stream); break;
     case 6: launch_one<6, kDecFp, BN>(p, grid, stream); break;
@@ -358,7 +380,9 @@ void launch_bn(const GemmParams& p, const dim3& grid, CUstream_st* stream) {
 bool gemm_supported(const WeightView& w, int fold_b) {
   if (!(w.bits == 4 || w.bits == 5 || w.bits == 6 || w.bits == 8)) return false;
   if (w.is_int && !(w.bits == 4 || w.bits == 8)) return false;
+  if (w.bits == 4 && !w.is_int && decode_kind(w.bits, w.is_int, w.mbits, w.bias) != kDecE2M1) return false;
   if (fold_b) {
+    if (w.is_int) return false;
     if (!(w.scale == kScaleE8M0 || w.scale == kScaleE4M3)) return false;
     if (w.group < 16 || (w.group & (w.group - 1)) != 0) return false;
   }

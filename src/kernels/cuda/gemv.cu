@@ -13,7 +13,6 @@
 namespace fpq::cuda::detail {
 namespace {
 
-constexpr int kWarps = 8;
 constexpr int kD = 8;  // ring slots per warp
 
 template <bool HALF>
@@ -52,7 +51,11 @@ __host__ __device__ inline int slot_bytes(int bits, int group, int sb) {
   return 512 + 32 * hi_lane_bytes(bits) + sc_region_bytes(group, sb);
 }
 
-template <int BITS, int DEC, bool HALF, int NT>
+// How scales are applied: kFold = multiplied into the bf16 operand (exact: 1-byte E8M0 / E4M3 group scales
+// with small elements), kRow = one scale per row, applied at the end, kGroup = per-group partial sums.
+enum ScaleMode : int { kFold = 0, kRow = 1, kGroup = 2 };
+
+template <int BITS, int DEC, bool HALF, int NT, int kWarps, int MODE>
 __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
   extern __shared__ __align__(16) uint8_t smem[];
   const WeightView& w = p.w;
@@ -63,9 +66,18 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
   const PairDecoder dec = make_pair_decoder(w.bits, w.is_int, w.mbits, w.bias, HALF);
   const uint16_t* x = static_cast<const uint16_t*>(p.x);
 
-  float* lut = reinterpret_cast<float*>(smem);  // 1-byte scale codes -> float
-  if (w.sb == 1)
-    for (int i = threadIdx.x; i < 256; i += blockDim.x) lut[i] = scale_code_value(w.scale, uint32_t(i));
+  float* lut = reinterpret_cast<float*>(smem);  // 1-byte scale codes -> float (kGroup) or bf16 pair (kFold)
+  if (w.sb == 1) {
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+      const float v = scale_code_value(w.scale, uint32_t(i));
+      if (MODE == kFold) {
+        const uint32_t b = __bfloat16_as_ushort(__float2bfloat16_rn(v));
+        reinterpret_cast<uint32_t*>(lut)[i] = b | (b << 16);
+      } else {
+        lut[i] = v;
+      }
+    }
+  }
   const int slot = slot_bytes(BITS, w.group, w.sb);
   const int hb = hi_lane_bytes(BITS);
   const int ngroups_tile = tile_groups(w.group);
@@ -78,7 +90,8 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
 #pragma unroll
     for (int r = 0; r < 4; ++r) acc[nt][r] = part[nt][r] = 0.0f;
 
-  // Activation rows this lane feeds into B (rows >= M read as zero).
+  // Activation rows this lane feeds into B (rows >= M read as zero); their values for a tile are loaded one
+  // tile ahead into registers: x[nt][2j], x[nt][2j + 1] = the two B registers of step j.
   const uint16_t* xrow[NT];
   bool xok[NT];
 #pragma unroll
@@ -87,6 +100,18 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
     xok[nt] = m < p.m;
     xrow[nt] = x + (xok[nt] ? m : 0) * p.ldx + 2 * t;
   }
+  auto load_x = [&](int kt, uint32_t (&dst)[NT][8]) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int kstep = kt * 4 + j;
+        const bool ok = xok[nt] && kstep < G.ksteps;
+        const uint16_t* xp = xrow[nt] + kstep * 16;
+        dst[nt][2 * j] = ok ? __ldg(reinterpret_cast<const unsigned int*>(xp)) : 0u;
+        dst[nt][2 * j + 1] = ok ? __ldg(reinterpret_cast<const unsigned int*>(xp + 8)) : 0u;
+      }
+  };
 
   const int KT = int(w.k_tiles);
   const int my_tiles = warp < KT ? (KT - warp + kWarps - 1) / kWarps : 0;
@@ -99,21 +124,29 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
       if (BITS != 4) cp_async(s + 512 + lane * hb, w.plane_hi + (tile * 32 + lane) * hb, hb);
       const int gi0 = group_of(G, kt * 4);
       const int cnt = min(ngroups_tile, int(w.n_groups) - gi0);
-      if (lane < cnt * w.sb)
+      if (MODE != kRow && lane < cnt * w.sb)
         cp_async(s + 512 + 32 * hb + lane * 16, w.scales + ((rt * w.n_groups + gi0) * 16) * w.sb + lane * 16, 16);
     }
     cp_async_commit();
   };
   __syncthreads();  // lookup table ready
 
+  uint32_t xn[NT][8];
+  if (my_tiles > 0) load_x(warp, xn);
 #pragma unroll 1
   for (int i = 0; i < kD - 1; ++i) issue(i);
 #pragma unroll 1
   for (int i = 0; i < my_tiles; ++i) {
     issue(i + kD - 1);
+    const int kt = warp + i * kWarps;
+    uint32_t xc[NT][8];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int q = 0; q < 8; ++q) xc[nt][q] = xn[nt][q];
+    if (i + 1 < my_tiles) load_x(kt + kWarps, xn);
     cp_async_wait<kD - 1>();
     __syncwarp();
-    const int kt = warp + i * kWarps;
     const uint8_t* sl = ring + (i % kD) * slot;
     WTile<BITS> cur;
     {
@@ -146,46 +179,73 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
       if (kstep >= G.ksteps) break;
       uint32_t a[4];
       decode_step<BITS, DEC, HALF>(dec, cur.lo, cur.hi, j, a);
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        uint32_t b0 = 0, b1 = 0;
-        if (xok[nt]) {
-          const uint16_t* xp = xrow[nt] + kstep * 16;
-          b0 = __ldg(reinterpret_cast<const unsigned int*>(xp));
-          b1 = __ldg(reinterpret_cast<const unsigned int*>(xp + 8));
-        }
-        mma16816<HALF>(part[nt], a, b0, b1);
+      if constexpr (MODE == kFold) {
+        const int q = (kstep >> G.sshift) - gi0;
+        const uint32_t r = *reinterpret_cast<const uint16_t*>(sc + q * 16 + 2 * g);
+        const uint32_t s_lo = reinterpret_cast<const uint32_t*>(lut)[r & 0xFFu];
+        const uint32_t s_hi = reinterpret_cast<const uint32_t*>(lut)[r >> 8];
+        a[0] = hmul2_bits<HALF>(a[0], s_lo);
+        a[1] = hmul2_bits<HALF>(a[1], s_hi);
+        a[2] = hmul2_bits<HALF>(a[2], s_lo);
+        a[3] = hmul2_bits<HALF>(a[3], s_hi);
       }
-      if (step_promotes(G, kstep, j)) {
-        const int q = group_of(G, kstep) - gi0;
-        float s_lo, s_hi;
-        if (w.sb == 1) {
-          const uint32_t r = *reinterpret_cast<const uint16_t*>(sc + q * 16 + 2 * g);
-          s_lo = lut[r & 0xFFu];
-          s_hi = lut[r >> 8];
-        } else if (w.sb == 2) {
-          const uint32_t r = *reinterpret_cast<const uint32_t*>(sc + (q * 16 + 2 * g) * 2);
-          s_lo = scale_wide_value(w.scale, r & 0xFFFFu);
-          s_hi = scale_wide_value(w.scale, r >> 16);
-        } else {
-          const uint2 r = *reinterpret_cast<const uint2*>(sc + (q * 16 + 2 * g) * 4);
-          s_lo = __uint_as_float(r.x);
-          s_hi = __uint_as_float(r.y);
-        }
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
-          acc[nt][0] = fmaf(part[nt][0], s_lo, acc[nt][0]);
-          acc[nt][1] = fmaf(part[nt][1], s_lo, acc[nt][1]);
-          acc[nt][2] = fmaf(part[nt][2], s_hi, acc[nt][2]);
-          acc[nt][3] = fmaf(part[nt][3], s_hi, acc[nt][3]);
+      for (int nt = 0; nt < NT; ++nt) mma16816<HALF>(part[nt], a, xc[nt][2 * j], xc[nt][2 * j + 1]);
+      if constexpr (MODE == kGroup) {
+        if (step_promotes(G, kstep, j)) {
+          const int q = group_of(G, kstep) - gi0;
+          float s_lo, s_hi;
+          if (w.sb == 1) {
+            const uint32_t r = *reinterpret_cast<const uint16_t*>(sc + q * 16 + 2 * g);
+            s_lo = lut[r & 0xFFu];
+            s_hi = lut[r >> 8];
+          } else if (w.sb == 2) {
+            const uint32_t r = *reinterpret_cast<const uint32_t*>(sc + (q * 16 + 2 * g) * 2);
+            s_lo = scale_wide_value(w.scale, r & 0xFFFFu);
+            s_hi = scale_wide_value(w.scale, r >> 16);
+          } else {
+            const uint2 r = *reinterpret_cast<const uint2*>(sc + (q * 16 + 2 * g) * 4);
+            s_lo = __uint_as_float(r.x);
+            s_hi = __uint_as_float(r.y);
+          }
 #pragma unroll
-          for (int r = 0; r < 4; ++r) part[nt][r] = 0.0f;
+          for (int nt = 0; nt < NT; ++nt) {
+            acc[nt][0] = fmaf(part[nt][0], s_lo, acc[nt][0]);
+            acc[nt][1] = fmaf(part[nt][1], s_lo, acc[nt][1]);
+            acc[nt][2] = fmaf(part[nt][2], s_hi, acc[nt][2]);
+            acc[nt][3] = fmaf(part[nt][3], s_hi, acc[nt][3]);
+#pragma unroll
+            for (int r = 0; r < 4; ++r) part[nt][r] = 0.0f;
+          }
         }
       }
     }
     __syncwarp();  // everyone is done with this slot before it is refilled
   }
   cp_async_wait<0>();
+  if constexpr (MODE != kGroup) {
+    float s_lo = 1.0f, s_hi = 1.0f;
+    if (MODE == kRow) {  // one scale per row: group 0 of this row tile
+      const uint8_t* sp = w.scales + (rt * w.n_groups * 16 + 2 * g) * w.sb;
+      if (w.sb == 1) {
+        s_lo = scale_code_value(w.scale, sp[0]);
+        s_hi = scale_code_value(w.scale, sp[1]);
+      } else if (w.sb == 2) {
+        s_lo = scale_wide_value(w.scale, uint32_t(sp[0]) | (uint32_t(sp[1]) << 8));
+        s_hi = scale_wide_value(w.scale, uint32_t(sp[2]) | (uint32_t(sp[3]) << 8));
+      } else {
+        s_lo = __uint_as_float(*reinterpret_cast<const uint32_t*>(sp));
+        s_hi = __uint_as_float(*reinterpret_cast<const uint32_t*>(sp + 4));
+      }
+    }
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      acc[nt][0] = part[nt][0] * s_lo;
+      acc[nt][1] = part[nt][1] * s_lo;
+      acc[nt][2] = part[nt][2] * s_hi;
+      acc[nt][3] = part[nt][3] * s_hi;
+    }
+  }
 
   // Sum the warps' results in a fixed order.
   __shared__ float red[kWarps][NT * 4][32];
@@ -212,35 +272,52 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
   }
 }
 
-template <int BITS, int DEC, bool HALF, int NT>
+template <int BITS, int DEC, bool HALF, int NT, int MODE>
 void launch_one(const GemvParams& p, CUstream_st* stream) {
-  const size_t smem = 1024 + size_t(kWarps) * kD * slot_bytes(BITS, p.w.group, p.w.sb);
-  const auto kernel = gemv_kernel<BITS, DEC, HALF, NT>;
+  constexpr int W = NT == 1 ? 16 : 8;  // warps per CTA
+  const size_t smem = 1024 + size_t(W) * kD * slot_bytes(BITS, p.w.group, p.w.sb);
+  const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE>;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), "cudaFuncSetAttribute");
-  kernel<<<unsigned(p.w.n_tiles), kWarps * 32, smem, stream>>>(p);
+  kernel<<<unsigned(p.w.n_tiles), W * 32, smem, stream>>>(p);
+}
+
+template <int BITS, int DEC, bool HALF, int MODE>
+void launch_nt(const GemvParams& p, CUstream_st* stream) {
+  if (p.m <= 8) launch_one<BITS, DEC, HALF, 1, MODE>(p, stream);
+  else if (p.m <= 16) launch_one<BITS, DEC, HALF, 2, MODE>(p, stream);
+  else launch_one<BITS, DEC, HALF, 4, MODE>(p, stream);
 }
 
 template <int BITS, int DEC, bool HALF>
-void launch_nt(const GemvParams& p, CUstream_st* stream) {
-  if (p.m <= 8) launch_one<BITS, DEC, HALF, 1>(p, stream);
-  else if (p.m <= 16) launch_one<BITS, DEC, HALF, 2>(p, stream);
-  else launch_one<BITS, DEC, HALF, 4>(p, stream);
+void launch_mode(const GemvParams& p, int mode, CUstream_st* stream) {
+  if constexpr (!HALF && (DEC == kDecE2M1 || DEC == kDecFp)) {
+    if (mode == kFold) return launch_nt<BITS, DEC, HALF, kFold>(p, stream);
+  }
+  if (mode == kRow) launch_nt<BITS, DEC, HALF, kRow>(p, stream);
+  else launch_nt<BITS, DEC, HALF, kGroup>(p, stream);
 }
 
 template <bool HALF>
 void launch_kind(const GemvParams& p, CUstream_st* stream) {
-  const int dk = decode_kind(p.w.bits, p.w.is_int, p.w.mbits, p.w.bias);
-  switch (p.w.bits) {
+  const WeightView& w = p.w;
+  const int dk = decode_kind(w.bits, w.is_int, w.mbits, w.bias);
+  // Folding is exact when element x scale fits bf16's 8 significant bits (and the group is a power of two).
+  const int sig = w.is_int ? w.bits - 1 : w.mbits + 1;
+  const bool pow2 = w.group >= 16 && (w.group & (w.group - 1)) == 0;
+  int mode = kGroup;
+  if (w.group == w.k) mode = kRow;
+  else if (!HALF && !w.is_int && pow2 && w.sb == 1 && sig + (w.scale == kScaleE8M0 ? 1 : 4) <= 8) mode = kFold;
+  switch (w.bits) {
     case 4:
-      if (dk == kDecE2M1) launch_nt<4, kDecE2M1, HALF>(p, stream);
-      else if (dk == kDecInt4) launch_nt<4, kDecInt4, HALF>(p, stream);
-      else launch_nt<4, kDecFp, HALF>(p, stream);
+      if (dk == kDecE2M1) launch_mode<4, kDecE2M1, HALF>(p, mode, stream);
+      else if (dk == kDecInt4) launch_mode<4, kDecInt4, HALF>(p, mode, stream);
+      else launch_mode<4, kDecFp, HALF>(p, mode, stream);
       break;
-    case 5: launch_nt<5, kDecFp, HALF>(p, stream); break;
-    case 6: launch_nt<6, kDecFp, HALF>(p, stream); break;
+    case 5: launch_mode<5, kDecFp, HALF>(p, mode, stream); break;
+    case 6: launch_mode<6, kDecFp, HALF>(p, mode, stream); break;
     default:
-      if (dk == kDecInt8) launch_nt<8, kDecInt8, HALF>(p, stream);
-      else launch_nt<8, kDecFp, HALF>(p, stream);
+      if (dk == kDecInt8) launch_mode<8, kDecInt8, HALF>(p, mode, stream);
+      else launch_mode<8, kDecFp, HALF>(p, mode, stream);
       break;
   }
 }
