@@ -1,5 +1,6 @@
 #include "model/checkpoint.h"
 
+#include <cstdio>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -7,6 +8,7 @@
 #include "model/gguf.h"
 #include "model/gguf_writer.h"
 #include "model/quant_transforms.h"
+#include "model/tokenizer_export.h"
 #include "util/error.h"
 #include "util/file_io.h"
 #include "util/safetensors.h"
@@ -92,7 +94,18 @@ void save_checkpoint(const Transformer& model, const ModelSource& source, const 
       for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"})
         if (fs::exists(source.path() / f)) fs::copy_file(source.path() / f, tmp / f);
     } else {
+      // A GGUF source: tokenizer.json + tokenizer_config.json (what Hugging Face tools and fpq read), and
+      // tokenizer.gguf, the source's own tokenizer metadata, for a lossless GGUF export later.
       const GgufFile g(source.path());
+      if (source.has_tokenizer()) {
+        try {
+          write_hf_tokenizer(source.tokenizer(), tmp, g.get_string("tokenizer.chat_template", ""));
+        } catch (const Error& e) {  // fpq still loads the checkpoint's tokenizer from tokenizer.gguf
+          std::fprintf(stderr, "fpq: warning: no tokenizer.json in the checkpoint: %s\n", e.what());
+          fs::remove(tmp / "tokenizer.json");
+          fs::remove(tmp / "tokenizer_config.json");
+        }
+      }
       GgufWriter w;
       w.add_string("general.architecture", g.get_string("general.architecture", "llama"));
       for (const auto& [key, value] : g.metadata())

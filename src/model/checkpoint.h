@@ -4,8 +4,9 @@
 //                      recipe and method, and per projection its weight/activation formats and transform}
 //   model.safetensors  embeddings, norms and output head (F32) and, per projection, the packed codes, scales,
 //                      global scales, zero points, transform matrices / signs and ARC channel indices
-//   tokenizer files    tokenizer.json (+ config) copied from a Hugging Face source, or tokenizer.gguf holding
-//                      the tokenizer metadata of a GGUF source
+//   tokenizer files    tokenizer.json (+ config) copied from a Hugging Face source; for a GGUF source,
+//                      tokenizer.json + tokenizer_config.json written from its tokenizer (model/tokenizer_export.h)
+//                      and tokenizer.gguf holding its tokenizer metadata as it was (for GGUF exports)
 // Written atomically (temporary folder, then rename). Loading runs the stored codes as they are: no
 // re-quantization.
 #include <filesystem>

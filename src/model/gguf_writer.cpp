@@ -1,6 +1,7 @@
 #include "model/gguf_writer.h"
 
 #include <cstring>
+#include <set>
 
 #include "util/error.h"
 #include "util/file_io.h"
@@ -117,6 +118,15 @@ void GgufWriter::add_tensor(const std::string& name, GgmlType type, std::vector<
 }
 
 void GgufWriter::write(const std::filesystem::path& path, uint32_t alignment) const {
+  // llama.cpp refuses files with a repeated key or tensor name, and needs a power-of-two alignment.
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0) fail("GGUF writer: alignment {} is not a power of two", alignment);
+  std::set<std::string> seen;
+  for (const auto& kv : kvs_)
+    if (!seen.insert(kv.key).second || (kv.key == "general.alignment" && alignment != 32))
+      fail("GGUF writer: metadata key '{}' is given twice", kv.key);
+  seen.clear();
+  for (const auto& t : tensors_)
+    if (!seen.insert(t.name).second) fail("GGUF writer: tensor '{}' is given twice", t.name);
   std::vector<uint8_t> head;
   put<uint32_t>(head, 0x46554747u);  // "GGUF"
   put<uint32_t>(head, 3);

@@ -397,6 +397,7 @@ struct Tokenizer::Impl {
   AddedTokenMatcher raw_added, normalized_added;  // matched before / after normalization
   int32_t bos = -1, eos = -1;
   bool add_bos = false;
+  TokenizerDefinition def;  // what it was built from (for exports)
 
   void set_vocab(std::vector<std::string> tokens) {
     vocab = std::move(tokens);
@@ -414,6 +415,7 @@ struct Tokenizer::Impl {
     if (ia < 0 || ib < 0 || inew < 0)
       fail("{}: merge #{} '{} {}' uses a token that is not in the vocabulary", where, rank, a, b);
     merges.emplace(pair_key(ia, ib), Merge{rank, inew});  // the first (lowest rank) duplicate wins
+    def.merges.emplace_back(a, b);
   }
 
   void finish() {
@@ -446,6 +448,7 @@ struct Tokenizer::Impl {
     if (special.size() < vocab.size()) special.resize(vocab.size(), 0);
     if (t.special) special[size_t(t.id)] = 1;
     (t.normalized ? normalized_added : raw_added).add(t);
+    def.added_tokens.push_back({t.content, t.id, t.special, t.normalized, t.lstrip, t.rstrip, t.single_word});
   }
 
   // BPE of one pre-token (raw bytes), as tokenizers' word.rs merge_all does it: always the lowest-rank pair,
@@ -671,6 +674,7 @@ int32_t Tokenizer::bos_id() const { return impl_->bos; }
 int32_t Tokenizer::eos_id() const { return impl_->eos; }
 bool Tokenizer::add_bos_by_default() const { return impl_->add_bos; }
 const std::string& Tokenizer::description() const { return impl_->description; }
+const TokenizerDefinition& Tokenizer::definition() const { return impl_->def; }
 
 // ---- loading -----------------------------------------------------------------------------------------------
 
@@ -797,8 +801,12 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::filesystem::path& path) {
     m->set_vocab(std::move(tokens));
     m->ignore_merges = model.value("ignore_merges", false);
     m->fuse_unk = model.value("fuse_unk", false);
-    if (model.contains("unk_token") && model["unk_token"].is_string())
+    if (model.contains("unk_token") && model["unk_token"].is_string()) {
       m->unk_id = m->id_of(model["unk_token"].get<std::string>());
+      m->def.unk_token = model["unk_token"].get<std::string>();
+    }
+    m->def.ignore_merges = m->ignore_merges;
+    m->def.fuse_unk = m->fuse_unk;
     int32_t rank = 0;
     for (const auto& mg : model.at("merges")) {
       std::string a, b;
@@ -830,6 +838,8 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::filesystem::path& path) {
     set_normalizer(*m, j.value("normalizer", json()), where);
     if (!add_pretokenizer(*m, j.value("pre_tokenizer", json()), where))
       fail("{}: no ByteLevel pre-tokenizer, so this is not a byte-level BPE tokenizer (fpq reads only those)", where);
+    if (!j.value("normalizer", json()).is_null()) m->def.normalizer = j["normalizer"].dump();
+    m->def.pre_tokenizer = j["pre_tokenizer"].dump();
     m->bos = template_bos(j.value("post_processor", json()));
     m->add_bos = m->bos >= 0;
   } catch (const json::exception& e) {
@@ -885,10 +895,24 @@ Tokenizer Tokenizer::from_gguf(const GgufFile& g) {
     at.special = types[i] == 3;
     m->add_added_token(at);
   }
-  for (const auto& re : pretokenizer_regexes_for_gguf_pre(pre)) add_regex_step(*m, re);
+  const std::vector<std::string> regexes = pretokenizer_regexes_for_gguf_pre(pre);
+  for (const auto& re : regexes) add_regex_step(*m, re);
   // llama.cpp sets ignore_merges for the Llama 3 pre-tokenizer, as HF's Llama 3 tokenizer.json does: a word that
   // is a whole vocabulary entry is that token.
-  m->ignore_merges = pretokenizer_regexes_for_gguf_pre(pre).front() == kLlama3Regex;
+  m->ignore_merges = regexes.front() == kLlama3Regex;
+  // The same split in Hugging Face's terms: GPT-2's regex is ByteLevel's own, "\p{N}" is Digits(individual).
+  json steps = json::array();
+  for (const auto& re : regexes) {
+    if (re == kByteLevelRegex) continue;
+    if (re == R"(\p{N})") steps.push_back({{"type", "Digits"}, {"individual_digits", true}});
+    else steps.push_back({{"type", "Split"}, {"pattern", {{"Regex", re}}}, {"behavior", "Isolated"}, {"invert", false}});
+  }
+  const bool own_regex = regexes.back() == kByteLevelRegex;
+  steps.push_back({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", own_regex}});
+  m->def.pre_tokenizer = (steps.size() == 1 ? steps[0] : json{{"type", "Sequence"}, {"pretokenizers", steps}}).dump();
+  m->def.ignore_merges = m->ignore_merges;
+  m->def.gguf_pre = pre;
+  for (int64_t t : types) m->def.gguf_token_types.push_back(int32_t(t));
   auto token_id_key = [&](const char* key) -> int32_t {
     const int64_t id = g.get_int(key, -1);
     if (id >= n_vocab) fail("{}: {} = {} is outside the vocabulary ({} tokens)", where, key, id, n_vocab);

@@ -9,11 +9,30 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace fpq {
 
 class GgufFile;
+
+// What a tokenizer was built from, in Hugging Face's terms: enough to write it back as tokenizer.json or as GGUF
+// tokenizer metadata (model/tokenizer_export.h).
+struct TokenizerDefinition {
+  struct Added {
+    std::string content;
+    int32_t id = 0;
+    bool special = false, normalized = false, lstrip = false, rstrip = false, single_word = false;
+  };
+  std::vector<std::pair<std::string, std::string>> merges;  // in rank order
+  std::vector<Added> added_tokens;                          // matched in the text before BPE
+  std::string normalizer;     // HF normalizer as JSON text ("" = none)
+  std::string pre_tokenizer;  // HF pre_tokenizer as JSON text (for GGUF sources: the equivalent of their regexes)
+  bool ignore_merges = false, fuse_unk = false;
+  std::string unk_token;                  // "" = none
+  std::string gguf_pre;                   // tokenizer.ggml.pre of a GGUF source; "" for tokenizer.json sources
+  std::vector<int32_t> gguf_token_types;  // tokenizer.ggml.token_type of a GGUF source (may be empty)
+};
 
 class Tokenizer {
  public:
@@ -49,6 +68,7 @@ class Tokenizer {
   bool add_bos_by_default() const;  // what the model's own tokenizer config asks for
   // Where it came from and how it splits, e.g. "gguf pre=smollm" (for logs and errors).
   const std::string& description() const;
+  const TokenizerDefinition& definition() const;
 
   struct Impl;
 
