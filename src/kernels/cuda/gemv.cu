@@ -1,8 +1,10 @@
 // Weight-only matrix multiply for decode and small batches (M <= 32): Y = X * dequant(W)^T.
 //
-// One CTA (8 warps) per 16 weight rows; the warps take the 64-column tiles of those rows in turn. Each warp
-// streams its tiles (codes and the tile's raw scales, prepared fragment layout of frag.cuh) into a private
-// shared-memory ring with cp.async, kD - 1 tiles ahead, so one small loop body keeps many bytes in flight.
+// One CTA (16 warps for M <= 8, else 8) per 16 weight rows. Each warp streams its tiles (codes and raw scales,
+// prepared fragment layout of frag.cuh) into a private
+// shared-memory ring, kD - 1 stages ahead: each warp owns a contiguous range of tiles, and one lane fetches a
+// stage (two tiles and their scales) with bulk copies that complete on the stage's mbarrier, so the loop body
+// spends almost no instructions on loads and many bytes are in flight.
 // Codes become exact half / bf16 values with a few bit operations and one packed multiply; mma.sync m16n8k16
 // (the weight as A, up to four 8-row slices of X as B) accumulates each scale group in float32, and the
 // group's partial sums are multiplied by the decoded scale and added into the float32 result (so any scale
@@ -13,7 +15,7 @@
 namespace fpq::cuda::detail {
 namespace {
 
-constexpr int kD = 8;  // ring slots per warp
+// Ring depth per warp (stages in flight): a power of two chosen per weight so the CTA's ring fits.
 
 template <bool HALF>
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -32,23 +34,40 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
   }
 }
 
-__device__ __forceinline__ void cp_async(uint32_t dst, const void* src, int bytes) {
-  if (bytes == 16) asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
-  else if (bytes == 8) asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(dst), "l"(src) : "memory");
-  else asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(dst), "l"(src) : "memory");
+// A stage is kST consecutive 64-column tiles of one warp's contiguous K range, fetched by one lane with bulk
+// copies (the copy engine) that complete on the stage's mbarrier.
+constexpr int kST = 2;
+__host__ __device__ inline int hi_lane_bytes(int bits) { return bits == 8 ? 16 : bits == 6 ? 8 : bits == 5 ? 4 : 0; }
+// Scale groups kST tiles can touch.
+__host__ __device__ inline int stage_groups(int group) {
+  const int cols = kST * 64;
+  return group <= cols && cols % group == 0 ? cols / group : cols / group + 2;
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+__host__ __device__ inline int slot_bytes(int bits, int group, int sb) {
+  return kST * 512 + kST * 32 * hi_lane_bytes(bits) + (stage_groups(group) * 16 * sb + 15) / 16 * 16;
 }
 
-// Groups a 64-column tile can touch, and the ring slot size for a weight.
-__host__ __device__ inline int tile_groups(int group) { return group <= 64 && 64 % group == 0 ? 64 / group : 64 / group + 2; }
-__host__ __device__ inline int hi_lane_bytes(int bits) { return bits == 8 ? 16 : bits == 6 ? 8 : bits == 5 ? 4 : 0; }
-__host__ __device__ inline int sc_region_bytes(int group, int sb) { return (tile_groups(group) * 16 * sb + 15) / 16 * 16; }
-__host__ __device__ inline int slot_bytes(int bits, int group, int sb) {
-  return 512 + 32 * hi_lane_bytes(bits) + sc_region_bytes(group, sb);
+__device__ __forceinline__ void mbar_init(uint32_t bar) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_expect(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void bulk_copy(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
+               "l"(src), "r"(bytes), "r"(bar)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred P;\n"
+      "WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\n"
+      "@!P bra WAIT_%=;\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
 }
 
 // How scales are applied: kFold = multiplied into the bf16 operand (exact: 1-byte E8M0 / E4M3 group scales
@@ -56,7 +75,8 @@ __host__ __device__ inline int slot_bytes(int bits, int group, int sb) {
 enum ScaleMode : int { kFold = 0, kRow = 1, kGroup = 2 };
 
 template <int BITS, int DEC, bool HALF, int NT, int kWarps, int MODE>
-__global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
+__global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(GemvParams p, int ring_log2) {
+  const int kD = 1 << ring_log2;
   extern __shared__ __align__(16) uint8_t smem[];
   const WeightView& w = p.w;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -80,9 +100,9 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
   }
   const int slot = slot_bytes(BITS, w.group, w.sb);
   const int hb = hi_lane_bytes(BITS);
-  const int ngroups_tile = tile_groups(w.group);
   uint8_t* ring = smem + 1024 + warp * kD * slot;
   const uint32_t ring_s = static_cast<uint32_t>(__cvta_generic_to_shared(ring));
+  const uint32_t bar0 = static_cast<uint32_t>(__cvta_generic_to_shared(smem + 1024 + kWarps * kD * slot)) + warp * kD * 8;
 
   float acc[NT][4], part[NT][4];
 #pragma unroll
@@ -101,128 +121,145 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
     xrow[nt] = x + (xok[nt] ? m : 0) * p.ldx + 2 * t;
   }
   auto load_x = [&](int kt, uint32_t (&dst)[NT][8]) {
+    const bool full = kt * 4 + 3 < G.ksteps;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        const int kstep = kt * 4 + j;
-        const bool ok = xok[nt] && kstep < G.ksteps;
-        const uint16_t* xp = xrow[nt] + kstep * 16;
+        const bool ok = xok[nt] && (full || kt * 4 + j < G.ksteps);
+        const uint16_t* xp = xrow[nt] + kt * 64 + j * 16;
         dst[nt][2 * j] = ok ? __ldg(reinterpret_cast<const unsigned int*>(xp)) : 0u;
         dst[nt][2 * j + 1] = ok ? __ldg(reinterpret_cast<const unsigned int*>(xp + 8)) : 0u;
       }
   };
 
+  // This warp's contiguous range of tiles, in stages of kST tiles.
   const int KT = int(w.k_tiles);
-  const int my_tiles = warp < KT ? (KT - warp + kWarps - 1) / kWarps : 0;
-  auto issue = [&](int i) {
-    const int kt = warp + i * kWarps;
-    if (i < my_tiles) {
-      const uint32_t s = ring_s + uint32_t((i % kD) * slot);
-      const int64_t tile = rt * w.k_tiles + kt;
-      cp_async(s + lane * 16, w.plane4 + (tile * 32 + lane) * 16, 16);
-      if (BITS != 4) cp_async(s + 512 + lane * hb, w.plane_hi + (tile * 32 + lane) * hb, hb);
-      const int gi0 = group_of(G, kt * 4);
-      const int cnt = min(ngroups_tile, int(w.n_groups) - gi0);
-      if (MODE != kRow && lane < cnt * w.sb)
-        cp_async(s + 512 + 32 * hb + lane * 16, w.scales + ((rt * w.n_groups + gi0) * 16) * w.sb + lane * 16, 16);
+  const int kt_begin = int(int64_t(KT) * warp / kWarps), kt_end = int(int64_t(KT) * (warp + 1) / kWarps);
+  const int nstages = (kt_end - kt_begin + kST - 1) / kST;
+  const uint8_t* w_lo = w.plane4 + (rt * w.k_tiles + kt_begin) * 512;
+  const uint8_t* w_hi = w.plane_hi + (rt * w.k_tiles + kt_begin) * 32 * hb;
+  const uint8_t* w_sc = w.scales + rt * w.n_groups * 16 * w.sb;
+  auto issue = [&](int i) {  // lane 0 only
+    if (i >= nstages) return;
+    const int kt0 = kt_begin + i * kST;
+    const int ntiles = min(kST, kt_end - kt0);
+    const uint32_t s = ring_s + uint32_t((i & (kD - 1)) * slot), bar = bar0 + uint32_t((i & (kD - 1)) * 8);
+    uint32_t bytes = uint32_t(ntiles * 512 + ntiles * 32 * hb);
+    int gi0 = 0, cnt = 0;
+    if (MODE != kRow) {
+      gi0 = group_of(G, kt0 * 4);
+      const int gi1 = group_of(G, min((kt0 + ntiles) * 4, G.ksteps) - 1);
+      cnt = gi1 - gi0 + 1;
+      bytes += uint32_t(cnt * 16 * w.sb);
     }
-    cp_async_commit();
+    mbar_expect(bar, bytes);
+    bulk_copy(s, w_lo + int64_t(i) * kST * 512, uint32_t(ntiles * 512), bar);
+    if (BITS != 4) bulk_copy(s + kST * 512, w_hi + int64_t(i) * kST * 32 * hb, uint32_t(ntiles * 32 * hb), bar);
+    if (MODE != kRow) bulk_copy(s + kST * 512 + kST * 32 * hb, w_sc + int64_t(gi0) * 16 * w.sb, uint32_t(cnt * 16 * w.sb), bar);
   };
-  __syncthreads();  // lookup table ready
+  if (lane < kD) mbar_init(bar0 + lane * 8);
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  __syncthreads();  // lookup table and barriers ready
 
   uint32_t xn[NT][8];
-  if (my_tiles > 0) load_x(warp, xn);
+  if (nstages > 0) load_x(kt_begin, xn);
+  if (lane == 0)
+    for (int i = 0; i < kD - 1; ++i) issue(i);
 #pragma unroll 1
-  for (int i = 0; i < kD - 1; ++i) issue(i);
-#pragma unroll 1
-  for (int i = 0; i < my_tiles; ++i) {
-    issue(i + kD - 1);
-    const int kt = warp + i * kWarps;
-    uint32_t xc[NT][8];
+  for (int i = 0; i < nstages; ++i) {
+    if (lane == 0) issue(i + kD - 1);
+    mbar_wait(bar0 + uint32_t((i & (kD - 1)) * 8), uint32_t((i >> ring_log2) & 1));
+    const uint8_t* sl = ring + (i & (kD - 1)) * slot;
+    const int kt0 = kt_begin + i * kST;
+    const int sc_gi0 = MODE != kRow ? group_of(G, kt0 * 4) : 0;
+    const uint8_t* sc = sl + kST * 512 + kST * 32 * hb;
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
+    for (int u = 0; u < kST; ++u) {
+      const int kt = kt0 + u;
+      if (kt >= kt_end) break;
+      uint32_t xc[NT][8];
 #pragma unroll
-      for (int q = 0; q < 8; ++q) xc[nt][q] = xn[nt][q];
-    if (i + 1 < my_tiles) load_x(kt + kWarps, xn);
-    cp_async_wait<kD - 1>();
-    __syncwarp();
-    const uint8_t* sl = ring + (i % kD) * slot;
-    WTile<BITS> cur;
-    {
-      const uint4 v = *reinterpret_cast<const uint4*>(sl + lane * 16);
-      cur.lo[0] = v.x;
-      cur.lo[1] = v.y;
-      cur.lo[2] = v.z;
-      cur.lo[3] = v.w;
-      if constexpr (BITS == 8) {
-        const uint4 h = *reinterpret_cast<const uint4*>(sl + 512 + lane * 16);
-        cur.hi[0] = h.x;
-        cur.hi[1] = h.y;
-        cur.hi[2] = h.z;
-        cur.hi[3] = h.w;
-      } else if constexpr (BITS == 6) {
-        const uint2 h = *reinterpret_cast<const uint2*>(sl + 512 + lane * 8);
-        cur.hi[0] = h.x;
-        cur.hi[1] = h.y;
-      } else if constexpr (BITS == 5) {
-        cur.hi[0] = *reinterpret_cast<const uint32_t*>(sl + 512 + lane * 4);
-      } else {
-        cur.hi[0] = 0;
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int q = 0; q < 8; ++q) xc[nt][q] = xn[nt][q];
+      if (kt + 1 < kt_end) load_x(kt + 1, xn);
+      WTile<BITS> cur;
+      {
+        const uint4 v = *reinterpret_cast<const uint4*>(sl + u * 512 + lane * 16);
+        cur.lo[0] = v.x;
+        cur.lo[1] = v.y;
+        cur.lo[2] = v.z;
+        cur.lo[3] = v.w;
+        const uint8_t* hp = sl + kST * 512 + u * 32 * hb;
+        if constexpr (BITS == 8) {
+          const uint4 h = *reinterpret_cast<const uint4*>(hp + lane * 16);
+          cur.hi[0] = h.x;
+          cur.hi[1] = h.y;
+          cur.hi[2] = h.z;
+          cur.hi[3] = h.w;
+        } else if constexpr (BITS == 6) {
+          const uint2 h = *reinterpret_cast<const uint2*>(hp + lane * 8);
+          cur.hi[0] = h.x;
+          cur.hi[1] = h.y;
+        } else if constexpr (BITS == 5) {
+          cur.hi[0] = *reinterpret_cast<const uint32_t*>(hp + lane * 4);
+        } else {
+          cur.hi[0] = 0;
+        }
       }
-    }
-    const uint8_t* sc = sl + 512 + 32 * hb;
-    const int gi0 = group_of(G, kt * 4);
+      const int gi0 = sc_gi0;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int kstep = kt * 4 + j;
-      if (kstep >= G.ksteps) break;
-      uint32_t a[4];
-      decode_step<BITS, DEC, HALF>(dec, cur.lo, cur.hi, j, a);
-      if constexpr (MODE == kFold) {
-        const int q = (kstep >> G.sshift) - gi0;
-        const uint32_t r = *reinterpret_cast<const uint16_t*>(sc + q * 16 + 2 * g);
-        const uint32_t s_lo = reinterpret_cast<const uint32_t*>(lut)[r & 0xFFu];
-        const uint32_t s_hi = reinterpret_cast<const uint32_t*>(lut)[r >> 8];
-        a[0] = hmul2_bits<HALF>(a[0], s_lo);
-        a[1] = hmul2_bits<HALF>(a[1], s_hi);
-        a[2] = hmul2_bits<HALF>(a[2], s_lo);
-        a[3] = hmul2_bits<HALF>(a[3], s_hi);
-      }
+      for (int j = 0; j < 4; ++j) {
+        const int kstep = kt * 4 + j;
+        if (kstep >= G.ksteps) break;
+        uint32_t a[4];
+        decode_step<BITS, DEC, HALF>(dec, cur.lo, cur.hi, j, a);
+        if constexpr (MODE == kFold) {
+          const int q = (kstep >> G.sshift) - gi0;
+          const uint32_t r = *reinterpret_cast<const uint16_t*>(sc + q * 16 + 2 * g);
+          const uint32_t s_lo = reinterpret_cast<const uint32_t*>(lut)[r & 0xFFu];
+          const uint32_t s_hi = reinterpret_cast<const uint32_t*>(lut)[r >> 8];
+          a[0] = hmul2_bits<HALF>(a[0], s_lo);
+          a[1] = hmul2_bits<HALF>(a[1], s_hi);
+          a[2] = hmul2_bits<HALF>(a[2], s_lo);
+          a[3] = hmul2_bits<HALF>(a[3], s_hi);
+        }
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) mma16816<HALF>(part[nt], a, xc[nt][2 * j], xc[nt][2 * j + 1]);
-      if constexpr (MODE == kGroup) {
-        if (step_promotes(G, kstep, j)) {
-          const int q = group_of(G, kstep) - gi0;
-          float s_lo, s_hi;
-          if (w.sb == 1) {
-            const uint32_t r = *reinterpret_cast<const uint16_t*>(sc + q * 16 + 2 * g);
-            s_lo = lut[r & 0xFFu];
-            s_hi = lut[r >> 8];
-          } else if (w.sb == 2) {
-            const uint32_t r = *reinterpret_cast<const uint32_t*>(sc + (q * 16 + 2 * g) * 2);
-            s_lo = scale_wide_value(w.scale, r & 0xFFFFu);
-            s_hi = scale_wide_value(w.scale, r >> 16);
-          } else {
-            const uint2 r = *reinterpret_cast<const uint2*>(sc + (q * 16 + 2 * g) * 4);
-            s_lo = __uint_as_float(r.x);
-            s_hi = __uint_as_float(r.y);
-          }
+        for (int nt = 0; nt < NT; ++nt) mma16816<HALF>(part[nt], a, xc[nt][2 * j], xc[nt][2 * j + 1]);
+        if constexpr (MODE == kGroup) {
+          if (step_promotes(G, kstep, j)) {
+            const int q = group_of(G, kstep) - gi0;
+            float s_lo, s_hi;
+            if (w.sb == 1) {
+              const uint32_t r = *reinterpret_cast<const uint16_t*>(sc + q * 16 + 2 * g);
+              s_lo = lut[r & 0xFFu];
+              s_hi = lut[r >> 8];
+            } else if (w.sb == 2) {
+              const uint32_t r = *reinterpret_cast<const uint32_t*>(sc + (q * 16 + 2 * g) * 2);
+              s_lo = scale_wide_value(w.scale, r & 0xFFFFu);
+              s_hi = scale_wide_value(w.scale, r >> 16);
+            } else {
+              const uint2 r = *reinterpret_cast<const uint2*>(sc + (q * 16 + 2 * g) * 4);
+              s_lo = __uint_as_float(r.x);
+              s_hi = __uint_as_float(r.y);
+            }
 #pragma unroll
-          for (int nt = 0; nt < NT; ++nt) {
-            acc[nt][0] = fmaf(part[nt][0], s_lo, acc[nt][0]);
-            acc[nt][1] = fmaf(part[nt][1], s_lo, acc[nt][1]);
-            acc[nt][2] = fmaf(part[nt][2], s_hi, acc[nt][2]);
-            acc[nt][3] = fmaf(part[nt][3], s_hi, acc[nt][3]);
+            for (int nt = 0; nt < NT; ++nt) {
+              acc[nt][0] = fmaf(part[nt][0], s_lo, acc[nt][0]);
+              acc[nt][1] = fmaf(part[nt][1], s_lo, acc[nt][1]);
+              acc[nt][2] = fmaf(part[nt][2], s_hi, acc[nt][2]);
+              acc[nt][3] = fmaf(part[nt][3], s_hi, acc[nt][3]);
 #pragma unroll
-            for (int r = 0; r < 4; ++r) part[nt][r] = 0.0f;
+              for (int r = 0; r < 4; ++r) part[nt][r] = 0.0f;
+            }
           }
         }
       }
     }
-    __syncwarp();  // everyone is done with this slot before it is refilled
+    __syncwarp();  // everyone is done with this slot before lane 0 refills it
   }
-  cp_async_wait<0>();
+
   if constexpr (MODE != kGroup) {
     float s_lo = 1.0f, s_hi = 1.0f;
     if (MODE == kRow) {  // one scale per row: group 0 of this row tile
@@ -275,10 +312,13 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
 template <int BITS, int DEC, bool HALF, int NT, int MODE>
 void launch_one(const GemvParams& p, CUstream_st* stream) {
   constexpr int W = NT == 1 ? 16 : 8;  // warps per CTA
-  const size_t smem = 1024 + size_t(W) * kD * slot_bytes(BITS, p.w.group, p.w.sb);
+  const size_t slot = size_t(slot_bytes(BITS, p.w.group, p.w.sb)) + 8;
+  int lg = 2;  // 4 stages (8 tiles) in flight per warp, fewer for wide codes / scales
+  while (lg > 0 && 1024 + size_t(W) * (size_t(1) << lg) * slot > 200 * 1024) --lg;
+  const size_t smem = 1024 + size_t(W) * (size_t(1) << lg) * slot;
   const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE>;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), "cudaFuncSetAttribute");
-  kernel<<<unsigned(p.w.n_tiles), W * 32, smem, stream>>>(p);
+  kernel<<<unsigned(p.w.n_tiles), W * 32, smem, stream>>>(p, lg);
 }
 
 template <int BITS, int DEC, bool HALF, int MODE>
