@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "model/checkpoint.h"
 #include "util/error.h"
 #include "util/table.h"
 
@@ -31,15 +32,18 @@ double average_bits(Transformer& m) {
 }  // namespace
 
 EvalReport run_eval(const EvalPlan& plan) {
-  ModelSource src(plan.model);
-  Transformer model(src);
+  LoadedModel lm = load_model(plan.model);
+  Transformer& model = *lm.model;
+  const ModelSource& src = *lm.source;
+  if (lm.is_checkpoint() && !plan.recipes.empty())
+    fail("'{}' is already quantized ({}): evaluate it as it is, without --format", plan.model.string(), lm.recipe_name());
   EvalReport rep;
   rep.model = plan.model.string();
   rep.model_summary = model.config().summary();
   rep.model_stored_types = src.stored_types_summary();
   rep.ctx = plan.ctx;
   rep.limit = plan.limit;
-  const Tokenizer& tok = src.tokenizer();
+  const Tokenizer& tok = lm.tokenizer();
 
   // "auto": WikiText-2 plus every task whose data is present; the others are named as skipped.
   std::vector<std::string> tasks;
@@ -98,6 +102,28 @@ EvalReport run_eval(const EvalPlan& plan) {
     row.eval_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
 
+  auto kernel_rows = [&](const std::string& format_name, double qs) {
+    for (const auto& kernel : plan.kernels) {
+      auto [qb, mb] = kernel_backends(kernel);
+      if (!plan.quant_backend.empty()) qb = plan.quant_backend;
+      set_model_backends(model, qb, mb);
+      EvalRow row;
+      row.format = format_name;
+      row.kernel = kernel;
+      const auto used = model.linears().front().second->resolved_backends();
+      row.backends = used.first + "/" + used.second;
+      row.quantize_seconds = qs;
+      row.bits_per_weight = average_bits(model);
+      evaluate(row);
+      rep.rows.push_back(std::move(row));
+    }
+  };
+
+  if (lm.is_checkpoint()) {  // a real-quant checkpoint runs as stored
+    kernel_rows(lm.recipe_name(), lm.quantization_config->value("seconds", 0.0));
+    return rep;
+  }
+
   if (plan.baseline) {
     EvalRow row;
     row.format = "unquantized";
@@ -116,23 +142,14 @@ EvalReport run_eval(const EvalPlan& plan) {
   for (const auto& recipe : plan.recipes) {
     {
       size_t i = 0;
-      for (auto& [name, l] : model.linears()) l->set_float_weight(originals[i++]);
+      for (auto& [name, l] : model.linears()) {
+        l->set_transform(nullptr);
+        l->set_activation_quant(std::nullopt);
+        l->set_float_weight(originals[i++]);
+      }
     }
-    const double qs = quantize_model_rtn(model, recipe);
-    for (const auto& kernel : plan.kernels) {
-      auto [qb, mb] = kernel_backends(kernel);
-      if (!plan.quant_backend.empty()) qb = plan.quant_backend;
-      set_model_backends(model, qb, mb);
-      EvalRow row;
-      row.format = recipe.name;
-      row.kernel = kernel;
-      const auto used = model.linears().front().second->resolved_backends();
-      row.backends = used.first + "/" + used.second;
-      row.quantize_seconds = qs;
-      row.bits_per_weight = average_bits(model);
-      evaluate(row);
-      rep.rows.push_back(std::move(row));
-    }
+    const ModelQuantReport q = quantize_model(model, plan.calibration_tokens, recipe);
+    kernel_rows(recipe.recipe.name, q.seconds);
   }
   return rep;
 }

@@ -13,13 +13,15 @@
 
 #include "eval/perplexity.h"
 #include "eval/tasks.h"
+#include "model/calibrate.h"
 #include "model/quant_recipe.h"
 
 namespace fpq {
 
 struct EvalPlan {
-  std::filesystem::path model;
-  std::vector<QuantRecipe> recipes;
+  std::filesystem::path model;           // a GGUF file, a Hugging Face folder or an fpq checkpoint
+  std::vector<ModelQuantOptions> recipes;  // each: formats + method (rtn needs no calibration)
+  std::vector<int32_t> calibration_tokens; // for methods that calibrate
   std::vector<std::string> kernels = {"real", "pseudo"};
   bool baseline = true;
   std::vector<std::string> tasks = {"auto"};  // "auto": wikitext2 + every task whose data is present
