@@ -161,7 +161,7 @@ std::string gguf_pre_name(const Tokenizer& t) {
     return s.value("type", "") == "Split" && s.contains("pattern") && s["pattern"].value("Regex", "") == regex &&
            s.value("behavior", "") == "Isolated" && !s.value("invert", false);
   };
-  if (steps.size() == 1 && byte_level(steps[0], true)) return "gpt2";
+  if (steps.size() == 1 && byte_level(steps[0], true)) return "gpt-2";  // llama.cpp does not know "gpt2"
   if (steps.size() == 2 && steps[0].value("type", "") == "Digits" && steps[0].value("individual_digits", false) &&
       byte_level(steps[1], true))
     return "smollm";

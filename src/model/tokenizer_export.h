@@ -27,7 +27,7 @@ nlohmann::json tokenizer_config_json(const Tokenizer& t, const std::string& chat
 void write_hf_tokenizer(const Tokenizer& t, const std::filesystem::path& dir, const std::string& chat_template = "");
 
 // llama.cpp's name for the tokenizer's pre-tokenizer (tokenizer.ggml.pre): the GGUF source's own, or the one whose
-// regexes equal the tokenizer.json's (gpt2, smollm, llama-bpe, qwen2). An error when llama.cpp has none.
+// regexes equal the tokenizer.json's (gpt-2, smollm, llama-bpe, qwen2). An error when llama.cpp has none.
 std::string gguf_pre_name(const Tokenizer& t);
 // Adds tokenizer.ggml.* (model gpt2, pre, tokens, token_type, merges, bos/eos ids, add_bos_token) and
 // tokenizer.chat_template (when not empty) for a model whose embedding has `vocab_size` rows.

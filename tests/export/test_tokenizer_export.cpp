@@ -104,7 +104,7 @@ TEST(TokenizerExport, EveryGgufPreTokenizerEncodesLikeTokenizers) {
     const GgufFile variant(tokenizer_gguf_with_pre(g, pre, dir / "tok.gguf"));
     const Tokenizer tok = Tokenizer::from_gguf(variant);
     check_with_tokenizers(tok, dir.path(), "", seed + 1);
-    const std::string want = pre == "llama-bpe" ? "llama-bpe" : pre;
+    const std::string want = pre == "gpt2" ? "gpt-2" : pre;  // llama.cpp's own name
     EXPECT_EQ(gguf_pre_name(Tokenizer::from_tokenizer_json(dir / "tokenizer.json")), want);
   }
 }
@@ -138,7 +138,7 @@ TEST(TokenizerExport, GgufMetadataFromTokenizerJsonReadsBack) {
     add_gguf_tokenizer_metadata(w, tok, 310, model_chat_template(dir.path()));
     w.write(dir / "tok.gguf");
     const GgufFile g(dir / "tok.gguf");
-    EXPECT_EQ(g.get_string("tokenizer.ggml.pre"), style == "llama3" ? "llama-bpe" : style);
+    EXPECT_EQ(g.get_string("tokenizer.ggml.pre"), style == "llama3" ? "llama-bpe" : style == "gpt2" ? "gpt-2" : style);
     const auto tokens = g.get_string_array("tokenizer.ggml.tokens");
     ASSERT_EQ(tokens.size(), 310u);  // padded to the embedding's rows
     EXPECT_EQ(tokens[305], "[PAD305]");
@@ -162,7 +162,7 @@ TEST(TokenizerExport, UnrepresentableTokenizersFailClearly) {
     const Tokenizer tok = Tokenizer::from_tokenizer_json(e.path() / "tokenizer.json");
     try {
       const std::string pre = gguf_pre_name(tok);
-      EXPECT_TRUE(pre == "gpt2" || pre == "smollm" || pre == "llama-bpe" || pre == "qwen2") << pre;
+      EXPECT_TRUE(pre == "gpt-2" || pre == "smollm" || pre == "llama-bpe" || pre == "qwen2") << pre;
     } catch (const Error& err) {
       EXPECT_NE(std::string(err.what()).find("no llama.cpp equivalent"), std::string::npos) << err.what();
     }
