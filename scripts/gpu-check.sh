@@ -75,11 +75,11 @@ if [[ $TESTS == 1 ]]; then
 fi
 if [[ $SAN == 1 ]] && command -v compute-sanitizer >/dev/null; then
   echo "== compute-sanitizer (memcheck, racecheck) on the GPU tests"
-  FILTER='Cuda.ActivationQuantization*:Cuda.Q4_0*:Cuda.QuantizedMatmul*'
+  FILTER='Cuda.*'
   timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$CARRY/bin/test_kernels_cuda" --gtest_filter="$FILTER" >"$LOGS/sanitizer.log" 2>&1
   rc=$?; echo "memcheck exit $rc: $(grep -E 'ERROR SUMMARY|PASSED|FAILED' "$LOGS/sanitizer.log" | tail -3 | tr '\n' ' ')"
   [[ $rc -ne 0 && $rc -ne 124 ]] && STATUS=1
-  timeout 90 compute-sanitizer --tool racecheck --error-exitcode 9 "$CARRY/bin/test_kernels_cuda" --gtest_filter='Cuda.QuantizedMatmul*' >>"$LOGS/sanitizer.log" 2>&1
+  timeout 90 compute-sanitizer --tool racecheck --error-exitcode 9 "$CARRY/bin/test_kernels_cuda" --gtest_filter='Cuda.QuantizedMatmul*:Cuda.WeightOnly*' >>"$LOGS/sanitizer.log" 2>&1
   rc=$?; echo "racecheck exit $rc: $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$LOGS/sanitizer.log" | tail -1)"
   [[ $rc -ne 0 && $rc -ne 124 ]] && STATUS=1
 fi
