@@ -19,7 +19,9 @@
       `safetensors` (F8_E4M3 / BF16 tensors, which its numpy backend lacks, from the header's offsets and viewed as
       ml_dtypes types). Checks names, shapes and dtypes against EXPECTED_DIR/expected.json, dequantizes every
       projection by compressed-tensors' definition (code * (weight_scale / weight_global_scale), float32) and
-      compares with EXPECTED_DIR/<layer>.npy (fpq's dequantized weight). Writes EXPECTED_DIR/result.json.
+      compares with EXPECTED_DIR/<layer>.npy (fpq's dequantized weight) and the stored bytes with <layer>.codes.bin /
+      <layer>.scales.bin (fpq's codes and scales); BF16 tensors with the RNE rounding of <name>.npy. Writes
+      EXPECTED_DIR/result.json.
 """
 import json
 import os
@@ -209,16 +211,20 @@ def ct_check(d, exp_dir):
                      "weight_global_scale": ("F32", [1])}
             if w4a4:
                 names["input_global_scale"] = ("F32", [1])
-            if L["bias"]:
-                names["bias"] = ("BF16", [out_f])
             for suffix, (dt, shape) in names.items():
                 k = f"{name}.{suffix}"
                 want.add(k)
                 check(k in keys, f"missing {k}")
                 check(raw[k][0] == dt and raw[k][1] == shape, f"{k}: {raw[k][0]} {raw[k][1]}, want {dt} {shape}")
             packed = f.get_tensor(f"{name}.weight_packed")
+            # The stored bytes are fpq's own codes and E4M3 scales, untouched.
+            codes_fpq = np.fromfile(os.path.join(exp_dir, name + ".codes.bin"), dtype=np.uint8)
+            scales_fpq = np.fromfile(os.path.join(exp_dir, name + ".scales.bin"), dtype=np.uint8)
+            bytes_equal = (np.array_equal(packed.reshape(-1), codes_fpq) and
+                           np.frombuffer(raw[f"{name}.weight_scale"][2], np.uint8).tobytes() == scales_fpq.tobytes())
             codes = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(out_f, in_f)
-            scale = as_array("F8_E4M3", *raw[f"{name}.weight_scale"][:2], raw[f"{name}.weight_scale"][2]).astype(np.float32)
+            _, scale_shape, scale_raw = raw[f"{name}.weight_scale"]
+            scale = as_array("F8_E4M3", scale_shape, scale_raw).astype(np.float32)
             gs = f.get_tensor(f"{name}.weight_global_scale").astype(np.float32)
             # compressed-tensors' dequantize: scale = scale / global_scale; x = x_q * scale (float32).
             s32 = (scale / gs[0]).astype(np.float32)
@@ -232,7 +238,8 @@ def ct_check(d, exp_dir):
             exact64 = (E2M1[codes].astype(np.float64) * scale.astype(np.float64).repeat(16, axis=1)
                        / np.float64(gs[0]))
             rel64 = np.max(np.abs(exact64 - ref) / np.maximum(np.abs(ref), 1e-30)) if ref.size else 0.0
-            entry = {"global_ok": bool(gs[0] == np.float32(1) / np.float32(L["global"])),
+            entry = {"bytes_equal": bool(bytes_equal),
+                     "global_ok": bool(gs[0] == np.float32(1) / np.float32(L["global"])),
                      "weight_global_scale": float(gs[0]), "max_ulps": float(ulps.max()) if ulps.size else 0.0,
                      "exact": int((deq == ref).sum()), "count": int(ref.size), "max_rel64": float(rel64)}
             if w4a4:

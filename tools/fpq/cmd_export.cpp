@@ -60,6 +60,9 @@ static void register_export(CLI::App& app) {
         fail("format '{}' cannot be stored in GGUF (llama.cpp holds q4_0, q4_1, q8_0, mxfp4)", opts.recipe.weight->spec());
       if (!gguf && !compressed_tensors_holds(*opts.recipe.weight))
         fail("format '{}' is not NVFP4; the compressed-tensors export holds nvfp4 / nvfp4_4o6", opts.recipe.weight->spec());
+      if (!gguf && opts.recipe.activation && a->q.calib_data.empty())
+        fail("the W4A4 compressed-tensors export needs --calib-data TEXT: vLLM quantizes activations with one static "
+             "scale per layer, calibrated on that text");
       const auto calib = a->q.calibration_tokens(lm.tokenizer(), opts);
       const ModelQuantReport rep = quantize_model(*lm.model, calib, opts);
       std::printf("%s: %s in %.1f s\n", rep.method.c_str(), opts.recipe.name.c_str(), rep.seconds);
