@@ -150,7 +150,13 @@ LoadedModel load_model(const fs::path& path) {
   const SafetensorsFile file(path / "model.safetensors");
   lm.model = std::make_unique<Transformer>(*lm.source, [&](const std::string& name) -> std::optional<QuantLinear> {
     if (!layers.contains(name)) return std::nullopt;
-    return QuantLinear::from_state(layers[name], file, name + ".");
+    try {
+      return QuantLinear::from_state(layers[name], file, name + ".");
+    } catch (const Error& e) {  // name the checkpoint and layer when the message does not
+      const std::string msg = e.what();
+      if (msg.find(name) != std::string::npos) throw;
+      fail("'{}': layer '{}': {}", path.string(), name, msg);
+    }
   });
   if (!lm.source->has_tokenizer() && fs::exists(path / "tokenizer.gguf"))
     lm.own_tokenizer = Tokenizer::from_gguf(GgufFile(path / "tokenizer.gguf"));
