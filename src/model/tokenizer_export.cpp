@@ -115,7 +115,11 @@ std::string tokenizer_json_text(const Tokenizer& t) {
   for (const auto& [a, b] : d.merges) {
     s += first ? "\n      " : ",\n      ";
     first = false;
-    s += pairs ? "[" + quoted(a, -1) + ", " + quoted(b, -1) + "]" : quoted(a + " " + b, -1);
+    try {
+      s += pairs ? "[" + json(a).dump() + ", " + json(b).dump() + "]" : json(a + " " + b).dump();
+    } catch (const json::exception&) {
+      fail("merge '{} {}' is not valid UTF-8, so tokenizer.json cannot hold it", a, b);
+    }
   }
   s += "\n    ]\n  }\n}\n";
   return s;

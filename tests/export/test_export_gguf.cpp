@@ -14,6 +14,7 @@
 #include "model/calibrate.h"
 #include "model/export_gguf.h"
 #include "model/gguf.h"
+#include "model/gguf_writer.h"
 #include "model/quant_recipe.h"
 #include "model/tokenizer_export.h"
 #include "test_support.h"
@@ -278,6 +279,52 @@ TEST(GgufExport, DefaultModelKeepsItsTokenizerAndRunsInLlamaCpp) {
   std::printf("default model: llama.cpp vs fpq logits rel L2 %.3g, argmax agreement %d/%zu\n", rel, agree, tokens.size());
   EXPECT_LT(rel, 0.05);
   EXPECT_GE(agree, int(tokens.size() * 8 / 10));
+}
+
+TEST(GgufWriter, CustomAlignmentEveryValueTypeAndDuplicates) {
+  test::TempDir dir;
+  GgufWriter w;
+  w.add_string("general.architecture", "llama");
+  w.add_u32("a.u32", 7);
+  w.add_i32("a.i32", -7);
+  w.add_f32("a.f32", 0.25f);
+  w.add_bool("a.bool", true);
+  w.add_string_array("a.strs", {"x", "", "ü"});
+  w.add_i32_array("a.i32s", {1, -2, 3});
+  w.add_f32_array("a.f32s", {1.5f, -2.0f});
+  GgufValue u8;
+  u8.type = GgufValueType::U8;
+  u8.value = uint64_t(200);
+  w.add_value("a.u8", u8);
+  const std::vector<float> t1 = {1, 2, 3, -4, 5};
+  std::vector<float> t2(64);
+  for (size_t i = 0; i < t2.size(); ++i) t2[i] = float(i) * 0.5f;
+  w.add_tensor("t1", GgmlType::F32, {5}, to_bytes(t1));
+  w.add_tensor("t2", GgmlType::F32, {32, 2}, to_bytes(t2));
+  w.write(dir / "w.gguf", 64);
+  const json info = gguf_py_read(dir / "w.gguf", dir.path());
+  EXPECT_EQ(info.at("alignment").get<int>(), 64);
+  const json& m = info.at("meta");
+  EXPECT_EQ(m.at("a.u32").at("value"), 7);
+  EXPECT_EQ(m.at("a.i32").at("value"), -7);
+  EXPECT_EQ(m.at("a.f32").at("value"), 0.25);
+  EXPECT_EQ(m.at("a.bool").at("value"), true);
+  EXPECT_EQ(m.at("a.u8").at("value"), 200);
+  EXPECT_EQ(m.at("a.u8").at("types").at(0), "UINT8");
+  EXPECT_EQ(m.at("a.strs").at("value"), json({"x", "", "ü"}));
+  EXPECT_EQ(m.at("a.i32s").at("value"), json({1, -2, 3}));
+  EXPECT_EQ(m.at("a.f32s").at("value"), json({1.5, -2.0}));
+  expect_tensor(info, dir.path(), "t1", "F32", {5}, t1);
+  expect_tensor(info, dir.path(), "t2", "F32", {32, 2}, t2);
+  EXPECT_EQ(GgufFile(dir / "w.gguf").alignment(), 64u);  // and fpq's reader agrees
+  GgufWriter dup;
+  dup.add_u32("k", 1);
+  dup.add_u32("k", 2);
+  EXPECT_THROW(dup.write(dir / "dup.gguf"), Error);
+  EXPECT_FALSE(fs::exists(dir / "dup.gguf"));
+  GgufWriter bad;
+  EXPECT_THROW(bad.add_tensor("q", GgmlType::Q4_0, {33}, std::vector<uint8_t>(18)), Error);
+  EXPECT_THROW(bad.write(dir / "bad.gguf", 48), Error);
 }
 
 TEST(GgufExport, RefusesWhatGgufCannotHold) {
