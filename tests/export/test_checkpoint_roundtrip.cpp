@@ -10,6 +10,7 @@
 #include "export_test_util.h"
 #include "model/calibrate.h"
 #include "model/checkpoint.h"
+#include "model/export_gguf.h"
 #include "model/gguf.h"
 #include "model/quant_recipe.h"
 #include "test_support.h"
@@ -116,6 +117,22 @@ TEST(CheckpointRoundTripDefault, GgufSourceCheckpointAndItsTokenizer) {
     bad += lm.tokenizer().encode(c.at("text").get<std::string>()) != c.at("ids").get<std::vector<int32_t>>();
   EXPECT_EQ(bad, 0);
   EXPECT_EQ(cases.at("config").at("chat_template").get<std::string>(), GgufFile(default_model_path()).get_string("tokenizer.chat_template"));
+  // A GGUF export of the checkpoint carries the source's tokenizer metadata as it was (from tokenizer.gguf).
+  const LoadedModel q4 = [&] {
+    LoadedModel l = load_model(default_model_path());
+    quantize_model_rtn(*l.model, make_recipe("q8_0", 0, 16), false);
+    save_checkpoint(*l.model, *l.source, dir / "ckpt8", {{"recipe", "q8_0 W8A16"}});
+    return load_model(dir / "ckpt8");
+  }();
+  export_gguf(q4, dir / "ckpt8.gguf");
+  const GgufFile src(default_model_path()), exported(dir / "ckpt8.gguf");
+  for (const auto& [key, v] : src.metadata()) {
+    if (key.rfind("tokenizer.", 0) != 0) continue;
+    ASSERT_TRUE(exported.has(key)) << key;
+    EXPECT_EQ(int(exported.find(key)->type), int(v.type)) << key;
+  }
+  EXPECT_EQ(exported.get_string_array("tokenizer.ggml.merges"), src.get_string_array("tokenizer.ggml.merges"));
+  EXPECT_EQ(exported.get_int_array("tokenizer.ggml.token_type"), src.get_int_array("tokenizer.ggml.token_type"));
 }
 
 // ---- corrupt and truncated checkpoints ----
