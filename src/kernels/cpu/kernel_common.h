@@ -7,7 +7,7 @@ namespace fpq::cpu::detail::FPQ_ISA_NS {
 // Register tile: MR activation rows x NV weight tiles (16 rows each). kNV1 is the NV used for one activation
 // row (the matrix-vector case), where more weight tiles in flight hide latency.
 #if FPQ_KISA == 2
-constexpr int kMRInt = 12, kNVInt = 1, kNV1Int = 4;
+constexpr int kMRInt = 10, kNVInt = 1, kNV1Int = 4;
 constexpr int kMRInt16 = 10, kNVInt16 = 1, kNV1Int16 = 4;
 constexpr int kMRFloat = 20, kNVFloat = 1, kNV1Float = 4;
 #elif FPQ_KISA == 1

@@ -124,38 +124,48 @@ FPQ_INLINE void store8(uint8_t* out, __m256i c) {
 }  // namespace
 
 uint64_t stream_read(const void* p, int64_t bytes) {
+  // Four interleaved streams (the matrix-vector kernels read four weight tiles at a time), 256 bytes each step.
+  const int64_t per = bytes / 4 / 256 * 256;
+  const uint8_t* b = static_cast<const uint8_t*>(p);
 #if FPQ_KISA == 2
-  const __m512i* v = (const __m512i*)p;
-  __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
-  for (int64_t i = 0; i < bytes / 64; i += 4) {
-    a = _mm512_add_epi64(a, _mm512_load_si512(v + i));
-    b = _mm512_add_epi64(b, _mm512_load_si512(v + i + 1));
-    c = _mm512_add_epi64(c, _mm512_load_si512(v + i + 2));
-    d = _mm512_add_epi64(d, _mm512_load_si512(v + i + 3));
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t off = 0; off < per; off += 256) {
+    for (int s = 0; s < 4; ++s) {
+      const __m512i* v = (const __m512i*)(b + s * per + off);
+      a0 = _mm512_add_epi64(a0, _mm512_load_si512(v));
+      a1 = _mm512_add_epi64(a1, _mm512_load_si512(v + 1));
+      a2 = _mm512_add_epi64(a2, _mm512_load_si512(v + 2));
+      a3 = _mm512_add_epi64(a3, _mm512_load_si512(v + 3));
+    }
   }
-  return uint64_t(_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a, b), _mm512_add_epi64(c, d))));
+  return uint64_t(_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3))));
 #elif FPQ_KISA == 1
-  const __m256i* v = (const __m256i*)p;
-  __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
-  for (int64_t i = 0; i < bytes / 32; i += 4) {
-    a = _mm256_add_epi64(a, _mm256_load_si256(v + i));
-    b = _mm256_add_epi64(b, _mm256_load_si256(v + i + 1));
-    c = _mm256_add_epi64(c, _mm256_load_si256(v + i + 2));
-    d = _mm256_add_epi64(d, _mm256_load_si256(v + i + 3));
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t off = 0; off < per; off += 256) {
+    for (int s = 0; s < 4; ++s) {
+      const __m256i* v = (const __m256i*)(b + s * per + off);
+      for (int i = 0; i < 8; i += 4) {
+        a0 = _mm256_add_epi64(a0, _mm256_load_si256(v + i));
+        a1 = _mm256_add_epi64(a1, _mm256_load_si256(v + i + 1));
+        a2 = _mm256_add_epi64(a2, _mm256_load_si256(v + i + 2));
+        a3 = _mm256_add_epi64(a3, _mm256_load_si256(v + i + 3));
+      }
+    }
   }
-  const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a, b), _mm256_add_epi64(c, d));
-  return uint64_t(_mm256_extract_epi64(s, 0) + _mm256_extract_epi64(s, 1) + _mm256_extract_epi64(s, 2) +
-                  _mm256_extract_epi64(s, 3));
+  const __m256i t = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+  return uint64_t(_mm256_extract_epi64(t, 0) + _mm256_extract_epi64(t, 1) + _mm256_extract_epi64(t, 2) +
+                  _mm256_extract_epi64(t, 3));
 #else
-  const uint64_t* v = (const uint64_t*)p;
-  uint64_t a = 0, b = 0, c = 0, d = 0;
-  for (int64_t i = 0; i < bytes / 8; i += 4) {
-    a += v[i];
-    b += v[i + 1];
-    c += v[i + 2];
-    d += v[i + 3];
-  }
-  return a + b + c + d;
+  uint64_t a0 = 0, a1 = 0;
+  for (int64_t off = 0; off < per; off += 256)
+    for (int s = 0; s < 4; ++s) {
+      const uint64_t* v = (const uint64_t*)(b + s * per + off);
+      for (int i = 0; i < 32; i += 2) {
+        a0 += v[i];
+        a1 += v[i + 1];
+      }
+    }
+  return a0 + a1;
 #endif
 }
 

@@ -173,12 +173,12 @@ void stage_int(const PreparedWeight& w, const QuantizedTensor& x, const Plan& pl
         int16_t* base = st.xi16.as<int16_t>() + r * kChunkCols;
         for (int64_t c = 0; c < kp / kChunkCols; ++c) {
           int16_t* dst = base + c * cs;
-          const int16_t* src = vals.data() + c * kChunkCols;
+          const int16_t* v = vals.data() + c * kChunkCols;
           for (int q = 0; q < 2; ++q) {
-            dst[4 * q + 0] = src[4 * q + 0];
-            dst[4 * q + 1] = src[4 * q + 2];
-            dst[4 * q + 2] = src[4 * q + 1];
-            dst[4 * q + 3] = src[4 * q + 3];
+            dst[4 * q + 0] = v[4 * q + 0];
+            dst[4 * q + 1] = v[4 * q + 2];
+            dst[4 * q + 2] = v[4 * q + 1];
+            dst[4 * q + 3] = v[4 * q + 3];
           }
         }
       } else {

@@ -101,15 +101,15 @@ struct Lut64B {
 };
 FPQ_INLINE VB lut64b(const Lut64B& l, VB idx) { return _mm512_permutexvar_epi8(idx, l.t); }
 
+// acc += w (unsigned bytes) . x4 (4 signed bytes, broadcast) per lane. Inline asm so the broadcast stays an
+// embedded {1to16} memory operand (GCC 12 otherwise loads it into a register first).
 FPQ_INLINE VI dpbusd(VI acc, VB w, const int8_t* x4) {
-  int32_t v;
-  std::memcpy(&v, x4, 4);
-  return _mm512_dpbusd_epi32(acc, w, _mm512_set1_epi32(v));
+  __asm__("vpdpbusd %[x]%{1to16%}, %[w], %[acc]" : [acc] "+v"(acc) : [w] "v"(w), [x] "m"(*(const int32_t*)x4));
+  return acc;
 }
 FPQ_INLINE VI dpwssd(VI acc, VI w, const int16_t* x2) {
-  int32_t v;
-  std::memcpy(&v, x2, 4);
-  return _mm512_dpwssd_epi32(acc, w, _mm512_set1_epi32(v));
+  __asm__("vpdpwssd %[x]%{1to16%}, %[w], %[acc]" : [acc] "+v"(acc) : [w] "v"(w), [x] "m"(*(const int32_t*)x2));
+  return acc;
 }
 
 // int16 values of the codes in a quad of bytes: even = (v(b0), v(b2)), odd = (v(b1), v(b3)) per lane.
