@@ -9,11 +9,11 @@ namespace fpq::cpu::detail::FPQ_ISA_NS {
 #if FPQ_KISA == 2
 constexpr int kMRInt = 10, kNVInt = 1, kNV1Int = 4;
 constexpr int kMRInt16 = 10, kNVInt16 = 1, kNV1Int16 = 4;
-constexpr int kMRFloat = 20, kNVFloat = 1, kNV1Float = 4;
+constexpr int kMRFloat = 12, kNVFloat = 1, kNV1Float = 4;
 #elif FPQ_KISA == 1
 constexpr int kMRInt = 2, kNVInt = 1, kNV1Int = 2;
 constexpr int kMRInt16 = 1, kNVInt16 = 1, kNV1Int16 = 1;
-constexpr int kMRFloat = 4, kNVFloat = 1, kNV1Float = 2;
+constexpr int kMRFloat = 3, kNVFloat = 1, kNV1Float = 2;
 #else
 constexpr int kMRInt = 2, kNVInt = 1, kNV1Int = 1;
 constexpr int kMRInt16 = 2, kNVInt16 = 1, kNV1Int16 = 1;

@@ -3,6 +3,7 @@
 //   per-group scales:  w = value(code) * s  (= the dequantized weight before its global scale; (q - z) * s for
 //                      asymmetric ints, q * d + m for Q4_1),  acc = fma(w, x_k, acc)  for k in order;
 //   one scale per row: acc = fma(value(code), x_k, acc), then acc * s;
+// summed in blocks of 64 columns (each block from zero, then added to the total).
 //   y = (acc * w_global) * x_global.
 // Used for weight-only products (float32 / bf16 activations) and for activation formats that are not
 // integer multiples of a small power of two (FP8 E4M3 / E5M2, asymmetric activations), which the driver
@@ -13,6 +14,7 @@ namespace fpq::cpu::detail::FPQ_ISA_NS {
 namespace {
 
 struct FNib {
+  static constexpr bool kHalfScale = false;
   static constexpr int kQuads = 1;
   LutF16 lut;
   explicit FNib(const WeightView& w) : lut(w.lut_f) {}
@@ -20,6 +22,7 @@ struct FNib {
   FPQ_INLINE VF col(const VB* q, int j) const { return dec_nib(lut, q[0], j); }
 };
 struct FArith {
+  static constexpr bool kHalfScale = false;
   static constexpr int kQuads = 2;
   FloatArith d;
   explicit FArith(const WeightView& w) : d(w) {}
@@ -29,7 +32,21 @@ struct FArith {
   }
   FPQ_INLINE VF col(const VB* q, int j) const { return dec_float(d, q[j >> 2], j & 3); }
 };
+#if FPQ_KISA == 2
+struct FHalf {
+  static constexpr bool kHalfScale = true;
+  static constexpr int kQuads = 4;
+  HalfDec d;
+  explicit FHalf(const WeightView& w) : d(w) {}
+  FPQ_INLINE void load(const uint8_t* p, VB* q) const {
+    d.quad(vb_load(p), q[0], q[1]);
+    d.quad(vb_load(p + 64), q[2], q[3]);
+  }
+  FPQ_INLINE VF col(const VB* q, int j) const { return (j & 1) ? half_hi(q[j >> 1]) : half_lo(q[j >> 1]); }
+};
+#endif
 struct FSInt {
+  static constexpr bool kHalfScale = false;
   static constexpr int kQuads = 2;
   VF mul;
   explicit FSInt(const WeightView& w) : mul(vf_set1(w.float_mul)) {}
@@ -40,6 +57,7 @@ struct FSInt {
   FPQ_INLINE VF col(const VB* q, int j) const { return dec_sint8(q[j >> 2], j & 3, mul); }
 };
 struct FUInt {
+  static constexpr bool kHalfScale = false;
   static constexpr int kQuads = 2;
   VF mul;
   explicit FUInt(const WeightView& w) : mul(vf_set1(w.float_mul)) {}
@@ -50,6 +68,7 @@ struct FUInt {
   FPQ_INLINE VF col(const VB* q, int j) const { return dec_uint8(q[j >> 2], j & 3, mul); }
 };
 struct FTable {
+  static constexpr bool kHalfScale = false;
   static constexpr int kQuads = 2;
   const float* lut;
   int bits;
@@ -65,6 +84,7 @@ struct FTable {
 // decoded weights (w = value * s, exactly the dequantized value of fpq::dequantize before its global scale);
 // Zero = asymmetric (w = (q - z) * s); Mins = llama.cpp Q4_1 (w = q * d + m).
 enum Mode { kSingle, kScaled, kZero, kMins };
+constexpr int64_t kBlockChunks = 8;  // 64 columns
 
 template <class Dec, int M>
 struct FloatBlock {
@@ -77,31 +97,49 @@ struct FloatBlock {
   template <int MR, int NV>
   __attribute__((noinline)) void run(int64_t t0, int64_t m0) const {
     const float* xrow = a.xf + m0 * kChunkCols;  // + c * cstride + r * 8 + j
-    VF acc[MR][NV];
+    // Two-level sum (the float32 rounding error grows with the square root of the block, not of K): a block
+    // of kBlockChunks chunks is summed into gacc from zero, then added to acc.
+    VF acc[MR][NV], gacc[MR][NV];
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = vf_zero();
+    VF sw[NV], zf[NV], mn[NV];
+    const int64_t gc = M == kSingle ? w.nchunks : w.group_chunks;
+    // Decoders that produce value * 2^-e (half patterns) carry the 2^e in the scales.
+    const bool fix = Dec::kHalfScale;
+    const VF vfix = vf_set1(w.half_fix);
+    for (int64_t c0 = 0; c0 < w.nchunks; c0 += kBlockChunks) {
+      const int64_t c1 = min64(w.nchunks, c0 + kBlockChunks);
+#pragma GCC unroll 32
+      for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) gacc[r][v] = vf_zero();
+      for (int64_t c = c0; c < c1; ++c) {
+        if (M != kSingle && c % gc == 0) {  // a new scale group
+          const int64_t g = c / gc;
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) {
+            sw[v] = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes);
+            if (fix) sw[v] = vf_mul(sw[v], vfix);
+            if constexpr (M == kZero) zf[v] = vf_cvt(vi_u8x16(w.zeros + group_index(w, t0 + v, g)));
+            if constexpr (M == kMins) mn[v] = load_f16x16(w.mins + group_index(w, t0 + v, g));
+          }
+        }
+        accumulate_chunk<MR, NV>(t0, c, xrow, sw, zf, mn, gacc);
+      }
+#pragma GCC unroll 32
+      for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[r][v] = vf_add(acc[r][v], gacc[r][v]);
+    }
     if constexpr (M == kSingle) {
-      VF sw[NV];
-      for (int64_t c = 0; c < w.nchunks; ++c) accumulate_chunk<MR, NV>(t0, c, xrow, sw, sw, sw, acc);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
-        const VF s = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, 0) * w.scale_bytes);
+        VF s = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, 0) * w.scale_bytes);
+        if (fix) s = vf_mul(s, vfix);
 #pragma GCC unroll 32
         for (int r = 0; r < MR; ++r) acc[r][v] = vf_mul(acc[r][v], s);
-      }
-    } else {
-      const int64_t gc = w.group_chunks;
-      for (int64_t g = 0; g < w.ngroups; ++g) {
-        VF sw[NV], zf[NV], mn[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) {
-          sw[v] = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes);
-          if constexpr (M == kZero) zf[v] = vf_cvt(vi_u8x16(w.zeros + group_index(w, t0 + v, g)));
-          if constexpr (M == kMins) mn[v] = load_f16x16(w.mins + group_index(w, t0 + v, g));
-        }
-        for (int64_t c = g * gc; c < (g + 1) * gc; ++c) accumulate_chunk<MR, NV>(t0, c, xrow, sw, zf, mn, acc);
       }
     }
     store_tile<MR, NV>(w, a, y, ldy, t0, m0, acc);
@@ -153,7 +191,14 @@ void gemm_float(const WeightView& w, const ActView& a, float* y, int64_t ldy, in
                 int64_t m1) {
   switch (w.float_decode) {
     case kDecLut16: float_mode<FNib>(w, a, y, ldy, t0, t1, m0, m1); break;
-    case kDecFloat: float_mode<FArith>(w, a, y, ldy, t0, t1, m0, m1); break;
+    case kDecFloat:
+#if FPQ_KISA == 2
+      if (w.half_mode) float_mode<FHalf>(w, a, y, ldy, t0, t1, m0, m1);
+      else float_mode<FArith>(w, a, y, ldy, t0, t1, m0, m1);
+#else
+      float_mode<FArith>(w, a, y, ldy, t0, t1, m0, m1);
+#endif
+      break;
     case kDecSInt8: float_mode<FSInt>(w, a, y, ldy, t0, t1, m0, m1); break;
     case kDecUInt8: float_mode<FUInt>(w, a, y, ldy, t0, t1, m0, m1); break;
     default: float_mode<FTable>(w, a, y, ldy, t0, t1, m0, m1); break;

@@ -261,10 +261,12 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
   p.specials_present = specials;
 
   // Decoding tables: lut_f[256] floats, lut_u8[64] bytes, lut_i16[64] int16.
-  p.luts.resize(256 * 4 + 64 + 64 * 2);
+  p.luts.resize(256 * 4 + 64 + 64 * 2 + 64 + 64);
   float* lut_f = p.luts.as<float>();
   uint8_t* lut_u8 = p.luts.data() + 1024;
   int16_t* lut_i16 = reinterpret_cast<int16_t*>(p.luts.data() + 1024 + 64);
+  uint8_t* lut_hb = p.luts.data() + 1024 + 64 + 128;
+  uint8_t* lut_lb = lut_hb + 64;
   for (int c = 0; c < 256; ++c) lut_f[c] = c < (1 << ci.bits) ? ci.values[c] : 0.0f;
   const int32_t offset = ci.int_ok ? -ci.int_min : 0;
   p.u8_max = ci.int_ok ? ci.int_max + offset : 0;
@@ -322,9 +324,39 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
     v.float_mul = std::ldexp(1.0f, -frac);
   } else if (!ci.is_int_type && !p.specials_present) {
     v.float_decode = detail::kDecFloat;
-    v.ebits = f.element->ebits;
-    v.mbits = f.element->mbits;
-    v.float_mul = std::ldexp(1.0f, 127 - f.element->bias);
+    const ElementType& e = *f.element;
+    v.ebits = e.ebits;
+    v.mbits = e.mbits;
+    v.float_mul = std::ldexp(1.0f, 127 - e.bias);
+    // Half-precision patterns (AVX-512): sign << 15 | magnitude << (10 - mbits) = value * 2^(bias - 15), for
+    // exponent fields of up to 5 bits; the scales carry 2^(15 - bias), which must not overflow.
+    const int half_mode = e.ebits > 5 ? 0 : e.bits <= 6 ? 1 : (e.ebits == 4 && e.mbits == 3) ? 2 : (e.ebits == 5 && e.mbits == 2) ? 3 : 0;
+    float max_scale = 0.0f;
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t g = 0; g < ngroups; ++g) {
+        const float sv = sc == detail::kScaleOne ? 1.0f : decode_scale(f.scale, w.row_scales(r) + g * sb);
+        if (std::isfinite(sv)) max_scale = std::max(max_scale, std::fabs(sv));
+      }
+    }
+    const float fix = std::ldexp(1.0f, 15 - e.bias);
+    if (half_mode && std::isfinite(max_scale * fix)) {
+      v.half_mode = half_mode;
+      v.half_fix = fix;
+      if (half_mode == 1) {
+        bool any_lb = false;
+        uint8_t* hb = lut_hb;
+        uint8_t* lb = lut_lb;
+        for (int c = 0; c < 64; ++c) {
+          const uint32_t sign = (uint32_t(c) >> (e.bits - 1)) & 1u, mag = uint32_t(c) & ((1u << (e.bits - 1)) - 1u);
+          const uint32_t half = c < (1 << e.bits) ? (sign << 15) | (mag << (10 - e.mbits)) : 0u;
+          hb[c] = uint8_t(half >> 8);
+          lb[c] = uint8_t(half & 0xFF);
+          any_lb = any_lb || lb[c] != 0;
+        }
+        v.lut_hb = hb;
+        v.lut_lb = any_lb ? lb : nullptr;
+      }
+    }
   } else {
     v.float_decode = detail::kDecTable;
   }

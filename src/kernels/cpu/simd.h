@@ -186,6 +186,55 @@ FPQ_INLINE VF dec_nib_table(const float* lut, VB v, int j) {
   return _mm512_i32gather_ps(idx, lut, 4);
 }
 
+// Half-precision decoding (WeightView::half_mode): a quad of 64 code bytes becomes two vectors of 32 half
+// patterns, columns (0, 1) and (2, 3) of the quad; low(q) / high(q) then convert 16 of them.
+struct HalfDec {
+  int mode;
+  __m512i hb_tab, lb_tab, idx01, idx23;
+  bool has_lb;
+  explicit HalfDec(const WeightView& w) {
+    mode = w.half_mode;
+    has_lb = mode == 2 || (mode == 1 && w.lut_lb != nullptr);
+    hb_tab = mode == 1 ? _mm512_loadu_si512((const void*)w.lut_hb) : _mm512_setzero_si512();
+    lb_tab = mode == 1 && w.lut_lb ? _mm512_loadu_si512((const void*)w.lut_lb) : _mm512_setzero_si512();
+    // Output word r of column c (bytes 2r, 2r + 1) = (lb, hb) of code byte 4r + c; bytes >= 64 pick from hb.
+    alignas(64) uint8_t i01[64], i23[64];
+    for (int r = 0; r < 16; ++r) {
+      for (int c = 0; c < 2; ++c) {
+        i01[32 * c + 2 * r] = uint8_t(4 * r + c);
+        i01[32 * c + 2 * r + 1] = uint8_t(64 + 4 * r + c);
+        i23[32 * c + 2 * r] = uint8_t(4 * r + 2 + c);
+        i23[32 * c + 2 * r + 1] = uint8_t(64 + 4 * r + 2 + c);
+      }
+    }
+    idx01 = _mm512_load_si512((const void*)i01);
+    idx23 = _mm512_load_si512((const void*)i23);
+  }
+  FPQ_INLINE void quad(VB q, VB& c01, VB& c23) const {
+    __m512i hb, lb = _mm512_setzero_si512();
+    if (mode == 1) {
+      hb = _mm512_permutexvar_epi8(q, hb_tab);
+      if (has_lb) lb = _mm512_permutexvar_epi8(q, lb_tab);
+    } else if (mode == 2) {  // E4M3: hb = sign | magnitude >> 1, lb = (magnitude & 1) << 7
+      const __m512i m = _mm512_srli_epi16(_mm512_and_si512(q, _mm512_set1_epi8(0x7F)), 1);
+      hb = _mm512_ternarylogic_epi32(m, q, _mm512_set1_epi8(char(0x80)), 0xD8);  // bit 7 from q, the rest from m
+      lb = _mm512_and_si512(_mm512_slli_epi16(q, 7), _mm512_set1_epi8(char(0x80)));
+    } else {  // E5M2: the code is the high byte
+      hb = q;
+    }
+    if (has_lb) {
+      c01 = _mm512_permutex2var_epi8(lb, idx01, hb);
+      c23 = _mm512_permutex2var_epi8(lb, idx23, hb);
+    } else {
+      const __mmask64 odd = 0xAAAAAAAAAAAAAAAAull;
+      c01 = _mm512_maskz_permutexvar_epi8(odd, idx01, hb);  // vpermb reads the low 6 index bits: 64 + i -> i
+      c23 = _mm512_maskz_permutexvar_epi8(odd, idx23, hb);
+    }
+  }
+};
+FPQ_INLINE VF half_lo(VB v) { return _mm512_cvtph_ps(_mm512_castsi512_si256(v)); }
+FPQ_INLINE VF half_hi(VB v) { return _mm512_cvtph_ps(_mm512_extracti64x4_epi64(v, 1)); }
+
 FPQ_INLINE VF load_scales(int code, const uint8_t* p) {
   switch (code) {
     case kScaleE8M0Fast:
