@@ -22,7 +22,9 @@ class Pool {
   void resize(int n) {
     stop();
     stopping_ = false;
-    for (int i = 1; i < std::max(1, n); ++i) workers_.emplace_back([this] { worker(); });
+    // New workers start from the current generation: a worker that took the generation of an earlier job for
+    // a new one would count itself done twice and leave run() waiting forever.
+    for (int i = 1; i < std::max(1, n); ++i) workers_.emplace_back([this, g = generation_] { worker(g); });
   }
 
   void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
@@ -69,8 +71,7 @@ class Pool {
     in_parallel_ = false;
   }
 
-  void worker() {
-    uint64_t seen = 0;
+  void worker(uint64_t seen) {
     for (;;) {
       {
         std::unique_lock<std::mutex> lk(m_);
