@@ -130,7 +130,9 @@ __device__ __forceinline__ void store_mma(const ActQuantParams& p, int64_t row, 
   p.mma[row * p.mma_ld + col] = __bfloat16_as_ushort(__float2bfloat16_rn(v));
 }
 
-__device__ __forceinline__ float global_scale(const ActQuantParams& p) { return p.global ? *p.global : 1.0f; }
+__device__ __forceinline__ float global_scale(const ActQuantParams& p, int64_t row) {
+  return p.global ? p.global[p.global_per_row ? row : 0] : 1.0f;
+}
 
 // E2M1 (OCP FP4) specialisations of encode_dev / decode_dev: same results, fewer instructions. The value is
 // finite here (non-finite groups never reach the encoder).
@@ -157,10 +159,10 @@ template <int G, int BITS, bool E2M1>
 __global__ void __launch_bounds__(128) act_quant_fast(ActQuantParams p) {
   const int64_t groups_per_row = p.cols / G;
   const int64_t total = p.rows * groups_per_row;
-  const float g = global_scale(p);
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += int64_t(gridDim.x) * blockDim.x) {
     const int64_t row = idx / groups_per_row, gi = idx % groups_per_row;
+    const float g = global_scale(p, row);
     const int64_t base = row * p.cols + gi * G;
     float v[G];
     if (p.xtype == kF32) {
@@ -336,7 +338,6 @@ __global__ void act_quant_unit(ActQuantParams p, int U, int q8_sum) {
 
   const int64_t units_per_row = p.cols / U;
   const int64_t total = p.rows * units_per_row;
-  const float g = global_scale(p);
   const uint32_t zc = p.rule == kQ8Rule ? 0u : encode_dev(p.e, 0.0f);
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += int64_t(gridDim.x) * blockDim.x) {
@@ -365,7 +366,7 @@ __global__ void act_quant_unit(ActQuantParams p, int U, int q8_sum) {
         else amax = fmaxf(amax, fabsf(x[i]));
       }
       const int64_t gi = (col0 + gb) / G;
-      const ScaleChoice c = choose_scale<0>(p, x, G, amax, finite, g);
+      const ScaleChoice c = choose_scale<0>(p, x, G, amax, finite, global_scale(p, row));
       store_scale(p, row, gi, c);
       BitWriter bw(p.codes + row * p.row_code_bytes + (gi * G * p.e.bits) / 8);
       for (int i = 0; i < G; ++i) {
@@ -430,7 +431,7 @@ __global__ void __launch_bounds__(256) act_quant_row(ActQuantParams p) {
     amax = fmaxf(amax, red_max[w]);
     nonfinite |= red_nf[w];
   }
-  const ScaleChoice c = choose_scale<0>(p, vals, G, amax, nonfinite == 0, global_scale(p));
+  const ScaleChoice c = choose_scale<0>(p, vals, G, amax, nonfinite == 0, global_scale(p, row));
   if (threadIdx.x == 0) {
     store_scale(p, row, gi, c);
   }
@@ -501,6 +502,21 @@ __global__ void zero_pad_kernel(uint16_t* mma, int64_t rows, int64_t cols, int64
 }
 
 __global__ void fill_float_kernel(float* dst, float v) { *dst = v; }
+__global__ void fill_float_n_kernel(float* dst, int64_t n, float v) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) dst[i] = v;
+}
+// One warp per row: amax over the row's finite values, then the format's global scale (global_scale_from_amax).
+__global__ void row_global_kernel(ActQuantParams p, float denom, float* out) {
+  const int64_t row = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (row >= p.rows) return;
+  float m = 0.0f;
+  for (int64_t c = threadIdx.x & 31; c < p.cols; c += 32) {
+    const float v = load_as_float(p.x, p.xtype, row * p.cols + c);
+    if (is_finite_dev(v)) m = fmaxf(m, fabsf(v));
+  }
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
+  if ((threadIdx.x & 31) == 0) out[row] = (m > 0.0f && is_finite_dev(m)) ? __fdiv_rn(m, denom) : 1.0f;
+}
 
 int grid_for(int64_t work, int threads) {
   const int64_t blocks = (work + threads - 1) / threads;
@@ -582,6 +598,18 @@ void launch_global_from_amax(const ActQuantParams& p, float denom, float* amax_s
   check_launch("amax_kernel");
   global_from_amax_kernel<<<1, 1, 0, stream>>>(amax_scratch, denom, global_out);
   check_launch("global_from_amax_kernel");
+}
+
+void launch_fill_float_n(float* dst, int64_t n, float value, CUstream_st* stream) {
+  if (n <= 0) return;
+  fill_float_n_kernel<<<grid_for(n, 256), 256, 0, stream>>>(dst, n, value);
+  check_launch("fill_float_n_kernel");
+}
+
+void launch_row_global_from_amax(const ActQuantParams& p, float denom, float* global_out, CUstream_st* stream) {
+  if (p.rows == 0) return;
+  row_global_kernel<<<unsigned((p.rows + 7) / 8), 256, 0, stream>>>(p, denom, global_out);
+  check_launch("row_global_kernel");
 }
 
 void launch_fill_float(float* dst, float value, CUstream_st* stream) {

@@ -99,7 +99,7 @@ struct ActQuantOptions {
 struct DeviceQuantized {
   Format format;
   int64_t rows = 0, cols = 0;
-  DeviceBuffer codes, scales, global;  // global: one float32 (planar formats with a global scale; else 1.0)
+  DeviceBuffer codes, scales, global;  // global: one float32 (1.0 without a global scale), or one per row
   // Tensor-core operand (when requested and the format allows it): bf16, rows x round_up(cols, 64),
   // element (r, c) = decode(code) * group scale -- exact in bf16 for FP elements of up to 8 bits with E8M0 or
   // E4M3 group scales; per-row scales (group = row) stay out and go to `row_scale` (float per row); the
@@ -115,7 +115,8 @@ struct DeviceQuantized {
 
 // Which formats quantize_activations_cuda supports: planar formats with the mx, absmax or 4o6 scale rule
 // (symmetric; float or int elements of 2..8 bits; E8M0/E4M3/F16/BF16/F32 scales; groups of 8..256 values
-// or one per row; no global, a per-tensor global), and llama.cpp's q8_0 and q8_1 blocks. Round to nearest
+// or one per row; no global, a per-tensor or a per-row global (per-row: no transform, no mma operand)), and
+// llama.cpp's q8_0 and q8_1 blocks. Round to nearest
 // even only. Returns an empty string when supported, else the reason.
 std::string act_quant_unsupported(const Format& f);
 
@@ -170,6 +171,33 @@ void matmul_quantized_cuda(const DeviceQuantized& a, const PreparedWeight& w, vo
                            cudaStream_t stream = nullptr);
 // Why a (weight, activation format) pair cannot run on matmul_quantized_cuda (empty when it can).
 std::string quantized_matmul_unsupported(const Format& act, const PreparedWeight& w);
+
+// ---------------------------------------------------------------------------------------------------------
+// Exact products for the model runtime (the linear module's "cuda" matmul backend)
+// ---------------------------------------------------------------------------------------------------------
+
+// Copies a host quantized tensor (planar layout) into device memory: codes, scales and the global scale(s)
+// (one float, or one per row for per-row tensor scales; 1.0 when the format has none).
+void upload_quantized(const QuantizedTensor& q, DeviceQuantized& out);
+
+// Y (M x N float32) = float(S * (g_x * g_w)) where S = sum_k xs[k] * ws[k] in float64 over both operands
+// dequantized without their tensor scales (code x group scale) and g_x, g_w the tensor scales of the
+// activation row and weight row: the pseudo matmul's definition (src/model/builtin_backends.cpp). Group
+// partial sums of code products run on the tensor cores and are exact when they fit float32 (FP4, INT4, FP6
+// codes; INT8 and FP8 groups may round); scales and the sum over groups are float64, so for those formats the
+// result equals the CPU's bit for bit. `a` is planar, symmetric, its codes exactly representable in bf16.
+void matmul_exact_cuda(const DeviceQuantized& a, const PreparedWeight& w, float* y, cudaStream_t stream = nullptr);
+// Why matmul_exact_cuda cannot take this activation format with this weight (empty when it can).
+std::string exact_matmul_unsupported(const Format& act, const PreparedWeight& w);
+// Whether the group partial sums of this pair are exact in float32 (then the result is bit-identical to the
+// CPU's float64 product).
+bool exact_matmul_bit_exact(const Format& act, const PreparedWeight& w);
+
+// Weight-only product with float32 activations (device, M x K): x is split exactly into three bf16 parts,
+// the three products run on the bf16 weight-only kernels and are added in float32, so the result is as
+// close to a float32 GEMM as one float32 GEMM is to another. y: M x N float32 (device).
+void matmul_weight_only_f32_cuda(const PreparedWeight& w, const float* x, int64_t m, float* y,
+                                 cudaStream_t stream = nullptr);
 
 // llama.cpp Q4_0 weight blocks (N x K/32 blocks of 18 bytes, as fpq::quantize stores q4_0) times Q8_1
 // activation blocks (M x K/32 blocks of 36 bytes): Y (M x N, float32) with integer dot products (dp4a) per

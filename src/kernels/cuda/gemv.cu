@@ -74,8 +74,13 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
 // with small elements), kRow = one scale per row, applied at the end, kGroup = per-group partial sums.
 enum ScaleMode : int { kFold = 0, kRow = 1, kGroup = 2 };
 
-template <int BITS, int DEC, bool HALF, int NT, int kWarps, int MODE>
+// FAST = 0: any K and group. FAST = 1, 2, 4: K is a multiple of 64 (every tile and step lies inside K, so the
+// loop carries no bounds checks) and a scale group spans 1, 2 or a multiple of 4 16-column steps (partial sums
+// are promoted at compile-time known steps; they are also promoted at every tile's end, which is exact).
+// SB: scale bytes known at compile time (0: read from the weight).
+template <int BITS, int DEC, bool HALF, int NT, int kWarps, int MODE, int FAST, int SB>
 __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(GemvParams p, int ring_log2) {
+  constexpr bool FULL = FAST != 0;
   const int kD = 1 << ring_log2;
   extern __shared__ __align__(16) uint8_t smem[];
   const WeightView& w = p.w;
@@ -110,23 +115,22 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(Gemv
 #pragma unroll
     for (int r = 0; r < 4; ++r) acc[nt][r] = part[nt][r] = 0.0f;
 
-  // Activation rows this lane feeds into B (rows >= M read as zero); their values for a tile are loaded one
-  // tile ahead into registers: x[nt][2j], x[nt][2j + 1] = the two B registers of step j.
+  // Activation rows this lane feeds into B; their values for a tile are loaded one tile ahead into registers:
+  // x[nt][2j], x[nt][2j + 1] = the two B registers of step j. Lanes of rows >= M read row M - 1 instead: B's
+  // column n only reaches output column n, and those outputs are never stored.
   const uint16_t* xrow[NT];
-  bool xok[NT];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
     const int m = nt * 8 + g;
-    xok[nt] = m < p.m;
-    xrow[nt] = x + (xok[nt] ? m : 0) * p.ldx + 2 * t;
+    xrow[nt] = x + int64_t(m < p.m ? m : int(p.m) - 1) * p.ldx + 2 * t;
   }
   auto load_x = [&](int kt, uint32_t (&dst)[NT][8]) {
-    const bool full = kt * 4 + 3 < G.ksteps;
+    const bool full = FULL || kt * 4 + 3 < G.ksteps;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        const bool ok = xok[nt] && (full || kt * 4 + j < G.ksteps);
+        const bool ok = full || kt * 4 + j < G.ksteps;
         const uint16_t* xp = xrow[nt] + kt * 64 + j * 16;
         dst[nt][2 * j] = ok ? __ldg(reinterpret_cast<const unsigned int*>(xp)) : 0u;
         dst[nt][2 * j + 1] = ok ? __ldg(reinterpret_cast<const unsigned int*>(xp + 8)) : 0u;
@@ -148,8 +152,9 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(Gemv
     uint32_t bytes = uint32_t(ntiles * 512 + ntiles * 32 * hb);
     int gi0 = 0, cnt = 0;
     if (MODE != kRow) {
-      gi0 = group_of(G, kt0 * 4);
-      const int gi1 = group_of(G, min((kt0 + ntiles) * 4, G.ksteps) - 1);
+      gi0 = FULL ? (kt0 * 4) >> G.sshift : group_of(G, kt0 * 4);
+      const int last = min((kt0 + ntiles) * 4, G.ksteps) - 1;
+      const int gi1 = FULL ? last >> G.sshift : group_of(G, last);
       cnt = gi1 - gi0 + 1;
       bytes += uint32_t(cnt * 16 * w.sb);
     }
@@ -162,8 +167,10 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(Gemv
   asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   __syncthreads();  // lookup table and barriers ready
 
+  // FAST: each tile loads its activations at its start (many warps per SM hide the latency, and no copies
+  // between prefetch buffers); otherwise one tile ahead.
   uint32_t xn[NT][8];
-  if (nstages > 0) load_x(kt_begin, xn);
+  if (!FULL && nstages > 0) load_x(kt_begin, xn);
   if (lane == 0)
     for (int i = 0; i < kD - 1; ++i) issue(i);
 #pragma unroll 1
@@ -172,18 +179,22 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(Gemv
     mbar_wait(bar0 + uint32_t((i & (kD - 1)) * 8), uint32_t((i >> ring_log2) & 1));
     const uint8_t* sl = ring + (i & (kD - 1)) * slot;
     const int kt0 = kt_begin + i * kST;
-    const int sc_gi0 = MODE != kRow ? group_of(G, kt0 * 4) : 0;
+    const int sc_gi0 = MODE == kRow ? 0 : FULL ? (kt0 * 4) >> G.sshift : group_of(G, kt0 * 4);
     const uint8_t* sc = sl + kST * 512 + kST * 32 * hb;
 #pragma unroll
     for (int u = 0; u < kST; ++u) {
       const int kt = kt0 + u;
-      if (kt >= kt_end) break;
+      if (u > 0 && kt >= kt_end) break;
       uint32_t xc[NT][8];
+      if constexpr (FULL) {
+        load_x(kt, xc);
+      } else {
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
+        for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-        for (int q = 0; q < 8; ++q) xc[nt][q] = xn[nt][q];
-      if (kt + 1 < kt_end) load_x(kt + 1, xn);
+          for (int q = 0; q < 8; ++q) xc[nt][q] = xn[nt][q];
+        if (kt + 1 < kt_end) load_x(kt + 1, xn);
+      }
       WTile<BITS> cur;
       {
         const uint4 v = *reinterpret_cast<const uint4*>(sl + u * 512 + lane * 16);
@@ -212,11 +223,11 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(Gemv
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const int kstep = kt * 4 + j;
-        if (kstep >= G.ksteps) break;
+        if (!FULL && kstep >= G.ksteps) break;
         uint32_t a[4];
         decode_step<BITS, DEC, HALF>(dec, cur.lo, cur.hi, j, a);
         if constexpr (MODE == kFold) {
-          const int q = (kstep >> G.sshift) - gi0;
+          const int q = (kstep >> G.sshift) - gi0;  // kFold: power-of-two groups
           const uint32_t r = *reinterpret_cast<const uint16_t*>(sc + q * 16 + 2 * g);
           const uint32_t s_lo = reinterpret_cast<const uint32_t*>(lut)[r & 0xFFu];
           const uint32_t s_hi = reinterpret_cast<const uint32_t*>(lut)[r >> 8];
@@ -228,14 +239,15 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(Gemv
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) mma16816<HALF>(part[nt], a, xc[nt][2 * j], xc[nt][2 * j + 1]);
         if constexpr (MODE == kGroup) {
-          if (step_promotes(G, kstep, j)) {
-            const int q = group_of(G, kstep) - gi0;
+          if (FAST ? (j == 3 || FAST == 1 || (FAST == 2 && j == 1)) : step_promotes(G, kstep, j)) {
+            const int q = (FULL ? kstep >> G.sshift : group_of(G, kstep)) - gi0;
             float s_lo, s_hi;
-            if (w.sb == 1) {
+            const int sb = SB ? SB : w.sb;
+            if (sb == 1) {
               const uint32_t r = *reinterpret_cast<const uint16_t*>(sc + q * 16 + 2 * g);
               s_lo = lut[r & 0xFFu];
               s_hi = lut[r >> 8];
-            } else if (w.sb == 2) {
+            } else if (sb == 2) {
               const uint32_t r = *reinterpret_cast<const uint32_t*>(sc + (q * 16 + 2 * g) * 2);
               s_lo = scale_wide_value(w.scale, r & 0xFFFFu);
               s_hi = scale_wide_value(w.scale, r >> 16);
@@ -309,16 +321,52 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(Gemv
   }
 }
 
-template <int BITS, int DEC, bool HALF, int NT, int MODE>
-void launch_one(const GemvParams& p, CUstream_st* stream) {
+// Raises a kernel's dynamic shared-memory limit once (the host call costs about a microsecond per launch).
+template <typename K>
+void ensure_smem(K kernel, size_t smem, int& done) {
+  if (int(smem) <= done) return;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), "cudaFuncSetAttribute");
+  done = int(smem);
+}
+
+template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB>
+void launch_full(const GemvParams& p, CUstream_st* stream) {
   constexpr int W = NT == 1 ? 16 : 8;  // warps per CTA
   const size_t slot = size_t(slot_bytes(BITS, p.w.group, p.w.sb)) + 8;
   int lg = 2;  // 4 stages (8 tiles) in flight per warp, fewer for wide codes / scales
   while (lg > 0 && 1024 + size_t(W) * (size_t(1) << lg) * slot > 200 * 1024) --lg;
   const size_t smem = 1024 + size_t(W) * (size_t(1) << lg) * slot;
-  const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE>;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), "cudaFuncSetAttribute");
+  const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB>;
+  static int done = 0;  // per instantiation; racing threads both set the same attribute
+  ensure_smem(kernel, smem, done);
   kernel<<<unsigned(p.w.n_tiles), W * 32, smem, stream>>>(p, lg);
+}
+
+template <int BITS, int DEC, bool HALF, int NT, int MODE>
+void launch_one(const GemvParams& p, CUstream_st* stream) {
+  const int spg = p.w.group / 16;
+  const bool pow2 = p.w.group % 16 == 0 && (spg & (spg - 1)) == 0;
+  if constexpr (!HALF) {
+    if (p.w.k % 64 == 0) {
+      if constexpr (MODE == kRow) {
+        return launch_full<BITS, DEC, HALF, NT, MODE, 4, 0>(p, stream);
+      } else if constexpr (MODE == kFold) {
+        if (pow2 && spg == 1) return launch_full<BITS, DEC, HALF, NT, MODE, 1, 1>(p, stream);
+      } else {
+        const int fast = !pow2 ? 0 : spg == 1 ? 1 : spg == 2 ? 2 : 4;
+        if (fast && p.w.sb == 1) {
+          if (fast == 1) return launch_full<BITS, DEC, HALF, NT, MODE, 1, 1>(p, stream);
+          if (fast == 2) return launch_full<BITS, DEC, HALF, NT, MODE, 2, 1>(p, stream);
+          return launch_full<BITS, DEC, HALF, NT, MODE, 4, 1>(p, stream);
+        }
+        if (fast && p.w.sb == 2) {  // fp16 / bf16 scales (int4 groups, q4_0)
+          if (fast == 2) return launch_full<BITS, DEC, HALF, NT, MODE, 2, 2>(p, stream);
+          if (fast == 4) return launch_full<BITS, DEC, HALF, NT, MODE, 4, 2>(p, stream);
+        }
+      }
+    }
+  }
+  launch_full<BITS, DEC, HALF, NT, MODE, 0, 0>(p, stream);
 }
 
 template <int BITS, int DEC, bool HALF, int MODE>
@@ -346,7 +394,10 @@ void launch_kind(const GemvParams& p, CUstream_st* stream) {
   const bool pow2 = w.group >= 16 && (w.group & (w.group - 1)) == 0;
   int mode = kGroup;
   if (w.group == w.k) mode = kRow;
-  else if (!HALF && !w.is_int && pow2 && w.sb == 1 && sig + (w.scale == kScaleE8M0 ? 1 : 4) <= 8) mode = kFold;
+  // Folding costs four multiplies per 16-column step; per-group float32 partial sums cost four FMAs per group,
+  // so groups of 32 or more take kGroup.
+  else if (!HALF && !w.is_int && pow2 && w.group == 16 && w.sb == 1 && sig + (w.scale == kScaleE8M0 ? 1 : 4) <= 8)
+    mode = kFold;
   switch (w.bits) {
     case 4:
       if (dk == kDecE2M1) launch_mode<4, kDecE2M1, HALF>(p, mode, stream);

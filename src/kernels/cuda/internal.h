@@ -39,6 +39,7 @@ struct ActQuantParams {
   int rule = kRuleMx;
   float ss = 0;         // effective scale scale
   const float* global = nullptr;  // device: the global scale (null: 1)
+  int global_per_row = 0;         // 1: global[row] (a per-row tensor scale, e.g. NVFP4 per-token activations)
   uint8_t* codes = nullptr;
   uint8_t* scales = nullptr;
   int64_t row_code_bytes = 0;
@@ -61,6 +62,9 @@ void launch_global_from_amax(const ActQuantParams& p, float denom, float* amax_s
 // llama.cpp q8_0 (with_sum = false) / q8_1 blocks, optional transform.
 void launch_quantize_q8(const ActQuantParams& p, bool with_sum, CUstream_st* stream);
 void launch_fill_float(float* dst, float value, CUstream_st* stream);
+void launch_fill_float_n(float* dst, int64_t n, float value, CUstream_st* stream);
+// Per-row global scales: global_out[r] = amax(row r) > 0 ? amax / denom : 1 (no transform).
+void launch_row_global_from_amax(const ActQuantParams& p, float denom, float* global_out, CUstream_st* stream);
 // Writes zeros into the mma operand's padding columns [cols, ld).
 void launch_zero_pad_mma(const ActQuantParams& p, CUstream_st* stream);
 
@@ -107,6 +111,34 @@ bool gemm_supported(const WeightView& w, int fold_b);
 void launch_gemm(GemmParams p, CUstream_st* stream);
 // Chooses the split-K factor for a shape (1 = none).
 int gemm_choose_splits(int64_t m, int64_t n, int64_t k);
+
+// exact.cu: the model runtime's exact products (see the file's header).
+struct ExactParams {
+  WeightView w;
+  const uint16_t* x = nullptr;  // bf16 code values (no scales), m x w.k
+  int64_t m = 0;
+  const float* xs = nullptr;    // activation group scales, m x xgroups (null: 1)
+  int xgroup = 0;               // activation values per scale group (w.k for one per row)
+  int64_t xgroups = 1;
+  const float* xg = nullptr;    // activation tensor scale per row (null: xg_scalar)
+  float xg_scalar = 1.0f;
+  float* y = nullptr;           // m x w.n
+};
+void launch_exact(const ExactParams& p, CUstream_st* stream);
+
+struct DecodeActParams {
+  const uint8_t* codes = nullptr;  // planar codes, rows x row_code_bytes
+  int64_t rows = 0, cols = 0, row_code_bytes = 0;
+  ElemDesc e;
+  uint16_t* out = nullptr;         // rows x cols bf16
+  const uint8_t* scales = nullptr; // rows x groups x sb (null: no scales)
+  int scale = kScaleNone, sb = 0;
+  int64_t groups = 0;
+  float* scale_out = nullptr;      // rows x groups
+};
+void launch_decode_act(const DecodeActParams& p, CUstream_st* stream);
+void launch_split3(const float* x, int64_t n, uint16_t* out, CUstream_st* stream);
+void launch_sum3(const float* y3, int64_t n, float* y, CUstream_st* stream);
 
 void launch_q4_0_q8_1(const void* w, const void* a, int64_t n, int64_t m, int64_t k, float* y, CUstream_st* stream);
 

@@ -151,6 +151,9 @@ QuantizedTensor DeviceQuantized::download() const {
     if (format.global == GlobalScale::PerTensor) {
       q.global_scale.resize(1);
       global.download(q.global_scale.data(), sizeof(float));
+    } else if (format.global == GlobalScale::PerRow) {
+      q.global_scale.resize(size_t(rows));
+      global.download(q.global_scale.data(), size_t(rows) * sizeof(float));
     }
   }
   return q;
@@ -163,7 +166,6 @@ std::string act_quant_unsupported(const Format& f) {
     return fmt::format("format '{}': scale rule {} is not supported on CUDA (mx, absmax, 4o6)", f.name,
                        scale_rule_name(f.rule));
   if (f.scale == ScaleType::None) return fmt::format("format '{}': plain casts (no scale) are not supported on CUDA", f.name);
-  if (f.global == GlobalScale::PerRow) return fmt::format("format '{}': per-row global scales are not supported on CUDA", f.name);
   const ElementType& e = *f.element;
   if (e.kind == NumberKind::Int && !e.is_signed)
     return fmt::format("format '{}': unsigned integer elements are not supported on CUDA", f.name);
@@ -228,7 +230,6 @@ void quantize_activations_cuda(const Format& f, const void* x, DType xtype, int6
 
   const int sb = scale_type_bytes(f.scale);
   ensure(out.scales, size_t(std::max<int64_t>(1, rows * (cols / G) * sb)));
-  ensure(out.global, sizeof(float));
   p.scale = scale_code(f.scale);
   p.sb = sb;
   p.group = G;
@@ -236,20 +237,30 @@ void quantize_activations_cuda(const Format& f, const void* x, DType xtype, int6
   p.ss = f.effective_scale_scale();
   p.scales = out.scales.as<uint8_t>();
 
+  // global_scale_from_amax: amax / (scale_scale * scale type max), with 256 for four-over-six on E4M3.
+  const float smax = f.rule == ScaleRule::FourOverSix && f.scale == ScaleType::E4M3 ? 256.0f : scale_type_max(f.scale);
+  const float denom = f.effective_scale_scale() * smax;
   if (f.global == GlobalScale::PerTensor) {
+    ensure(out.global, sizeof(float));
     p.global = out.global.as<float>();
     if (opt.global_scale) {
       set_float_async(out.global.as<float>(), *opt.global_scale, stream);
     } else {
-      // global_scale_from_amax: amax / (scale_scale * scale type max), with 256 for four-over-six on E4M3.
-      const float smax = f.rule == ScaleRule::FourOverSix && f.scale == ScaleType::E4M3 ? 256.0f : scale_type_max(f.scale);
-      const float denom = f.effective_scale_scale() * smax;
       void* scratch = nullptr;
       check(cudaMallocAsync(&scratch, sizeof(float), stream), "cudaMallocAsync");
       detail::launch_global_from_amax(p, denom, static_cast<float*>(scratch), out.global.as<float>(), stream);
       check(cudaFreeAsync(scratch, stream), "cudaFreeAsync");
     }
+  } else if (f.global == GlobalScale::PerRow) {
+    if (tr.matrices) fail("quantize_activations_cuda: format '{}': per-row global scales with a block transform", f.name);
+    if (opt.mma_operand) fail("quantize_activations_cuda: format '{}': per-row global scales have no tensor-core operand", f.name);
+    ensure(out.global, size_t(std::max<int64_t>(1, rows)) * sizeof(float));
+    p.global = out.global.as<float>();
+    p.global_per_row = 1;
+    if (opt.global_scale) detail::launch_fill_float_n(out.global.as<float>(), rows, *opt.global_scale, stream);
+    else detail::launch_row_global_from_amax(p, denom, out.global.as<float>(), stream);
   } else {
+    ensure(out.global, sizeof(float));
     set_float_async(out.global.as<float>(), 1.0f, stream);
     p.global = nullptr;
   }
@@ -345,6 +356,136 @@ void matmul_quantized_cuda(const DeviceQuantized& a, const PreparedWeight& w, vo
   gp.ytype = dtype_code(ytype);
   gp.ldy = w.n;
   run_gemm(gp, stream);
+}
+
+void upload_quantized(const QuantizedTensor& q, DeviceQuantized& out) {
+  if (q.format.is_ggml()) fail("upload_quantized: llama.cpp block layout '{}' is not supported", q.format.name);
+  out.format = q.format;
+  out.rows = q.rows;
+  out.cols = q.cols;
+  out.has_mma = false;
+  ensure(out.codes, std::max<size_t>(16, q.codes.size()));
+  out.codes.upload(q.codes.data(), q.codes.size());
+  if (!q.scales.empty()) {
+    ensure(out.scales, q.scales.size());
+    out.scales.upload(q.scales.data(), q.scales.size());
+  } else {
+    out.scales.reset();
+  }
+  std::vector<float> g = q.global_scale;
+  if (g.empty()) g.assign(1, 1.0f);
+  ensure(out.global, g.size() * sizeof(float));
+  out.global.upload(g.data(), g.size() * sizeof(float));
+}
+
+namespace {
+int log2_exact(int64_t v) {
+  int s = 0;
+  while ((int64_t(1) << s) < v) ++s;
+  return (int64_t(1) << s) == v ? s : -1;
+}
+}  // namespace
+
+std::string exact_matmul_unsupported(const Format& act, const PreparedWeight& w) {
+  if (act.is_ggml()) return fmt::format("activation format '{}': llama.cpp blocks (the exact product takes planar formats)", act.name);
+  if (act.asymmetric()) return fmt::format("activation format '{}' is asymmetric", act.name);
+  const ElementType& e = *act.element;
+  if (e.bits > 8) return fmt::format("activation format '{}': {}-bit elements", act.name, e.bits);
+  const int sig = e.kind == NumberKind::Int ? e.bits - (e.is_signed ? 1 : 0) : e.mbits + 1;
+  if (sig > 8 || (e.kind == NumberKind::Float && (e.ebits > 8)))
+    return fmt::format("activation element {} is not exact in bf16", e.name);
+  const int64_t ag = act.group_for(w.k);
+  if (ag % 16 != 0) return fmt::format("activation group {} is not a multiple of 16", ag);
+  const int64_t wsteps = w.group / 16, xsteps = ag / 16;
+  const int64_t lo = std::min(wsteps, xsteps), hi = std::max(wsteps, xsteps);
+  if (hi % lo != 0) return fmt::format("activation groups of {} and weight groups of {} do not nest", ag, w.group);
+  if (log2_exact(lo) < 0 && lo != w.k / 16) return fmt::format("groups of {} values (pieces must be a power of two)", lo * 16);
+  return {};
+}
+
+bool exact_matmul_bit_exact(const Format& act, const PreparedWeight& w) {
+  if (!exact_matmul_unsupported(act, w).empty()) return false;
+  // Every value of an element type is an integer multiple of its smallest subnormal; `grid_bits` bits hold
+  // the largest such multiple. A piece's sum of code products needs x + w + log2(piece) bits, which must fit
+  // float32's 24; then the two group scales multiply it exactly in float64 when their significant bits fit.
+  auto grid_bits = [](bool is_int, int bits, int ebits, int mbits, int bias) {
+    if (is_int) return bits;
+    const double max = std::ldexp(2.0 - std::ldexp(1.0, -mbits), (1 << ebits) - 1 - bias);
+    const double tiny = std::ldexp(1.0, 1 - bias - mbits);
+    return int(std::ceil(std::log2(max / tiny + 1.0)));
+  };
+  const ElementType& e = *act.element;
+  const int xb = grid_bits(e.kind == NumberKind::Int, e.bits, e.ebits, e.mbits, e.bias);
+  const int wb = grid_bits(w.is_int, w.bits, w.ebits, w.mbits, w.bias);
+  const int64_t piece = std::min<int64_t>(act.group_for(w.k), w.group);
+  const int sum_bits = xb + wb + int(std::ceil(std::log2(double(piece))));
+  if (sum_bits > 24) return false;
+  auto scale_bits = [](ScaleType s) {
+    switch (s) {
+      case ScaleType::None: case ScaleType::E8M0: return 1;
+      case ScaleType::E4M3: return 4;
+      case ScaleType::BF16: return 8;
+      case ScaleType::F16: return 11;
+      default: return 24;
+    }
+  };
+  return sum_bits + scale_bits(act.scale) + scale_bits(w.scale) <= 53;
+}
+
+void matmul_exact_cuda(const DeviceQuantized& a, const PreparedWeight& w, float* y, cudaStream_t stream) {
+  if (const std::string why = exact_matmul_unsupported(a.format, w); !why.empty()) fail("matmul_exact_cuda: {}", why);
+  if (a.cols != w.k) fail("matmul_exact_cuda: activation has {} columns, weight {}", a.cols, w.k);
+  if (a.rows == 0 || w.n == 0) return;
+  const Format& f = a.format;
+  const int64_t ag = f.group_for(a.cols);
+  const int64_t groups = a.cols / ag;
+  void* xdec = nullptr;
+  void* sdec = nullptr;
+  check(cudaMallocAsync(&xdec, size_t(a.rows * a.cols) * 2, stream), "cudaMallocAsync");
+  if (f.scale != ScaleType::None) check(cudaMallocAsync(&sdec, size_t(a.rows * groups) * sizeof(float), stream), "cudaMallocAsync");
+  detail::DecodeActParams dp;
+  dp.codes = a.codes.as<uint8_t>();
+  dp.rows = a.rows;
+  dp.cols = a.cols;
+  dp.row_code_bytes = a.row_code_bytes();
+  dp.e = elem_desc(*f.element);
+  dp.out = static_cast<uint16_t*>(xdec);
+  dp.scales = f.scale != ScaleType::None ? a.scales.as<uint8_t>() : nullptr;
+  dp.scale = scale_code(f.scale);
+  dp.sb = scale_type_bytes(f.scale);
+  dp.groups = groups;
+  dp.scale_out = static_cast<float*>(sdec);
+  detail::launch_decode_act(dp, stream);
+  detail::ExactParams ep;
+  ep.w = view_of(w);
+  ep.x = static_cast<const uint16_t*>(xdec);
+  ep.m = a.rows;
+  ep.xs = static_cast<const float*>(sdec);
+  ep.xgroup = int(ag);
+  ep.xgroups = groups;
+  const bool per_row = f.global == GlobalScale::PerRow;
+  ep.xg = per_row ? a.global.as<float>() : nullptr;
+  if (!per_row) {
+    if (f.global == GlobalScale::PerTensor) a.global.download(&ep.xg_scalar, sizeof(float));  // host value: synchronous
+    else ep.xg_scalar = 1.0f;
+  }
+  ep.y = y;
+  detail::launch_exact(ep, stream);
+  check(cudaFreeAsync(xdec, stream), "cudaFreeAsync");
+  if (sdec) check(cudaFreeAsync(sdec, stream), "cudaFreeAsync");
+}
+
+void matmul_weight_only_f32_cuda(const PreparedWeight& w, const float* x, int64_t m, float* y, cudaStream_t stream) {
+  if (m <= 0 || w.n == 0) return;
+  void* parts = nullptr;
+  void* y3 = nullptr;
+  check(cudaMallocAsync(&parts, size_t(3 * m * w.k) * 2, stream), "cudaMallocAsync");
+  check(cudaMallocAsync(&y3, size_t(3 * m * w.n) * sizeof(float), stream), "cudaMallocAsync");
+  detail::launch_split3(x, m * w.k, static_cast<uint16_t*>(parts), stream);
+  matmul_weight_only_cuda(w, parts, DType::BF16, 3 * m, y3, DType::F32, stream);
+  detail::launch_sum3(static_cast<const float*>(y3), m * w.n, y, stream);
+  check(cudaFreeAsync(parts, stream), "cudaFreeAsync");
+  check(cudaFreeAsync(y3, stream), "cudaFreeAsync");
 }
 
 void matmul_q4_0_q8_1_cuda(const void* w_blocks, const void* a_blocks, int64_t n, int64_t m, int64_t k, float* y,
