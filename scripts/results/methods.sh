@@ -30,7 +30,7 @@ for fmt in nvfp4 mxfp4; do
   for a in 4 16; do
     files=()
     for m in rtn gptq mr-gptq 4o6 arc; do [ -f "$out/methods-$fmt-a$a-$m.json" ] && files+=("$out/methods-$fmt-a$a-$m.json"); done
-    [ "$fmt$a" != nvfp44 ] && files=("$out/methods-nvfp4-a4-rtn.json" "${files[@]}")
+    [ "$fmt$a" != nvfp44 ] && files=(--baseline-from "$out/methods-nvfp4-a4-rtn.json" "${files[@]}")
     .venv/bin/python scripts/results/render.py "$out/methods-$fmt-a$a.md" "$fmt W4A$a" "${files[@]}"
   done
 done

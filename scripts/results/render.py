@@ -1,7 +1,8 @@
 """Renders `fpq eval --json` result files into the markdown tables of docs/RESULTS.md.
 
-  render.py OUT.md TITLE FILE.json [FILE.json ...]
-Rows keep the order of the files and of their rows; a baseline row appears once.
+  render.py OUT.md TITLE [--baseline-from FILE.json] FILE.json [FILE.json ...]
+Rows keep the order of the files and of their rows; a baseline row appears once (--baseline-from takes only
+the unquantized row of that file).
 """
 import json
 import sys
@@ -10,10 +11,15 @@ import sys
 def main(out, title, files):
     rows, tasks, meta = [], [], None
     seen_baseline = False
-    for f in files:
+    baseline_only = set()
+    if files and files[0] == "--baseline-from":
+        baseline_only.add(files[1])
+    for f in [x for x in files if x != "--baseline-from"]:
         j = json.load(open(f))
         meta = meta or j
         for r in j["rows"]:
+            if f in baseline_only and r["kernel"] != "-":
+                continue
             if r["kernel"] == "-":
                 if seen_baseline:
                     continue
