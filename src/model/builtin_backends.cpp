@@ -102,6 +102,7 @@ class PseudoMatmul final : public MatmulBackend {
 }  // namespace
 
 void register_cpu_real_backends();  // kernels/cpu adapters (model/real_cpu_backends.cpp)
+void register_cuda_backends();      // kernels/cuda adapters (model/cuda_backends.cpp)
 
 void ensure_builtin_backends() {
   static std::once_flag once;
@@ -109,6 +110,7 @@ void ensure_builtin_backends() {
     register_activation_quantizer(std::make_shared<ReferenceQuantizer>());
     register_matmul_backend(std::make_shared<PseudoMatmul>());
     register_cpu_real_backends();
+    register_cuda_backends();
   });
 }
 

@@ -295,6 +295,15 @@ TEST_F(Cuda, WeightOnlyMatmulMatchesFloat64) {
       {"int8", 50, 416},
       {"q8_0", 40, 416},
       {"e2m1/e4m3/g16/ss6/rowglobal", 48, 256},
+      // K a multiple of 64: the decode kernel's fast paths (groups of 16, 32, 64+; 1- and 2-byte scales)
+      {"mxfp4", 72, 512},
+      {"nvfp4", 40, 1024},
+      {"e2m1/e8m0/g128", 40, 512},
+      {"mxfp6_e3m2", 56, 256},
+      {"fp6_e3m2", 72, 384},
+      {"mxfp8_e4m3", 24, 512},
+      {"q4_0", 40, 256},
+      {"int4/fp16/g64", 33, 320},
   };
   const int64_t ms[] = {1, 5, 16, 32, 40, 130};
   for (const WeightCase& wc : weights) {

@@ -24,6 +24,7 @@ struct BenchModelArgs {
   std::string model, json_out, a_format;
   std::vector<std::string> formats = {"nvfp4", "mxfp4", "mxfp6_e3m2", "mxfp8_e4m3", "fp6_e3m2", "q4_0"};
   std::vector<std::string> kernels = {"real"};
+  std::string device = "cpu";
   int a_bits = -1;
   BenchModelOptions opt;
 };
@@ -49,6 +50,8 @@ static void register_bench_model(CLI::App& app) {
                                          "W8A8 for llama.cpp/FP8, weight-only for per-row FPx)");
   cmd->add_option("--a-format", a->a_format, "Explicit activation format");
   cmd->add_option("--kernels", a->kernels, "Kernel rows per format: real, pseudo, cuda")->delimiter(',');
+  cmd->add_option("--device", a->device, "cpu (default) or cuda: the 'real' kernel rows run on the GPU (kernel 'cuda')")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--prompt", a->opt.prompt_tokens, "Prompt tokens");
   cmd->add_option("--gen", a->opt.gen_tokens, "Generated tokens");
   cmd->add_option("--repeats", a->opt.repeats, "Timed repeats (median reported)");
@@ -57,6 +60,9 @@ static void register_bench_model(CLI::App& app) {
     const std::filesystem::path path = a->model.empty() ? default_model_path() : std::filesystem::path(a->model);
     std::vector<QuantRecipe> recipes;
     for (const auto& f : a->formats) recipes.push_back(recipe_for(f, a->a_bits, a->a_format));
+    if (a->device == "cuda")
+      for (auto& k : a->kernels)
+        if (k == "real") k = "cuda";
     for (const auto& k : a->kernels) (void)kernel_backends(k);
     ModelSource src(path);
     Transformer model(src);

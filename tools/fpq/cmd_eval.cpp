@@ -28,7 +28,7 @@ struct EvalArgs {
   std::string data, data_dir;
   std::vector<std::string> task_data;
   int64_t limit = 0, limit_tokens = 0, ctx = 2048;
-  std::string json_out, quant_backend;
+  std::string json_out, quant_backend, device = "cpu";
   bool no_baseline = false;
   ModelQuantArgs method;
 };
@@ -75,6 +75,9 @@ static void register_eval(CLI::App& app) {
   cmd->add_option("--limit-tokens", a->limit_tokens, "WikiText-2 token budget (0: all)");
   cmd->add_option("--ctx", a->ctx, "Perplexity window / maximum sequence length");
   cmd->add_option("--json", a->json_out, "Write the results as JSON to this file");
+  cmd->add_option("--device", a->device, "cpu (default) or cuda: cuda runs the 'real' kernel rows on the GPU (kernel "
+                                        "'cuda': activation quantization and matmul), next to the CPU's pseudo rows")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--quant-backend", a->quant_backend, "Activation quantizer for every kernel row (reference, real, ...)");
   cmd->add_flag("--no-baseline", a->no_baseline, "Skip the unquantized row");
   a->method.add(cmd, false);
@@ -95,6 +98,9 @@ static void register_eval(CLI::App& app) {
       if (!a->kernel1.empty()) plan.kernels.push_back(a->kernel1);
       if (!a->kernel2.empty() && a->kernel2 != a->kernel1) plan.kernels.push_back(a->kernel2);
     }
+    if (a->device == "cuda")
+      for (auto& k : plan.kernels)
+        if (k == "real") k = "cuda";
     for (const auto& k : plan.kernels) (void)kernel_backends(k);  // validate names early
     plan.baseline = !a->no_baseline;
     plan.tasks = split_commas(a->tasks);
