@@ -156,31 +156,42 @@ void run_bench(const BenchGemmArgs& args) {
   uint64_t seed = 0x5eed;
   for (const auto& [n, k] : shapes) {
     probe();
+    for (const Pair& p : pairs) {
+      check_format_cols(p.w, k);
+      if (p.a) check_format_cols(*p.a, k);
+    }
     const std::vector<float> w = random_matrix(n, k, seed++);
-    for (const int64_t m : args.ms) {
-      const std::vector<float> x = random_matrix(m, k, seed++);
+    std::vector<std::vector<float>> xs;
+    std::vector<double> t_sgemm(args.ms.size(), 0.0);
+    for (size_t mi = 0; mi < args.ms.size(); ++mi) {
+      const int64_t m = args.ms[mi];
+      xs.push_back(random_matrix(m, k, seed++));
+      if (!args.sgemm) continue;
       std::vector<float> y(static_cast<size_t>(m * n));
-      double t_sgemm = 0;
-      if (args.sgemm) {
-        t_sgemm = time_median(
-            [&] {
-              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, x.data(), int(k),
-                          w.data(), int(k), 0.0f, y.data(), int(n));
-            },
-            args.repeats, args.min_time);
-        // OpenBLAS's threads spin for a while after a call; let them sleep before timing our kernels.
-        std::this_thread::sleep_for(std::chrono::milliseconds(300));
-      }
-      for (const Pair& p : pairs) {
-        check_format_cols(p.w, k);
-        if (p.a) check_format_cols(*p.a, k);
-        const QuantizedTensor wq = quantize(p.w, w.data(), n, k);
-        // Enough weight copies that the matrix-vector case reads memory, not the last-level cache.
-        const size_t wbytes = wq.storage_bytes();
-        const int copies = int(std::clamp<double>(std::ceil(args.rotate_mb * 1e6 / double(wbytes)), 1, 16));
-        std::vector<std::shared_ptr<const cpu::PreparedWeight>> pws;
-        for (int c = 0; c < copies; ++c) pws.push_back(cpu::prepare_weight(wq));
-        const size_t format_bytes = cpu::weight_bytes(*pws[0]);
+      t_sgemm[mi] = time_median(
+          [&] {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, xs[mi].data(), int(k),
+                        w.data(), int(k), 0.0f, y.data(), int(n));
+          },
+          args.repeats, args.min_time);
+      std::fprintf(stderr, "  %lld x %lld, M=%lld, OpenBLAS sgemm: %.0f us\n", (long long)n, (long long)k, (long long)m,
+                   t_sgemm[mi] * 1e6);
+    }
+    // OpenBLAS's threads spin for a while after a call; let them sleep before timing our kernels.
+    if (args.sgemm) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    for (const Pair& p : pairs) {
+      const QuantizedTensor wq = quantize(p.w, w.data(), n, k);
+      // Enough weight copies that the matrix-vector case reads memory, not the last-level cache.
+      const size_t wbytes = wq.storage_bytes();
+      const int copies = int(std::clamp<double>(std::ceil(args.rotate_mb * 1e6 / double(wbytes)), 1, 16));
+      std::vector<std::shared_ptr<const cpu::PreparedWeight>> pws;
+      for (int c = 0; c < copies; ++c) pws.push_back(cpu::prepare_weight(wq));
+      const size_t format_bytes = cpu::weight_bytes(*pws[0]);
+      const char* kind = cpu::kernel_kind_name(cpu::kernel_kind(*pws[0], p.a ? &*p.a : nullptr));
+      for (size_t mi = 0; mi < args.ms.size(); ++mi) {
+        const int64_t m = args.ms[mi];
+        const std::vector<float>& x = xs[mi];
+        std::vector<float> y(static_cast<size_t>(m * n));
         QuantizedTensor xq;
         double t_quant = 0;
         if (p.a) {
@@ -196,8 +207,7 @@ void run_bench(const BenchGemmArgs& args) {
               else cpu::matmul_weight_only(pw, x.data(), m, y.data());
             },
             args.repeats, args.min_time);
-        const char* kind = cpu::kernel_kind_name(cpu::kernel_kind(*pws[0], p.a ? &*p.a : nullptr));
-        rows.push_back({n, k, m, p.spec, p.w.name, p.a ? p.a->name : "f32", kind, t, t_sgemm, t_quant, format_bytes});
+        rows.push_back({n, k, m, p.spec, p.w.name, p.a ? p.a->name : "f32", kind, t, t_sgemm[mi], t_quant, format_bytes});
         std::fprintf(stderr, "  %lld x %lld, M=%lld, %s: %.0f us\n", (long long)n, (long long)k, (long long)m,
                      p.spec.c_str(), t * 1e6);
       }
@@ -205,6 +215,13 @@ void run_bench(const BenchGemmArgs& args) {
   }
   probe();
   const double bw = *std::max_element(probes.begin(), probes.end());
+  // Table order: shape, then M, then the pairs as given (they were measured pair by pair).
+  std::vector<Row> ordered;
+  for (const auto& [n, k] : shapes)
+    for (const int64_t m : args.ms)
+      for (const Row& r : rows)
+        if (r.n == n && r.k == k && r.m == m) ordered.push_back(r);
+  rows = std::move(ordered);
   Table table({"N x K", "M", "weight : act", "kernel", "µs", "GFLOP/s", "W GB/s", "% BW", "sgemm µs", "vs sgemm",
                "act quant µs"},
               {false, true, false, false, true, true, true, true, true, true, true});

@@ -74,12 +74,16 @@ struct WeightView {
   const uint8_t* lut_lb = nullptr;  // [64] low byte (half_mode 1; null when all zero)
 };
 
-// Activations for one call, zero-padded to kp columns and stored chunk-major: element (row i, column k) at
-// [(k / 8) * cstride + i * 8 + k % 8] with cstride = 8 * m, so a register tile's rows of one chunk are
-// contiguous. Per-unit values are stored unit-major: [u * m + i].
+// Activations for one call, zero-padded to kp columns, in blocks of rb rows (the driver's row block per task),
+// each block chunk-major: element (row i, column k) at
+//   [(i / rb) * bstride + (k / 8) * cstride + (i % rb) * 8 + k % 8],  cstride = 8 * rb, bstride = kp * rb,
+// so a register tile's rows of one chunk are contiguous and successive chunks are close together.
+// Per-unit values are stored unit-major: [u * m + i].
 struct ActView {
   int64_t m = 0, kp = 0;
-  int64_t cstride = 0;              // elements per chunk (8 * m)
+  int64_t rb = 0;                   // rows per block
+  int64_t cstride = 0;              // elements per chunk within a block (8 * rb)
+  int64_t bstride = 0;              // elements per block (kp * rb)
   const int8_t* xi8 = nullptr;      // int8 kernel: values * 2^int_shift
   const int16_t* xi16 = nullptr;    // int16 kernel: values * 2^int_shift; each 4 columns stored as k0 k2 k1 k3
   const float* xf = nullptr;        // float kernel

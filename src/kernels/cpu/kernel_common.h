@@ -10,15 +10,21 @@ namespace fpq::cpu::detail::FPQ_ISA_NS {
 constexpr int kMRInt = 10, kNVInt = 1, kNV1Int = 4;
 constexpr int kMRInt16 = 10, kNVInt16 = 1, kNV1Int16 = 4;
 constexpr int kMRFloat = 12, kNVFloat = 1, kNV1Float = 4;
+constexpr int kMRPanel = 12, kNVPanel = 2, kPanelMinRows = 16;  // float kernel, many rows: decoded panels
 #elif FPQ_KISA == 1
 constexpr int kMRInt = 2, kNVInt = 1, kNV1Int = 2;
 constexpr int kMRInt16 = 1, kNVInt16 = 1, kNV1Int16 = 1;
 constexpr int kMRFloat = 3, kNVFloat = 1, kNV1Float = 2;
+constexpr int kMRPanel = 4, kNVPanel = 1, kPanelMinRows = 16;
 #else
 constexpr int kMRInt = 2, kNVInt = 1, kNV1Int = 1;
 constexpr int kMRInt16 = 2, kNVInt16 = 1, kNV1Int16 = 1;
 constexpr int kMRFloat = 2, kNVFloat = 1, kNV1Float = 1;
+constexpr int kMRPanel = 2, kNVPanel = 1, kPanelMinRows = 16;
 #endif
+
+// Largest row block the driver hands one kernel call (matmul.cpp: row_block).
+constexpr int64_t kMaxBlockRows = 96;
 
 FPQ_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -83,6 +89,12 @@ FPQ_INLINE void store_tile(const WeightView& w, const ActView& a, float* y, int6
       vf_store(y + (m0 + r) * ldy + n0, o, valid);
     }
   }
+}
+
+// First activation element of row m0 (chunk 0); chunk c of row m0 + r is at + c * cstride + r * 8.
+template <typename T>
+FPQ_INLINE const T* act_row(const T* base, const ActView& a, int64_t m0) {
+  return base + (m0 / a.rb) * a.bstride + (m0 % a.rb) * kChunkCols;
 }
 
 FPQ_INLINE const uint8_t* chunk_ptr(const WeightView& w, int64_t t, int64_t c) {

@@ -96,7 +96,7 @@ struct FloatBlock {
 
   template <int MR, int NV>
   __attribute__((noinline)) void run(int64_t t0, int64_t m0) const {
-    const float* xrow = a.xf + m0 * kChunkCols;  // + c * cstride + r * 8 + j
+    const float* xrow = act_row(a.xf, a, m0);  // + c * cstride + r * 8 + j
     // Two-level sum (the float32 rounding error grows with the square root of the block, not of K): a block
     // of kBlockChunks chunks is summed into gacc from zero, then added to acc.
     VF acc[MR][NV], gacc[MR][NV];
@@ -145,6 +145,110 @@ struct FloatBlock {
     store_tile<MR, NV>(w, a, y, ldy, t0, m0, acc);
   }
 
+  // Many activation rows: decode a block of 64 columns of NV tiles once into an L1 buffer (a 16 x 64 panel per
+  // tile, the packing step of any GEMM; the weight matrix itself is never materialised) and run every row tile
+  // of [m0, m1) over it with plain FMAs. Per lane the operations and their order are those of run(), so both
+  // give the same bits.
+  template <int NV>
+  __attribute__((noinline)) void panel(int64_t t0, int64_t m0, int64_t m1) const {
+    constexpr int kCols = int(kBlockChunks) * kChunkCols;
+    alignas(64) float wbuf[kCols * NV * kTileRows];
+    alignas(64) float fbuf[kMaxBlockRows * NV * kTileRows];
+    const int64_t rows = m1 - m0;
+    for (int64_t i = 0; i < rows * NV * kTileRows; ++i) fbuf[i] = 0.0f;
+    VF sw[NV], zf[NV], mn[NV];
+    const int64_t gc = M == kSingle ? w.nchunks : w.group_chunks;
+    const bool fix = Dec::kHalfScale;
+    const VF vfix = vf_set1(w.half_fix);
+    const int64_t ntiles = (rows + kMRPanel - 1) / kMRPanel, base = rows / ntiles, extra = rows % ntiles;
+    for (int64_t c0 = 0; c0 < w.nchunks; c0 += kBlockChunks) {
+      const int64_t c1 = min64(w.nchunks, c0 + kBlockChunks);
+      for (int64_t c = c0; c < c1; ++c) {
+        if (M != kSingle && c % gc == 0) {
+          const int64_t g = c / gc;
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) {
+            sw[v] = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes);
+            if (fix) sw[v] = vf_mul(sw[v], vfix);
+            if constexpr (M == kZero) zf[v] = vf_cvt(vi_u8x16(w.zeros + group_index(w, t0 + v, g)));
+            if constexpr (M == kMins) mn[v] = load_f16x16(w.mins + group_index(w, t0 + v, g));
+          }
+        }
+        VB q[NV][Dec::kQuads];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) dec.load(chunk_ptr(w, t0 + v, c), q[v]);
+#pragma GCC unroll 8
+        for (int j = 0; j < kChunkCols; ++j) {
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) {
+            VF wv = dec.col(q[v], j);
+            if constexpr (M == kScaled) wv = vf_mul(wv, sw[v]);
+            if constexpr (M == kZero) wv = vf_mul(vf_sub(wv, zf[v]), sw[v]);
+            if constexpr (M == kMins) wv = vf_add(vf_mul(wv, sw[v]), mn[v]);
+            vf_store(wbuf + (((c - c0) * kChunkCols + j) * NV + v) * kTileRows, wv, kTileRows);
+          }
+        }
+      }
+      for (int64_t i = 0, m = m0; i < ntiles; ++i) {
+        const int mr = int(base + (i < extra ? 1 : 0));
+        auto f = [&]<int R, int V>() { panel_tile<R, NV>(m, m0, c0, c1 - c0, wbuf, fbuf); };
+        with_mr<kMRPanel, NV>(mr, f);
+        m += mr;
+      }
+    }
+    VF acc[1][NV];
+    VF s[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      if constexpr (M == kSingle) {
+        s[v] = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, 0) * w.scale_bytes);
+        if (fix) s[v] = vf_mul(s[v], vfix);
+      }
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        acc[0][v] = vf_load(fbuf + (r * NV + v) * kTileRows);
+        if constexpr (M == kSingle) acc[0][v] = vf_mul(acc[0][v], s[v]);
+      }
+      store_tile<1, NV>(w, a, y, ldy, t0, m0 + r, acc);
+    }
+  }
+
+  // fbuf[rows m..m+MR) += sum over the panel's columns of w * x (from zero), in column order.
+  template <int MR, int NV>
+  __attribute__((noinline)) void panel_tile(int64_t m, int64_t m0, int64_t c0, int64_t nch, const float* wbuf,
+                                            float* fbuf) const {
+    const float* xrow = act_row(a.xf, a, m);
+    VF g[MR][NV];
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) g[r][v] = vf_zero();
+    for (int64_t cc = 0; cc < nch; ++cc) {
+      const float* xc = xrow + (c0 + cc) * a.cstride;
+      const float* wc = wbuf + cc * kChunkCols * NV * kTileRows;
+#pragma GCC unroll 8
+      for (int j = 0; j < kChunkCols; ++j) {
+        VF wv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) wv[v] = vf_load(wc + (j * NV + v) * kTileRows);
+#pragma GCC unroll 32
+        for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) g[r][v] = vf_fma_bc(wv[v], xc + r * kChunkCols + j, g[r][v]);
+      }
+    }
+    float* fb = fbuf + (m - m0) * NV * kTileRows;
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        float* p = fb + (r * NV + v) * kTileRows;
+        vf_store(p, vf_add(vf_load(p), g[r][v]), kTileRows);
+      }
+  }
+
   // acc[r][v] = fma(w(t0 + v, k), x[r][k], acc[r][v]) for the 8 columns k of chunk c, in order.
   template <int MR, int NV>
   FPQ_INLINE void accumulate_chunk(int64_t t0, int64_t c, const float* xrow, const VF* sw, const VF* zf, const VF* mn,
@@ -173,7 +277,13 @@ void float_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int
                int64_t m1) {
   const Dec dec(w);
   FloatBlock<Dec, M> block{w, a, dec, y, ldy};
-  for_register_tiles<kMRFloat, kNVFloat, kNV1Float>(t0, t1, m0, m1, block);
+  if (m1 - m0 >= kPanelMinRows && m1 - m0 <= kMaxBlockRows) {
+    int64_t t = t0;
+    for (; t + kNVPanel <= t1; t += kNVPanel) block.template panel<kNVPanel>(t, m0, m1);
+    for (; t < t1; ++t) block.template panel<1>(t, m0, m1);
+  } else {
+    for_register_tiles<kMRFloat, kNVFloat, kNV1Float>(t0, t1, m0, m1, block);
+  }
 }
 
 template <class Dec>

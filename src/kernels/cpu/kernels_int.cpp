@@ -56,7 +56,7 @@ struct Int8Block {
     for (int r = 0; r < MR; ++r)
       for (int v = 0; v < NV; ++v) facc[r][v] = vf_zero();
     const int64_t uc = a.unit_chunks, nu = a.nunits;
-    const int8_t* xrow = a.xi8 + m0 * kChunkCols;  // + c * cstride + r * 8
+    const int8_t* xrow = act_row(a.xi8, a, m0);  // + c * cstride + r * 8
     for (int64_t u = 0; u < nu; ++u) {
       const int64_t g = (u * uc) / w.group_chunks;
       int32_t xs[MR];
@@ -154,7 +154,7 @@ struct Int16Block {
     for (int r = 0; r < MR; ++r)
       for (int v = 0; v < NV; ++v) facc[r][v] = vf_zero();
     const int64_t uc = a.unit_chunks, nu = a.nunits;
-    const int16_t* xrow = a.xi16 + m0 * kChunkCols;
+    const int16_t* xrow = act_row(a.xi16, a, m0);
     for (int64_t u = 0; u < nu; ++u) {
       const int64_t g = (u * uc) / w.group_chunks;
       VI iacc[MR][NV];

@@ -92,24 +92,43 @@ struct ActStage {
 
 float ldexp_f(float v, int e) { return v * std::ldexp(1.0f, e); }
 
+// Activation rows per task (and per staging block): all of them for small M.
+int64_t row_block(int64_t m) { return m <= 96 ? m : 64; }
+
+// Offset of (row i, chunk c) in the blocked chunk-major activation layout (kernel_abi.h).
+int64_t act_offset(int64_t i, int64_t c, int64_t rb, int64_t kp) {
+  return (i / rb) * kp * rb + c * rb * kChunkCols + (i % rb) * kChunkCols;
+}
+
+void set_layout(ActView& v, int64_t m, int64_t kp) {
+  v.m = m;
+  v.kp = kp;
+  v.rb = row_block(m);
+  v.cstride = v.rb * kChunkCols;
+  v.bstride = kp * v.rb;
+}
+
+int64_t act_elems(int64_t m, int64_t kp) {
+  const int64_t rb = row_block(m);
+  return (m + rb - 1) / rb * rb * kp;
+}
+
 void stage_float(const PreparedWeight& w, const float* x, int64_t m, int64_t unit, ActStage& st) {
-  const int64_t k = w.k, kp = w.view.kp, nu = kp / unit, nc = kp / kChunkCols, cs = m * kChunkCols;
-  st.xf.resize(size_t(m * kp * 4));
+  const int64_t k = w.k, kp = w.view.kp, nu = kp / unit, nc = kp / kChunkCols, rb = row_block(m);
+  st.xf.resize(size_t(act_elems(m, kp) * 4));
   float* xf = st.xf.as<float>();
   parallel_for(m, std::max<int64_t>(1, 16384 / kp), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* src = x + r * k;
       for (int64_t c = 0; c < nc; ++c) {
-        float* dst = xf + c * cs + r * kChunkCols;
+        float* dst = xf + act_offset(r, c, rb, kp);
         const int64_t n = std::min<int64_t>(kChunkCols, k - c * kChunkCols);
         std::memcpy(dst, src + c * kChunkCols, size_t(n) * 4);  // the tail stays zero
       }
     }
   });
   ActView& v = st.view;
-  v.m = m;
-  v.kp = kp;
-  v.cstride = cs;
+  set_layout(v, m, kp);
   v.xf = xf;
   v.unit_chunks = unit / kChunkCols;
   v.nunits = nu;
@@ -123,8 +142,9 @@ void stage_int(const PreparedWeight& w, const QuantizedTensor& x, const Plan& pl
   const Format& f = x.format;
   const int64_t glen = group_len(f, k);
   const bool per_row = glen == k;
-  if (i16) st.xi16.resize(size_t(m * kp * 2));
-  else st.xi8.resize(size_t(m * kp));
+  const int64_t rb = row_block(m);
+  if (i16) st.xi16.resize(size_t(act_elems(m, kp) * 2));
+  else st.xi8.resize(size_t(act_elems(m, kp)));
   st.xsum.resize(size_t(m * nu * 4));
   st.sx.resize(size_t(m * nu * 4));
   if (w.info.has_mins) st.msx.resize(size_t(m * nu * 4));
@@ -168,11 +188,9 @@ void stage_int(const PreparedWeight& w, const QuantizedTensor& x, const Plan& pl
         default: fail("internal: activation layout not supported by the integer kernels");
       }
       for (int64_t c = 0; c < k; ++c) vals[size_t(c)] = int16_t(a.ints[codes[size_t(c)]]);
-      const int64_t cs = m * kChunkCols;
       if (i16) {
-        int16_t* base = st.xi16.as<int16_t>() + r * kChunkCols;
         for (int64_t c = 0; c < kp / kChunkCols; ++c) {
-          int16_t* dst = base + c * cs;
+          int16_t* dst = st.xi16.as<int16_t>() + act_offset(r, c, rb, kp);
           const int16_t* v = vals.data() + c * kChunkCols;
           for (int q = 0; q < 2; ++q) {
             dst[4 * q + 0] = v[4 * q + 0];
@@ -182,9 +200,11 @@ void stage_int(const PreparedWeight& w, const QuantizedTensor& x, const Plan& pl
           }
         }
       } else {
-        int8_t* base = reinterpret_cast<int8_t*>(st.xi8.data()) + r * kChunkCols;
-        for (int64_t c = 0; c < kp / kChunkCols; ++c)
-          for (int j = 0; j < kChunkCols; ++j) base[c * cs + j] = int8_t(vals[size_t(c * kChunkCols + j)]);
+        int8_t* base = reinterpret_cast<int8_t*>(st.xi8.data());
+        for (int64_t c = 0; c < kp / kChunkCols; ++c) {
+          int8_t* dst = base + act_offset(r, c, rb, kp);
+          for (int j = 0; j < kChunkCols; ++j) dst[j] = int8_t(vals[size_t(c * kChunkCols + j)]);
+        }
       }
       int32_t* xs = st.xsum.as<int32_t>();
       float* sx = st.sx.as<float>();
@@ -200,9 +220,7 @@ void stage_int(const PreparedWeight& w, const QuantizedTensor& x, const Plan& pl
     }
   });
   ActView& v = st.view;
-  v.m = m;
-  v.kp = kp;
-  v.cstride = m * kChunkCols;
+  set_layout(v, m, kp);
   v.xi8 = i16 ? nullptr : reinterpret_cast<const int8_t*>(st.xi8.data());
   v.xi16 = i16 ? st.xi16.as<int16_t>() : nullptr;
   v.unit_chunks = unit / kChunkCols;
@@ -219,7 +237,7 @@ void run(const PreparedWeight& w, KernelKind kind, const ActView& a, int64_t m, 
   const WeightView& wv = w.view;
   const int64_t nt = wv.nt;
   const int64_t tb = 8;                       // tiles (128 weight rows) per task
-  const int64_t mb = m <= 96 ? m : 64;        // activation rows per task
+  const int64_t mb = row_block(m);            // activation rows per task (= the staging block)
   const int64_t ntt = (nt + tb - 1) / tb, ntm = (m + mb - 1) / mb;
   const int64_t ldy = w.n;
   parallel_for(ntt * ntm, 1, [&](int64_t i0, int64_t i1) {

@@ -75,6 +75,11 @@ FPQ_INLINE VF vf_sub(VF a, VF b) { return _mm512_sub_ps(a, b); }
 FPQ_INLINE VF vf_mul(VF a, VF b) { return _mm512_mul_ps(a, b); }
 FPQ_INLINE VF vf_fma(VF a, VF b, VF c) { return _mm512_fmadd_ps(a, b, c); }
 FPQ_INLINE VF vf_cvt(VI a) { return _mm512_cvtepi32_ps(a); }
+// acc + w * broadcast(*x), the broadcast kept as an embedded {1to16} memory operand.
+FPQ_INLINE VF vf_fma_bc(VF w, const float* x, VF acc) {
+  __asm__("vfmadd231ps %[x]%{1to16%}, %[w], %[acc]" : [acc] "+v"(acc) : [w] "v"(w), [x] "m"(*x));
+  return acc;
+}
 FPQ_INLINE VF vf_load(const float* p) { return _mm512_loadu_ps(p); }
 FPQ_INLINE void vf_store(float* p, VF v, int n) {
   if (n >= 16) _mm512_storeu_ps(p, v);
@@ -287,6 +292,7 @@ FPQ_INLINE VF vf_sub(VF x, VF y) { return {_mm256_sub_ps(x.a, y.a), _mm256_sub_p
 FPQ_INLINE VF vf_mul(VF x, VF y) { return {_mm256_mul_ps(x.a, y.a), _mm256_mul_ps(x.b, y.b)}; }
 FPQ_INLINE VF vf_fma(VF x, VF y, VF z) { return {_mm256_fmadd_ps(x.a, y.a, z.a), _mm256_fmadd_ps(x.b, y.b, z.b)}; }
 FPQ_INLINE VF vf_cvt(VI x) { return {_mm256_cvtepi32_ps(x.a), _mm256_cvtepi32_ps(x.b)}; }
+FPQ_INLINE VF vf_fma_bc(VF w, const float* x, VF acc) { return vf_fma(w, vf_bcast(x), acc); }
 FPQ_INLINE VF vf_load(const float* p) { return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
 FPQ_INLINE void vf_store(float* p, VF v, int n) {
   if (n >= 16) {
@@ -485,6 +491,7 @@ FPQ_INLINE VF vf_fma(VF a, VF b, VF c) {
   for (int i = 0; i < 16; ++i) c.v[i] = __builtin_fmaf(a.v[i], b.v[i], c.v[i]);
   return c;
 }
+FPQ_INLINE VF vf_fma_bc(VF w, const float* x, VF acc) { return vf_fma(w, vf_bcast(x), acc); }
 FPQ_INLINE VF vf_cvt(VI a) {
   VF r;
   for (int i = 0; i < 16; ++i) r.v[i] = float(a.v[i]);
