@@ -239,6 +239,41 @@ TEST(KernelsCpu, ThreadCountIndependent) {
   }
 }
 
+// A row of the product does not depend on the other rows of the batch: one call with M rows (register tiles,
+// decoded weight panels, row blocks) gives the same bits as M calls of one row.
+TEST(KernelsCpu, RowsIndependentOfBatch) {
+  std::mt19937_64 rng(test::fresh_seed());
+  IsaGuard ig;
+  for (const char* wname : {"fp6_e3m2", "mxfp4", "fp8_e4m3", "q4_1", "int4_asym", "nvfp4"}) {
+    for (const char* aname : {"f32", "mxfp4", "fp8_e4m3", "q8_1"}) {
+      const int64_t m = 16 + int64_t(rng() % 90), n = 40, k = 128;
+      SCOPED_TRACE(std::string(wname) + " x " + aname + " M=" + std::to_string(m));
+      const auto w = random_matrix(rng, n, k), x = random_matrix(rng, m, k);
+      const QuantizedTensor wq = quantize(parse_format(wname), w.data(), n, k);
+      const bool wo = std::string(aname) == "f32";
+      const QuantizedTensor xq = wo ? QuantizedTensor{} : quantize(parse_format(aname), x.data(), m, k);
+      const auto pw = prepare_weight(wq);
+      for (Isa isa : all_isas()) {
+        set_isa(isa);
+        std::vector<float> all(static_cast<size_t>(m * n)), one(static_cast<size_t>(n));
+        if (wo) matmul_weight_only(*pw, x.data(), m, all.data());
+        else matmul_quantized(*pw, xq, all.data());
+        for (int64_t r = 0; r < m; ++r) {
+          if (wo) {
+            matmul_weight_only(*pw, x.data() + r * k, 1, one.data());
+          } else {
+            const QuantizedTensor xr = quantize(parse_format(aname), x.data() + r * k, 1, k,
+                                                xq.global_scale.size() == 1 ? QuantizeOptions{.global_scale = xq.global_scale[0]}
+                                                                            : QuantizeOptions{});
+            matmul_quantized(*pw, xr, one.data());
+          }
+          ASSERT_EQ(0, std::memcmp(one.data(), all.data() + r * n, size_t(n) * 4)) << isa_name(isa) << " row " << r;
+        }
+      }
+    }
+  }
+}
+
 TEST(KernelsCpu, WeightOnlyBf16) {
   std::mt19937_64 rng(test::fresh_seed());
   IsaGuard ig;
