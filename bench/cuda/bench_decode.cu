@@ -1,0 +1,538 @@
+// bench_decode: batch-1 generation of a Llama-3-8B-shaped model with random weights, entirely on the GPU,
+// with 4-bit weights (fpq's decode kernels, matmul_weight_only_cuda) and with bf16 weights (cuBLASLt) in the
+// same program.
+//
+// The decode step: token embedding (bf16 table), per layer RMSNorm -> fused QKV projection -> RoPE (rotate
+// half) and KV-cache append -> grouped-query attention over the cache (split over positions, then combined)
+// -> O projection + residual -> RMSNorm -> fused gate/up projection -> SwiGLU -> down projection + residual;
+// final RMSNorm, output head, greedy argmax that feeds the next step's token and advances the position (both in
+// device memory, so one CUDA graph replays every step). Activations bf16 between kernels, residual stream and
+// norms float32. Both variants run the same non-matmul kernels; only the projections differ (the 4-bit variant
+// also quantizes the output head; the embedding table stays bf16 in both).
+//
+// Weights are random: bf16 uniform values; for the 4-bit variant random E2M1 codes with random E8M0 scales
+// written directly in the prepared layout (mxfp4, groups of 32). The KV cache is pre-filled with random values
+// for the first --context positions, then --gen tokens are generated; tokens/s = gen / time of the replays.
+//
+//   bench_decode [--layers 32] [--context 512] [--gen 128] [--format mxfp4|nvfp4] [--small]
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/cuda_kernels.h"
+#include "util/error.h"
+
+using namespace fpq;
+using namespace fpq::cuda;
+
+namespace {
+
+void ck(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) fail("{}: {}", what, cudaGetErrorString(e));
+}
+void ckb(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) fail("{}: cuBLAS status {}", what, int(s));
+}
+void ckl(const char* what) { ck(cudaGetLastError(), what); }
+
+struct Config {
+  int hidden = 4096, heads = 32, kv_heads = 8, head_dim = 128, inter = 14336, layers = 32, vocab = 128256;
+  float theta = 500000.0f, eps = 1e-5f;
+  int context = 512, gen = 128;
+  int qkv() const { return (heads + 2 * kv_heads) * head_dim; }
+};
+
+// ---- kernels ------------------------------------------------------------------------------------------------
+
+__device__ __forceinline__ uint64_t mix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+__global__ void fill_bf16(uint16_t* p, size_t n, uint64_t seed, float scale) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    const float u = float(mix64(seed * 0x100000001B3ull + i) >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+    p[i] = __bfloat16_as_ushort(__float2bfloat16_rn((2.0f * u - 1.0f) * scale));
+  }
+}
+__global__ void fill_bytes(uint8_t* p, size_t n, uint64_t seed, int lo, int span) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    const uint32_t r = uint32_t(mix64(seed * 0x100000001B3ull + i) >> 32);
+    p[i] = uint8_t(span ? lo + int(r % uint32_t(span)) : int(r & 0xFFu));
+  }
+}
+__global__ void fill_f32(float* p, size_t n, float v) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) p[i] = v;
+}
+
+__global__ void embed_kernel(const uint16_t* emb, const int* token, float* x, int hidden) {
+  const uint16_t* row = emb + size_t(*token) * hidden;
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) x[i] = __bfloat162float(__ushort_as_bfloat16(row[i]));
+}
+
+// x += delta (bf16, optional); h = bf16(x / rms(x) * w). One CTA of 1024 threads.
+__global__ void __launch_bounds__(1024) add_rmsnorm(float* x, const uint16_t* delta, const float* w, uint16_t* h,
+                                                     int hidden, float eps) {
+  __shared__ float red[32];
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
+    float v = x[i];
+    if (delta) {
+      v += __bfloat162float(__ushort_as_bfloat16(delta[i]));
+      x[i] = v;
+    }
+    ss += v * v;
+  }
+  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xFFFFFFFFu, ss, o);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float v = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+    if (threadIdx.x == 0) red[0] = v;
+  }
+  __syncthreads();
+  const float inv = rsqrtf(red[0] / float(hidden) + eps);
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) h[i] = __bfloat16_as_ushort(__float2bfloat16_rn(x[i] * inv * w[i]));
+}
+
+// RoPE (rotate half) on q and k of the fused qkv vector at position *pos; k and v appended to the cache
+// ([kv_head][position][head_dim]). One CTA per head (q heads, then kv heads), head_dim / 2 threads.
+__global__ void rope_cache(uint16_t* qkv, uint16_t* kc, uint16_t* vc, const int* pos_p, int heads, int kv_heads,
+                           int hd, int cap, float theta) {
+  const int pos = *pos_p;
+  const int h = blockIdx.x, i = threadIdx.x, half = hd / 2;
+  const float freq = powf(theta, -2.0f * float(i) / float(hd));
+  float s, c;
+  sincosf(float(pos) * freq, &s, &c);
+  auto rot = [&](uint16_t* v, uint16_t* dst) {
+    const float a = __bfloat162float(__ushort_as_bfloat16(v[i])), b = __bfloat162float(__ushort_as_bfloat16(v[i + half]));
+    dst[i] = __bfloat16_as_ushort(__float2bfloat16_rn(a * c - b * s));
+    dst[i + half] = __bfloat16_as_ushort(__float2bfloat16_rn(b * c + a * s));
+  };
+  if (h < heads) {
+    rot(qkv + h * hd, qkv + h * hd);
+  } else {
+    const int kh = h - heads;
+    uint16_t* k = qkv + (heads + kh) * hd;
+    uint16_t* v = qkv + (heads + kv_heads + kh) * hd;
+    rot(k, kc + (size_t(kh) * cap + pos) * hd);
+    vc[(size_t(kh) * cap + pos) * hd + i] = v[i];
+    vc[(size_t(kh) * cap + pos) * hd + i + half] = v[i + half];
+  }
+}
+
+constexpr int kChunk = 64;  // positions per attention CTA
+
+// Partial attention of one head over positions [split * kChunk, ...) of the L = pos + 1 cached ones:
+// m = max score, l = sum exp(score - m), o = sum exp(score - m) v. 128 threads (head_dim 128).
+__global__ void __launch_bounds__(128) attn_partial(const uint16_t* qkv, const uint16_t* kc, const uint16_t* vc,
+                                                    const int* pos_p, float* part, int heads, int kv_heads, int hd,
+                                                    int cap, int max_splits) {
+  const int L = *pos_p + 1;
+  const int h = blockIdx.x, split = blockIdx.y;
+  const int t0 = split * kChunk;
+  if (t0 >= L) return;
+  const int n = min(kChunk, L - t0);
+  const int kh = h / (heads / kv_heads);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  __shared__ float sc[kChunk];
+  __shared__ float red[2];
+  const uint16_t* q = qkv + h * hd;
+  float qv[4];
+  for (int j = 0; j < 4; ++j) qv[j] = __bfloat162float(__ushort_as_bfloat16(q[lane * 4 + j]));
+  const float scale = rsqrtf(float(hd));
+  const uint16_t* kb = kc + (size_t(kh) * cap + t0) * hd;
+  for (int t = warp; t < n; t += 4) {
+    const uint2 kk = *reinterpret_cast<const uint2*>(kb + size_t(t) * hd + lane * 4);
+    const __nv_bfloat162 k01 = *reinterpret_cast<const __nv_bfloat162*>(&kk.x), k23 = *reinterpret_cast<const __nv_bfloat162*>(&kk.y);
+    float d = qv[0] * __low2float(k01) + qv[1] * __high2float(k01) + qv[2] * __low2float(k23) + qv[3] * __high2float(k23);
+    for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xFFFFFFFFu, d, o);
+    if (lane == 0) sc[t] = d * scale;
+  }
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float m = -INFINITY;
+    for (int t = lane; t < n; t += 32) m = fmaxf(m, sc[t]);
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
+    float l = 0.0f;
+    for (int t = lane; t < n; t += 32) {
+      const float e = __expf(sc[t] - m);
+      sc[t] = e;
+      l += e;
+    }
+    for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xFFFFFFFFu, l, o);
+    if (lane == 0) red[0] = m, red[1] = l;
+  }
+  __syncthreads();
+  const int d = threadIdx.x;
+  const uint16_t* vb = vc + (size_t(kh) * cap + t0) * hd + d;
+  float acc = 0.0f;
+  for (int t = 0; t < n; ++t) acc += sc[t] * __bfloat162float(__ushort_as_bfloat16(vb[size_t(t) * hd]));
+  float* out = part + (size_t(h) * max_splits + split) * (hd + 2);
+  out[d] = acc;
+  if (d == 0) out[hd] = red[0], out[hd + 1] = red[1];
+}
+
+__global__ void __launch_bounds__(128) attn_combine(const float* part, const int* pos_p, uint16_t* out, int hd,
+                                                    int max_splits) {
+  const int L = *pos_p + 1;
+  const int splits = (L + kChunk - 1) / kChunk;
+  const int h = blockIdx.x, d = threadIdx.x;
+  const float* p = part + size_t(h) * max_splits * (hd + 2);
+  float m = -INFINITY;
+  for (int s = 0; s < splits; ++s) m = fmaxf(m, p[s * (hd + 2) + hd]);
+  float l = 0.0f, o = 0.0f;
+  for (int s = 0; s < splits; ++s) {
+    const float f = __expf(p[s * (hd + 2) + hd] - m);
+    l += f * p[s * (hd + 2) + hd + 1];
+    o += f * p[s * (hd + 2) + d];
+  }
+  out[h * hd + d] = __bfloat16_as_ushort(__float2bfloat16_rn(o / l));
+}
+
+// act = silu(gate) * up, gate = gu[0, inter), up = gu[inter, 2 inter).
+__global__ void silu_mul(const uint16_t* gu, uint16_t* act, int inter) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < inter; i += gridDim.x * blockDim.x) {
+    const float g = __bfloat162float(__ushort_as_bfloat16(gu[i])), u = __bfloat162float(__ushort_as_bfloat16(gu[inter + i]));
+    act[i] = __bfloat16_as_ushort(__float2bfloat16_rn(g / (1.0f + __expf(-g)) * u));
+  }
+}
+
+// Greedy next token (first maximum) and position advance. One CTA of 1024 threads.
+__global__ void __launch_bounds__(1024) argmax_step(const uint16_t* logits, int vocab, int* token, int* pos, int* trace,
+                                                    int* step) {
+  __shared__ float bv[32];
+  __shared__ int bi[32];
+  float best = -INFINITY;
+  int idx = 0x7FFFFFFF;
+  for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+    const float v = __bfloat162float(__ushort_as_bfloat16(logits[i]));
+    if (v > best || (v == best && i < idx)) best = v, idx = i;
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xFFFFFFFFu, best, o);
+    const int oi = __shfl_xor_sync(0xFFFFFFFFu, idx, o);
+    if (ov > best || (ov == best && oi < idx)) best = ov, idx = oi;
+  }
+  if ((threadIdx.x & 31) == 0) bv[threadIdx.x >> 5] = best, bi[threadIdx.x >> 5] = idx;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < int(blockDim.x >> 5); ++w)
+      if (bv[w] > best || (bv[w] == best && bi[w] < idx)) best = bv[w], idx = bi[w];
+    if (idx < 0 || idx >= vocab) idx = 0;  // all-NaN logits: counted as a failure by the host
+    *token = idx;
+    trace[*step] = (best == best) ? idx : -1;
+    *step += 1;
+    *pos += 1;
+  }
+}
+
+unsigned blocks_for(size_t n) { return unsigned(std::min<size_t>((n + 255) / 256, 132 * 16)); }
+
+// ---- matmul variants ------------------------------------------------------------------------------------------
+
+// y (N, bf16) = W x for one token.
+using Matmul = std::function<void(const void* x, void* y, cudaStream_t s)>;
+
+struct Cublas {
+  cublasLtHandle_t h = nullptr;
+  DeviceBuffer ws;
+  Cublas() {
+    ckb(cublasLtCreate(&h), "cublasLtCreate");
+    ws.reset(size_t(32) << 20);
+  }
+  ~Cublas() { cublasLtDestroy(h); }
+  Matmul plan(const void* w, int64_t n, int64_t k) {
+    cublasLtMatmulDesc_t op;
+    ckb(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    ckb(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)), "attr");
+    ckb(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)), "attr");
+    cublasLtMatrixLayout_t la, lb, lc;
+    ckb(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, uint64_t(k), uint64_t(n), k), "layout");
+    ckb(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, uint64_t(k), 1, k), "layout");
+    ckb(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, uint64_t(n), 1, n), "layout");
+    cublasLtMatmulPreference_t pref;
+    ckb(cublasLtMatmulPreferenceCreate(&pref), "pref");
+    size_t wsb = ws.size();
+    ckb(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof(wsb)), "pref");
+    cublasLtMatmulHeuristicResult_t res{};
+    int found = 0;
+    ckb(cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, lc, lc, pref, 1, &res, &found), "heuristic");
+    if (found == 0) fail("cuBLASLt found no algorithm for 1x{}x{}", n, k);
+    cublasLtMatmulPreferenceDestroy(pref);
+    auto algo = std::make_shared<cublasLtMatmulAlgo_t>(res.algo);
+    void* wsp = ws.data();
+    cublasLtHandle_t hh = h;
+    return [=](const void* x, void* y, cudaStream_t s) {
+      const float alpha = 1.0f, beta = 0.0f;
+      ckb(cublasLtMatmul(hh, op, &alpha, w, la, x, lb, &beta, y, lc, y, lc, algo.get(), wsp, wsb, s), "matmul");
+    };
+  }
+};
+
+// A random 4-bit weight written directly in the prepared layout (cuda_kernels.h / frag.cuh).
+PreparedWeight random_prepared(const Format& f, int64_t n, int64_t k, uint64_t seed) {
+  PreparedWeight p;
+  p.format = f;
+  p.n = n;
+  p.k = k;
+  p.n_tiles = (n + 15) / 16;
+  p.k_tiles = (k + 63) / 64;
+  p.bits = 4;
+  p.ebits = 2;
+  p.mbits = 1;
+  p.bias = 1;
+  p.scale = f.scale;
+  p.group = f.group;
+  p.global = 1.0f;
+  const int64_t n_groups = (p.k_tiles * 64 + p.group - 1) / p.group;
+  p.plane4.reset(size_t(p.n_tiles * p.k_tiles * 512));
+  p.scales.reset(size_t(p.n_tiles * n_groups * 16));
+  fill_bytes<<<blocks_for(p.plane4.size()), 256>>>(p.plane4.as<uint8_t>(), p.plane4.size(), seed, 0, 0);
+  // E8M0 2^-11 .. 2^-8, E4M3 codes of 0.0078 .. 0.03 (random weights of a sensible size)
+  if (f.scale == ScaleType::E8M0) fill_bytes<<<blocks_for(p.scales.size()), 256>>>(p.scales.as<uint8_t>(), p.scales.size(), seed + 1, 116, 4);
+  else fill_bytes<<<blocks_for(p.scales.size()), 256>>>(p.scales.as<uint8_t>(), p.scales.size(), seed + 1, 0x08, 16);
+  ckl("fill prepared weight");
+  return p;
+}
+
+struct Model {
+  Config c;
+  bool quantized = false;
+  std::vector<DeviceBuffer> bf16_weights;      // bf16 variant
+  std::vector<PreparedWeight> q_weights;       // 4-bit variant
+  std::vector<Matmul> qkv, o, gu, down;
+  Matmul head;
+  DeviceBuffer emb, norms, kc, vc;
+  double weight_bytes = 0;
+};
+
+void build(Model& M, const Config& c, bool quantized, const Format& f, Cublas& cb) {
+  M.c = c;
+  M.quantized = quantized;
+  const int64_t H = c.hidden;
+  auto make = [&](int64_t n, int64_t k, uint64_t seed) -> Matmul {
+    if (quantized) {
+      M.q_weights.push_back(random_prepared(f, n, k, seed));
+      const PreparedWeight* w = &M.q_weights.back();
+      M.weight_bytes += double(w->device_bytes());
+      return [w](const void* x, void* y, cudaStream_t s) {
+        matmul_weight_only_cuda(*w, x, DType::BF16, 1, y, DType::BF16, s);
+      };
+    }
+    DeviceBuffer b(size_t(n * k) * 2);
+    fill_bf16<<<blocks_for(size_t(n * k)), 256>>>(b.as<uint16_t>(), size_t(n * k), seed, 1.0f / std::sqrt(float(k)));
+    ckl("fill bf16 weight");
+    M.weight_bytes += double(b.size());
+    M.bf16_weights.push_back(std::move(b));
+    return cb.plan(M.bf16_weights.back().data(), n, k);
+  };
+  M.q_weights.reserve(size_t(4 * c.layers + 1));  // stable addresses
+  M.bf16_weights.reserve(size_t(4 * c.layers + 1));
+  for (int l = 0; l < c.layers; ++l) {
+    const uint64_t s = uint64_t(l) * 16 + 7;
+    M.qkv.push_back(make(c.qkv(), H, s + 1));
+    M.o.push_back(make(H, int64_t(c.heads) * c.head_dim, s + 2));
+    M.gu.push_back(make(2 * int64_t(c.inter), H, s + 3));
+    M.down.push_back(make(H, c.inter, s + 4));
+  }
+  M.head = make(c.vocab, H, 99991);
+  M.emb.reset(size_t(c.vocab) * H * 2);
+  fill_bf16<<<blocks_for(size_t(c.vocab) * H), 256>>>(M.emb.as<uint16_t>(), size_t(c.vocab) * H, 4242, 1.0f);
+  M.norms.reset(size_t(2 * c.layers + 1) * H * 4);
+  fill_f32<<<blocks_for(size_t(2 * c.layers + 1) * H), 256>>>(M.norms.as<float>(), size_t(2 * c.layers + 1) * H, 1.0f);
+  const int cap = c.context + c.gen + 1;
+  const size_t kv = size_t(c.layers) * c.kv_heads * cap * c.head_dim;
+  M.kc.reset(kv * 2);
+  M.vc.reset(kv * 2);
+  fill_bf16<<<blocks_for(kv), 256>>>(M.kc.as<uint16_t>(), kv, 777, 1.0f);
+  fill_bf16<<<blocks_for(kv), 256>>>(M.vc.as<uint16_t>(), kv, 778, 1.0f);
+  ckl("fill model");
+  ck(cudaDeviceSynchronize(), "sync");
+}
+
+struct State {
+  DeviceBuffer x, h, qkv, attn, o, gu, act, d, logits, part, ints;  // ints: token, pos, step, trace...
+};
+
+// One decode step on stream s (reads token and position from device memory).
+void step(const Model& M, State& S, cudaStream_t s) {
+  const Config& c = M.c;
+  const int H = c.hidden, cap = c.context + c.gen + 1, hd = c.head_dim;
+  const int max_splits = (cap + kChunk - 1) / kChunk;
+  int* token = S.ints.as<int>();
+  int* pos = token + 1;
+  int* stepc = token + 2;
+  int* trace = token + 4;
+  const float* norms = M.norms.as<float>();
+  embed_kernel<<<1, 1024, 0, s>>>(M.emb.as<uint16_t>(), token, S.x.as<float>(), H);
+  const uint16_t* delta = nullptr;
+  for (int l = 0; l < c.layers; ++l) {
+    const size_t kv_off = size_t(l) * c.kv_heads * cap * hd;
+    add_rmsnorm<<<1, 1024, 0, s>>>(S.x.as<float>(), delta, norms + size_t(2 * l) * H, S.h.as<uint16_t>(), H, c.eps);
+    M.qkv[size_t(l)](S.h.data(), S.qkv.data(), s);
+    rope_cache<<<c.heads + c.kv_heads, hd / 2, 0, s>>>(S.qkv.as<uint16_t>(), M.kc.as<uint16_t>() + kv_off,
+                                                        M.vc.as<uint16_t>() + kv_off, pos, c.heads, c.kv_heads, hd, cap,
+                                                        c.theta);
+    attn_partial<<<dim3(c.heads, max_splits), 128, 0, s>>>(S.qkv.as<uint16_t>(), M.kc.as<uint16_t>() + kv_off,
+                                                            M.vc.as<uint16_t>() + kv_off, pos, S.part.as<float>(), c.heads,
+                                                            c.kv_heads, hd, cap, max_splits);
+    attn_combine<<<c.heads, hd, 0, s>>>(S.part.as<float>(), pos, S.attn.as<uint16_t>(), hd, max_splits);
+    M.o[size_t(l)](S.attn.data(), S.o.data(), s);
+    add_rmsnorm<<<1, 1024, 0, s>>>(S.x.as<float>(), S.o.as<uint16_t>(), norms + size_t(2 * l + 1) * H,
+                                   S.h.as<uint16_t>(), H, c.eps);
+    M.gu[size_t(l)](S.h.data(), S.gu.data(), s);
+    silu_mul<<<56, 256, 0, s>>>(S.gu.as<uint16_t>(), S.act.as<uint16_t>(), c.inter);
+    M.down[size_t(l)](S.act.data(), S.d.data(), s);
+    delta = S.d.as<uint16_t>();
+  }
+  add_rmsnorm<<<1, 1024, 0, s>>>(S.x.as<float>(), delta, norms + size_t(2 * c.layers) * H, S.h.as<uint16_t>(), H, c.eps);
+  M.head(S.h.data(), S.logits.data(), s);
+  argmax_step<<<1, 1024, 0, s>>>(S.logits.as<uint16_t>(), c.vocab, token, pos, trace, stepc);
+}
+
+struct Result {
+  double ms_per_token = 0, tok_s = 0, weight_gb = 0;
+  int nan_steps = 0;
+  std::vector<int> tokens;
+};
+
+Result run(const Model& M) {
+  const Config& c = M.c;
+  State S;
+  S.x.reset(size_t(c.hidden) * 4);
+  S.h.reset(size_t(std::max(c.hidden, c.inter)) * 2);
+  S.qkv.reset(size_t(c.qkv()) * 2);
+  S.attn.reset(size_t(c.heads) * c.head_dim * 2);
+  S.o.reset(size_t(c.hidden) * 2);
+  S.gu.reset(size_t(2 * c.inter) * 2);
+  S.act.reset(size_t(c.inter) * 2);
+  S.d.reset(size_t(c.hidden) * 2);
+  S.logits.reset(size_t(c.vocab) * 2);
+  const int cap = c.context + c.gen + 1;
+  S.part.reset(size_t(c.heads) * ((cap + kChunk - 1) / kChunk) * (c.head_dim + 2) * 4);
+  const int n_ints = 4 + c.gen + 8;
+  S.ints.reset(size_t(n_ints) * 4);
+  auto reset_ints = [&] {
+    std::vector<int> v(size_t(n_ints), 0);
+    v[0] = 1;              // token
+    v[1] = c.context - 1;  // position of the first generated token's input: the last context position
+    S.ints.upload(v.data(), v.size() * 4);
+  };
+  cudaStream_t s;
+  ck(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream");
+  // Warm-up outside the graph (module loading, shared-memory attributes), then capture one step.
+  reset_ints();
+  step(M, S, s);
+  ck(cudaStreamSynchronize(s), "warm-up");
+  cudaGraph_t g;
+  cudaGraphExec_t ge;
+  ck(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), "capture");
+  step(M, S, s);
+  ck(cudaStreamEndCapture(s, &g), "end capture");
+  ck(cudaGraphInstantiate(&ge, g, 0), "instantiate");
+  // Two warm-up replays, then the timed run from a fresh state.
+  reset_ints();
+  for (int i = 0; i < 2; ++i) ck(cudaGraphLaunch(ge, s), "replay");
+  ck(cudaStreamSynchronize(s), "sync");
+  reset_ints();
+  cudaEvent_t e0, e1;
+  ck(cudaEventCreate(&e0), "event");
+  ck(cudaEventCreate(&e1), "event");
+  ck(cudaEventRecord(e0, s), "record");
+  for (int i = 0; i < c.gen; ++i) ck(cudaGraphLaunch(ge, s), "replay");
+  ck(cudaEventRecord(e1, s), "record");
+  ck(cudaEventSynchronize(e1), "sync");
+  float ms = 0;
+  ck(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
+  Result r;
+  r.ms_per_token = double(ms) / c.gen;
+  r.tok_s = 1000.0 / r.ms_per_token;
+  r.weight_gb = M.weight_bytes / 1e9;
+  std::vector<int> v(static_cast<size_t>(n_ints), 0);
+  S.ints.download(v.data(), v.size() * 4);
+  if (v[2] != c.gen || v[1] != c.context - 1 + c.gen) fail("decode loop ran {} steps to position {}", v[2], v[1]);
+  for (int i = 0; i < c.gen; ++i) {
+    r.tokens.push_back(v[size_t(4 + i)]);
+    if (v[size_t(4 + i)] < 0) ++r.nan_steps;
+  }
+  cudaGraphExecDestroy(ge);
+  cudaGraphDestroy(g);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaStreamDestroy(s);
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    Config c;
+    std::string fmt_name = "mxfp4";
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      auto next = [&]() -> int {
+        if (i + 1 >= argc) fail("{} needs a value", a);
+        return std::atoi(argv[++i]);
+      };
+      if (a == "--layers") c.layers = next();
+      else if (a == "--context") c.context = next();
+      else if (a == "--gen") c.gen = next();
+      else if (a == "--format") {
+        if (i + 1 >= argc) fail("--format needs a value");
+        fmt_name = argv[++i];
+      } else if (a == "--small") {
+        c.layers = 2;
+        c.vocab = 4096;
+        c.gen = 8;
+      } else fail("unknown option {}", a);
+    }
+    if (c.context < 1 || c.gen < 1 || c.layers < 1) fail("--context, --gen and --layers must be positive");
+    std::string why;
+    if (!cuda_available(&why)) fail("no usable GPU: {}", why);
+    const Format f = parse_format(fmt_name);
+    if (!(f.element->name == "e2m1" && (f.scale == ScaleType::E8M0 || f.scale == ScaleType::E4M3) && f.group > 0 &&
+          f.global == GlobalScale::None))
+      fail("--format takes E2M1 formats with E8M0 / E4M3 group scales and no global scale (mxfp4, e2m1/e4m3/g16), got '{}'", fmt_name);
+    std::printf("bench_decode: %s\n", device_description().c_str());
+    std::printf("Llama-3-8B shape: hidden %d, %d layers, %d heads (%d kv), head_dim %d, intermediate %d, vocab %d; "
+                "context %d, %d generated tokens, batch 1, one CUDA graph per step\n",
+                c.hidden, c.layers, c.heads, c.kv_heads, c.head_dim, c.inter, c.vocab, c.context, c.gen);
+    Cublas cb;
+    Result rb, rq;
+    {
+      Model M;
+      build(M, c, false, f, cb);
+      rb = run(M);
+    }
+    {
+      Model M;
+      build(M, c, true, f, cb);
+      rq = run(M);
+    }
+    std::printf("\n| weights | projections | weight GB | ms / token | tokens/s | speed-up |\n|---|---|---:|---:|---:|---:|\n");
+    std::printf("| bf16 | cuBLASLt | %.2f | %.3f | %.1f | 1.00x |\n", rb.weight_gb, rb.ms_per_token, rb.tok_s);
+    std::printf("| %s (4-bit) | fpq matmul_weight_only_cuda | %.2f | %.3f | %.1f | %.2fx |\n", fmt_name.c_str(), rq.weight_gb,
+                rq.ms_per_token, rq.tok_s, rq.tok_s / rb.tok_s);
+    std::printf("\nsteps with NaN logits: bf16 %d, 4-bit %d; first tokens (4-bit): ", rb.nan_steps, rq.nan_steps);
+    for (size_t i = 0; i < std::min<size_t>(8, rq.tokens.size()); ++i) std::printf("%d ", rq.tokens[i]);
+    std::printf("\n");
+    return (rb.nan_steps || rq.nan_steps) ? 3 : 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_decode: error: %s\n", e.what());
+    return 1;
+  }
+}
