@@ -187,9 +187,9 @@ void run_bench(const BenchGemmArgs& args) {
       std::vector<std::shared_ptr<const cpu::PreparedWeight>> pws;
       for (int c = 0; c < copies; ++c) pws.push_back(cpu::prepare_weight(wq));
       const size_t format_bytes = cpu::weight_bytes(*pws[0]);
-      const char* kind = cpu::kernel_kind_name(cpu::kernel_kind(*pws[0], p.a ? &*p.a : nullptr));
       for (size_t mi = 0; mi < args.ms.size(); ++mi) {
         const int64_t m = args.ms[mi];
+        const char* kind = cpu::kernel_kind_name(cpu::kernel_kind(*pws[0], p.a ? &*p.a : nullptr, cpu::active_isa(), m));
         const std::vector<float>& x = xs[mi];
         std::vector<float> y(static_cast<size_t>(m * n));
         QuantizedTensor xq;

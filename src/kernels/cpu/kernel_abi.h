@@ -87,6 +87,7 @@ struct ActView {
   const int8_t* xi8 = nullptr;      // int8 kernel: values * 2^int_shift
   const int16_t* xi16 = nullptr;    // int16 kernel: values * 2^int_shift; each 4 columns stored as k0 k2 k1 k3
   const float* xf = nullptr;        // float kernel
+  const uint16_t* xbf = nullptr;    // bf16 kernel: bf16 bits of the code values; 4 columns stored as k0 k2 k1 k3
   int64_t unit_chunks = 1;          // chunks per unit (the span over which one pair of scales applies)
   int64_t nunits = 1;
   const int32_t* xsum = nullptr;    // [u][m] sum of the integer values over the unit (int kernels)
@@ -119,6 +120,9 @@ struct EncodeParams {
                  int64_t m0, int64_t m1);                                                                     \
   void gemm_int16(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1,      \
                   int64_t m0, int64_t m1);                                                                    \
+  /* bf16 dot products of exactly representable code values (AVX-512 only; the others trap). */             \
+  void gemm_bf16(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1,       \
+                 int64_t m0, int64_t m1);                                                                     \
   void gemm_float(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1,      \
                   int64_t m0, int64_t m1);                                                                    \
   /* Reads `bytes` (64-byte aligned) as four interleaved streams and returns a checksum. */                 \

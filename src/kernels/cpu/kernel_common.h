@@ -11,6 +11,7 @@ constexpr int kMRInt = 10, kNVInt = 1, kNV1Int = 4;
 constexpr int kMRInt16 = 10, kNVInt16 = 1, kNV1Int16 = 4;
 constexpr int kMRFloat = 12, kNVFloat = 1, kNV1Float = 4;
 constexpr int kMRPanel = 12, kNVPanel = 2, kPanelMinRows = 16;  // float kernel, many rows: decoded panels
+constexpr int kMRBf16 = 12;
 #elif FPQ_KISA == 1
 constexpr int kMRInt = 2, kNVInt = 1, kNV1Int = 2;
 constexpr int kMRInt16 = 1, kNVInt16 = 1, kNV1Int16 = 1;

@@ -8,6 +8,8 @@
 // Used for weight-only products (float32 / bf16 activations) and for activation formats that are not
 // integer multiples of a small power of two (FP8 E4M3 / E5M2, asymmetric activations), which the driver
 // dequantizes first (the activations, never the weights).
+#include <cstdlib>
+
 #include "kernels/cpu/kernel_common.h"
 
 namespace fpq::cpu::detail::FPQ_ISA_NS {
@@ -272,6 +274,93 @@ struct FloatBlock {
   }
 };
 
+#if FPQ_KISA == 2
+// bf16 kernel: weights decoded once per call into bf16 pairs (k0 k2 | k1 k3 per quad, as the activations), the
+// whole K of one tile at a time (an L2-sized buffer, not the weight matrix); then every row tile streams it:
+//   per unit (<= 64 columns):  g = sum of vdpbf16ps  (products exact, float32 sums)
+//                              acc = fma(g * w_scale, x_scale, acc)
+//   y = (acc * w_global) * x_global.
+template <class Dec>
+struct Bf16Block {
+  const WeightView& w;
+  const ActView& a;
+  const Dec& dec;
+  float* y;
+  int64_t ldy;
+  VI* buf;  // w.nchunks * 4 vectors
+
+  void decode_tile(int64_t t) const {
+    for (int64_t c = 0; c < w.nchunks; ++c) {
+      VB q[Dec::kQuads];
+      dec.load(chunk_ptr(w, t, c), q);
+      VF col[kChunkCols];
+#pragma GCC unroll 8
+      for (int j = 0; j < kChunkCols; ++j) col[j] = dec.col(q, j);
+      VI* o = buf + c * 4;
+      vi_store(o + 0, bf16_pair(col[0], col[2]));
+      vi_store(o + 1, bf16_pair(col[1], col[3]));
+      vi_store(o + 2, bf16_pair(col[4], col[6]));
+      vi_store(o + 3, bf16_pair(col[5], col[7]));
+    }
+  }
+
+  template <int MR, int NV>
+  __attribute__((noinline)) void run(int64_t t0, int64_t m0) const {
+    static_assert(NV == 1, "one weight tile per buffer");
+    const uint16_t* xrow = act_row(a.xbf, a, m0);
+    const int64_t uc = a.unit_chunks, nu = a.nunits;
+    VF facc[MR];
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) facc[r] = vf_zero();
+    const VF vfix = vf_set1(w.half_fix);
+    for (int64_t u = 0; u < nu; ++u) {
+      VF g[MR];
+#pragma GCC unroll 32
+      for (int r = 0; r < MR; ++r) g[r] = vf_zero();
+      for (int64_t c = u * uc; c < (u + 1) * uc; ++c) {
+        const VI* wc = buf + c * 4;
+        const uint16_t* xc = xrow + c * a.cstride;
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; ++p) {
+          const VI wv = vi_load(wc + p);
+#pragma GCC unroll 32
+          for (int r = 0; r < MR; ++r) g[r] = dpbf16(g[r], wv, xc + r * kChunkCols + 2 * p);
+        }
+      }
+      const int64_t gi = (u * uc) / w.group_chunks;
+      VF sw = load_scales(w.scale_code, w.scales + group_index(w, t0, gi) * w.scale_bytes);
+      if (Dec::kHalfScale) sw = vf_mul(sw, vfix);
+#pragma GCC unroll 32
+      for (int r = 0; r < MR; ++r) facc[r] = vf_fma(vf_mul(g[r], sw), vf_bcast(a.sx + u * a.m + m0 + r), facc[r]);
+    }
+    VF acc[MR][1];
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) acc[r][0] = facc[r];
+    store_tile<MR, 1>(w, a, y, ldy, t0, m0, acc);
+  }
+};
+
+template <class Dec>
+void bf16_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
+              int64_t m1) {
+  const Dec dec(w);
+  VI* buf = static_cast<VI*>(std::aligned_alloc(64, size_t(w.nchunks) * 4 * sizeof(VI)));
+  if (!buf) __builtin_trap();
+  Bf16Block<Dec> block{w, a, dec, y, ldy, buf};
+  const int64_t rows = m1 - m0, ntiles = (rows + kMRBf16 - 1) / kMRBf16, base = rows / ntiles, extra = rows % ntiles;
+  for (int64_t t = t0; t < t1; ++t) {
+    block.decode_tile(t);
+    for (int64_t i = 0, m = m0; i < ntiles; ++i) {
+      const int mr = int(base + (i < extra ? 1 : 0));
+      auto f = [&]<int R, int V>() { block.template run<R, V>(t, m); };
+      with_mr<kMRBf16, 1>(mr, f);
+      m += mr;
+    }
+  }
+  std::free(buf);
+}
+#endif
+
 template <class Dec, int M>
 void float_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                int64_t m1) {
@@ -313,6 +402,24 @@ void gemm_float(const WeightView& w, const ActView& a, float* y, int64_t ldy, in
     case kDecUInt8: float_mode<FUInt>(w, a, y, ldy, t0, t1, m0, m1); break;
     default: float_mode<FTable>(w, a, y, ldy, t0, t1, m0, m1); break;
   }
+}
+
+void gemm_bf16(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
+               int64_t m1) {
+#if FPQ_KISA == 2
+  switch (w.float_decode) {
+    case kDecLut16: bf16_run<FNib>(w, a, y, ldy, t0, t1, m0, m1); break;
+    case kDecFloat:
+      if (w.half_mode) bf16_run<FHalf>(w, a, y, ldy, t0, t1, m0, m1);
+      else bf16_run<FArith>(w, a, y, ldy, t0, t1, m0, m1);
+      break;
+    case kDecSInt8: bf16_run<FSInt>(w, a, y, ldy, t0, t1, m0, m1); break;
+    default: __builtin_trap();  // the driver does not pick bf16 for other decoders
+  }
+#else
+  (void)w, (void)a, (void)y, (void)ldy, (void)t0, (void)t1, (void)m0, (void)m1;
+  __builtin_trap();  // AVX-512 BF16 only; the driver never asks the other variants
+#endif
 }
 
 }  // namespace fpq::cpu::detail::FPQ_ISA_NS

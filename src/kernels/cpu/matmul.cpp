@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 
 #include "formats/ggml_blocks.h"
 #include "formats/packing.h"
@@ -17,14 +18,14 @@ namespace fpq::cpu {
 namespace detail {
 
 struct Variant {
-  GemmFn int8, int16, flt;
+  GemmFn int8, int16, bf16, flt;
 };
 
 const Variant& variant(Isa isa) {
   static const Variant v[3] = {
-      {scalar::gemm_int8, scalar::gemm_int16, scalar::gemm_float},
-      {avx2::gemm_int8, avx2::gemm_int16, avx2::gemm_float},
-      {avx512::gemm_int8, avx512::gemm_int16, avx512::gemm_float},
+      {scalar::gemm_int8, scalar::gemm_int16, scalar::gemm_bf16, scalar::gemm_float},
+      {avx2::gemm_int8, avx2::gemm_int16, avx2::gemm_bf16, avx2::gemm_float},
+      {avx512::gemm_int8, avx512::gemm_int16, avx512::gemm_bf16, avx512::gemm_float},
   };
   return v[int(isa)];
 }
@@ -84,6 +85,37 @@ Plan make_plan(const PreparedWeight& w, const Format* act, Isa isa) {
   return p;
 }
 
+// Every code of the type has a value that bfloat16 holds exactly (NaN stays NaN, infinities stay infinite).
+bool bf16_exact(const CodeInfo& c) {
+  for (int i = 0; i < (1 << c.bits); ++i) {
+    const float v = c.values[i];
+    if (!std::isnan(v) && bf16_to_f32(f32_to_bf16(v)) != v) return false;
+  }
+  return true;
+}
+
+// The bf16 kernel decodes each weight tile into a buffer once per call: worth it from a few rows on.
+constexpr int64_t kBf16MinRows = 8;
+
+// AVX-512 BF16: pairs whose codes are exact in bfloat16 but not small integers (FP8 with FP8 or FP4...), for
+// m >= kBf16MinRows rows (m = 0: any).
+void maybe_bf16(const PreparedWeight& w, const Format& act, Isa isa, int64_t m, Plan& p) {
+  if (isa != Isa::Avx512 || p.kind != KernelKind::Float || (m > 0 && m < kBf16MinRows)) return;
+  const CodeInfo& a = p.act;
+  if (a.has_zero_points || a.has_mins || w.info.has_zero_points || w.info.has_mins || w.specials_present) return;
+  if (act.layout == Layout::GgmlQ4_1) return;
+  const int dec = w.view.float_decode;
+  if (dec != kDecLut16 && dec != kDecFloat && dec != kDecSInt8) return;
+  if (!bf16_exact(w.info) || !bf16_exact(a)) return;
+  const int64_t kp = w.view.kp;
+  const int64_t glen = group_len(act, w.k);
+  const int64_t ga = glen == w.k ? kp : glen;
+  if (ga % kChunkCols != 0) return;
+  // Units of at most 64 columns keep the float32 sums short (the pseudo path's accuracy).
+  p.kind = KernelKind::Bf16Dot;
+  p.unit = std::gcd(std::gcd(w.gw, ga), int64_t(64));
+}
+
 // Staged activations of one call (owns the buffers the ActView points to).
 struct ActStage {
   AlignedBuffer xi8, xi16, xf, xsum, sx, msx, gx;
@@ -137,7 +169,8 @@ void stage_float(const PreparedWeight& w, const float* x, int64_t m, int64_t uni
 // Integer lanes of quantized activations (codes -> value * 2^shift), per-unit sums and scales.
 void stage_int(const PreparedWeight& w, const QuantizedTensor& x, const Plan& plan, ActStage& st) {
   const CodeInfo& a = plan.act;
-  const bool i16 = plan.kind == KernelKind::Int16Dot;
+  const bool bf = plan.kind == KernelKind::Bf16Dot;  // bf16 bits of the code values, laid out as for int16
+  const bool i16 = plan.kind == KernelKind::Int16Dot || bf;
   const int64_t m = x.rows, k = x.cols, kp = w.view.kp, unit = plan.unit, nu = kp / unit;
   const Format& f = x.format;
   const int64_t glen = group_len(f, k);
@@ -150,7 +183,7 @@ void stage_int(const PreparedWeight& w, const QuantizedTensor& x, const Plan& pl
   if (w.info.has_mins) st.msx.resize(size_t(m * nu * 4));
   const bool has_global = !f.is_ggml() && !x.global_scale.empty();
   if (has_global) st.gx.resize(size_t(m * 4));
-  const int shift = a.shift + w.info.shift;
+  const int shift = bf ? 0 : a.shift + w.info.shift;
   parallel_for(m, std::max<int64_t>(1, 8192 / kp), [&](int64_t r0, int64_t r1) {
     std::vector<uint8_t> codes(size_t(kp), 0);
     std::vector<float> gscale(static_cast<size_t>(k / (per_row ? k : glen)));
@@ -187,7 +220,11 @@ void stage_int(const PreparedWeight& w, const QuantizedTensor& x, const Plan& pl
         }
         default: fail("internal: activation layout not supported by the integer kernels");
       }
-      for (int64_t c = 0; c < k; ++c) vals[size_t(c)] = int16_t(a.ints[codes[size_t(c)]]);
+      if (bf) {
+        for (int64_t c = 0; c < k; ++c) vals[size_t(c)] = int16_t(uint16_t(f32_bits(a.values[codes[size_t(c)]]) >> 16));
+      } else {
+        for (int64_t c = 0; c < k; ++c) vals[size_t(c)] = int16_t(a.ints[codes[size_t(c)]]);
+      }
       if (i16) {
         for (int64_t c = 0; c < kp / kChunkCols; ++c) {
           int16_t* dst = st.xi16.as<int16_t>() + act_offset(r, c, rb, kp);
@@ -222,7 +259,8 @@ void stage_int(const PreparedWeight& w, const QuantizedTensor& x, const Plan& pl
   ActView& v = st.view;
   set_layout(v, m, kp);
   v.xi8 = i16 ? nullptr : reinterpret_cast<const int8_t*>(st.xi8.data());
-  v.xi16 = i16 ? st.xi16.as<int16_t>() : nullptr;
+  v.xi16 = i16 && !bf ? st.xi16.as<int16_t>() : nullptr;
+  v.xbf = bf ? st.xi16.as<uint16_t>() : nullptr;
   v.unit_chunks = unit / kChunkCols;
   v.nunits = nu;
   v.xsum = st.xsum.as<int32_t>();
@@ -233,7 +271,10 @@ void stage_int(const PreparedWeight& w, const QuantizedTensor& x, const Plan& pl
 
 void run(const PreparedWeight& w, KernelKind kind, const ActView& a, int64_t m, float* y, Isa isa) {
   const Variant& var = variant(isa);
-  const GemmFn fn = kind == KernelKind::Int8Dot ? var.int8 : kind == KernelKind::Int16Dot ? var.int16 : var.flt;
+  const GemmFn fn = kind == KernelKind::Int8Dot    ? var.int8
+                    : kind == KernelKind::Int16Dot ? var.int16
+                    : kind == KernelKind::Bf16Dot  ? var.bf16
+                                                   : var.flt;
   const WeightView& wv = w.view;
   const int64_t nt = wv.nt;
   const int64_t tb = 8;                       // tiles (128 weight rows) per task
@@ -257,15 +298,18 @@ void check_y(const float* y, int64_t m) {
 
 using detail::ActStage;
 
-KernelKind kernel_kind(const PreparedWeight& w, const Format* act, Isa isa) {
+KernelKind kernel_kind(const PreparedWeight& w, const Format* act, Isa isa, int64_t m) {
   if (int(isa) > int(detected_isa())) isa = detected_isa();
-  return detail::make_plan(w, act, isa).kind;
+  detail::Plan p = detail::make_plan(w, act, isa);
+  if (act) detail::maybe_bf16(w, *act, isa, m, p);
+  return p.kind;
 }
 
 const char* kernel_kind_name(KernelKind k) {
   switch (k) {
     case KernelKind::Int8Dot: return "int8-dot";
     case KernelKind::Int16Dot: return "int16-dot";
+    case KernelKind::Bf16Dot: return "bf16-dot";
     case KernelKind::Float: return "float";
     case KernelKind::Pseudo: return "pseudo";
   }
@@ -308,9 +352,10 @@ void matmul_quantized(const PreparedWeight& w, const QuantizedTensor& x, float* 
     return;
   }
   const Isa isa = active_isa();
-  const detail::Plan plan = detail::make_plan(w, &x.format, isa);
+  detail::Plan plan = detail::make_plan(w, &x.format, isa);
+  detail::maybe_bf16(w, x.format, isa, x.rows, plan);
   ActStage st;
-  if (plan.kind == KernelKind::Int8Dot || plan.kind == KernelKind::Int16Dot) {
+  if (plan.kind == KernelKind::Int8Dot || plan.kind == KernelKind::Int16Dot || plan.kind == KernelKind::Bf16Dot) {
     detail::stage_int(w, x, plan, st);
   } else {
     const std::vector<float> xf = dequantize(x);

@@ -12,10 +12,11 @@
 //           blocks), each group's dot product is an exact integer (int8 dot products: AVX-512 VNNI vpdpbusd,
 //           AVX2 vpmaddubsw; int16: vpdpwssd) and the scales apply per group in float32. Otherwise the weight
 //           codes are decoded to float32 in registers and multiplied with float activations (the activations,
-//           not the weights, are dequantized first where they are FP8 or asymmetric).
+//           not the weights, are dequantized first where they are asymmetric), or, on AVX-512 with both codes
+//           exact in bfloat16 (FP8 x FP8 and the like), multiplied as bfloat16 pairs (vdpbf16ps).
 // The real path agrees with the pseudo path to rounding (relative L2 < 1e-6); its result does not depend on
-// the thread count (each output element is summed by one thread, in a fixed order) nor on the instruction-set
-// variant (isa.h) wherever the variants run the same kernel kind (kernel_kind()).
+// the thread count (each output element is summed by one thread, in a fixed order), nor on the instruction-set
+// variant (isa.h) or on the other rows of the batch wherever the same kernel kind runs (kernel_kind()).
 //
 // Shapes: any M >= 1 and N >= 1; K any multiple of both operands' group sizes. Row-major everywhere: x is M x K,
 // y is M x N.
@@ -66,10 +67,12 @@ void matmul_pseudo(const QuantizedTensor* x_q, const float* x_float, int64_t m, 
 enum class KernelKind {
   Int8Dot,   // exact int8 dot products per group (VNNI vpdpbusd / AVX2 vpmaddubsw / scalar)
   Int16Dot,  // exact int16 dot products per group (VNNI vpdpwssd / scalar); never on AVX2
+  Bf16Dot,   // AVX-512 only, M >= 8: codes exact in bfloat16 (FP8, FP6, FP4 values), vdpbf16ps per <= 64 columns
   Float,     // weight codes decoded to float32 in registers, FMA with float activations
   Pseudo,    // the weight's groups do not fit the tile layout (group not a multiple of 8): dequantize + sgemm
 };
-KernelKind kernel_kind(const PreparedWeight& w, const Format* act, Isa isa = active_isa());
+// m: the number of activation rows (the bf16 kernel serves 8 or more; 0 = many).
+KernelKind kernel_kind(const PreparedWeight& w, const Format* act, Isa isa = active_isa(), int64_t m = 0);
 const char* kernel_kind_name(KernelKind k);
 // True when the pair runs a real kernel (anything but Pseudo) with the active variant.
 bool has_real_kernel(const Format& w, const Format* act);

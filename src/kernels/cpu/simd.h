@@ -112,6 +112,18 @@ FPQ_INLINE VI dpbusd(VI acc, VB w, const int8_t* x4) {
   __asm__("vpdpbusd %[x]%{1to16%}, %[w], %[acc]" : [acc] "+v"(acc) : [w] "v"(w), [x] "m"(*(const int32_t*)x4));
   return acc;
 }
+// acc += w (bf16 pairs) . x2 (a bf16 pair, broadcast) per lane.
+FPQ_INLINE VF dpbf16(VF acc, VI w, const uint16_t* x2) {
+  __asm__("vdpbf16ps %[x]%{1to16%}, %[w], %[acc]" : [acc] "+v"(acc) : [w] "v"(w), [x] "m"(*(const int32_t*)x2));
+  return acc;
+}
+// bf16 pairs (lo word from a, hi word from b) of two vectors of exactly representable floats.
+FPQ_INLINE VI bf16_pair(VF a, VF b) {
+  return _mm512_or_si512(_mm512_srli_epi32(_mm512_castps_si512(a), 16),
+                         _mm512_and_si512(_mm512_castps_si512(b), _mm512_set1_epi32(int32_t(0xFFFF0000u))));
+}
+FPQ_INLINE VI vi_load(const void* p) { return _mm512_load_si512(p); }
+FPQ_INLINE void vi_store(void* p, VI v) { _mm512_store_si512(p, v); }
 FPQ_INLINE VI dpwssd(VI acc, VI w, const int16_t* x2) {
   __asm__("vpdpwssd %[x]%{1to16%}, %[w], %[acc]" : [acc] "+v"(acc) : [w] "v"(w), [x] "m"(*(const int32_t*)x2));
   return acc;
