@@ -155,17 +155,7 @@ ModelQuantReport quantize_model(Transformer& model, const std::vector<int32_t>& 
             QuantLinear orig(lin.out_features(), lin.in_features(), w);
             orig.set_backends("", "pseudo");
             orig.forward(rows.data(), m, y.data());
-            quant::LayerError e;
-            double num = 0, den = 0, mx = 0;
-            for (size_t i = 0; i < y.size(); ++i) {
-              const double d = double(yq[i]) - double(y[i]);
-              num += d * d;
-              den += double(y[i]) * double(y[i]);
-              mx = std::max(mx, std::fabs(d));
-            }
-            e.rel_error = den > 0 ? std::sqrt(num / den) : 0;
-            e.sqnr_db = num > 0 ? 10 * std::log10(den / num) : INFINITY;
-            e.max_abs_error = mx;
+            quant::LayerError e = quant::output_error(y.data(), yq.data(), int64_t(y.size()));
             e.rows = m;
             rep.layers.add(fmt::format("model.layers.{}.{}", li, p), rep.method, e, secs);
           }

@@ -22,8 +22,16 @@ LayerError layer_output_error(const float* x, int64_t m, int64_t k, const float*
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, x, int(k), w, int(k), 0.0f, y.data(), int(n));
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(kq), 1.0f, xq, int(kq), wq, int(kq), 0.0f, yq.data(),
               int(n));
+  const int64_t rows = e.rows;
+  e = output_error(y.data(), yq.data(), m * n);
+  e.rows = rows;
+  return e;
+}
+
+LayerError output_error(const float* y, const float* yq, int64_t n) {
+  LayerError e;
   double num = 0, den = 0, mx = 0;
-  for (size_t i = 0; i < y.size(); ++i) {
+  for (int64_t i = 0; i < n; ++i) {
     const double d = double(yq[i]) - double(y[i]);
     num += d * d;
     den += double(y[i]) * double(y[i]);

@@ -19,6 +19,8 @@ struct LayerError {
   int64_t rows = 0;
 };
 
+// The error of outputs yq against reference outputs y (n values each).
+LayerError output_error(const float* y, const float* yq, int64_t n);
 // X: m x k, W: n x k (original); Xq: m x kq (nullptr: X itself, then kq must equal k), Wq: n x kq.
 LayerError layer_output_error(const float* x, int64_t m, int64_t k, const float* w, int64_t n, const float* xq,
                               const float* wq, int64_t kq);
