@@ -79,7 +79,8 @@ __global__ void __launch_bounds__(kExactWarps * 32) exact_kernel(ExactParams p) 
         const uint32_t b1 = __ldg(reinterpret_cast<const unsigned int*>(xp + 8));
         mma_bf16(part[nt], a, b0, b1);
       }
-      if ((kstep + 1) % psteps == 0 || kstep == ksteps - 1) {
+      // A piece ends at its last step, at a tile's end (a warp's K range may end there) and at K's end.
+      if (j == 3 || (kstep + 1) % psteps == 0 || kstep == ksteps - 1) {
         // Weight scales of rows g and g + 8 for this piece's group, activation scales of this lane's rows.
         const int64_t wg = kstep / wsteps;
         const uint8_t* sp = w.scales + ((rt * w.n_groups + wg) * 16 + 2 * g) * w.sb;

@@ -79,14 +79,16 @@ enum ScaleMode : int { kFold = 0, kRow = 1, kGroup = 2 };
 // are promoted at compile-time known steps; they are also promoted at every tile's end, which is exact).
 // SB: scale bytes known at compile time (0: read from the weight).
 template <int BITS, int DEC, bool HALF, int NT, int kWarps, int MODE, int FAST, int SB>
-__global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(GemvParams p, int ring_log2) {
+__global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : NT == 2 ? 3 : 2) gemv_kernel(GemvParams p, int ring_log2) {
   constexpr bool FULL = FAST != 0;
   const int kD = 1 << ring_log2;
   extern __shared__ __align__(16) uint8_t smem[];
   const WeightView& w = p.w;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
-  const int64_t rt = blockIdx.x;
+  // Persistent: this CTA takes row tiles blockIdx.x, + gridDim.x, ...; each warp's ring of stages runs on
+  // across them, so the next row tile's weights are in flight while this one finishes.
+  const int64_t n_rt = (w.n_tiles - blockIdx.x + gridDim.x - 1) / gridDim.x;
   const GroupInfo G = make_group_info(w.group, w.k);
   const PairDecoder dec = make_pair_decoder(w.bits, w.is_int, w.mbits, w.bias, HALF);
   const uint16_t* x = static_cast<const uint16_t*>(p.x);
@@ -110,10 +112,6 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(Gemv
   const uint32_t bar0 = static_cast<uint32_t>(__cvta_generic_to_shared(smem + 1024 + kWarps * kD * slot)) + warp * kD * 8;
 
   float acc[NT][4], part[NT][4];
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int r = 0; r < 4; ++r) acc[nt][r] = part[nt][r] = 0.0f;
 
   // Activation rows this lane feeds into B; their values for a tile are loaded one tile ahead into registers:
   // x[nt][2j], x[nt][2j + 1] = the two B registers of step j. Lanes of rows >= M read row M - 1 instead: B's
@@ -141,14 +139,17 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(Gemv
   const int KT = int(w.k_tiles);
   const int kt_begin = int(int64_t(KT) * warp / kWarps), kt_end = int(int64_t(KT) * (warp + 1) / kWarps);
   const int nstages = (kt_end - kt_begin + kST - 1) / kST;
-  const uint8_t* w_lo = w.plane4 + (rt * w.k_tiles + kt_begin) * 512;
-  const uint8_t* w_hi = w.plane_hi + (rt * w.k_tiles + kt_begin) * 32 * hb;
-  const uint8_t* w_sc = w.scales + rt * w.n_groups * 16 * w.sb;
-  auto issue = [&](int i) {  // lane 0 only
-    if (i >= nstages) return;
+  const int64_t total_stages = n_rt * nstages;
+  auto issue = [&](int64_t f) {  // lane 0 only; f = flat stage index over (row tile, stage)
+    if (f >= total_stages) return;
+    const int64_t rt_f = blockIdx.x + (f / nstages) * gridDim.x;
+    const int i = int(f % nstages);
+    const uint8_t* w_lo = w.plane4 + (rt_f * w.k_tiles + kt_begin) * 512;
+    const uint8_t* w_hi = w.plane_hi + (rt_f * w.k_tiles + kt_begin) * 32 * hb;
+    const uint8_t* w_sc = w.scales + rt_f * w.n_groups * 16 * w.sb;
     const int kt0 = kt_begin + i * kST;
     const int ntiles = min(kST, kt_end - kt0);
-    const uint32_t s = ring_s + uint32_t((i & (kD - 1)) * slot), bar = bar0 + uint32_t((i & (kD - 1)) * 8);
+    const uint32_t s = ring_s + uint32_t((f & (kD - 1)) * slot), bar = bar0 + uint32_t((f & (kD - 1)) * 8);
     uint32_t bytes = uint32_t(ntiles * 512 + ntiles * 32 * hb);
     int gi0 = 0, cnt = 0;
     if (MODE != kRow) {
@@ -169,15 +170,24 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(Gemv
 
   // FAST: each tile loads its activations at its start (many warps per SM hide the latency, and no copies
   // between prefetch buffers); otherwise one tile ahead.
-  uint32_t xn[NT][8];
-  if (!FULL && nstages > 0) load_x(kt_begin, xn);
   if (lane == 0)
     for (int i = 0; i < kD - 1; ++i) issue(i);
+  __shared__ float red[kWarps][NT * 4][32];
+#pragma unroll 1
+  for (int64_t j = 0; j < n_rt; ++j) {
+  const int64_t rt = blockIdx.x + j * gridDim.x;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) acc[nt][r] = part[nt][r] = 0.0f;
+  uint32_t xn[NT][8];
+  if (!FULL && nstages > 0) load_x(kt_begin, xn);
 #pragma unroll 1
   for (int i = 0; i < nstages; ++i) {
-    if (lane == 0) issue(i + kD - 1);
-    mbar_wait(bar0 + uint32_t((i & (kD - 1)) * 8), uint32_t((i >> ring_log2) & 1));
-    const uint8_t* sl = ring + (i & (kD - 1)) * slot;
+    const int64_t f = j * nstages + i;
+    if (lane == 0) issue(f + kD - 1);
+    mbar_wait(bar0 + uint32_t((f & (kD - 1)) * 8), uint32_t((f >> ring_log2) & 1));
+    const uint8_t* sl = ring + (f & (kD - 1)) * slot;
     const int kt0 = kt_begin + i * kST;
     const int sc_gi0 = MODE == kRow ? 0 : FULL ? (kt0 * 4) >> G.sshift : group_of(G, kt0 * 4);
     const uint8_t* sc = sl + kST * 512 + kST * 32 * hb;
@@ -296,8 +306,9 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(Gemv
     }
   }
 
-  // Sum the warps' results in a fixed order.
-  __shared__ float red[kWarps][NT * 4][32];
+  // Sum the warps' results in a fixed order (the first barrier: everyone is done reading the previous row
+  // tile's sums).
+  __syncthreads();
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
@@ -319,6 +330,7 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) gemv_kernel(Gemv
     else if (p.ytype == kBF16) static_cast<__nv_bfloat16*>(p.y)[o] = __float2bfloat16_rn(v);
     else static_cast<__half*>(p.y)[o] = __float2half_rn(v);
   }
+  }  // row tiles
 }
 
 // Raises a kernel's dynamic shared-memory limit once (the host call costs about a microsecond per launch).
@@ -338,8 +350,17 @@ void launch_full(const GemvParams& p, CUstream_st* stream) {
   const size_t smem = 1024 + size_t(W) * (size_t(1) << lg) * slot;
   const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB>;
   static int done = 0;  // per instantiation; racing threads both set the same attribute
+  static int per_sm = 0;
+  static size_t per_sm_smem = 0;
   ensure_smem(kernel, smem, done);
-  kernel<<<unsigned(p.w.n_tiles), W * 32, smem, stream>>>(p, lg);
+  if (per_sm == 0 || per_sm_smem != smem) {
+    int b = 0;
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kernel, W * 32, smem), "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+    per_sm = b > 0 ? b : 1;
+    per_sm_smem = smem;
+  }
+  const int64_t grid = std::min<int64_t>(p.w.n_tiles, int64_t(per_sm) * sm_count());
+  kernel<<<unsigned(grid), W * 32, smem, stream>>>(p, lg);
 }
 
 template <int BITS, int DEC, bool HALF, int NT, int MODE>

@@ -417,7 +417,7 @@ bool exact_matmul_bit_exact(const Format& act, const PreparedWeight& w) {
   const ElementType& e = *act.element;
   const int xb = grid_bits(e.kind == NumberKind::Int, e.bits, e.ebits, e.mbits, e.bias);
   const int wb = grid_bits(w.is_int, w.bits, w.ebits, w.mbits, w.bias);
-  const int64_t piece = std::min<int64_t>(act.group_for(w.k), w.group);
+  const int64_t piece = std::min<int64_t>({act.group_for(w.k), int64_t(w.group), 64});  // pieces end at tile ends
   const int sum_bits = xb + wb + int(std::ceil(std::log2(double(piece))));
   if (sum_bits > 24) return false;
   auto scale_bits = [](ScaleType s) {
