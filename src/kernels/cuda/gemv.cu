@@ -63,7 +63,7 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
       "{\n"
       ".reg .pred P;\n"
       "WAIT_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1, 1000000;\n"
       "@!P bra WAIT_%=;\n"
       "}\n" ::"r"(bar),
       "r"(parity)
@@ -140,10 +140,15 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : NT == 2 ? 3 : 2) ge
   const int kt_begin = int(int64_t(KT) * warp / kWarps), kt_end = int(int64_t(KT) * (warp + 1) / kWarps);
   const int nstages = (kt_end - kt_begin + kST - 1) / kST;
   const int64_t total_stages = n_rt * nstages;
-  auto issue = [&](int64_t f) {  // lane 0 only; f = flat stage index over (row tile, stage)
-    if (f >= total_stages) return;
-    const int64_t rt_f = blockIdx.x + (f / nstages) * gridDim.x;
-    const int i = int(f % nstages);
+  // Lane 0 issues the flat stages f = 0, 1, 2, ... in order; (row tile, stage) advance with it (no divisions).
+  int64_t is_f = 0, is_rt = blockIdx.x;
+  int is_i = 0;
+  auto issue = [&]() {  // lane 0 only: issues stage is_f
+    if (is_f >= total_stages) return;
+    const int64_t f = is_f, rt_f = is_rt;
+    const int i = is_i;
+    if (++is_i == nstages) is_i = 0, is_rt += gridDim.x;
+    ++is_f;
     const uint8_t* w_lo = w.plane4 + (rt_f * w.k_tiles + kt_begin) * 512;
     const uint8_t* w_hi = w.plane_hi + (rt_f * w.k_tiles + kt_begin) * 32 * hb;
     const uint8_t* w_sc = w.scales + rt_f * w.n_groups * 16 * w.sb;
@@ -171,7 +176,7 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : NT == 2 ? 3 : 2) ge
   // FAST: each tile loads its activations at its start (many warps per SM hide the latency, and no copies
   // between prefetch buffers); otherwise one tile ahead.
   if (lane == 0)
-    for (int i = 0; i < kD - 1; ++i) issue(i);
+    for (int i = 0; i < kD - 1; ++i) issue();
   __shared__ float red[kWarps][NT * 4][32];
 #pragma unroll 1
   for (int64_t j = 0; j < n_rt; ++j) {
@@ -185,7 +190,7 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : NT == 2 ? 3 : 2) ge
 #pragma unroll 1
   for (int i = 0; i < nstages; ++i) {
     const int64_t f = j * nstages + i;
-    if (lane == 0) issue(f + kD - 1);
+    if (lane == 0) issue();  // stage f + kD - 1
     mbar_wait(bar0 + uint32_t((f & (kD - 1)) * 8), uint32_t((f >> ring_log2) & 1));
     const uint8_t* sl = ring + (f & (kD - 1)) * slot;
     const int kt0 = kt_begin + i * kST;
