@@ -9,10 +9,12 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -44,6 +46,7 @@ struct BenchGemmArgs {
   double min_time = 0.25;
   double rotate_mb = 96;
   double bandwidth_mb = 1024;
+  double probe_mb = 256;
   bool sgemm = true;
   std::string json;
   std::string isa;
@@ -108,6 +111,49 @@ double time_median(F&& fn, int repeats, double min_time) {
   return ts[ts.size() / 2];
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// Times a kernel and its baselines interleaved, so all see the same machine (it may be shared): `rounds`
+// rounds (and at least `min_time` seconds of kernel runs), each one run of every baseline (in order; then a
+// pause for OpenBLAS's threads) and as many kernel runs as fit in the slowest baseline's time (at least one).
+// Returns the kernel's median and each baseline's.
+std::pair<double, std::vector<double>> time_interleaved(const std::function<void()>& kernel,
+                                                        const std::vector<std::function<void()>>& baselines,
+                                                        int rounds, double min_time) {
+  kernel();
+  for (const auto& b : baselines) b();
+  std::vector<double> tk;
+  std::vector<std::vector<double>> tb(baselines.size());
+  double total = 0;
+  for (int r = 0; r < rounds || (total < min_time && r < 200); ++r) {
+    double budget = 0;
+    for (size_t i = 0; i < baselines.size(); ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      baselines[i]();
+      const double dt = seconds_since(t0);
+      tb[i].push_back(dt);
+      budget = std::max(budget, dt);
+    }
+    // OpenBLAS's worker threads spin for about 2^28 cycles after a call; let them go to sleep first.
+    std::this_thread::sleep_for(std::chrono::milliseconds(120));
+    double spent = 0;
+    do {
+      const auto t0 = std::chrono::steady_clock::now();
+      kernel();
+      const double dt = seconds_since(t0);
+      tk.push_back(dt);
+      spent += dt;
+      total += dt;
+    } while (spent < budget && tk.size() < 20000);
+  }
+  std::vector<double> mb;
+  for (auto& v : tb) mb.push_back(median(v));
+  return {median(tk), mb};
+}
+
 std::string cpu_model() {
   std::ifstream f("/proc/cpuinfo");
   std::string line;
@@ -151,7 +197,9 @@ void run_bench(const BenchGemmArgs& args) {
     std::string spec, weight, act, kind;
     double t, t_sgemm, t_quant;
     size_t bytes;
+    double bw;  // read bandwidth probed interleaved with the kernel (M = 1 rows), GB/s
   };
+  cpu::ReadProbe probe_buf(size_t(args.probe_mb * 1e6));
   std::vector<Row> rows;
   uint64_t seed = 0x5eed;
   for (const auto& [n, k] : shapes) {
@@ -162,23 +210,7 @@ void run_bench(const BenchGemmArgs& args) {
     }
     const std::vector<float> w = random_matrix(n, k, seed++);
     std::vector<std::vector<float>> xs;
-    std::vector<double> t_sgemm(args.ms.size(), 0.0);
-    for (size_t mi = 0; mi < args.ms.size(); ++mi) {
-      const int64_t m = args.ms[mi];
-      xs.push_back(random_matrix(m, k, seed++));
-      if (!args.sgemm) continue;
-      std::vector<float> y(static_cast<size_t>(m * n));
-      t_sgemm[mi] = time_median(
-          [&] {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, xs[mi].data(), int(k),
-                        w.data(), int(k), 0.0f, y.data(), int(n));
-          },
-          args.repeats, args.min_time);
-      std::fprintf(stderr, "  %lld x %lld, M=%lld, OpenBLAS sgemm: %.0f us\n", (long long)n, (long long)k, (long long)m,
-                   t_sgemm[mi] * 1e6);
-    }
-    // OpenBLAS's threads spin for a while after a call; let them sleep before timing our kernels.
-    if (args.sgemm) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    for (const int64_t m : args.ms) xs.push_back(random_matrix(m, k, seed++));
     for (const Pair& p : pairs) {
       const QuantizedTensor wq = quantize(p.w, w.data(), n, k);
       // Enough weight copies that the matrix-vector case reads memory, not the last-level cache.
@@ -200,16 +232,28 @@ void run_bench(const BenchGemmArgs& args) {
                                 args.min_time / 4);
         }
         size_t next = 0;
-        const double t = time_median(
-            [&] {
-              const cpu::PreparedWeight& pw = *pws[next++ % pws.size()];
-              if (p.a) cpu::matmul_quantized(pw, xq, y.data());
-              else cpu::matmul_weight_only(pw, x.data(), m, y.data());
-            },
-            args.repeats, args.min_time);
-        rows.push_back({n, k, m, p.spec, p.w.name, p.a ? p.a->name : "f32", kind, t, t_sgemm[mi], t_quant, format_bytes});
-        std::fprintf(stderr, "  %lld x %lld, M=%lld, %s: %.0f us\n", (long long)n, (long long)k, (long long)m,
-                     p.spec.c_str(), t * 1e6);
+        auto kernel = [&] {
+          const cpu::PreparedWeight& pw = *pws[next++ % pws.size()];
+          if (p.a) cpu::matmul_quantized(pw, xq, y.data());
+          else cpu::matmul_weight_only(pw, x.data(), m, y.data());
+        };
+        std::vector<float> ys(static_cast<size_t>(m * n));
+        auto sgemm = [&] {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, x.data(), int(k), w.data(),
+                      int(k), 0.0f, ys.data(), int(n));
+        };
+        // The matrix-vector rows also interleave a pass of the bandwidth probe: their "% BW" compares with the
+        // bandwidth the machine gave at the same time.
+        std::vector<std::function<void()>> baselines;
+        std::vector<double> probe_times;  // ReadProbe::pass() times its own (faster) read
+        if (m == 1) baselines.push_back([&] { probe_times.push_back(probe_buf.pass()); });
+        if (args.sgemm) baselines.push_back(sgemm);
+        const auto [t, tb] = time_interleaved(kernel, baselines, args.repeats, args.min_time);
+        const double t_sgemm = args.sgemm ? tb.back() : 0.0;
+        const double bw_row = m == 1 ? double(probe_buf.bytes()) / median(probe_times) / 1e9 : 0.0;
+        rows.push_back({n, k, m, p.spec, p.w.name, p.a ? p.a->name : "f32", kind, t, t_sgemm, t_quant, format_bytes, bw_row});
+        std::fprintf(stderr, "  %lld x %lld, M=%lld, %s: %.0f us (sgemm %.0f us)\n", (long long)n, (long long)k,
+                     (long long)m, p.spec.c_str(), t * 1e6, t_sgemm * 1e6);
       }
     }
   }
@@ -222,7 +266,7 @@ void run_bench(const BenchGemmArgs& args) {
       for (const Row& r : rows)
         if (r.n == n && r.k == k && r.m == m) ordered.push_back(r);
   rows = std::move(ordered);
-  Table table({"N x K", "M", "weight : act", "kernel", "µs", "GFLOP/s", "W GB/s", "% BW", "sgemm µs", "vs sgemm",
+  Table table({"N x K", "M", "weight : act", "kernel", "µs", "GFLOP/s", "W GB/s", "% of read BW", "sgemm µs", "vs sgemm",
                "act quant µs"},
               {false, true, false, false, true, true, true, true, true, true, true});
   nlohmann::json results = nlohmann::json::array();
@@ -231,7 +275,8 @@ void run_bench(const BenchGemmArgs& args) {
     const double gbs = double(r.bytes) / r.t / 1e9;
     const bool has_q = r.act != "f32";
     table.add({fmt::format("{} x {}", r.n, r.k), std::to_string(r.m), r.spec, r.kind, fmt::format("{:.0f}", r.t * 1e6),
-               fmt::format("{:.1f}", flops / r.t / 1e9), fmt::format("{:.1f}", gbs), fmt::format("{:.0f}%", 100.0 * gbs / bw),
+               fmt::format("{:.1f}", flops / r.t / 1e9), fmt::format("{:.1f}", gbs),
+               r.bw > 0 ? fmt::format("{:.0f}% of {:.1f}", 100.0 * gbs / r.bw, r.bw) : "-",
                args.sgemm ? fmt::format("{:.0f}", r.t_sgemm * 1e6) : "-",
                args.sgemm ? fmt::format("{:.2f}x", r.t_sgemm / r.t) : "-",
                has_q ? fmt::format("{:.0f}", r.t_quant * 1e6) : "-"});
@@ -245,7 +290,8 @@ void run_bench(const BenchGemmArgs& args) {
                        {"gflops", flops / r.t / 1e9},
                        {"weight_bytes", r.bytes},
                        {"weight_gbs", gbs},
-                       {"fraction_of_bandwidth", gbs / bw},
+                       {"read_bandwidth_gbs", r.bw > 0 ? nlohmann::json(r.bw) : nlohmann::json(nullptr)},
+                       {"fraction_of_bandwidth", r.bw > 0 ? nlohmann::json(gbs / r.bw) : nlohmann::json(nullptr)},
                        {"sgemm_us", args.sgemm ? nlohmann::json(r.t_sgemm * 1e6) : nlohmann::json(nullptr)},
                        {"speedup_vs_sgemm", args.sgemm ? nlohmann::json(r.t_sgemm / r.t) : nlohmann::json(nullptr)},
                        {"act_quant_us", has_q ? nlohmann::json(r.t_quant * 1e6) : nlohmann::json(nullptr)}});
@@ -254,12 +300,14 @@ void run_bench(const BenchGemmArgs& args) {
   for (double b : probes) probe_list += fmt::format("{}{:.1f}", probe_list.empty() ? "" : ", ", b);
   std::printf("# fpq bench gemm\n\n%s, %d threads, kernels %s, %s\n", cpu_model().c_str(), threads,
               cpu::active_isa_name(), now_utc().c_str());
-  std::printf("memory read bandwidth: %.1f GB/s (best of the probes %s GB/s; each the best of 5 passes over %.0f MB)\n\n",
-              bw, probe_list.c_str(), args.bandwidth_mb);
+  std::printf("memory read bandwidth: best %.1f GB/s over the per-shape probes (%s GB/s; each the best of 5 passes "
+              "over %.0f MB)\n\n", bw, probe_list.c_str(), args.bandwidth_mb);
   std::printf("%s\n", table.markdown().c_str());
-  std::printf("µs: median; W GB/s: bytes of codes + scales of the weight / time; %% BW: of the read bandwidth above;\n"
-              "vs sgemm: OpenBLAS float32 sgemm time / kernel time (> 1: faster); act quant: quantize_activations "
-              "(not in µs).\n");
+  std::printf("µs: median; W GB/s: bytes of codes + scales of the weight / time; %% of read BW (M = 1): of the "
+              "bandwidth of a %.0f MB read probe timed interleaved with the kernel (median, GB/s);\n"
+              "sgemm µs: OpenBLAS float32 sgemm of the same shape, timed interleaved with the kernel (median); vs sgemm: "
+              "sgemm time / kernel time (> 1: faster);\nact quant: quantize_activations of the M x K activations "
+              "(not in µs).\n", args.probe_mb);
   if (!args.json.empty()) {
     nlohmann::json doc = {{"command", "fpq bench gemm"},
                           {"date", now_utc()},
@@ -290,7 +338,10 @@ static void register_bench_gemm(CLI::App& app) {
   cmd->add_option("--min-time", a->min_time, "Keep repeating until this many seconds have run")->capture_default_str();
   cmd->add_option("--rotate-mb", a->rotate_mb, "Cycle through weight copies totalling this many MB (defeats caches)")
       ->capture_default_str();
-  cmd->add_option("--bandwidth-mb", a->bandwidth_mb, "Buffer size of the read-bandwidth probe")->capture_default_str();
+  cmd->add_option("--bandwidth-mb", a->bandwidth_mb, "Buffer size of the per-shape read-bandwidth probe")
+      ->capture_default_str();
+  cmd->add_option("--probe-mb", a->probe_mb, "Buffer size of the probe interleaved with the M = 1 rows")
+      ->capture_default_str();
   cmd->add_flag("!--no-sgemm", a->sgemm, "Skip the OpenBLAS sgemm baseline");
   cmd->add_option("--json", a->json, "Also write the results as JSON");
   cmd->add_option("--isa", a->isa, "Kernel variant: scalar, avx2, avx512 (default: the best this CPU has)");

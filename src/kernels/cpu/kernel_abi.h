@@ -125,8 +125,8 @@ struct EncodeParams {
                  int64_t m0, int64_t m1);                                                                     \
   void gemm_float(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1,      \
                   int64_t m0, int64_t m1);                                                                    \
-  /* Reads `bytes` (64-byte aligned) as four interleaved streams and returns a checksum. */                 \
-  uint64_t stream_read(const void* p, int64_t bytes);                                                         \
+  /* Reads `bytes` (64-byte aligned) as `streams` interleaved streams and returns a checksum. */           \
+  uint64_t stream_read(const void* p, int64_t bytes, int32_t streams);                                        \
   /* Per group of `group` values (n a multiple of group, group a multiple of 8): the largest magnitude of   */ \
   /* the finite values, and whether all values are finite (1) or not (0).                                  */ \
   void row_amax(const float* x, int64_t n, int32_t group, float* amax, uint8_t* finite);                       \

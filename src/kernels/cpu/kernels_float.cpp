@@ -107,6 +107,7 @@ struct FloatBlock {
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = vf_zero();
     VF sw[NV], zf[NV], mn[NV];
+    for (int v = 0; v < NV; ++v) sw[v] = zf[v] = mn[v] = vf_zero();
     const int64_t gc = M == kSingle ? w.nchunks : w.group_chunks;
     // Decoders that produce value * 2^-e (half patterns) carry the 2^e in the scales.
     const bool fix = Dec::kHalfScale;
@@ -159,6 +160,7 @@ struct FloatBlock {
     const int64_t rows = m1 - m0;
     for (int64_t i = 0; i < rows * NV * kTileRows; ++i) fbuf[i] = 0.0f;
     VF sw[NV], zf[NV], mn[NV];
+    for (int v = 0; v < NV; ++v) sw[v] = zf[v] = mn[v] = vf_zero();
     const int64_t gc = M == kSingle ? w.nchunks : w.group_chunks;
     const bool fix = Dec::kHalfScale;
     const VF vfix = vf_set1(w.half_fix);

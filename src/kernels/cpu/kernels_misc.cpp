@@ -123,14 +123,14 @@ FPQ_INLINE void store8(uint8_t* out, __m256i c) {
 
 }  // namespace
 
-uint64_t stream_read(const void* p, int64_t bytes) {
-  // Four interleaved streams (the matrix-vector kernels read four weight tiles at a time), 256 bytes each step.
-  const int64_t per = bytes / 4 / 256 * 256;
+uint64_t stream_read(const void* p, int64_t bytes, int32_t streams) {
+  // `streams` interleaved streams (1..8), 256 bytes from each per step.
+  const int64_t per = bytes / streams / 256 * 256;
   const uint8_t* b = static_cast<const uint8_t*>(p);
 #if FPQ_KISA == 2
   __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
   for (int64_t off = 0; off < per; off += 256) {
-    for (int s = 0; s < 4; ++s) {
+    for (int s = 0; s < streams; ++s) {
       const __m512i* v = (const __m512i*)(b + s * per + off);
       a0 = _mm512_add_epi64(a0, _mm512_load_si512(v));
       a1 = _mm512_add_epi64(a1, _mm512_load_si512(v + 1));
@@ -142,7 +142,7 @@ uint64_t stream_read(const void* p, int64_t bytes) {
 #elif FPQ_KISA == 1
   __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
   for (int64_t off = 0; off < per; off += 256) {
-    for (int s = 0; s < 4; ++s) {
+    for (int s = 0; s < streams; ++s) {
       const __m256i* v = (const __m256i*)(b + s * per + off);
       for (int i = 0; i < 8; i += 4) {
         a0 = _mm256_add_epi64(a0, _mm256_load_si256(v + i));
@@ -158,7 +158,7 @@ uint64_t stream_read(const void* p, int64_t bytes) {
 #else
   uint64_t a0 = 0, a1 = 0;
   for (int64_t off = 0; off < per; off += 256)
-    for (int s = 0; s < 4; ++s) {
+    for (int s = 0; s < streams; ++s) {
       const uint64_t* v = (const uint64_t*)(b + s * per + off);
       for (int i = 0; i < 32; i += 2) {
         a0 += v[i];
