@@ -43,8 +43,10 @@ __host__ __device__ inline int stage_groups(int group) {
   const int cols = kST * 64;
   return group <= cols && cols % group == 0 ? cols / group : cols / group + 2;
 }
-__host__ __device__ inline int slot_bytes(int bits, int group, int sb) {
-  return kST * 512 + kST * 32 * hi_lane_bytes(bits) + (stage_groups(group) * 16 * sb + 15) / 16 * 16;
+__host__ __device__ inline int scale_region(int group, int sb) { return (stage_groups(group) * 16 * sb + 15) / 16 * 16; }
+// A slot holds RT row tiles' stage: [RT x codes (low planes)][RT x high planes][RT x scales].
+__host__ __device__ inline int slot_bytes(int bits, int group, int sb, int rt = 1) {
+  return rt * (kST * 512 + kST * 32 * hi_lane_bytes(bits) + scale_region(group, sb));
 }
 
 __device__ __forceinline__ void mbar_init(uint32_t bar) {
@@ -77,9 +79,11 @@ enum ScaleMode : int { kFold = 0, kRow = 1, kGroup = 2 };
 // FAST = 0: any K and group. FAST = 1, 2, 4: K is a multiple of 64 (every tile and step lies inside K, so the
 // loop carries no bounds checks) and a scale group spans 1, 2 or a multiple of 4 16-column steps (partial sums
 // are promoted at compile-time known steps; they are also promoted at every tile's end, which is exact).
-// SB: scale bytes known at compile time (0: read from the weight).
-template <int BITS, int DEC, bool HALF, int NT, int kWarps, int MODE, int FAST, int SB>
-__global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : NT == 2 ? 3 : 2) gemv_kernel(GemvParams p, int ring_log2) {
+// SB: scale bytes known at compile time (0: read from the weight). RT: row tiles per warp iteration (2: each
+// activation fragment feeds two weight tiles, halving the activation traffic through L1/L2 at M > 8).
+template <int BITS, int DEC, bool HALF, int NT, int kWarps, int MODE, int FAST, int SB, int RT>
+__global__ void __launch_bounds__(kWarps * 32, RT == 2 ? 2 : NT == 1 ? 2 : NT == 2 ? 3 : 2)
+    gemv_kernel(GemvParams p, int ring_log2) {
   constexpr bool FULL = FAST != 0;
   const int kD = 1 << ring_log2;
   extern __shared__ __align__(16) uint8_t smem[];
@@ -88,7 +92,8 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : NT == 2 ? 3 : 2) ge
   const int g = lane >> 2, t = lane & 3;
   // Persistent: this CTA takes row tiles blockIdx.x, + gridDim.x, ...; each warp's ring of stages runs on
   // across them, so the next row tile's weights are in flight while this one finishes.
-  const int64_t n_rt = (w.n_tiles - blockIdx.x + gridDim.x - 1) / gridDim.x;
+  const int64_t n_units = (w.n_tiles + RT - 1) / RT;  // units of RT consecutive row tiles
+  const int64_t n_rt = (n_units - blockIdx.x + gridDim.x - 1) / gridDim.x;
   const GroupInfo G = make_group_info(w.group, w.k);
   const PairDecoder dec = make_pair_decoder(w.bits, w.is_int, w.mbits, w.bias, HALF);
   const uint16_t* x = static_cast<const uint16_t*>(p.x);
@@ -105,13 +110,14 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : NT == 2 ? 3 : 2) ge
       }
     }
   }
-  const int slot = slot_bytes(BITS, w.group, w.sb);
+  const int slot = slot_bytes(BITS, w.group, w.sb, RT);
   const int hb = hi_lane_bytes(BITS);
+  const int sreg = scale_region(w.group, w.sb);
   uint8_t* ring = smem + 1024 + warp * kD * slot;
   const uint32_t ring_s = static_cast<uint32_t>(__cvta_generic_to_shared(ring));
   const uint32_t bar0 = static_cast<uint32_t>(__cvta_generic_to_shared(smem + 1024 + kWarps * kD * slot)) + warp * kD * 8;
 
-  float acc[NT][4], part[NT][4];
+  float acc[RT][NT][4], part[RT][NT][4];
 
   // Activation rows this lane feeds into B; their values for a tile are loaded one tile ahead into registers:
   // x[nt][2j], x[nt][2j + 1] = the two B registers of step j. Lanes of rows >= M read row M - 1 instead: B's
@@ -149,25 +155,33 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : NT == 2 ? 3 : 2) ge
     const int i = is_i;
     if (++is_i == nstages) is_i = 0, is_rt += gridDim.x;
     ++is_f;
-    const uint8_t* w_lo = w.plane4 + (rt_f * w.k_tiles + kt_begin) * 512;
-    const uint8_t* w_hi = w.plane_hi + (rt_f * w.k_tiles + kt_begin) * 32 * hb;
-    const uint8_t* w_sc = w.scales + rt_f * w.n_groups * 16 * w.sb;
     const int kt0 = kt_begin + i * kST;
     const int ntiles = min(kST, kt_end - kt0);
     const uint32_t s = ring_s + uint32_t((f & (kD - 1)) * slot), bar = bar0 + uint32_t((f & (kD - 1)) * 8);
-    uint32_t bytes = uint32_t(ntiles * 512 + ntiles * 32 * hb);
+    const int nr = int(min(int64_t(RT), w.n_tiles - rt_f * RT));  // row tiles of this unit inside N
+    uint32_t bytes = uint32_t(nr * (ntiles * 512 + ntiles * 32 * hb));
     int gi0 = 0, cnt = 0;
     if (MODE != kRow) {
       gi0 = FULL ? (kt0 * 4) >> G.sshift : group_of(G, kt0 * 4);
       const int last = min((kt0 + ntiles) * 4, G.ksteps) - 1;
       const int gi1 = FULL ? last >> G.sshift : group_of(G, last);
       cnt = gi1 - gi0 + 1;
-      bytes += uint32_t(cnt * 16 * w.sb);
+      bytes += uint32_t(nr * cnt * 16 * w.sb);
     }
     mbar_expect(bar, bytes);
-    bulk_copy(s, w_lo + int64_t(i) * kST * 512, uint32_t(ntiles * 512), bar);
-    if (BITS != 4) bulk_copy(s + kST * 512, w_hi + int64_t(i) * kST * 32 * hb, uint32_t(ntiles * 32 * hb), bar);
-    if (MODE != kRow) bulk_copy(s + kST * 512 + kST * 32 * hb, w_sc + int64_t(gi0) * 16 * w.sb, uint32_t(cnt * 16 * w.sb), bar);
+#pragma unroll
+    for (int r = 0; r < RT; ++r) {
+      if (r >= nr) break;
+      const int64_t rt_r = rt_f * RT + r;
+      const uint8_t* w_lo = w.plane4 + (rt_r * w.k_tiles + kt_begin) * 512;
+      const uint8_t* w_hi = w.plane_hi + (rt_r * w.k_tiles + kt_begin) * 32 * hb;
+      const uint8_t* w_sc = w.scales + rt_r * w.n_groups * 16 * w.sb;
+      bulk_copy(s + r * kST * 512, w_lo + int64_t(i) * kST * 512, uint32_t(ntiles * 512), bar);
+      if (BITS != 4)
+        bulk_copy(s + RT * kST * 512 + r * kST * 32 * hb, w_hi + int64_t(i) * kST * 32 * hb, uint32_t(ntiles * 32 * hb), bar);
+      if (MODE != kRow)
+        bulk_copy(s + RT * (kST * 512 + kST * 32 * hb) + r * sreg, w_sc + int64_t(gi0) * 16 * w.sb, uint32_t(cnt * 16 * w.sb), bar);
+    }
   };
   if (lane < kD) mbar_init(bar0 + lane * 8);
   asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
@@ -177,14 +191,16 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : NT == 2 ? 3 : 2) ge
   // between prefetch buffers); otherwise one tile ahead.
   if (lane == 0)
     for (int i = 0; i < kD - 1; ++i) issue();
-  __shared__ float red[kWarps][NT * 4][32];
+  __shared__ float red[kWarps][RT * NT * 4][32];
 #pragma unroll 1
   for (int64_t j = 0; j < n_rt; ++j) {
-  const int64_t rt = blockIdx.x + j * gridDim.x;
+  const int64_t rt0 = (blockIdx.x + j * gridDim.x) * RT;  // first row tile of this unit
+#pragma unroll
+  for (int h = 0; h < RT; ++h)
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-    for (int r = 0; r < 4; ++r) acc[nt][r] = part[nt][r] = 0.0f;
+    for (int r = 0; r < 4; ++r) acc[h][nt][r] = part[h][nt][r] = 0.0f;
   uint32_t xn[NT][8];
   if (!FULL && nstages > 0) load_x(kt_begin, xn);
 #pragma unroll 1
@@ -195,7 +211,7 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : NT == 2 ? 3 : 2) ge
     const uint8_t* sl = ring + (f & (kD - 1)) * slot;
     const int kt0 = kt_begin + i * kST;
     const int sc_gi0 = MODE == kRow ? 0 : FULL ? (kt0 * 4) >> G.sshift : group_of(G, kt0 * 4);
-    const uint8_t* sc = sl + kST * 512 + kST * 32 * hb;
+    const uint8_t* sc_base = sl + RT * (kST * 512 + kST * 32 * hb);
 #pragma unroll
     for (int u = 0; u < kST; ++u) {
       const int kt = kt0 + u;
@@ -210,28 +226,29 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : NT == 2 ? 3 : 2) ge
           for (int q = 0; q < 8; ++q) xc[nt][q] = xn[nt][q];
         if (kt + 1 < kt_end) load_x(kt + 1, xn);
       }
-      WTile<BITS> cur;
-      {
-        const uint4 v = *reinterpret_cast<const uint4*>(sl + u * 512 + lane * 16);
-        cur.lo[0] = v.x;
-        cur.lo[1] = v.y;
-        cur.lo[2] = v.z;
-        cur.lo[3] = v.w;
-        const uint8_t* hp = sl + kST * 512 + u * 32 * hb;
+      WTile<BITS> cur[RT];
+#pragma unroll
+      for (int h = 0; h < RT; ++h) {
+        const uint4 v = *reinterpret_cast<const uint4*>(sl + (h * kST + u) * 512 + lane * 16);
+        cur[h].lo[0] = v.x;
+        cur[h].lo[1] = v.y;
+        cur[h].lo[2] = v.z;
+        cur[h].lo[3] = v.w;
+        const uint8_t* hp = sl + RT * kST * 512 + (h * kST + u) * 32 * hb;
         if constexpr (BITS == 8) {
-          const uint4 h = *reinterpret_cast<const uint4*>(hp + lane * 16);
-          cur.hi[0] = h.x;
-          cur.hi[1] = h.y;
-          cur.hi[2] = h.z;
-          cur.hi[3] = h.w;
+          const uint4 hv = *reinterpret_cast<const uint4*>(hp + lane * 16);
+          cur[h].hi[0] = hv.x;
+          cur[h].hi[1] = hv.y;
+          cur[h].hi[2] = hv.z;
+          cur[h].hi[3] = hv.w;
         } else if constexpr (BITS == 6) {
-          const uint2 h = *reinterpret_cast<const uint2*>(hp + lane * 8);
-          cur.hi[0] = h.x;
-          cur.hi[1] = h.y;
+          const uint2 hv = *reinterpret_cast<const uint2*>(hp + lane * 8);
+          cur[h].hi[0] = hv.x;
+          cur[h].hi[1] = hv.y;
         } else if constexpr (BITS == 5) {
-          cur.hi[0] = *reinterpret_cast<const uint32_t*>(hp + lane * 4);
+          cur[h].hi[0] = *reinterpret_cast<const uint32_t*>(hp + lane * 4);
         } else {
-          cur.hi[0] = 0;
+          cur[h].hi[0] = 0;
         }
       }
       const int gi0 = sc_gi0;
@@ -239,8 +256,11 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : NT == 2 ? 3 : 2) ge
       for (int j = 0; j < 4; ++j) {
         const int kstep = kt * 4 + j;
         if (!FULL && kstep >= G.ksteps) break;
+#pragma unroll
+        for (int h = 0; h < RT; ++h) {
+        const uint8_t* sc = sc_base + h * sreg;
         uint32_t a[4];
-        decode_step<BITS, DEC, HALF>(dec, cur.lo, cur.hi, j, a);
+        decode_step<BITS, DEC, HALF>(dec, cur[h].lo, cur[h].hi, j, a);
         if constexpr (MODE == kFold) {
           const int q = (kstep >> G.sshift) - gi0;  // kFold: power-of-two groups
           const uint32_t r = *reinterpret_cast<const uint16_t*>(sc + q * 16 + 2 * g);
@@ -252,7 +272,7 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : NT == 2 ? 3 : 2) ge
           a[3] = hmul2_bits<HALF>(a[3], s_hi);
         }
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt) mma16816<HALF>(part[nt], a, xc[nt][2 * j], xc[nt][2 * j + 1]);
+        for (int nt = 0; nt < NT; ++nt) mma16816<HALF>(part[h][nt], a, xc[nt][2 * j], xc[nt][2 * j + 1]);
         if constexpr (MODE == kGroup) {
           if (FAST ? (j == 3 || FAST == 1 || (FAST == 2 && j == 1)) : step_promotes(G, kstep, j)) {
             const int q = (FULL ? kstep >> G.sshift : group_of(G, kstep)) - gi0;
@@ -273,41 +293,46 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : NT == 2 ? 3 : 2) ge
             }
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt) {
-              acc[nt][0] = fmaf(part[nt][0], s_lo, acc[nt][0]);
-              acc[nt][1] = fmaf(part[nt][1], s_lo, acc[nt][1]);
-              acc[nt][2] = fmaf(part[nt][2], s_hi, acc[nt][2]);
-              acc[nt][3] = fmaf(part[nt][3], s_hi, acc[nt][3]);
+              acc[h][nt][0] = fmaf(part[h][nt][0], s_lo, acc[h][nt][0]);
+              acc[h][nt][1] = fmaf(part[h][nt][1], s_lo, acc[h][nt][1]);
+              acc[h][nt][2] = fmaf(part[h][nt][2], s_hi, acc[h][nt][2]);
+              acc[h][nt][3] = fmaf(part[h][nt][3], s_hi, acc[h][nt][3]);
 #pragma unroll
-              for (int r = 0; r < 4; ++r) part[nt][r] = 0.0f;
+              for (int r = 0; r < 4; ++r) part[h][nt][r] = 0.0f;
             }
           }
         }
+        }  // row tiles of the unit
       }
     }
     __syncwarp();  // everyone is done with this slot before lane 0 refills it
   }
 
   if constexpr (MODE != kGroup) {
-    float s_lo = 1.0f, s_hi = 1.0f;
-    if (MODE == kRow) {  // one scale per row: group 0 of this row tile
-      const uint8_t* sp = w.scales + (rt * w.n_groups * 16 + 2 * g) * w.sb;
-      if (w.sb == 1) {
-        s_lo = scale_code_value(w.scale, sp[0]);
-        s_hi = scale_code_value(w.scale, sp[1]);
-      } else if (w.sb == 2) {
-        s_lo = scale_wide_value(w.scale, uint32_t(sp[0]) | (uint32_t(sp[1]) << 8));
-        s_hi = scale_wide_value(w.scale, uint32_t(sp[2]) | (uint32_t(sp[3]) << 8));
-      } else {
-        s_lo = __uint_as_float(*reinterpret_cast<const uint32_t*>(sp));
-        s_hi = __uint_as_float(*reinterpret_cast<const uint32_t*>(sp + 4));
-      }
-    }
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      acc[nt][0] = part[nt][0] * s_lo;
-      acc[nt][1] = part[nt][1] * s_lo;
-      acc[nt][2] = part[nt][2] * s_hi;
-      acc[nt][3] = part[nt][3] * s_hi;
+    for (int h = 0; h < RT; ++h) {
+      float s_lo = 1.0f, s_hi = 1.0f;
+      const int64_t rt = min(rt0 + h, w.n_tiles - 1);
+      if (MODE == kRow) {  // one scale per row: group 0 of this row tile
+        const uint8_t* sp = w.scales + (rt * w.n_groups * 16 + 2 * g) * w.sb;
+        if (w.sb == 1) {
+          s_lo = scale_code_value(w.scale, sp[0]);
+          s_hi = scale_code_value(w.scale, sp[1]);
+        } else if (w.sb == 2) {
+          s_lo = scale_wide_value(w.scale, uint32_t(sp[0]) | (uint32_t(sp[1]) << 8));
+          s_hi = scale_wide_value(w.scale, uint32_t(sp[2]) | (uint32_t(sp[3]) << 8));
+        } else {
+          s_lo = __uint_as_float(*reinterpret_cast<const uint32_t*>(sp));
+          s_hi = __uint_as_float(*reinterpret_cast<const uint32_t*>(sp + 4));
+        }
+      }
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        acc[h][nt][0] = part[h][nt][0] * s_lo;
+        acc[h][nt][1] = part[h][nt][1] * s_lo;
+        acc[h][nt][2] = part[h][nt][2] * s_hi;
+        acc[h][nt][3] = part[h][nt][3] * s_hi;
+      }
     }
   }
 
@@ -315,17 +340,19 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : NT == 2 ? 3 : 2) ge
   // tile's sums).
   __syncthreads();
 #pragma unroll
+  for (int h = 0; h < RT; ++h)
+#pragma unroll
   for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-    for (int r = 0; r < 4; ++r) red[warp][nt * 4 + r][lane] = acc[nt][r];
+    for (int r = 0; r < 4; ++r) red[warp][(h * NT + nt) * 4 + r][lane] = acc[h][nt][r];
   __syncthreads();
-  for (int e = threadIdx.x; e < NT * 4 * 32; e += blockDim.x) {
+  for (int e = threadIdx.x; e < RT * NT * 4 * 32; e += blockDim.x) {
     const int sl = e / 32, l = e % 32;
     float v = 0.0f;
 #pragma unroll
     for (int q = 0; q < kWarps; ++q) v += red[q][sl][l];
-    const int nt = sl / 4, r = sl % 4;
-    const int64_t n = rt * 16 + (l >> 2) + (r >= 2 ? 8 : 0);
+    const int h = sl / (NT * 4), nt = (sl / 4) % NT, r = sl % 4;
+    const int64_t n = (rt0 + h) * 16 + (l >> 2) + (r >= 2 ? 8 : 0);
     const int64_t m = nt * 8 + 2 * (l & 3) + (r & 1);
     if (n >= w.n || m >= p.m) continue;
     v *= w.global;
@@ -349,11 +376,12 @@ void ensure_smem(K kernel, size_t smem, int& done) {
 template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB>
 void launch_full(const GemvParams& p, CUstream_st* stream) {
   constexpr int W = NT == 1 ? 16 : 8;  // warps per CTA
-  const size_t slot = size_t(slot_bytes(BITS, p.w.group, p.w.sb)) + 8;
+  constexpr int RT = NT == 2 ? 2 : 1;  // M in 9..16: two row tiles per activation fragment
+  const size_t slot = size_t(slot_bytes(BITS, p.w.group, p.w.sb, RT)) + 8;
   int lg = 2;  // 4 stages (8 tiles) in flight per warp, fewer for wide codes / scales
   while (lg > 0 && 1024 + size_t(W) * (size_t(1) << lg) * slot > 200 * 1024) --lg;
   const size_t smem = 1024 + size_t(W) * (size_t(1) << lg) * slot;
-  const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB>;
+  const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB, RT>;
   static int done = 0;  // per instantiation; racing threads both set the same attribute
   static int per_sm = 0;
   static size_t per_sm_smem = 0;
@@ -364,7 +392,7 @@ void launch_full(const GemvParams& p, CUstream_st* stream) {
     per_sm = b > 0 ? b : 1;
     per_sm_smem = smem;
   }
-  const int64_t grid = std::min<int64_t>(p.w.n_tiles, int64_t(per_sm) * sm_count());
+  const int64_t grid = std::min<int64_t>((p.w.n_tiles + RT - 1) / RT, int64_t(per_sm) * sm_count());
   kernel<<<unsigned(grid), W * 32, smem, stream>>>(p, lg);
 }
 
