@@ -25,7 +25,7 @@ constexpr int kMRPanel = 2, kNVPanel = 1, kPanelMinRows = 16;
 #endif
 
 // Largest row block the driver hands one kernel call (matmul.cpp: row_block).
-constexpr int64_t kMaxBlockRows = 96;
+constexpr int64_t kMaxBlockRows = 192;
 
 FPQ_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 

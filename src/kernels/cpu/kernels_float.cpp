@@ -86,7 +86,8 @@ struct FTable {
 // decoded weights (w = value * s, exactly the dequantized value of fpq::dequantize before its global scale);
 // Zero = asymmetric (w = (q - z) * s); Mins = llama.cpp Q4_1 (w = q * d + m).
 enum Mode { kSingle, kScaled, kZero, kMins };
-constexpr int64_t kBlockChunks = 8;  // 64 columns
+constexpr int64_t kBlockChunks = 8;   // 64 columns
+constexpr int64_t kSpanChunks = 128;  // 1024 columns: a 128-row block of activations is 512 KB
 
 template <class Dec, int M>
 struct FloatBlock {
@@ -151,24 +152,25 @@ struct FloatBlock {
   // Many activation rows: decode a block of 64 columns of NV tiles once into an L1 buffer (a 16 x 64 panel per
   // tile, the packing step of any GEMM; the weight matrix itself is never materialised) and run every row tile
   // of [m0, m1) over it with plain FMAs. Per lane the operations and their order are those of run(), so both
-  // give the same bits.
+  // give the same bits. Chunks [cb, ce) only (the caller walks K in spans that keep the activations in L2);
+  // fbuf (rows x NV x 16) carries the sums from span to span: zeroed on the first, stored to y on the last.
   template <int NV>
-  __attribute__((noinline)) void panel(int64_t t0, int64_t m0, int64_t m1) const {
+  __attribute__((noinline)) void panel(int64_t t0, int64_t m0, int64_t m1, int64_t cb, int64_t ce, float* fbuf) const {
     constexpr int kCols = int(kBlockChunks) * kChunkCols;
     alignas(64) float wbuf[kCols * NV * kTileRows];
-    alignas(64) float fbuf[kMaxBlockRows * NV * kTileRows];
     const int64_t rows = m1 - m0;
-    for (int64_t i = 0; i < rows * NV * kTileRows; ++i) fbuf[i] = 0.0f;
+    if (cb == 0)
+      for (int64_t i = 0; i < rows * NV * kTileRows; ++i) fbuf[i] = 0.0f;
     VF sw[NV], zf[NV], mn[NV];
     for (int v = 0; v < NV; ++v) sw[v] = zf[v] = mn[v] = vf_zero();
     const int64_t gc = M == kSingle ? w.nchunks : w.group_chunks;
     const bool fix = Dec::kHalfScale;
     const VF vfix = vf_set1(w.half_fix);
     const int64_t ntiles = (rows + kMRPanel - 1) / kMRPanel, base = rows / ntiles, extra = rows % ntiles;
-    for (int64_t c0 = 0; c0 < w.nchunks; c0 += kBlockChunks) {
-      const int64_t c1 = min64(w.nchunks, c0 + kBlockChunks);
+    for (int64_t c0 = cb; c0 < ce; c0 += kBlockChunks) {
+      const int64_t c1 = min64(ce, c0 + kBlockChunks);
       for (int64_t c = c0; c < c1; ++c) {
-        if (M != kSingle && c % gc == 0) {
+        if (M != kSingle && (c % gc == 0 || c == cb)) {
           const int64_t g = c / gc;
 #pragma GCC unroll 4
           for (int v = 0; v < NV; ++v) {
@@ -200,6 +202,7 @@ struct FloatBlock {
         m += mr;
       }
     }
+    if (ce < w.nchunks) return;
     VF acc[1][NV];
     VF s[NV];
 #pragma GCC unroll 4
@@ -369,9 +372,19 @@ void float_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int
   const Dec dec(w);
   FloatBlock<Dec, M> block{w, a, dec, y, ldy};
   if (m1 - m0 >= kPanelMinRows && m1 - m0 <= kMaxBlockRows) {
-    int64_t t = t0;
-    for (; t + kNVPanel <= t1; t += kNVPanel) block.template panel<kNVPanel>(t, m0, m1);
-    for (; t < t1; ++t) block.template panel<1>(t, m0, m1);
+    // K in spans whose activations (rows x span x 4 bytes) stay in L2 across the tiles; every tile keeps its
+    // running sums in fbuf between spans.
+    const int64_t rows = m1 - m0;
+    float* fbuf = static_cast<float*>(std::aligned_alloc(64, size_t((t1 - t0) * rows * kTileRows) * 4));
+    if (!fbuf) __builtin_trap();
+    for (int64_t cb = 0; cb < w.nchunks; cb += kSpanChunks) {
+      const int64_t ce = min64(w.nchunks, cb + kSpanChunks);
+      int64_t t = t0;
+      for (; t + kNVPanel <= t1; t += kNVPanel)
+        block.template panel<kNVPanel>(t, m0, m1, cb, ce, fbuf + (t - t0) * rows * kTileRows);
+      for (; t < t1; ++t) block.template panel<1>(t, m0, m1, cb, ce, fbuf + (t - t0) * rows * kTileRows);
+    }
+    std::free(fbuf);
   } else {
     for_register_tiles<kMRFloat, kNVFloat, kNV1Float>(t0, t1, m0, m1, block);
   }

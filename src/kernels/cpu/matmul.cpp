@@ -125,7 +125,7 @@ struct ActStage {
 float ldexp_f(float v, int e) { return v * std::ldexp(1.0f, e); }
 
 // Activation rows per task (and per staging block): all of them for small M.
-int64_t row_block(int64_t m) { return m <= 96 ? m : 64; }
+int64_t row_block(int64_t m) { return m <= 192 ? m : 128; }
 
 // Offset of (row i, chunk c) in the blocked chunk-major activation layout (kernel_abi.h).
 int64_t act_offset(int64_t i, int64_t c, int64_t rb, int64_t kp) {
