@@ -33,6 +33,7 @@ enum FloatDecode : int32_t {
 // How the int8 kernel turns a code into an unsigned byte (value * 2^int_shift + offset).
 enum IntDecode : int32_t {
   kIntNib = 0,     // <= 4-bit codes: 16-entry byte table
+  kIntNibId,       // <= 4-bit codes whose byte is the code itself (llama.cpp Q4_0, asymmetric uint4)
   kIntLut64,       // 5..6-bit codes: 64-entry byte table
   kIntXor80,       // signed 8-bit integer codes: code ^ 0x80 (offset 128)
   kIntIdentity,    // unsigned 8-bit integer codes (offset 0)

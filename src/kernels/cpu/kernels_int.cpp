@@ -19,6 +19,14 @@ struct I8Nib {
     b = lut16b(lut, vb_hi4(v));
   }
 };
+struct I8NibId {
+  explicit I8NibId(const WeightView&) {}
+  FPQ_INLINE void chunk(const uint8_t* p, VB& a, VB& b) const {
+    const VB v = vb_load(p);
+    a = vb_lo4(v);
+    b = vb_hi4(v);
+  }
+};
 struct I8Lut64 {
   Lut64B lut;
   explicit I8Lut64(const WeightView& w) : lut(w.lut_u8) {}
@@ -212,6 +220,7 @@ void gemm_int8(const WeightView& w, const ActView& a, float* y, int64_t ldy, int
                int64_t m1) {
   switch (w.int_decode) {
     case kIntNib: int8_run<I8Nib>(w, a, y, ldy, t0, t1, m0, m1); break;
+    case kIntNibId: int8_run<I8NibId>(w, a, y, ldy, t0, t1, m0, m1); break;
     case kIntLut64: int8_run<I8Lut64>(w, a, y, ldy, t0, t1, m0, m1); break;
     case kIntXor80: int8_run<I8Xor>(w, a, y, ldy, t0, t1, m0, m1); break;
     default: int8_run<I8Id>(w, a, y, ldy, t0, t1, m0, m1); break;

@@ -363,7 +363,9 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
   // Integer decoding (int8 kernel); the int16 kernel picks its decoder from storage and int_decode too.
   bool int_layout = false;
   if (nib) {
-    v.int_decode = detail::kIntNib;
+    bool identity = true;
+    for (int c = 0; c < 16; ++c) identity = identity && lut_u8[c] == c;
+    v.int_decode = identity ? detail::kIntNibId : detail::kIntNib;
     int_layout = true;
   } else if (ci.bits <= 6) {
     v.int_decode = detail::kIntLut64;
