@@ -54,7 +54,8 @@ std::vector<Format> weight_formats() {
 std::vector<Format> act_formats() {
   std::vector<Format> v;
   for (const auto& info : format_table()) v.push_back(info.format);
-  for (const char* s : {"e2m1/e4m3/g16", "e3m2/fp16/g32", "int8/fp16/g32", "int4/fp16/row", "e2m3/bf16/g64"})
+  for (const char* s : {"e2m1/e4m3/g16", "e3m2/fp16/g32", "int8/fp16/g32", "int4/fp16/row", "e2m3/bf16/g64",
+                        "e2m1/fp16/g16/rowglobal", "e5m2/e8m0/g32"})
     v.push_back(parse_format(s));
   return v;
 }
