@@ -1,6 +1,9 @@
 #pragma once
 // Internal: the prepared (tiled) weight, the integer view of an element type, and the activation staging
 // buffers of one call. Baseline-compiled code only.
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <vector>
@@ -20,9 +23,14 @@ class AlignedBuffer {
   explicit AlignedBuffer(size_t bytes) { resize(bytes); }
   void resize(size_t bytes) {
     size_ = bytes;
-    const size_t alloc = (bytes + 127) / 64 * 64 + 64;
-    p_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, alloc)));
+    // Large buffers (prepared weights) in transparent huge pages where the kernel allows it: a matrix-vector
+    // product streams them once, and 4 KB pages would cost a TLB miss every 4 KB.
+    const bool huge = bytes >= (size_t(4) << 20);
+    const size_t align = huge ? size_t(2) << 20 : 64;
+    const size_t alloc = (bytes + 64 + align - 1) / align * align;
+    p_.reset(static_cast<uint8_t*>(std::aligned_alloc(align, alloc)));
     if (!p_) throw std::bad_alloc();
+    if (huge) (void)::madvise(p_.get(), alloc, MADV_HUGEPAGE);
     std::fill(p_.get(), p_.get() + alloc, uint8_t(0));
   }
   uint8_t* data() { return p_.get(); }
