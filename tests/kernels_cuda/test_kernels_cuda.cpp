@@ -332,6 +332,30 @@ TEST_F(Cuda, WeightOnlyMatmulMatchesFloat64) {
   }
 }
 
+// A tall weight (more row tiles than 8 per SM): the decode kernel's two-row-tiles-per-fragment path at M <= 8.
+TEST_F(Cuda, WeightOnlyMatmulTallWeight) {
+  for (const char* name : {"mxfp4", "fp6_e3m2"}) {
+    const int64_t n = 17000, k = 128;
+    const Format f = parse_format(name);
+    const QuantizedTensor wq = quantize(f, random_matrix(n, k).data(), n, k);
+    const std::vector<float> wd = dequantize(wq);
+    const PreparedWeight pw = prepare_weight_cuda(wq);
+    for (int64_t m : {1, 7, 12}) {
+      const std::string tag = fmt::format("W {} {}x{} M={}", name, n, k, m);
+      SCOPED_TRACE(tag);
+      std::vector<float> x = random_matrix(m, k), seen;
+      DeviceBuffer dx = upload_input(x, DType::BF16, &seen);
+      DeviceBuffer dy(size_t(m * n * 4));
+      dy.fill_bytes(0xFF);
+      matmul_weight_only_cuda(pw, dx.data(), DType::BF16, m, dy.data(), DType::F32);
+      synchronize();
+      std::vector<float> y(size_t(m * n));
+      dy.download(y.data(), y.size() * 4);
+      EXPECT_LT(rel_err(y, reference_product(seen, wd, m, n, k)), 1e-5) << tag;
+    }
+  }
+}
+
 struct QmmCase {
   const char* act;
   const char* weight;

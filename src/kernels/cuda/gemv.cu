@@ -82,7 +82,7 @@ enum ScaleMode : int { kFold = 0, kRow = 1, kGroup = 2 };
 // SB: scale bytes known at compile time (0: read from the weight). RT: row tiles per warp iteration (2: each
 // activation fragment feeds two weight tiles, halving the activation traffic through L1/L2 at M > 8).
 template <int BITS, int DEC, bool HALF, int NT, int kWarps, int MODE, int FAST, int SB, int RT>
-__global__ void __launch_bounds__(kWarps * 32, RT == 2 ? 2 : NT == 1 ? 2 : NT == 2 ? 3 : 2)
+__global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT == 1 ? 2 : NT == 2 ? 3 : 2)
     gemv_kernel(GemvParams p, int ring_log2) {
   constexpr bool FULL = FAST != 0;
   const int kD = 1 << ring_log2;
@@ -373,10 +373,9 @@ void ensure_smem(K kernel, size_t smem, int& done) {
   done = int(smem);
 }
 
-template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB>
-void launch_full(const GemvParams& p, CUstream_st* stream) {
-  constexpr int W = NT == 1 ? 16 : 8;  // warps per CTA
-  constexpr int RT = NT == 2 ? 2 : 1;  // M in 9..16: two row tiles per activation fragment
+template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB, int RT>
+void launch_rt(const GemvParams& p, CUstream_st* stream) {
+  constexpr int W = NT == 1 && RT == 1 ? 16 : 8;  // warps per CTA
   const size_t slot = size_t(slot_bytes(BITS, p.w.group, p.w.sb, RT)) + 8;
   int lg = 2;  // 4 stages (8 tiles) in flight per warp, fewer for wide codes / scales
   while (lg > 0 && 1024 + size_t(W) * (size_t(1) << lg) * slot > 200 * 1024) --lg;
@@ -394,6 +393,20 @@ void launch_full(const GemvParams& p, CUstream_st* stream) {
   }
   const int64_t grid = std::min<int64_t>((p.w.n_tiles + RT - 1) / RT, int64_t(per_sm) * sm_count());
   kernel<<<unsigned(grid), W * 32, smem, stream>>>(p, lg);
+}
+
+// Two row tiles per activation fragment at M <= 16 (M <= 8 only when there are enough row tiles to fill the
+// GPU with 8-warp CTAs; otherwise one row tile per 16-warp CTA keeps more warps busy).
+template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB>
+void launch_full(const GemvParams& p, CUstream_st* stream) {
+  if constexpr (NT == 2) {
+    launch_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 2>(p, stream);
+  } else if constexpr (NT == 1) {
+    if (p.w.n_tiles >= 8 * int64_t(sm_count())) launch_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 2>(p, stream);
+    else launch_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 1>(p, stream);
+  } else {
+    launch_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 1>(p, stream);
+  }
 }
 
 template <int BITS, int DEC, bool HALF, int NT, int MODE>
