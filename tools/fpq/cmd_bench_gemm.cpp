@@ -119,39 +119,53 @@ double median(std::vector<double> v) {
 // Times a kernel and its baselines interleaved, so all see the same machine (it may be shared): `rounds`
 // rounds (and at least `min_time` seconds of kernel runs), each one run of every baseline (in order; then a
 // pause for OpenBLAS's threads) and as many kernel runs as fit in the slowest baseline's time (at least one).
-// Returns the kernel's median and each baseline's.
-std::pair<double, std::vector<double>> time_interleaved(const std::function<void()>& kernel,
-                                                        const std::vector<std::function<void()>>& baselines,
-                                                        int rounds, double min_time) {
+struct Interleaved {
+  double kernel = 0;             // median kernel time
+  std::vector<double> baseline;  // median time of each baseline
+  std::vector<double> ratio;     // per baseline: median over rounds of (baseline time / kernel median of the round)
+};
+
+Interleaved time_interleaved(const std::function<void()>& kernel, const std::vector<std::function<void()>>& baselines,
+                             int rounds, double min_time) {
   kernel();
   for (const auto& b : baselines) b();
   std::vector<double> tk;
-  std::vector<std::vector<double>> tb(baselines.size());
+  std::vector<std::vector<double>> tb(baselines.size()), ratios(baselines.size());
   double total = 0;
   for (int r = 0; r < rounds || (total < min_time && r < 200); ++r) {
     double budget = 0;
+    std::vector<double> round_b;
     for (size_t i = 0; i < baselines.size(); ++i) {
       const auto t0 = std::chrono::steady_clock::now();
       baselines[i]();
       const double dt = seconds_since(t0);
       tb[i].push_back(dt);
+      round_b.push_back(dt);
       budget = std::max(budget, dt);
     }
     // OpenBLAS's worker threads spin for about 2^28 cycles after a call; let them go to sleep first.
     std::this_thread::sleep_for(std::chrono::milliseconds(120));
     double spent = 0;
+    std::vector<double> round_k;
     do {
       const auto t0 = std::chrono::steady_clock::now();
       kernel();
       const double dt = seconds_since(t0);
       tk.push_back(dt);
+      round_k.push_back(dt);
       spent += dt;
       total += dt;
     } while (spent < budget && tk.size() < 20000);
+    const double mk = median(round_k);
+    for (size_t i = 0; i < baselines.size(); ++i) ratios[i].push_back(round_b[i] / mk);
   }
-  std::vector<double> mb;
-  for (auto& v : tb) mb.push_back(median(v));
-  return {median(tk), mb};
+  Interleaved out;
+  out.kernel = median(tk);
+  for (size_t i = 0; i < baselines.size(); ++i) {
+    out.baseline.push_back(median(tb[i]));
+    out.ratio.push_back(median(ratios[i]));
+  }
+  return out;
 }
 
 std::string cpu_model() {
@@ -195,7 +209,7 @@ void run_bench(const BenchGemmArgs& args) {
   struct Row {
     int64_t n, k, m;
     std::string spec, weight, act, kind;
-    double t, t_sgemm, t_quant;
+    double t, t_sgemm, speedup, t_quant;  // speedup: median over rounds of sgemm time / kernel time
     size_t bytes;
     double bw;  // read bandwidth probed interleaved with the kernel (M = 1 rows), GB/s
   };
@@ -248,10 +262,13 @@ void run_bench(const BenchGemmArgs& args) {
         std::vector<double> probe_times;  // ReadProbe::pass() times its own (faster) read
         if (m == 1) baselines.push_back([&] { probe_times.push_back(probe_buf.pass()); });
         if (args.sgemm) baselines.push_back(sgemm);
-        const auto [t, tb] = time_interleaved(kernel, baselines, args.repeats, args.min_time);
-        const double t_sgemm = args.sgemm ? tb.back() : 0.0;
+        const Interleaved ti = time_interleaved(kernel, baselines, args.repeats, args.min_time);
+        const double t = ti.kernel;
+        const double t_sgemm = args.sgemm ? ti.baseline.back() : 0.0;
+        const double speedup = args.sgemm ? ti.ratio.back() : 0.0;
         const double bw_row = m == 1 ? double(probe_buf.bytes()) / median(probe_times) / 1e9 : 0.0;
-        rows.push_back({n, k, m, p.spec, p.w.name, p.a ? p.a->name : "f32", kind, t, t_sgemm, t_quant, format_bytes, bw_row});
+        rows.push_back(
+            {n, k, m, p.spec, p.w.name, p.a ? p.a->name : "f32", kind, t, t_sgemm, speedup, t_quant, format_bytes, bw_row});
         std::fprintf(stderr, "  %lld x %lld, M=%lld, %s: %.0f us (sgemm %.0f us)\n", (long long)n, (long long)k,
                      (long long)m, p.spec.c_str(), t * 1e6, t_sgemm * 1e6);
       }
@@ -278,7 +295,7 @@ void run_bench(const BenchGemmArgs& args) {
                fmt::format("{:.1f}", flops / r.t / 1e9), fmt::format("{:.1f}", gbs),
                r.bw > 0 ? fmt::format("{:.0f}% of {:.1f}", 100.0 * gbs / r.bw, r.bw) : "-",
                args.sgemm ? fmt::format("{:.0f}", r.t_sgemm * 1e6) : "-",
-               args.sgemm ? fmt::format("{:.2f}x", r.t_sgemm / r.t) : "-",
+               args.sgemm ? fmt::format("{:.2f}x", r.speedup) : "-",
                has_q ? fmt::format("{:.0f}", r.t_quant * 1e6) : "-"});
     results.push_back({{"n", r.n},
                        {"k", r.k},
@@ -293,7 +310,7 @@ void run_bench(const BenchGemmArgs& args) {
                        {"read_bandwidth_gbs", r.bw > 0 ? nlohmann::json(r.bw) : nlohmann::json(nullptr)},
                        {"fraction_of_bandwidth", r.bw > 0 ? nlohmann::json(gbs / r.bw) : nlohmann::json(nullptr)},
                        {"sgemm_us", args.sgemm ? nlohmann::json(r.t_sgemm * 1e6) : nlohmann::json(nullptr)},
-                       {"speedup_vs_sgemm", args.sgemm ? nlohmann::json(r.t_sgemm / r.t) : nlohmann::json(nullptr)},
+                       {"speedup_vs_sgemm", args.sgemm ? nlohmann::json(r.speedup) : nlohmann::json(nullptr)},
                        {"act_quant_us", has_q ? nlohmann::json(r.t_quant * 1e6) : nlohmann::json(nullptr)}});
   }
   std::string probe_list;
@@ -306,7 +323,8 @@ void run_bench(const BenchGemmArgs& args) {
   std::printf("µs: median; W GB/s: bytes of codes + scales of the weight / time; %% of read BW (M = 1): of the "
               "bandwidth of a %.0f MB read probe timed interleaved with the kernel (median, GB/s);\n"
               "sgemm µs: OpenBLAS float32 sgemm of the same shape, timed interleaved with the kernel (median); vs sgemm: "
-              "sgemm time / kernel time (> 1: faster);\nact quant: quantize_activations of the M x K activations "
+              "median over the rounds of sgemm time / kernel time of the round (> 1: faster);\n"
+              "act quant: quantize_activations of the M x K activations "
               "(not in µs).\n", args.probe_mb);
   if (!args.json.empty()) {
     nlohmann::json doc = {{"command", "fpq bench gemm"},

@@ -4,17 +4,27 @@
 // PODs and declarations: no inline function, no template from the standard library.
 //
 // Prepared weight layout ("tiles"): rows are taken 16 at a time (a tile; one 32-bit SIMD lane per row) and
-// columns 8 at a time (a chunk). Within a tile the chunks follow each other along K. A chunk holds 128 codes:
+// columns 8 at a time (a chunk). Tiles are interleaved four at a time: chunk c of the tiles 4g .. 4g + 3 lie
+// side by side, then chunk c + 1 (a matrix-vector product walks four tiles as one sequential stream; see
+// tile_offset()). A chunk holds 128 codes:
 //   nibble storage (codes of <= 4 bits), 64 bytes:  byte 4*r + j = code(r, 8c + j) | code(r, 8c + 4 + j) << 4
 //   byte storage (5..8-bit codes), 128 bytes:       byte 4*r + j = code(r, 8c + j), byte 64 + 4*r + j = code(r, 8c + 4 + j)
 // so 32-bit lane r holds four consecutive columns of row r, as VNNI's vpdpbusd wants them. Scales and other
-// per-group data are stored per (tile, group) as 16 entries, one per lane, in the tensor's own scale encoding.
+// per-group data are stored per (tile, group) as 16 entries, one per lane, in the tensor's own scale encoding,
+// interleaved the same way (group g of the four tiles side by side).
 #include <cstdint>
 
 namespace fpq::cpu::detail {
 
 constexpr int kTileRows = 16;
 constexpr int kChunkCols = 8;
+constexpr int kTileGroup = 4;  // tiles interleaved per stream
+
+// Index of unit `i` (chunk or scale group) of tile t, in units, when each tile has `per_tile` of them.
+// (static: internal linkage, so copies compiled with wider instructions never stand in for the baseline one.)
+static inline int64_t tile_offset(int64_t t, int64_t i, int64_t per_tile) {
+  return ((t / kTileGroup) * per_tile + i) * kTileGroup + t % kTileGroup;
+}
 
 // Scale encodings. The *Fast codes are used when prepare_weight found no byte that needs special decoding
 // (E8M0: 0x00 = 2^-127 and 0xFF = NaN; E4M3: a sign bit or the NaN code), so a shift (and a multiply) decodes.
@@ -41,7 +51,6 @@ enum IntDecode : int32_t {
 
 struct WeightView {
   const uint8_t* codes = nullptr;  // 64-byte aligned
-  int64_t tile_stride = 0;         // bytes per tile (nchunks * chunk_bytes)
   int32_t chunk_bytes = 64;
   int32_t storage = kNibble;
   int32_t bits = 4;                // code bits

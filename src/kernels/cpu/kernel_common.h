@@ -99,8 +99,10 @@ FPQ_INLINE const T* act_row(const T* base, const ActView& a, int64_t m0) {
 }
 
 FPQ_INLINE const uint8_t* chunk_ptr(const WeightView& w, int64_t t, int64_t c) {
-  return w.codes + t * w.tile_stride + c * w.chunk_bytes;
+  return w.codes + tile_offset(t, c, w.nchunks) * w.chunk_bytes;
 }
-FPQ_INLINE int64_t group_index(const WeightView& w, int64_t t, int64_t g) { return (t * w.ngroups + g) * kTileRows; }
+FPQ_INLINE int64_t group_index(const WeightView& w, int64_t t, int64_t g) {
+  return tile_offset(t, g, w.ngroups) * kTileRows;
+}
 
 }  // namespace fpq::cpu::detail::FPQ_ISA_NS

@@ -188,16 +188,17 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
   p.gw = per_row ? kp : glen;
   const int64_t ngroups = per_row ? 1 : k / glen;
   const int64_t nt = (n + kTileRows - 1) / kTileRows;
+  const int64_t nt_alloc = (nt + detail::kTileGroup - 1) / detail::kTileGroup * detail::kTileGroup;
   const int64_t nchunks = kp / kChunkCols;
   const bool nib = ci.bits <= 4;
   const int chunk_bytes = nib ? 64 : 128;
   const int sc = scale_code(f);
   const int sb = f.is_ggml() ? 2 : (sc == detail::kScaleOne ? 0 : scale_type_bytes(f.scale));
 
-  p.codes.resize(size_t(nt * nchunks * chunk_bytes));
-  p.scales.resize(size_t(nt * ngroups * kTileRows * std::max(sb, 1)));
-  if (ci.has_zero_points) p.zeros.resize(size_t(nt * ngroups * kTileRows));
-  if (ci.has_mins) p.mins.resize(size_t(nt * ngroups * kTileRows * 2));
+  p.codes.resize(size_t(nt_alloc * nchunks * chunk_bytes));
+  p.scales.resize(size_t(nt_alloc * ngroups * kTileRows * std::max(sb, 1)));
+  if (ci.has_zero_points) p.zeros.resize(size_t(nt_alloc * ngroups * kTileRows));
+  if (ci.has_mins) p.mins.resize(size_t(nt_alloc * ngroups * kTileRows * 2));
   if (!f.is_ggml() && !w.global_scale.empty()) {
     p.row_global.resize(size_t(nt * kTileRows * 4));
     float* rg = p.row_global.as<float>();
@@ -218,7 +219,6 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
     std::vector<uint16_t> d(static_cast<size_t>(k / kGgmlBlock + 1)), m(static_cast<size_t>(k / kGgmlBlock + 1));
     bool sp = false;
     for (int64_t t = t0; t < t1; ++t) {
-      uint8_t* tile = p.codes.data() + t * nchunks * chunk_bytes;
       for (int lane = 0; lane < kTileRows; ++lane) {
         const int64_t r = t * kTileRows + lane;
         if (r >= n) {
@@ -231,7 +231,7 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
               if (!std::isfinite(ci.values[codes[size_t(c)]])) sp = true;
         }
         for (int64_t c = 0; c < nchunks; ++c) {
-          uint8_t* ch = tile + c * chunk_bytes;
+          uint8_t* ch = p.codes.data() + detail::tile_offset(t, c, nchunks) * chunk_bytes;
           const uint8_t* src = codes.data() + c * kChunkCols;
           for (int j = 0; j < 4; ++j) {
             if (nib) {
@@ -244,7 +244,7 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
         }
         // Scales, zero points, mins of this row: [tile][group][lane].
         for (int64_t g = 0; g < ngroups; ++g) {
-          const int64_t idx = (t * ngroups + g) * kTileRows + lane;
+          const int64_t idx = detail::tile_offset(t, g, ngroups) * kTileRows + lane;
           if (r >= n) continue;
           if (f.is_ggml()) {
             std::memcpy(p.scales.data() + idx * 2, &d[size_t(g)], 2);
@@ -284,7 +284,7 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
     for (int64_t t = 0; t < nt && !special; ++t)
       for (int lane = 0; lane < kTileRows && t * kTileRows + lane < n; ++lane)
         for (int64_t g = 0; g < ngroups; ++g) {
-          const uint8_t b = s[(t * ngroups + g) * kTileRows + lane];
+          const uint8_t b = s[detail::tile_offset(t, g, ngroups) * kTileRows + lane];
           if (sc == detail::kScaleE8M0 ? (b == 0 || b == 0xFF) : (b & 0x80) || b == 0x7F) special = true;
         }
     if (!special) scode = sc == detail::kScaleE8M0 ? detail::kScaleE8M0Fast : detail::kScaleE4M3Fast;
@@ -293,7 +293,6 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
   detail::WeightView& v = p.view;
   v.codes = p.codes.data();
   v.chunk_bytes = chunk_bytes;
-  v.tile_stride = nchunks * chunk_bytes;
   v.storage = nib ? detail::kNibble : detail::kByte;
   v.bits = ci.bits;
   v.n = n;
