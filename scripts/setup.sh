@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything fpq needs on a fresh Debian machine, then configures and builds it.
 #   Debian packages: scripts/deps-debian.txt (apt-get, skipped when all are present)
-#   PyPI packages:   scripts/requirements.txt into the project venv .venv
+#   PyPI packages:   scripts/requirements.txt (and, without their dependencies, scripts/requirements-nodeps.txt)
+#                    into the project venv .venv
 # Idempotent: a second run only rebuilds what changed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,13 +27,20 @@ fi
 # The venv lives in the project; its stamp records which requirements it was built from.
 py="${PYTHON:-python3}"
 stamp=".venv/.requirements.sha256"
-want="$(sha256sum scripts/requirements.txt | cut -d' ' -f1)"
+want="$(cat scripts/requirements.txt scripts/requirements-nodeps.txt | sha256sum | cut -d' ' -f1)"
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "creating .venv from scripts/requirements.txt"
   "$py" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r scripts/requirements.txt
+  .venv/bin/python -m pip install -q --no-deps -r scripts/requirements-nodeps.txt
   echo "$want" > "$stamp"
+fi
+# Optional: llama.cpp's Python bindings, for the export tests that load fpq's GGUF files in llama.cpp (pip builds
+# llama.cpp from source: many minutes on 2 cores, so CI leaves them out and those checks skip with a message).
+if [ "${FPQ_WITH_LLAMA_CPP:-0}" = "1" ] && ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+  log "installing llama-cpp-python (builds llama.cpp)"
+  .venv/bin/python -m pip install -q "llama-cpp-python==0.3.36"
 fi
 
 build_type="${FPQ_BUILD_TYPE:-Release}"

@@ -60,6 +60,12 @@ std::vector<Format> act_formats() {
   return v;
 }
 
+uint32_t f2u_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
 int64_t lcm64(int64_t a, int64_t b) { return a / std::gcd(a, b) * b; }
 
 bool cols_ok(const Format& f, int64_t k) {
@@ -243,6 +249,58 @@ TEST(KernelsCpu, ThreadCountIndependent) {
       matmul_pseudo(c.a ? &xq : nullptr, x.data(), m, wq, ref.data());
       EXPECT_LT(test::rel_l2(ys[0], ref), 1e-6) << isa_name(isa);
     }
+  }
+}
+
+// The integer kernels compute the exact product of the dequantized operands: float64 sums of exact terms,
+// finished as float(S * (g_x * g_w)) — the model's pseudo path. Here S comes from a plain float64 loop over the
+// operands dequantized without their tensor scales, and the real path must give the same bits (K up to 4096,
+// long enough for float32 group sums to differ in the last bit). This holds wherever code x group scale is exact in
+// float32 (FP elements with E8M0/E4M3/FP16 scales, llama.cpp blocks), so the pseudo path's dequantized operands are
+// the exact values; integer formats with float32 scales (int4, int8) round there and agree to ~1e-7 instead
+// (EveryPairEveryIsaMatchesPseudo).
+TEST(KernelsCpu, IntegerKernelsBitIdenticalToExactProduct) {
+  std::mt19937_64 rng(test::fresh_seed());
+  IsaGuard ig;
+  struct Case {
+    const char* w;
+    const char* a;
+  };
+  const Case cases[] = {{"nvfp4", "nvfp4"},           {"mxfp4", "mxfp4"},  {"q4_0", "q8_1"},
+                        {"mxfp6_e2m3", "mxfp6_e2m3"}, {"mxfp6_e3m2", "mxfp6_e3m2"}, {"q8_0", "q8_1"},
+                        {"e2m1/fp16/g16/rowglobal", "nvfp4"}, {"e2m3/e8m0/g16", "e2m1/e8m0/g64"}};
+  for (const Case& c : cases) {
+    const Format wf = parse_format(c.w), af = parse_format(c.a);
+    const int64_t m = 1 + int64_t(rng() % 19), n = 17 + int64_t(rng() % 40), k = 256 * (1 + int64_t(rng() % 16));
+    SCOPED_TRACE(std::string(c.w) + " x " + c.a + " M=" + std::to_string(m) + " N=" + std::to_string(n) +
+                 " K=" + std::to_string(k));
+    const auto w = random_matrix(rng, n, k), x = random_matrix(rng, m, k);
+    const QuantizedTensor wq = quantize(wf, w.data(), n, k), xq = quantize(af, x.data(), m, k);
+    std::vector<float> wu(size_t(n * k)), xu(size_t(m * k));
+    dequantize_rows(wq, 0, n, wu.data(), false);
+    dequantize_rows(xq, 0, m, xu.data(), false);
+    std::vector<float> want(size_t(m * n));
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (int64_t q = 0; q < k; ++q) s += double(xu[size_t(i * k + q)]) * double(wu[size_t(j * k + q)]);
+        want[size_t(i * n + j)] = float(s * (double(xq.global(i)) * double(wq.global(j))));
+      }
+    const auto pw = prepare_weight(wq);
+    int integer_runs = 0;
+    for (Isa isa : all_isas()) {
+      set_isa(isa);
+      const KernelKind kind = kernel_kind(*pw, &af, isa, m);
+      if (kind != KernelKind::Int8Dot && kind != KernelKind::Int16Dot) continue;
+      ++integer_runs;
+      std::vector<float> y(size_t(m * n), -1.0f);
+      matmul_quantized(*pw, xq, y.data());
+      int64_t differ = 0;
+      for (size_t i = 0; i < y.size(); ++i) differ += f2u_bits(y[i]) != f2u_bits(want[i]);
+      EXPECT_EQ(differ, 0) << isa_name(isa) << " (" << kernel_kind_name(kind) << "): " << differ << " of " << y.size()
+                           << " outputs differ from the exact product";
+    }
+    EXPECT_GT(integer_runs, 0) << "no variant ran an integer kernel";  // the scalar variant always should
   }
 }
 

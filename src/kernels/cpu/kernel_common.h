@@ -7,8 +7,9 @@ namespace fpq::cpu::detail::FPQ_ISA_NS {
 // Register tile: MR activation rows x NV weight tiles (16 rows each). kNV1 is the NV used for one activation
 // row (the matrix-vector case), where more weight tiles in flight hide latency.
 #if FPQ_KISA == 2
-constexpr int kMRInt = 10, kNVInt = 1, kNV1Int = 4;
-constexpr int kMRInt16 = 10, kNVInt16 = 1, kNV1Int16 = 4;
+// (int kernels: 8 rows, as each row holds two float64 accumulator registers besides its int32 one)
+constexpr int kMRInt = 8, kNVInt = 1, kNV1Int = 4;
+constexpr int kMRInt16 = 8, kNVInt16 = 1, kNV1Int16 = 4;
 constexpr int kMRFloat = 12, kNVFloat = 1, kNV1Float = 4;
 constexpr int kMRPanel = 12, kNVPanel = 2, kPanelMinRows = 16;  // float kernel, many rows: decoded panels
 constexpr int kMRBf16 = 12;
@@ -88,6 +89,22 @@ FPQ_INLINE void store_tile(const WeightView& w, const ActView& a, float* y, int6
       if (w.row_global) o = vf_mul(o, rg);
       if (a.gx) o = vf_mul(o, vf_bcast(a.gx + m0 + r));
       vf_store(y + (m0 + r) * ldy + n0, o, valid);
+    }
+  }
+}
+
+// Exact variant for the quantized-activation kernels: y = float(S * (double(row_global) * double(gx))), S the float64
+// sum, the pseudo path's finish (model/builtin_backends.cpp), so both give the same bits.
+template <int MR, int NV>
+FPQ_INLINE void store_tile_exact(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t m0,
+                                 VD (&acc)[MR][NV]) {
+  for (int v = 0; v < NV; ++v) {
+    const int64_t n0 = (t0 + v) * kTileRows;
+    const int valid = int(min64(kTileRows, w.n - n0));
+    const VD gw = w.row_global ? vd_cvt(vf_load(w.row_global + n0)) : vd_set1(1.0);
+    for (int r = 0; r < MR; ++r) {
+      const VD g = vd_mul(gw, vd_set1(a.gx ? double(a.gx[m0 + r]) : 1.0));
+      vf_store(y + (m0 + r) * ldy + n0, vf_from_vd(vd_mul(acc[r][v], g)), valid);
     }
   }
 }

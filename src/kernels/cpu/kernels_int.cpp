@@ -1,7 +1,9 @@
 // Integer-dot kernels (one copy per instruction-set variant, see CMakeLists.txt): both operands hold integer
 // multiples of a power of two, so each (row, unit) dot product is an exact int32 sum; the scales are applied
-// per unit in float32:  acc += (float(idot) * w_scale) * x_scale  (the last step fused), then
-// y = (acc * w_global) * x_global.
+// per unit in float64:  S += (double(idot) * w_scale) * x_scale  (the last step fused), then
+// y = float(S * (w_global * x_global)). Every term is exact in float64 and so are the sums for realistic scale
+// ranges: S is the exact dot product of the dequantized operands, the same number the pseudo path's float64 GEMM
+// computes, and y has the same bits (see store_tile_exact).
 //   int8:  weights as unsigned bytes (value + offset), activations as signed bytes: vpdpbusd (AVX-512 VNNI),
 //          vpmaddubsw + vpmaddwd (AVX2). The offset comes back out through the activations' per-unit sums.
 //   int16: weights and activations as int16 pairs: vpdpwssd (AVX-512 VNNI). Not in the AVX2 variant.
@@ -60,9 +62,9 @@ struct Int8Block {
 
   template <int MR, int NV>
   __attribute__((noinline)) void run(int64_t t0, int64_t m0) const {
-    VF facc[MR][NV];
+    VD dacc[MR][NV];
     for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v) facc[r][v] = vf_zero();
+      for (int v = 0; v < NV; ++v) dacc[r][v] = vd_zero();
     const int64_t uc = a.unit_chunks, nu = a.nunits;
     const int8_t* xrow = act_row(a.xi8, a, m0);  // + c * cstride + r * 8
     for (int64_t u = 0; u < nu; ++u) {
@@ -92,18 +94,18 @@ struct Int8Block {
         }
       }
       for (int v = 0; v < NV; ++v) {
-        const VF sw = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes);
+        const VD sw = vd_cvt(load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes));
         for (int r = 0; r < MR; ++r)
-          facc[r][v] = vf_fma(vf_mul(vf_cvt(iacc[r][v]), sw), vf_bcast(a.sx + u * a.m + m0 + r), facc[r][v]);
+          dacc[r][v] = vd_fma_bc(vd_mul(vd_cvti(iacc[r][v]), sw), a.sx + u * a.m + m0 + r, dacc[r][v]);
       }
       if (w.mins) {
         for (int v = 0; v < NV; ++v) {
-          const VF mn = load_f16x16(w.mins + group_index(w, t0 + v, g));
-          for (int r = 0; r < MR; ++r) facc[r][v] = vf_fma(mn, vf_bcast(a.msx + u * a.m + m0 + r), facc[r][v]);
+          const VD mn = vd_cvt(load_f16x16(w.mins + group_index(w, t0 + v, g)));
+          for (int r = 0; r < MR; ++r) dacc[r][v] = vd_fma_bc(mn, a.msx + u * a.m + m0 + r, dacc[r][v]);
         }
       }
     }
-    store_tile<MR, NV>(w, a, y, ldy, t0, m0, facc);
+    store_tile_exact<MR, NV>(w, a, y, ldy, t0, m0, dacc);
   }
 };
 
@@ -158,9 +160,9 @@ struct Int16Block {
 
   template <int MR, int NV>
   __attribute__((noinline)) void run(int64_t t0, int64_t m0) const {
-    VF facc[MR][NV];
+    VD dacc[MR][NV];
     for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v) facc[r][v] = vf_zero();
+      for (int v = 0; v < NV; ++v) dacc[r][v] = vd_zero();
     const int64_t uc = a.unit_chunks, nu = a.nunits;
     const int16_t* xrow = act_row(a.xi16, a, m0);
     for (int64_t u = 0; u < nu; ++u) {
@@ -190,18 +192,18 @@ struct Int16Block {
         }
       }
       for (int v = 0; v < NV; ++v) {
-        const VF sw = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes);
+        const VD sw = vd_cvt(load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes));
         for (int r = 0; r < MR; ++r)
-          facc[r][v] = vf_fma(vf_mul(vf_cvt(iacc[r][v]), sw), vf_bcast(a.sx + u * a.m + m0 + r), facc[r][v]);
+          dacc[r][v] = vd_fma_bc(vd_mul(vd_cvti(iacc[r][v]), sw), a.sx + u * a.m + m0 + r, dacc[r][v]);
       }
       if (w.mins) {
         for (int v = 0; v < NV; ++v) {
-          const VF mn = load_f16x16(w.mins + group_index(w, t0 + v, g));
-          for (int r = 0; r < MR; ++r) facc[r][v] = vf_fma(mn, vf_bcast(a.msx + u * a.m + m0 + r), facc[r][v]);
+          const VD mn = vd_cvt(load_f16x16(w.mins + group_index(w, t0 + v, g)));
+          for (int r = 0; r < MR; ++r) dacc[r][v] = vd_fma_bc(mn, a.msx + u * a.m + m0 + r, dacc[r][v]);
         }
       }
     }
-    store_tile<MR, NV>(w, a, y, ldy, t0, m0, facc);
+    store_tile_exact<MR, NV>(w, a, y, ldy, t0, m0, dacc);
   }
 };
 

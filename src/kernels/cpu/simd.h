@@ -4,7 +4,7 @@
 // perform the same operations in the same order per lane: the float results of a kernel are bit-identical
 // across variants. Only intrinsics, <cstdint> and <cstring> here (see kernel_abi.h on why).
 //
-// VF: 16 floats. VI: 16 int32. VB: 64 bytes seen as 16 lanes of 4 bytes (lane r = row r of a tile).
+// VF: 16 floats. VI: 16 int32. VB: 64 bytes seen as 16 lanes of 4 bytes (lane r = row r of a tile). VD: 16 doubles.
 #include <cstdint>
 #include <cstring>
 
@@ -283,6 +283,29 @@ FPQ_INLINE VF load_scales(int code, const uint8_t* p) {
 }
 FPQ_INLINE VF load_f16x16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
 
+// VD: 16 doubles, lane i of a VF/VI in lane i (the exact float64 accumulation of the quantized-activation kernels).
+struct VD {
+  __m512d lo, hi;
+};
+FPQ_INLINE VD vd_zero() { return {_mm512_setzero_pd(), _mm512_setzero_pd()}; }
+FPQ_INLINE VD vd_set1(double v) { return {_mm512_set1_pd(v), _mm512_set1_pd(v)}; }
+FPQ_INLINE VD vd_cvt(VF f) {
+  return {_mm512_cvtps_pd(_mm512_castps512_ps256(f)),
+          _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1)))};
+}
+FPQ_INLINE VD vd_cvti(VI v) {
+  return {_mm512_cvtepi32_pd(_mm512_castsi512_si256(v)), _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(v, 1))};
+}
+FPQ_INLINE VD vd_mul(VD x, VD y) { return {_mm512_mul_pd(x.lo, y.lo), _mm512_mul_pd(x.hi, y.hi)}; }
+// acc + x * double(*s), fused (one rounding).
+FPQ_INLINE VD vd_fma_bc(VD x, const float* s, VD acc) {
+  const __m512d b = _mm512_set1_pd(double(*s));
+  return {_mm512_fmadd_pd(x.lo, b, acc.lo), _mm512_fmadd_pd(x.hi, b, acc.hi)};
+}
+FPQ_INLINE VF vf_from_vd(VD d) {
+  return _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(d.lo)), _mm512_cvtpd_ps(d.hi), 1);
+}
+
 #elif FPQ_KISA == 1
 // ------------------------------------------------------------------------------------------------ AVX2
 struct VF {
@@ -462,6 +485,37 @@ FPQ_INLINE int scale_stride8(int code) {
 FPQ_INLINE VF load_scales(int code, const uint8_t* p) { return {scales8(code, p), scales8(code, p + scale_stride8(code))}; }
 FPQ_INLINE VF load_f16x16(const uint16_t* p) {
   return {_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(p + 8)))};
+}
+
+// VD: 16 doubles in four quarters, lane i of a VF/VI in lane i (exact float64 accumulation).
+struct VD {
+  __m256d q[4];
+};
+FPQ_INLINE VD vd_zero() { return {{_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()}}; }
+FPQ_INLINE VD vd_set1(double v) {
+  const __m256d b = _mm256_set1_pd(v);
+  return {{b, b, b, b}};
+}
+FPQ_INLINE VD vd_cvt(VF f) {
+  return {{_mm256_cvtps_pd(_mm256_castps256_ps128(f.a)), _mm256_cvtps_pd(_mm256_extractf128_ps(f.a, 1)),
+           _mm256_cvtps_pd(_mm256_castps256_ps128(f.b)), _mm256_cvtps_pd(_mm256_extractf128_ps(f.b, 1))}};
+}
+FPQ_INLINE VD vd_cvti(VI v) {
+  return {{_mm256_cvtepi32_pd(_mm256_castsi256_si128(v.a)), _mm256_cvtepi32_pd(_mm256_extracti128_si256(v.a, 1)),
+           _mm256_cvtepi32_pd(_mm256_castsi256_si128(v.b)), _mm256_cvtepi32_pd(_mm256_extracti128_si256(v.b, 1))}};
+}
+FPQ_INLINE VD vd_mul(VD x, VD y) {
+  for (int i = 0; i < 4; ++i) x.q[i] = _mm256_mul_pd(x.q[i], y.q[i]);
+  return x;
+}
+FPQ_INLINE VD vd_fma_bc(VD x, const float* s, VD acc) {
+  const __m256d b = _mm256_set1_pd(double(*s));
+  for (int i = 0; i < 4; ++i) acc.q[i] = _mm256_fmadd_pd(x.q[i], b, acc.q[i]);
+  return acc;
+}
+FPQ_INLINE VF vf_from_vd(VD d) {
+  return {_mm256_set_m128(_mm256_cvtpd_ps(d.q[1]), _mm256_cvtpd_ps(d.q[0])),
+          _mm256_set_m128(_mm256_cvtpd_ps(d.q[3]), _mm256_cvtpd_ps(d.q[2]))};
 }
 
 #else
@@ -677,6 +731,41 @@ FPQ_INLINE VF load_scales(int code, const uint8_t* p) {
 FPQ_INLINE VF load_f16x16(const uint16_t* p) {
   VF r;
   for (int i = 0; i < 16; ++i) r.v[i] = half_to_float(p[i]);
+  return r;
+}
+
+// VD: 16 doubles, lane i of a VF/VI in lane i (exact float64 accumulation).
+struct VD {
+  double v[16];
+};
+FPQ_INLINE VD vd_set1(double x) {
+  VD r;
+  for (int i = 0; i < 16; ++i) r.v[i] = x;
+  return r;
+}
+FPQ_INLINE VD vd_zero() { return vd_set1(0.0); }
+FPQ_INLINE VD vd_cvt(VF f) {
+  VD r;
+  for (int i = 0; i < 16; ++i) r.v[i] = double(f.v[i]);
+  return r;
+}
+FPQ_INLINE VD vd_cvti(VI a) {
+  VD r;
+  for (int i = 0; i < 16; ++i) r.v[i] = double(a.v[i]);
+  return r;
+}
+FPQ_INLINE VD vd_mul(VD x, VD y) {
+  for (int i = 0; i < 16; ++i) x.v[i] = x.v[i] * y.v[i];
+  return x;
+}
+FPQ_INLINE VD vd_fma_bc(VD x, const float* s, VD acc) {
+  const double b = double(*s);
+  for (int i = 0; i < 16; ++i) acc.v[i] = __builtin_fma(x.v[i], b, acc.v[i]);
+  return acc;
+}
+FPQ_INLINE VF vf_from_vd(VD d) {
+  VF r;
+  for (int i = 0; i < 16; ++i) r.v[i] = float(d.v[i]);
   return r;
 }
 #endif
