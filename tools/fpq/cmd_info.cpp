@@ -1,7 +1,10 @@
 // fpq info: what this build and machine offer.
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "commands.h"
+#include "util/blas_core.h"
 #include "util/parallel.h"
 #if __has_include("kernels/cpu/isa.h")
 #include "kernels/cpu/isa.h"
@@ -18,6 +21,9 @@ static void register_info(CLI::App& app) {
 #ifdef FPQ_HAVE_KERNELS_CPU
     std::printf("cpu kernels: %s (FPQ_ISA)\n", cpu::active_isa_name());
 #endif
+    const std::string core = blas_core_name();
+    std::printf("blas: %s (OPENBLAS_CORETYPE%s)\n", core.empty() ? "not OpenBLAS" : ("OpenBLAS, " + core + " kernels").c_str(),
+                std::getenv("FPQ_BLAS_REEXEC") ? ", set by fpq for a CPU OpenBLAS did not recognise" : "");
   });
 }
 

@@ -5,9 +5,11 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
+#include "util/blas_core.h"
 #include "util/error.h"
 
 int main(int argc, char** argv) {
+  fpq::ensure_fast_blas_core(argv);
   CLI::App app{"fpq: low-bit floating-point quantization of LLMs: formats, kernels, models, evaluation"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
