@@ -5,16 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=results; mkdir -p "$out"
-fpq=./build/fpq
+fpq=${FPQ:-./build/fpq}    # FPQ_ARGS: extra flags for every run (e.g. --model M --data D)
 limit=${LIMIT:-65536}
 calib=${CALIB:-$out/calib.txt}
 if [ ! -f "$calib" ]; then
   # ../shared/data holds only the evaluation split of WikiText-2; calibration must not use it. Python's own
   # documentation (pydoc topics) is English technical prose that ships with every Python.
-  .venv/bin/python -c "import pydoc_data.topics as t; print('\n\n'.join(t.topics.values()))" > "$calib"
+  ${PYTHON:-.venv/bin/python} -c "import pydoc_data.topics as t; print('\n\n'.join(t.topics.values()))" > "$calib"
 fi
 common=(--kernels real,pseudo --limit-tokens "$limit" --calib-data "$calib" --num-sequences 32 --seq-len 512)
-run() { local name=$1; shift; [ -f "$out/methods-$name.json" ] || "$fpq" eval "${common[@]}" "$@" --json "$out/methods-$name.json"; }
+run() { local name=$1; shift; [ -f "$out/methods-$name.json" ] || "$fpq" eval "${common[@]}" ${FPQ_ARGS:-} "$@" --json "$out/methods-$name.json"; }
 for fmt in nvfp4 mxfp4; do
   for a in 4 16; do
     base=(--format "$fmt" --a-bits "$a")
@@ -31,6 +31,6 @@ for fmt in nvfp4 mxfp4; do
     files=()
     for m in rtn gptq mr-gptq 4o6 arc; do [ -f "$out/methods-$fmt-a$a-$m.json" ] && files+=("$out/methods-$fmt-a$a-$m.json"); done
     [ "$fmt$a" != nvfp44 ] && files=(--baseline-from "$out/methods-nvfp4-a4-rtn.json" "${files[@]}")
-    .venv/bin/python scripts/results/render.py "$out/methods-$fmt-a$a.md" "$fmt W4A$a" "${files[@]}"
+    ${PYTHON:-.venv/bin/python} scripts/results/render.py "$out/methods-$fmt-a$a.md" "$fmt W4A$a" "${files[@]}"
   done
 done
