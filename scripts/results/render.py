@@ -5,20 +5,24 @@ Rows keep the order of the files and of their rows; a baseline row appears once 
 the unquantized row of that file).
 """
 import json
+import math
 import sys
 
 
 def main(out, title, files):
     rows, tasks, meta = [], [], None
     seen_baseline = False
-    baseline_only = set()
+    # (file, baseline row only?): the --baseline-from file first, then every listed file in full.
+    todo = []
     if files and files[0] == "--baseline-from":
-        baseline_only.add(files[1])
-    for f in [x for x in files if x != "--baseline-from"]:
+        todo.append((files[1], True))
+        files = files[2:]
+    todo += [(f, False) for f in files]
+    for f, baseline_only in todo:
         j = json.load(open(f))
         meta = meta or j
         for r in j["rows"]:
-            if f in baseline_only and r["kernel"] != "-":
+            if baseline_only and r["kernel"] != "-":
                 continue
             if r["kernel"] == "-":
                 if seen_baseline:
@@ -50,6 +54,19 @@ def main(out, title, files):
     w = next((r["wikitext2"] for r in rows if "wikitext2" in r), None)
     if w:
         lines += ["", f'WikiText-2: {w["tokens"]} predicted tokens in windows of {meta["ctx"]}.']
+    # Real vs pseudo of the same quantized weights: relative perplexity difference per format.
+    by_format = {}
+    for r in rows:
+        if "wikitext2" in r and r["kernel"] in ("real", "pseudo", "cuda"):
+            by_format.setdefault(r["format"], {})[r["kernel"]] = r["wikitext2"]["nll"]
+    agree = []
+    for f, k in by_format.items():
+        if "pseudo" in k and len(k) > 1:
+            other = "real" if "real" in k else "cuda"
+            d = abs(math.exp(k[other]) - math.exp(k["pseudo"])) / math.exp(k["pseudo"])
+            agree.append(f"{f}: " + ("identical" if k[other] == k["pseudo"] else f"{d:.1e}"))
+    if agree:
+        lines += ["", "Real vs pseudo (relative perplexity difference; identical = same mean NLL to the last bit): " + "; ".join(agree) + "."]
     open(out, "w").write("\n".join(lines) + "\n")
 
 
