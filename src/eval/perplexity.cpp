@@ -65,7 +65,7 @@ PerplexityResult evaluate_perplexity(const Transformer& model, const std::vector
   std::vector<float> hidden(size_t(ctx * h));
   constexpr int64_t kChunk = 128;  // rows of logits at a time (a full window of logits would be ctx x vocab)
   std::vector<float> logits(size_t(kChunk * vocab));
-  Progress bar(opt.label, r.windows * ctx, "tok");
+  Progress bar(opt.label, r.windows * ctx, "tok", opt.progress);
   double running = 0;
   for (int64_t w = 0; w < r.windows; ++w) {
     const int32_t* win = tokens.data() + w * ctx;

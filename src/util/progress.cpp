@@ -17,12 +17,12 @@ std::string format_duration(double s) {
   return fmt::format("{}s", t);
 }
 
-Progress::Progress(std::string label, int64_t total, std::string unit)
+Progress::Progress(std::string label, int64_t total, std::string unit, bool enabled)
     : label_(std::move(label)), unit_(std::move(unit)), total_(total) {
   start_ = last_draw_ = std::chrono::steady_clock::now();
   tty_ = ::isatty(2);
   const char* env = std::getenv("FPQ_PROGRESS");
-  enabled_ = !(env && env[0] == '0');
+  enabled_ = enabled && !(env && env[0] == '0');
 }
 
 Progress::~Progress() { finish(); }

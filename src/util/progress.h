@@ -10,7 +10,8 @@ namespace fpq {
 
 class Progress {
  public:
-  Progress(std::string label, int64_t total, std::string unit = "it");
+  // enabled = false: silent whatever FPQ_PROGRESS says (callers with their own progress option).
+  Progress(std::string label, int64_t total, std::string unit = "it", bool enabled = true);
   ~Progress();
   void advance(int64_t n = 1);
   void set_note(const std::string& note);  // short text shown after the bar (e.g. running metric)

@@ -1,0 +1,77 @@
+// The main job's claim, end to end on the default model: perplexity with the real CPU kernels equals perplexity
+// with the pseudo (fake-quantization) path on the same quantized weights. Pairs served by the integer kernels
+// give the same mean NLL to the last bit (exact float64 group sums, docs/ARCHITECTURE.md). The others sum within a
+// group in float32 (float and bf16 kernels): weight-only layers agree to 1e-3 relative, as issue 4 asks; with
+// 8-bit activations a last-bit difference can flip an activation code, which on this 189-token text moves the
+// perplexity by about 1e-3 (measured 1.05e-3 for MXFP8 W8A8), hence 3e-3 there.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+#include "eval/perplexity.h"
+#include "model/model_source.h"
+#include "model/quant_recipe.h"
+#include "model/transformer.h"
+
+namespace fpq {
+namespace {
+
+// A few paragraphs of ordinary English (the test's own text; CI never depends on a data set).
+const char* kText =
+    "The river rises in the hills to the north of the town and flows south through a wide valley of farms and "
+    "orchards. In the nineteenth century a mill was built at the narrowest point of the valley, and the town grew "
+    "around it. The mill produced flour for the surrounding villages until 1921, when a fire destroyed most of the "
+    "building. It was rebuilt in brick two years later and converted into a museum in 1978.\n\n"
+    "The museum holds a collection of farm tools, photographs and letters written by the families who worked at "
+    "the mill. Visitors can climb to the top floor, where the original grinding stones are displayed next to a "
+    "model of the water wheel. Each summer the town holds a festival on the river bank with music, food stalls and "
+    "a boat race between the local schools.\n\n"
+    "Scientists have studied the river for many years because its water temperature changes quickly after heavy "
+    "rain. A study published in 2014 measured the temperature every ten minutes for three years and found that "
+    "the fish population moved upstream during the warmest weeks. The researchers suggested planting more trees "
+    "along the banks to provide shade, and the town council approved the plan the following spring. Today the "
+    "path along the river is one of the most popular walks in the region, and the trees planted then are already "
+    "taller than the old mill.\n";
+
+struct Case {
+  const char* format;
+  int a_bits;
+  bool bit_identical;  // served by an integer kernel on every variant
+  double tolerance;    // relative perplexity difference otherwise
+};
+
+TEST(RealVsPseudo, DefaultModelPerplexityAgrees) {
+  ModelSource src(default_model_path());
+  const std::vector<int32_t> tokens = src.tokenizer().encode(kText);
+  ASSERT_GE(tokens.size(), 3u * 64u);
+  PerplexityOptions opt;
+  opt.ctx = 64;
+  opt.limit_tokens = 3 * 64;
+  opt.progress = false;
+  const Case cases[] = {{"nvfp4", 4, true, 0},      {"mxfp4", 4, true, 0},         {"mxfp6_e2m3", 6, true, 0},
+                        {"q4_0", 8, true, 0},       {"fp6_e3m2", 16, false, 1e-3}, {"mxfp8_e4m3", 8, false, 3e-3}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(c.format) + " a" + std::to_string(c.a_bits));
+    Transformer model(src);
+    quantize_model_rtn(model, make_recipe(c.format, 0, c.a_bits), false);
+    double nll[2];
+    for (int k = 0; k < 2; ++k) {
+      const auto [qb, mb] = kernel_backends(k == 0 ? "real" : "pseudo");
+      set_model_backends(model, qb, mb);
+      ASSERT_EQ(model.linears().front().second->resolved_backends().second, k == 0 ? "real" : "pseudo");
+      nll[k] = evaluate_perplexity(model, tokens, opt).nll;
+    }
+    EXPECT_TRUE(std::isfinite(nll[0]));
+    const double rel = std::abs(std::exp(nll[0]) - std::exp(nll[1])) / std::exp(nll[1]);
+    if (c.bit_identical) {
+      EXPECT_EQ(nll[0], nll[1]) << "real vs pseudo mean NLL (perplexity " << std::exp(nll[0]) << " vs "
+                                << std::exp(nll[1]) << ")";
+    } else {
+      EXPECT_LT(rel, c.tolerance) << "perplexity real " << std::exp(nll[0]) << " vs pseudo " << std::exp(nll[1]);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace fpq
