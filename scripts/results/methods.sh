@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export LIMIT=${LIMIT:-65536}
 export RESULTS=${RESULTS:-results/tokens-$LIMIT}
-scripts/results/jobs.sh scripts/results/jobs-methods.txt
+[ "${RENDER_ONLY:-0}" = 1 ] || scripts/results/jobs.sh scripts/results/jobs-methods.txt
 for fmt in nvfp4 mxfp4; do
   for a in 4 16; do
     files=(--baseline-from "$RESULTS/methods-nvfp4-a4-rtn.json")
