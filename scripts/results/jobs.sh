@@ -22,9 +22,10 @@ run_job() {
   local name=$1; shift
   local out="$RESULTS/$name.json"
   [ -f "$out" ] && return 0
-  # Calibration text only for the methods that use it (RTN with a text would also run it through the model).
+  # Calibration text only for the methods that use it (RTN and 4o6 given a text would also run it through the
+  # model for the per-layer error report, which costs minutes and changes nothing).
   local calib=()
-  case " $* " in *" --method rtn "*) ;; *" --method "*) calib=(--calib-data "$CALIB") ;; esac
+  case " $* " in *" --method rtn "* | *" --method 4o6 "*) ;; *" --method "*) calib=(--calib-data "$CALIB") ;; esac
   # shellcheck disable=SC2086
   if "$FPQ" eval --kernels real,pseudo --limit-tokens "$LIMIT" "${calib[@]}" ${FPQ_ARGS:-} "$@" \
        --json "$out.tmp" >"$RESULTS/$name.log" 2>"$RESULTS/$name.err"; then
