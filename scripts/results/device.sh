@@ -7,6 +7,7 @@
 # $OUT. Usage there: scripts/results/device.sh SECONDS JOBFILE... (stops the jobs after SECONDS).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+[ $# -ge 2 ] && [[ "$1" =~ ^[0-9]+$ ]] || { echo "usage: scripts/results/device.sh SECONDS JOBFILE..." >&2; exit 2; }
 budget=$1; shift
 R=/tmp/fpq-results-run
 P=$R/parts

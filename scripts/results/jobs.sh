@@ -8,6 +8,7 @@
 # RESULTS (default results), PARALLEL (default 1), THREADS (default: the machine's cores / PARALLEL).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+[ $# -eq 1 ] && [ -f "$1" ] || { echo "usage: scripts/results/jobs.sh JOBFILE (a file of 'NAME eval-flags' lines)" >&2; exit 2; }
 jobs_file=$1
 export FPQ=${FPQ:-./build/fpq} RESULTS=${RESULTS:-results} LIMIT=${LIMIT:-65536} CALIB=${CALIB:-results/calib.txt}
 parallel=${PARALLEL:-1}
