@@ -27,8 +27,10 @@ run_job() {
   # model for the per-layer error report, which costs minutes and changes nothing).
   local calib=()
   case " $* " in *" --method rtn "* | *" --method 4o6 "*) ;; *" --method "*) calib=(--calib-data "$CALIB") ;; esac
+  local kernels=(--kernels real,pseudo)  # unless the job names its own
+  case " $* " in *" --kernels "*) kernels=() ;; esac
   # shellcheck disable=SC2086
-  if "$FPQ" eval --kernels real,pseudo --limit-tokens "$LIMIT" "${calib[@]}" ${FPQ_ARGS:-} "$@" \
+  if "$FPQ" eval "${kernels[@]}" --limit-tokens "$LIMIT" "${calib[@]}" ${FPQ_ARGS:-} "$@" \
        --json "$out.tmp" >"$RESULTS/$name.log" 2>"$RESULTS/$name.err"; then
     mv "$out.tmp" "$out"
     echo "done: $name"

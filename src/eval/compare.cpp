@@ -87,6 +87,8 @@ EvalReport run_eval(const EvalPlan& plan) {
         PerplexityOptions o;
         o.ctx = plan.ctx;
         o.limit_tokens = plan.limit_tokens;
+        o.first_window = plan.first_window;
+        o.last_window = plan.last_window;
         o.label = label;
         row.ppl = evaluate_perplexity(model, wiki_tokens, o);
         rep.ppl_tokens = row.ppl->tokens_scored;
@@ -211,7 +213,9 @@ nlohmann::json EvalReport::to_json() const {
                           {"eval_seconds", r.eval_seconds}};
     if (r.ppl)
       row["wikitext2"] = {{"ppl", r.ppl->ppl}, {"ppl_stderr", r.ppl->ppl_stderr}, {"nll", r.ppl->nll},
-                          {"tokens", r.ppl->tokens_scored}, {"windows", r.ppl->windows}, {"seconds", r.ppl->seconds}};
+                          {"tokens", r.ppl->tokens_scored}, {"windows", r.ppl->windows}, {"first_window", r.ppl->first_window},
+                          {"windows_total", r.ppl->windows_total}, {"nll_stderr", r.ppl->nll_stderr},
+                          {"seconds", r.ppl->seconds}};
     for (const auto& t : r.tasks) {
       nlohmann::json tj = {{"n", t.n}, {"acc", t.acc}, {"acc_stderr", t.acc_stderr}, {"seconds", t.seconds}};
       if (t.acc_norm) {

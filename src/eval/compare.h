@@ -30,6 +30,7 @@ struct EvalPlan {
   std::map<std::string, std::filesystem::path> task_paths;
   int64_t limit = 0;         // examples per task
   int64_t limit_tokens = 0;  // perplexity token budget
+  int64_t first_window = 0, last_window = 0;  // perplexity windows [first, last) only (last 0: to the end)
   int64_t ctx = 2048;
   std::string quant_backend;  // override of the kernels' activation quantizer
 };

@@ -52,10 +52,16 @@ PerplexityResult evaluate_perplexity(const Transformer& model, const std::vector
   r.tokens_total = int64_t(tokens.size());
   int64_t usable = r.tokens_total;
   if (opt.limit_tokens > 0) usable = std::min(usable, opt.limit_tokens);
-  r.windows = usable / opt.ctx;
-  if (r.windows == 0)
+  r.windows_total = usable / opt.ctx;
+  if (r.windows_total == 0)
     fail("not enough tokens for one window: {} tokens, --ctx {}{}", usable, opt.ctx,
          opt.limit_tokens > 0 ? " (raise --limit-tokens)" : "");
+  const int64_t last = opt.last_window > 0 ? std::min(opt.last_window, r.windows_total) : r.windows_total;
+  if (opt.first_window < 0 || opt.first_window >= last)
+    fail("perplexity windows {}:{} are not a non-empty range inside the {} windows of {} tokens", opt.first_window,
+         opt.last_window > 0 ? std::to_string(opt.last_window) : std::string("end"), r.windows_total, opt.ctx);
+  r.first_window = opt.first_window;
+  r.windows = last - opt.first_window;
   const auto t0 = std::chrono::steady_clock::now();
   const ModelConfig& c = model.config();
   const int64_t vocab = c.vocab_size, h = c.hidden_size, ctx = opt.ctx;
@@ -68,7 +74,7 @@ PerplexityResult evaluate_perplexity(const Transformer& model, const std::vector
   Progress bar(opt.label, r.windows * ctx, "tok", opt.progress);
   double running = 0;
   for (int64_t w = 0; w < r.windows; ++w) {
-    const int32_t* win = tokens.data() + w * ctx;
+    const int32_t* win = tokens.data() + (r.first_window + w) * ctx;
     cache.clear();
     model.embed(win, ctx, hidden.data());
     for (int64_t l = 0; l < model.num_layers(); ++l) model.layer_forward(l, hidden.data(), ctx, cache);

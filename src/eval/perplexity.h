@@ -16,6 +16,9 @@ namespace fpq {
 struct PerplexityOptions {
   int64_t ctx = 2048;
   int64_t limit_tokens = 0;  // 0 = all; else only the first windows covering at most this many tokens
+  // Only windows [first_window, last_window) of those (last_window 0 or past the end = to the end): a shard of a long
+  // evaluation; shards merge exactly into the whole (mean and spread, scripts/results/merge_shards.py).
+  int64_t first_window = 0, last_window = 0;
   bool progress = true;
   std::string label = "perplexity";
 };
@@ -23,6 +26,7 @@ struct PerplexityOptions {
 struct PerplexityResult {
   double ppl = 0, nll = 0, ppl_stderr = 0, nll_stderr = 0;
   int64_t tokens_scored = 0, windows = 0, tokens_total = 0;
+  int64_t first_window = 0, windows_total = 0;  // this result covers windows [first_window, first_window + windows)
   double seconds = 0;
 };
 

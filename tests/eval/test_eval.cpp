@@ -2,6 +2,7 @@
 // Python re-implementation of its task definitions, and the scoring of multiple-choice examples.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <random>
 
@@ -42,6 +43,31 @@ TEST(Perplexity, ProtocolMatchesFloat64Reference) {
   opt.limit_tokens = 50;  // two windows
   EXPECT_EQ(evaluate_perplexity(model, tokens, opt).windows, 2);
   opt.limit_tokens = 10;
+  EXPECT_THROW(evaluate_perplexity(model, tokens, opt), Error);
+
+  // Shards of windows: [0, 1) and [1, end) together are the whole run (the merge of
+  // scripts/results/merge_shards.py: token-weighted means, pooled squared deviations).
+  opt.limit_tokens = 0;
+  opt.first_window = 0;
+  opt.last_window = 1;
+  const PerplexityResult a = evaluate_perplexity(model, tokens, opt);
+  opt.first_window = 1;
+  opt.last_window = 99;  // past the end: to the end
+  const PerplexityResult b = evaluate_perplexity(model, tokens, opt);
+  EXPECT_EQ(a.windows, 1);
+  EXPECT_EQ(b.windows, 2);
+  EXPECT_EQ(b.first_window, 1);
+  EXPECT_EQ(a.windows_total, 3);
+  ASSERT_EQ(a.tokens_scored + b.tokens_scored, r.tokens_scored);
+  const double na = double(a.tokens_scored), nb = double(b.tokens_scored), n = na + nb;
+  const double mean = (na * a.nll + nb * b.nll) / n;
+  EXPECT_NEAR(mean, r.nll, 1e-12 * r.nll);
+  const double m2 = a.nll_stderr * a.nll_stderr * na * (na - 1) + b.nll_stderr * b.nll_stderr * nb * (nb - 1) +
+                    na * (a.nll - mean) * (a.nll - mean) + nb * (b.nll - mean) * (b.nll - mean);
+  EXPECT_NEAR(std::sqrt(m2 / (n - 1) / n), r.nll_stderr, 1e-9 * r.nll_stderr);
+  opt.first_window = 3;  // past the last window
+  EXPECT_THROW(evaluate_perplexity(model, tokens, opt), Error);
+  opt.first_window = -1;
   EXPECT_THROW(evaluate_perplexity(model, tokens, opt), Error);
 }
 

@@ -2,6 +2,8 @@
 // unquantized baseline on perplexity and zero-shot tasks, in one table (+ JSON).
 #include <cstdio>
 #include <memory>
+#include <stdexcept>
+#include <string>
 
 #include <fmt/format.h>
 
@@ -28,6 +30,7 @@ struct EvalArgs {
   std::string data, data_dir;
   std::vector<std::string> task_data;
   int64_t limit = 0, limit_tokens = 0, ctx = 2048;
+  std::string windows;
   std::string json_out, quant_backend, device = "cpu";
   bool no_baseline = false;
   ModelQuantArgs method;
@@ -73,6 +76,9 @@ static void register_eval(CLI::App& app) {
   cmd->add_option("--task-data", a->task_data, "TASK=PATH of a task's jsonl (repeatable)");
   cmd->add_option("--limit", a->limit, "Examples per task (0: all)");
   cmd->add_option("--limit-tokens", a->limit_tokens, "WikiText-2 token budget (0: all)");
+  cmd->add_option("--windows", a->windows,
+                  "Only WikiText-2 windows A:B (0-based, B exclusive; B empty or past the end: to the end): one shard of a long run; "
+                  "scripts/results/merge_shards.py merges shards");
   cmd->add_option("--ctx", a->ctx, "Perplexity window / maximum sequence length");
   cmd->add_option("--json", a->json_out, "Write the results as JSON to this file");
   cmd->add_option("--device", a->device, "cpu (default) or cuda: cuda runs the 'real' kernel rows on the GPU (kernel "
@@ -115,6 +121,26 @@ static void register_eval(CLI::App& app) {
     }
     plan.limit = a->limit;
     plan.limit_tokens = a->limit_tokens;
+    if (!a->windows.empty()) {
+      const size_t colon = a->windows.find(':');
+      auto number = [&](const std::string& t, int64_t empty_value) -> int64_t {
+        if (t.empty()) return empty_value;
+        size_t used = 0;
+        int64_t v = -1;
+        try {
+          v = std::stoll(t, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used != t.size() || v < 0) fail("--windows wants A:B with window numbers A < B, got '{}'", a->windows);
+        return v;
+      };
+      if (colon == std::string::npos) fail("--windows wants A:B with window numbers A < B, got '{}'", a->windows);
+      plan.first_window = number(a->windows.substr(0, colon), 0);
+      plan.last_window = number(a->windows.substr(colon + 1), 0);
+      if (plan.last_window != 0 && plan.last_window <= plan.first_window)
+        fail("--windows wants A:B with window numbers A < B, got '{}'", a->windows);
+    }
     plan.ctx = a->ctx;
     plan.quant_backend = a->quant_backend;
     if (!a->json_out.empty() && std::filesystem::is_directory(a->json_out)) fail("--json '{}' is a directory", a->json_out);
