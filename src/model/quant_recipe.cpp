@@ -107,9 +107,10 @@ void set_model_backends(Transformer& model, const std::string& quant_backend, co
 std::pair<std::string, std::string> kernel_backends(const std::string& kernel) {
   if (kernel == "pseudo") return {"reference", "pseudo"};
   if (kernel == "real") return {"", "real"};
+  if (kernel == "real-fast") return {"", "real-fast"};
   if (kernel == "cuda") return {"cuda", "cuda"};
   if (kernel == "auto") return {"", ""};
-  fail("unknown kernel '{}' (pseudo, real, cuda, auto)", kernel);
+  fail("unknown kernel '{}' (pseudo, real, real-fast, cuda, auto)", kernel);
 }
 
 }  // namespace fpq

@@ -144,23 +144,28 @@ void check_pair(std::mt19937_64& rng, const Format& wf, const Format* af) {
 
   const auto pw = prepare_weight(wq);
   IsaGuard guard;
-  std::vector<float> first;
-  KernelKind first_kind{};
-  for (Isa isa : all_isas()) {
-    set_isa(isa);
-    std::vector<float> y(size_t(m * n), -12345.0f);
-    if (af) matmul_quantized(*pw, xq, y.data());
-    else matmul_weight_only(*pw, xsrc.data(), m, y.data());
-    const KernelKind kind = kernel_kind(*pw, af, isa);
-    const double e = test::rel_l2(y, pseudo);
-    EXPECT_LT(e, 1e-6) << "real (" << isa_name(isa) << ", " << kernel_kind_name(kind) << ") vs pseudo";
-    // Same kernel kind on another variant: the same operations in the same order, so bit-identical.
-    if (first.empty()) {
-      first = y;
-      first_kind = kind;
-    } else if (kind == first_kind && kind != KernelKind::Pseudo) {
-      EXPECT_EQ(0, std::memcmp(first.data(), y.data(), first.size() * 4))
-          << isa_name(isa) << " differs from scalar (" << kernel_kind_name(kind) << ")";
+  // Quantized activations: both ways of summing the groups (weight-only layers have one).
+  for (const Sums sums : af ? std::vector<Sums>{Sums::Exact, Sums::Float32} : std::vector<Sums>{Sums::Exact}) {
+    const char* sums_name = sums == Sums::Exact ? "exact sums" : "float32 sums";
+    std::vector<float> first;
+    KernelKind first_kind{};
+    for (Isa isa : all_isas()) {
+      set_isa(isa);
+      std::vector<float> y(size_t(m * n), -12345.0f);
+      if (af) matmul_quantized(*pw, xq, y.data(), sums);
+      else matmul_weight_only(*pw, xsrc.data(), m, y.data());
+      const KernelKind kind = kernel_kind(*pw, af, isa);
+      const double e = test::rel_l2(y, pseudo);
+      EXPECT_LT(e, 1e-6) << "real (" << isa_name(isa) << ", " << kernel_kind_name(kind) << ", " << sums_name
+                         << ") vs pseudo";
+      // Same kernel kind on another variant: the same operations in the same order, so bit-identical.
+      if (first.empty()) {
+        first = y;
+        first_kind = kind;
+      } else if (kind == first_kind && kind != KernelKind::Pseudo) {
+        EXPECT_EQ(0, std::memcmp(first.data(), y.data(), first.size() * 4))
+            << isa_name(isa) << " differs from scalar (" << kernel_kind_name(kind) << ", " << sums_name << ")";
+      }
     }
   }
 }
@@ -237,13 +242,20 @@ TEST(KernelsCpu, ThreadCountIndependent) {
       std::vector<std::vector<float>> ys;
       for (int t : {1, 2, 3, 5}) {
         set_num_threads(t);
-        std::vector<float> y(size_t(m * n));
-        if (c.a) matmul_quantized(*pw, xq, y.data());
-        else matmul_weight_only(*pw, x.data(), m, y.data());
+        std::vector<float> y(size_t(m * n)), yf(size_t(m * n));
+        if (c.a) {
+          matmul_quantized(*pw, xq, y.data());
+          matmul_quantized(*pw, xq, yf.data(), Sums::Float32);
+        } else {
+          matmul_weight_only(*pw, x.data(), m, y.data());
+          yf = y;
+        }
         ys.push_back(std::move(y));
+        ys.push_back(std::move(yf));
       }
-      for (size_t i = 1; i < ys.size(); ++i)
-        EXPECT_EQ(0, std::memcmp(ys[0].data(), ys[i].data(), ys[0].size() * 4)) << isa_name(isa) << " thread count";
+      for (size_t i = 2; i < ys.size(); ++i)
+        EXPECT_EQ(0, std::memcmp(ys[i % 2].data(), ys[i].data(), ys[0].size() * 4))
+            << isa_name(isa) << " thread count (" << (i % 2 ? "float32" : "exact") << " sums)";
       // and close to the pseudo path
       std::vector<float> ref(size_t(m * n));
       matmul_pseudo(c.a ? &xq : nullptr, x.data(), m, wq, ref.data());

@@ -48,6 +48,7 @@ struct BenchGemmArgs {
   double bandwidth_mb = 1024;
   double probe_mb = 256;
   bool sgemm = true;
+  std::string sums = "exact";
   std::string json;
   std::string isa;
 };
@@ -245,32 +246,40 @@ void run_bench(const BenchGemmArgs& args) {
           t_quant = time_median([&] { xq = cpu::quantize_activations(*p.a, x.data(), m, k); }, args.repeats,
                                 args.min_time / 4);
         }
-        size_t next = 0;
-        auto kernel = [&] {
-          const cpu::PreparedWeight& pw = *pws[next++ % pws.size()];
-          if (p.a) cpu::matmul_quantized(pw, xq, y.data());
-          else cpu::matmul_weight_only(pw, x.data(), m, y.data());
-        };
-        std::vector<float> ys(static_cast<size_t>(m * n));
-        auto sgemm = [&] {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, x.data(), int(k), w.data(),
-                      int(k), 0.0f, ys.data(), int(n));
-        };
-        // The matrix-vector rows also interleave a pass of the bandwidth probe: their "% BW" compares with the
-        // bandwidth the machine gave at the same time.
-        std::vector<std::function<void()>> baselines;
-        std::vector<double> probe_times;  // ReadProbe::pass() times its own (faster) read
-        if (m == 1) baselines.push_back([&] { probe_times.push_back(probe_buf.pass()); });
-        if (args.sgemm) baselines.push_back(sgemm);
-        const Interleaved ti = time_interleaved(kernel, baselines, args.repeats, args.min_time);
-        const double t = ti.kernel;
-        const double t_sgemm = args.sgemm ? ti.baseline.back() : 0.0;
-        const double speedup = args.sgemm ? ti.ratio.back() : 0.0;
-        const double bw_row = m == 1 ? double(probe_buf.bytes()) / median(probe_times) / 1e9 : 0.0;
-        rows.push_back(
-            {n, k, m, p.spec, p.w.name, p.a ? p.a->name : "f32", kind, t, t_sgemm, speedup, t_quant, format_bytes, bw_row});
-        std::fprintf(stderr, "  %lld x %lld, M=%lld, %s: %.0f us (sgemm %.0f us)\n", (long long)n, (long long)k,
-                     (long long)m, p.spec.c_str(), t * 1e6, t_sgemm * 1e6);
+        // The integer kernels sum their groups exactly (the default) or in float32 (--sums): one row each.
+        const bool int_kind = p.a && (std::string(kind) == "int8-dot" || std::string(kind) == "int16-dot");
+        std::vector<cpu::Sums> sums_list;
+        if (args.sums != "float32" || !int_kind) sums_list.push_back(cpu::Sums::Exact);
+        if (args.sums != "exact" && int_kind) sums_list.push_back(cpu::Sums::Float32);
+        for (const cpu::Sums sums : sums_list) {
+          size_t next = 0;
+          auto kernel = [&] {
+            const cpu::PreparedWeight& pw = *pws[next++ % pws.size()];
+            if (p.a) cpu::matmul_quantized(pw, xq, y.data(), sums);
+            else cpu::matmul_weight_only(pw, x.data(), m, y.data());
+          };
+          std::vector<float> ys(static_cast<size_t>(m * n));
+          auto sgemm = [&] {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, x.data(), int(k),
+                        w.data(), int(k), 0.0f, ys.data(), int(n));
+          };
+          // The matrix-vector rows also interleave a pass of the bandwidth probe: their "% BW" compares with the
+          // bandwidth the machine gave at the same time.
+          std::vector<std::function<void()>> baselines;
+          std::vector<double> probe_times;  // ReadProbe::pass() times its own (faster) read
+          if (m == 1) baselines.push_back([&] { probe_times.push_back(probe_buf.pass()); });
+          if (args.sgemm) baselines.push_back(sgemm);
+          const Interleaved ti = time_interleaved(kernel, baselines, args.repeats, args.min_time);
+          const double t = ti.kernel;
+          const double t_sgemm = args.sgemm ? ti.baseline.back() : 0.0;
+          const double speedup = args.sgemm ? ti.ratio.back() : 0.0;
+          const double bw_row = m == 1 ? double(probe_buf.bytes()) / median(probe_times) / 1e9 : 0.0;
+          const std::string kind_name = std::string(kind) + (sums == cpu::Sums::Float32 ? " f32-sums" : "");
+          rows.push_back({n, k, m, p.spec, p.w.name, p.a ? p.a->name : "f32", kind_name, t, t_sgemm, speedup, t_quant,
+                          format_bytes, bw_row});
+          std::fprintf(stderr, "  %lld x %lld, M=%lld, %s (%s): %.0f us (sgemm %.0f us)\n", (long long)n, (long long)k,
+                       (long long)m, p.spec.c_str(), kind_name.c_str(), t * 1e6, t_sgemm * 1e6);
+        }
       }
     }
   }
@@ -325,7 +334,7 @@ void run_bench(const BenchGemmArgs& args) {
               "sgemm µs: OpenBLAS float32 sgemm of the same shape, timed interleaved with the kernel (median); vs sgemm: "
               "median over the rounds of sgemm time / kernel time of the round (> 1: faster);\n"
               "act quant: quantize_activations of the M x K activations "
-              "(not in µs).\n", args.probe_mb);
+              "(not in µs); kernel 'f32-sums': the integer kernel summing groups in float32 (--sums).\n", args.probe_mb);
   if (!args.json.empty()) {
     nlohmann::json doc = {{"command", "fpq bench gemm"},
                           {"date", now_utc()},
@@ -361,6 +370,11 @@ static void register_bench_gemm(CLI::App& app) {
   cmd->add_option("--probe-mb", a->probe_mb, "Buffer size of the probe interleaved with the M = 1 rows")
       ->capture_default_str();
   cmd->add_flag("!--no-sgemm", a->sgemm, "Skip the OpenBLAS sgemm baseline");
+  cmd->add_option("--sums", a->sums,
+                  "Integer kernels with quantized activations: exact (float64 group sums, the pseudo path's bits), "
+                  "float32 (faster, rounded), or both (a row each)")
+      ->check(CLI::IsMember({"exact", "float32", "both"}))
+      ->capture_default_str();
   cmd->add_option("--json", a->json, "Also write the results as JSON");
   cmd->add_option("--isa", a->isa, "Kernel variant: scalar, avx2, avx512 (default: the best this CPU has)");
   cmd->callback([a] { run_bench(*a); });

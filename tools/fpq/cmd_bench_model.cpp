@@ -49,7 +49,7 @@ static void register_bench_model(CLI::App& app) {
   cmd->add_option("--a-bits", a->a_bits, "Activation bits for every format (default: natural: W4A4, W6A6 for MX, "
                                          "W8A8 for llama.cpp/FP8, weight-only for per-row FPx)");
   cmd->add_option("--a-format", a->a_format, "Explicit activation format");
-  cmd->add_option("--kernels", a->kernels, "Kernel rows per format: real, pseudo, cuda")->delimiter(',');
+  cmd->add_option("--kernels", a->kernels, "Kernel rows per format: real, pseudo, real-fast (float32 group sums), cuda")->delimiter(',');
   cmd->add_option("--device", a->device, "cpu (default) or cuda: the 'real' kernel rows run on the GPU (kernel 'cuda')")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--prompt", a->opt.prompt_tokens, "Prompt tokens");

@@ -66,7 +66,7 @@ static void register_eval(CLI::App& app) {
   cmd->add_option("--a-group-size", a->a_group, "Activation group size (0: the format's own)");
   cmd->add_option("--a-format", a->a_format, "Explicit activation format (overrides the natural partner)");
   cmd->add_option("--w-observer", a->w_observer, "Weight scale observer: absmax (default) or mse");
-  cmd->add_option("--kernel-1", a->kernel1, "First kernel row: real, pseudo, cuda");
+  cmd->add_option("--kernel-1", a->kernel1, "First kernel row: real, pseudo, real-fast (float32 group sums), cuda");
   cmd->add_option("--kernel-2", a->kernel2, "Second kernel row (empty string: none)");
   cmd->add_option("--kernels", a->kernels, "Kernel rows, comma separated (overrides --kernel-1/--kernel-2)");
   cmd->add_option("--tasks,-t", a->tasks, "Comma separated: wikitext2, arc_easy, arc_challenge, boolq, hellaswag, piqa, "

@@ -104,6 +104,14 @@ struct ActView {
   const float* sx = nullptr;        // [u][m] activation scale of the unit times 2^-(shifts) (int kernels)
   const float* msx = nullptr;       // [u][m] int kernels with weight mins: xsum * scale (value units)
   const float* gx = nullptr;        // [m] activation global scale, or null
+  int32_t exact = 1;                // int kernels: float64 unit sums (the pseudo path's bits) or float32 (faster)
+  // Int kernels, long K: only units [u0, u1) (u1 0 = all) per call, the driver walking K in blocks so that a
+  // register tile's stretch of activations and weights stays in L1. The running sums go through `partial`
+  // between calls (the same additions in the same order, so the same bits): one accumulator (16 lanes of
+  // float64 if exact, else float32) per (row, tile) at (row - pm0) * pld + (tile - pt0).
+  int64_t u0 = 0, u1 = 0;
+  void* partial = nullptr;
+  int64_t pm0 = 0, pt0 = 0, pld = 0;
 };
 
 // y(m, n) for rows [m0, m1) of the activations and tiles [t0, t1) of the weight; y row-major with stride ldy.

@@ -7,20 +7,24 @@ namespace fpq::cpu::detail::FPQ_ISA_NS {
 // Register tile: MR activation rows x NV weight tiles (16 rows each). kNV1 is the NV used for one activation
 // row (the matrix-vector case), where more weight tiles in flight hide latency.
 #if FPQ_KISA == 2
-// (int kernels: 8 rows, as each row holds two float64 accumulator registers besides its int32 one)
+// (int kernels with exact sums: 8 rows, as each row holds two float64 accumulator registers besides its int32
+// one; with float32 sums 10)
 constexpr int kMRInt = 8, kNVInt = 1, kNV1Int = 4;
 constexpr int kMRInt16 = 8, kNVInt16 = 1, kNV1Int16 = 4;
+constexpr int kMRIntF = 10, kMRInt16F = 10;
 constexpr int kMRFloat = 12, kNVFloat = 1, kNV1Float = 4;
 constexpr int kMRPanel = 12, kNVPanel = 2, kPanelMinRows = 16;  // float kernel, many rows: decoded panels
 constexpr int kMRBf16 = 12;
 #elif FPQ_KISA == 1
 constexpr int kMRInt = 2, kNVInt = 1, kNV1Int = 2;
 constexpr int kMRInt16 = 1, kNVInt16 = 1, kNV1Int16 = 1;
+constexpr int kMRIntF = 2, kMRInt16F = 1;
 constexpr int kMRFloat = 3, kNVFloat = 1, kNV1Float = 2;
 constexpr int kMRPanel = 4, kNVPanel = 1, kPanelMinRows = 16;
 #else
 constexpr int kMRInt = 2, kNVInt = 1, kNV1Int = 1;
 constexpr int kMRInt16 = 2, kNVInt16 = 1, kNV1Int16 = 1;
+constexpr int kMRIntF = 2, kMRInt16F = 2;
 constexpr int kMRFloat = 2, kNVFloat = 1, kNV1Float = 1;
 constexpr int kMRPanel = 2, kNVPanel = 1, kPanelMinRows = 16;
 #endif
@@ -75,7 +79,7 @@ FPQ_INLINE void for_register_tiles(int64_t t0, int64_t t1, int64_t m0, int64_t m
   }
 }
 
-// y = (acc * row_global) * gx, rows [m0, m0 + MR), tiles [t0, t0 + NV), skipping rows past n.
+// y = (acc * row_global) * gx, rows [m0, m0 + MR), tiles [t0, t0 + NV), skipping rows past n (float32 sums).
 template <int MR, int NV>
 FPQ_INLINE void store_tile(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t m0,
                            VF (&acc)[MR][NV]) {
@@ -93,11 +97,11 @@ FPQ_INLINE void store_tile(const WeightView& w, const ActView& a, float* y, int6
   }
 }
 
-// Exact variant for the quantized-activation kernels: y = float(S * (double(row_global) * double(gx))), S the float64
-// sum, the pseudo path's finish (model/builtin_backends.cpp), so both give the same bits.
+// Exact variant (float64 sums): y = float(S * (double(row_global) * double(gx))), the pseudo path's finish
+// (model/builtin_backends.cpp), so both give the same bits.
 template <int MR, int NV>
-FPQ_INLINE void store_tile_exact(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t m0,
-                                 VD (&acc)[MR][NV]) {
+FPQ_INLINE void store_tile(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t m0,
+                           VD (&acc)[MR][NV]) {
   for (int v = 0; v < NV; ++v) {
     const int64_t n0 = (t0 + v) * kTileRows;
     const int valid = int(min64(kTileRows, w.n - n0));
@@ -107,6 +111,41 @@ FPQ_INLINE void store_tile_exact(const WeightView& w, const ActView& a, float* y
       vf_store(y + (m0 + r) * ldy + n0, vf_from_vd(vd_mul(acc[r][v], g)), valid);
     }
   }
+}
+
+// The per-unit epilogue of the integer kernels, for either accumulator: acc += (idot * s_w) * s_x, and
+// acc += m_w * (x_sum * s_x) for weights with mins. Float64 (VD): every term and sum exact, as the pseudo path
+// computes them; float32 (VF): rounded, faster (half the conversions and register width).
+// (Chosen by a bool: a vector type as a template argument loses its alignment attributes.)
+template <bool Exact>
+struct AccFor {
+  using T = VD;
+};
+template <>
+struct AccFor<false> {
+  using T = VF;
+};
+FPQ_INLINE void acc_zero(VF& acc) { acc = vf_zero(); }
+FPQ_INLINE void acc_zero(VD& acc) { acc = vd_zero(); }
+FPQ_INLINE VF acc_scale(VF s, VF) { return s; }
+FPQ_INLINE VD acc_scale(VF s, VD) { return vd_cvt(s); }
+FPQ_INLINE void acc_unit(VF& acc, VI idot, VF sw, const float* sx) { acc = vf_fma_bc(vf_mul(vf_cvt(idot), sw), sx, acc); }
+FPQ_INLINE void acc_unit(VD& acc, VI idot, VD sw, const float* sx) { acc = vd_fma_bc(vd_mul(vd_cvti(idot), sw), sx, acc); }
+FPQ_INLINE void acc_mins(VF& acc, VF mn, const float* msx) { acc = vf_fma_bc(mn, msx, acc); }
+FPQ_INLINE void acc_mins(VD& acc, VD mn, const float* msx) { acc = vd_fma_bc(mn, msx, acc); }
+
+// The running sums of a K-blocked call (ActView::u0/u1/partial): taken up from and handed on through memory.
+template <int MR, int NV, class Acc>
+FPQ_INLINE void acc_resume(const ActView& a, int64_t t0, int64_t m0, Acc (&acc)[MR][NV]) {
+  const Acc* p = static_cast<const Acc*>(a.partial);
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) std::memcpy(&acc[r][v], p + (m0 + r - a.pm0) * a.pld + (t0 + v - a.pt0), sizeof(Acc));
+}
+template <int MR, int NV, class Acc>
+FPQ_INLINE void acc_suspend(const ActView& a, int64_t t0, int64_t m0, Acc (&acc)[MR][NV]) {
+  Acc* p = static_cast<Acc*>(a.partial);
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) std::memcpy(p + (m0 + r - a.pm0) * a.pld + (t0 + v - a.pt0), &acc[r][v], sizeof(Acc));
 }
 
 // First activation element of row m0 (chunk 0); chunk c of row m0 + r is at + c * cstride + r * 8.

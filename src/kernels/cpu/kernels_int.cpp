@@ -1,9 +1,10 @@
 // Integer-dot kernels (one copy per instruction-set variant, see CMakeLists.txt): both operands hold integer
 // multiples of a power of two, so each (row, unit) dot product is an exact int32 sum; the scales are applied
-// per unit in float64:  S += (double(idot) * w_scale) * x_scale  (the last step fused), then
-// y = float(S * (w_global * x_global)). Every term is exact in float64 and so are the sums for realistic scale
-// ranges: S is the exact dot product of the dequantized operands, the same number the pseudo path's float64 GEMM
-// computes, and y has the same bits (see store_tile_exact).
+// per unit:  S += (idot * w_scale) * x_scale  (the last step fused), then y = float(S * (w_global * x_global)).
+// Exact sums (ActView::exact, the default) keep S in float64: every term is exact in float64 and so are the
+// sums for realistic scale ranges, so S is the exact dot product of the dequantized operands, the same number
+// the pseudo path's float64 GEMM computes, and y has the same bits. Float32 sums round each step (relative
+// error ~1e-7) and run faster where the units are short (NVFP4's 16 columns): Acc = VF instead of VD.
 //   int8:  weights as unsigned bytes (value + offset), activations as signed bytes: vpdpbusd (AVX-512 VNNI),
 //          vpmaddubsw + vpmaddwd (AVX2). The offset comes back out through the activations' per-unit sums.
 //   int16: weights and activations as int16 pairs: vpdpwssd (AVX-512 VNNI). Not in the AVX2 variant.
@@ -11,6 +12,23 @@
 
 namespace fpq::cpu::detail::FPQ_ISA_NS {
 namespace {
+
+// After unit u (weight group g) of a register tile: fold the int32 dot products into the accumulators.
+template <int MR, int NV, bool Exact>
+FPQ_INLINE void unit_epilogue(const WeightView& w, const ActView& a, int64_t t0, int64_t m0, int64_t u, int64_t g,
+                              VI (&idot)[MR][NV], typename AccFor<Exact>::T (&acc)[MR][NV]) {
+  using Acc = typename AccFor<Exact>::T;
+  for (int v = 0; v < NV; ++v) {
+    const auto sw = acc_scale(load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes), Acc{});
+    for (int r = 0; r < MR; ++r) acc_unit(acc[r][v], idot[r][v], sw, a.sx + u * a.m + m0 + r);
+  }
+  if (w.mins) {
+    for (int v = 0; v < NV; ++v) {
+      const auto mn = acc_scale(load_f16x16(w.mins + group_index(w, t0 + v, g)), Acc{});
+      for (int r = 0; r < MR; ++r) acc_mins(acc[r][v], mn, a.msx + u * a.m + m0 + r);
+    }
+  }
+}
 
 struct I8Nib {
   Lut16B lut;
@@ -52,8 +70,9 @@ struct I8Id {
   }
 };
 
-template <class Dec>
+template <class Dec, bool Exact>
 struct Int8Block {
+  using Acc = typename AccFor<Exact>::T;
   const WeightView& w;
   const ActView& a;
   const Dec& dec;
@@ -62,12 +81,16 @@ struct Int8Block {
 
   template <int MR, int NV>
   __attribute__((noinline)) void run(int64_t t0, int64_t m0) const {
-    VD dacc[MR][NV];
-    for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v) dacc[r][v] = vd_zero();
-    const int64_t uc = a.unit_chunks, nu = a.nunits;
+    Acc dacc[MR][NV];
+    if (a.u0 > 0) {
+      acc_resume<MR, NV>(a, t0, m0, dacc);
+    } else {
+      for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < NV; ++v) acc_zero(dacc[r][v]);
+    }
+    const int64_t uc = a.unit_chunks, nu = a.u1 > 0 ? a.u1 : a.nunits;
     const int8_t* xrow = act_row(a.xi8, a, m0);  // + c * cstride + r * 8
-    for (int64_t u = 0; u < nu; ++u) {
+    for (int64_t u = a.u0; u < nu; ++u) {
       const int64_t g = (u * uc) / w.group_chunks;
       int32_t xs[MR];
       for (int r = 0; r < MR; ++r) xs[r] = a.xsum[u * a.m + m0 + r];
@@ -93,19 +116,10 @@ struct Int8Block {
           }
         }
       }
-      for (int v = 0; v < NV; ++v) {
-        const VD sw = vd_cvt(load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes));
-        for (int r = 0; r < MR; ++r)
-          dacc[r][v] = vd_fma_bc(vd_mul(vd_cvti(iacc[r][v]), sw), a.sx + u * a.m + m0 + r, dacc[r][v]);
-      }
-      if (w.mins) {
-        for (int v = 0; v < NV; ++v) {
-          const VD mn = vd_cvt(load_f16x16(w.mins + group_index(w, t0 + v, g)));
-          for (int r = 0; r < MR; ++r) dacc[r][v] = vd_fma_bc(mn, a.msx + u * a.m + m0 + r, dacc[r][v]);
-        }
-      }
+      unit_epilogue<MR, NV, Exact>(w, a, t0, m0, u, g, iacc, dacc);
     }
-    store_tile_exact<MR, NV>(w, a, y, ldy, t0, m0, dacc);
+    if (nu < a.nunits) acc_suspend<MR, NV>(a, t0, m0, dacc);
+    else store_tile<MR, NV>(w, a, y, ldy, t0, m0, dacc);
   }
 };
 
@@ -113,8 +127,13 @@ template <class Dec>
 void int8_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
               int64_t m1) {
   const Dec dec(w);
-  Int8Block<Dec> block{w, a, dec, y, ldy};
-  for_register_tiles<kMRInt, kNVInt, kNV1Int>(t0, t1, m0, m1, block);
+  if (a.exact) {
+    Int8Block<Dec, true> block{w, a, dec, y, ldy};
+    for_register_tiles<kMRInt, kNVInt, kNV1Int>(t0, t1, m0, m1, block);
+  } else {
+    Int8Block<Dec, false> block{w, a, dec, y, ldy};
+    for_register_tiles<kMRIntF, kNVInt, kNV1Int>(t0, t1, m0, m1, block);
+  }
 }
 
 #if FPQ_KISA != 1
@@ -150,8 +169,9 @@ struct I16UInt {
   }
 };
 
-template <class Dec>
+template <class Dec, bool Exact>
 struct Int16Block {
+  using Acc = typename AccFor<Exact>::T;
   const WeightView& w;
   const ActView& a;
   const Dec& dec;
@@ -160,12 +180,16 @@ struct Int16Block {
 
   template <int MR, int NV>
   __attribute__((noinline)) void run(int64_t t0, int64_t m0) const {
-    VD dacc[MR][NV];
-    for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v) dacc[r][v] = vd_zero();
-    const int64_t uc = a.unit_chunks, nu = a.nunits;
+    Acc dacc[MR][NV];
+    if (a.u0 > 0) {
+      acc_resume<MR, NV>(a, t0, m0, dacc);
+    } else {
+      for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < NV; ++v) acc_zero(dacc[r][v]);
+    }
+    const int64_t uc = a.unit_chunks, nu = a.u1 > 0 ? a.u1 : a.nunits;
     const int16_t* xrow = act_row(a.xi16, a, m0);
-    for (int64_t u = 0; u < nu; ++u) {
+    for (int64_t u = a.u0; u < nu; ++u) {
       const int64_t g = (u * uc) / w.group_chunks;
       VI iacc[MR][NV];
       for (int r = 0; r < MR; ++r)
@@ -191,19 +215,10 @@ struct Int16Block {
           }
         }
       }
-      for (int v = 0; v < NV; ++v) {
-        const VD sw = vd_cvt(load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes));
-        for (int r = 0; r < MR; ++r)
-          dacc[r][v] = vd_fma_bc(vd_mul(vd_cvti(iacc[r][v]), sw), a.sx + u * a.m + m0 + r, dacc[r][v]);
-      }
-      if (w.mins) {
-        for (int v = 0; v < NV; ++v) {
-          const VD mn = vd_cvt(load_f16x16(w.mins + group_index(w, t0 + v, g)));
-          for (int r = 0; r < MR; ++r) dacc[r][v] = vd_fma_bc(mn, a.msx + u * a.m + m0 + r, dacc[r][v]);
-        }
-      }
+      unit_epilogue<MR, NV, Exact>(w, a, t0, m0, u, g, iacc, dacc);
     }
-    store_tile_exact<MR, NV>(w, a, y, ldy, t0, m0, dacc);
+    if (nu < a.nunits) acc_suspend<MR, NV>(a, t0, m0, dacc);
+    else store_tile<MR, NV>(w, a, y, ldy, t0, m0, dacc);
   }
 };
 
@@ -211,8 +226,13 @@ template <class Dec>
 void int16_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                int64_t m1) {
   const Dec dec(w);
-  Int16Block<Dec> block{w, a, dec, y, ldy};
-  for_register_tiles<kMRInt16, kNVInt16, kNV1Int16>(t0, t1, m0, m1, block);
+  if (a.exact) {
+    Int16Block<Dec, true> block{w, a, dec, y, ldy};
+    for_register_tiles<kMRInt16, kNVInt16, kNV1Int16>(t0, t1, m0, m1, block);
+  } else {
+    Int16Block<Dec, false> block{w, a, dec, y, ldy};
+    for_register_tiles<kMRInt16F, kNVInt16, kNV1Int16>(t0, t1, m0, m1, block);
+  }
 }
 #endif
 

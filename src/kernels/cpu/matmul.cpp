@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <vector>
 
 #include "formats/ggml_blocks.h"
 #include "formats/packing.h"
@@ -126,6 +127,10 @@ float ldexp_f(float v, int e) { return v * std::ldexp(1.0f, e); }
 
 // Activation rows per task (and per staging block): all of them for small M.
 int64_t row_block(int64_t m) { return m <= 192 ? m : 128; }
+
+// Columns per K block of the integer kernels (run()): the block's weight stretch of one tile (reused by every
+// row tile: 8 or 16 bytes per column) and two row tiles of activations (10 rows x 1 or 2 bytes) fit in a 48 KB L1.
+constexpr int64_t kKBlockColsInt8 = 1024, kKBlockColsInt16 = 512;
 
 // Offset of (row i, chunk c) in the blocked chunk-major activation layout (kernel_abi.h).
 int64_t act_offset(int64_t i, int64_t c, int64_t rb, int64_t kp) {
@@ -281,10 +286,35 @@ void run(const PreparedWeight& w, KernelKind kind, const ActView& a, int64_t m, 
   const int64_t mb = row_block(m);            // activation rows per task (= the staging block)
   const int64_t ntt = (nt + tb - 1) / tb, ntm = (m + mb - 1) / mb;
   const int64_t ldy = w.n;
+  // Integer kernels with several rows and a long K walk K in blocks of kKBlockCols* columns: a tile's stretch
+  // of weights then stays in L1 across the row tiles, where whole rows of K = 14336 would not (measured at
+  // M = 512, K = 14336: 1.2-1.45x).
+  const bool int_kind = kind == KernelKind::Int8Dot || kind == KernelKind::Int16Dot;
+  const int64_t unit_cols = a.unit_chunks * kChunkCols;
+  const int64_t kb_cols = kind == KernelKind::Int16Dot ? kKBlockColsInt16 : kKBlockColsInt8;
+  const int64_t kb_units = std::max<int64_t>(1, kb_cols / unit_cols);
+  const bool kblock = int_kind && m > 1 && a.nunits > kb_units;
+  const size_t acc_bytes = a.exact ? 16 * sizeof(double) : 16 * sizeof(float);
   parallel_for(ntt * ntm, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t tt = i / ntm, mm = i % ntm;
-      fn(wv, a, y, ldy, tt * tb, std::min(nt, tt * tb + tb), mm * mb, std::min(m, mm * mb + mb));
+      const int64_t t0 = tt * tb, t1 = std::min(nt, tt * tb + tb), m0 = mm * mb, m1 = std::min(m, mm * mb + mb);
+      if (!kblock) {
+        fn(wv, a, y, ldy, t0, t1, m0, m1);
+        continue;
+      }
+      thread_local std::vector<uint8_t> partial;
+      partial.resize(size_t(mb * tb) * acc_bytes);
+      ActView ak = a;
+      ak.partial = partial.data();
+      ak.pm0 = m0;
+      ak.pt0 = t0;
+      ak.pld = tb;
+      for (int64_t u = 0; u < a.nunits; u += kb_units) {
+        ak.u0 = u;
+        ak.u1 = std::min(a.nunits, u + kb_units);
+        fn(wv, ak, y, ldy, t0, t1, m0, m1);
+      }
     }
   });
 }
@@ -343,7 +373,7 @@ void matmul_weight_only_bf16(const PreparedWeight& w, const uint16_t* x, int64_t
   matmul_weight_only(w, xf.data(), m, y);
 }
 
-void matmul_quantized(const PreparedWeight& w, const QuantizedTensor& x, float* y) {
+void matmul_quantized(const PreparedWeight& w, const QuantizedTensor& x, float* y, Sums sums) {
   if (x.cols != w.k) fail("matmul: activations have {} columns, the weight {}", x.cols, w.k);
   detail::check_y(y, x.rows);
   if (x.rows == 0) return;
@@ -361,17 +391,18 @@ void matmul_quantized(const PreparedWeight& w, const QuantizedTensor& x, float* 
     const std::vector<float> xf = dequantize(x);
     detail::stage_float(w, xf.data(), x.rows, plan.unit, st);
   }
+  st.view.exact = sums == Sums::Exact ? 1 : 0;
   detail::run(w, plan.kind, st.view, x.rows, y, isa);
 }
 
 void linear(const PreparedWeight& w, const Format* act, const float* x, int64_t m, float* y,
-            const QuantizeOptions& act_opt) {
+            const QuantizeOptions& act_opt, Sums sums) {
   if (!act) {
     matmul_weight_only(w, x, m, y);
     return;
   }
   const QuantizedTensor xq = quantize_activations(*act, x, m, w.k, act_opt);
-  matmul_quantized(w, xq, y);
+  matmul_quantized(w, xq, y, sums);
 }
 
 }  // namespace fpq::cpu

@@ -10,7 +10,8 @@
 //           codes and scales and never build a dequantized weight matrix. Where both operands are integer
 //           multiples of a power of two (E2M1 x 2, E2M3 x 8, E3M2 x 16, INT4/INT8, MXINT8, llama.cpp
 //           blocks), each group's dot product is an exact integer (int8 dot products: AVX-512 VNNI vpdpbusd,
-//           AVX2 vpmaddubsw; int16: vpdpwssd) and the scales apply per group in float32. Otherwise the weight
+//           AVX2 vpmaddubsw; int16: vpdpwssd) and the scales apply per group, summed in float64 (exact, the
+//           default) or float32 (Sums). Otherwise the weight
 //           codes are decoded to float32 in registers and multiplied with float activations (the activations,
 //           not the weights, are dequantized first where they are asymmetric), or, on AVX-512 with both codes
 //           exact in bfloat16 (FP8 x FP8 and the like), multiplied as bfloat16 pairs (vdpbf16ps).
@@ -46,8 +47,15 @@ size_t weight_bytes(const PreparedWeight& w);
 void matmul_weight_only(const PreparedWeight& w, const float* x, int64_t m, float* y);
 void matmul_weight_only_bf16(const PreparedWeight& w, const uint16_t* x, int64_t m, float* y);
 
+// How the integer kernels add up the per-group dot products. Exact: in float64, where every term and sum of
+// realistic scales is exact, so y has the bits of the model's pseudo path (float64 product of the dequantized
+// operands, rounded once). Float32: each group's term and the running sum rounded to float32 (relative error
+// ~1e-7, like any float32 GEMM), up to ~1.5x faster with many rows and short groups. The other kernels
+// (bf16, float) always sum in float32.
+enum class Sums { Exact, Float32 };
+
 // Both operands quantized: y[x.rows x N] = dequant(x) . dequant(W)^T, computed from the codes. x.cols == K.
-void matmul_quantized(const PreparedWeight& w, const QuantizedTensor& x, float* y);
+void matmul_quantized(const PreparedWeight& w, const QuantizedTensor& x, float* y, Sums sums = Sums::Exact);
 
 // Rows of x quantized to format f: the same bytes (codes, scales, zero points, global scale) as
 // fpq::quantize(f, x, m, k, opt), produced faster (SIMD encoders for the MX, absmax and llama.cpp Q8 rules;
@@ -58,7 +66,7 @@ QuantizedTensor quantize_activations(const Format& f, const float* x, int64_t m,
 // A quantized linear layer's product: with act == nullptr the weight-only product; otherwise x is quantized
 // to *act (quantize_activations) and multiplied with matmul_quantized.
 void linear(const PreparedWeight& w, const Format* act, const float* x, int64_t m, float* y,
-            const QuantizeOptions& act_opt = {});
+            const QuantizeOptions& act_opt = {}, Sums sums = Sums::Exact);
 
 // The reference: dequantize W (and x_q when given; else x_float is used) and multiply with OpenBLAS sgemm.
 void matmul_pseudo(const QuantizedTensor* x_q, const float* x_float, int64_t m, const QuantizedTensor& w, float* y);
