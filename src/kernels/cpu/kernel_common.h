@@ -157,6 +157,21 @@ FPQ_INLINE const T* act_row(const T* base, const ActView& a, int64_t m0) {
 FPQ_INLINE const uint8_t* chunk_ptr(const WeightView& w, int64_t t, int64_t c) {
   return w.codes + tile_offset(t, c, w.nchunks) * w.chunk_bytes;
 }
+// Matrix-vector case (one activation row): prefetch the weight stream kPrefetchChunks chunks ahead (of each of
+// the NV tiles; 4 interleaved tiles make 4-8 cache lines per chunk step). The hardware prefetchers alone kept
+// 2 cores at ~50% of the read bandwidth; with this, 60-77% (measured, fpq bench gemm, 4-bit weights).
+constexpr int64_t kPrefetchChunks = 16;
+template <int MR, int NV>
+FPQ_INLINE void prefetch_weights(const WeightView& w, int64_t t0, int64_t c) {
+  if constexpr (MR == 1) {
+    for (int v = 0; v < NV; ++v) {
+      // (past the last chunk this points beyond the codes; a prefetch never faults)
+      const uint8_t* p = w.codes + tile_offset(t0 + v, c + kPrefetchChunks, w.nchunks) * w.chunk_bytes;
+      __builtin_prefetch(p);
+      if (w.chunk_bytes > 64) __builtin_prefetch(p + 64);
+    }
+  }
+}
 FPQ_INLINE int64_t group_index(const WeightView& w, int64_t t, int64_t g) {
   return tile_offset(t, g, w.ngroups) * kTileRows;
 }

@@ -130,6 +130,7 @@ struct FloatBlock {
             if constexpr (M == kMins) mn[v] = load_f16x16(w.mins + group_index(w, t0 + v, g));
           }
         }
+        prefetch_weights<MR, NV>(w, t0, c);
         accumulate_chunk<MR, NV>(t0, c, xrow, sw, zf, mn, gacc);
       }
 #pragma GCC unroll 32

@@ -104,6 +104,7 @@ struct Int8Block {
         }
       }
       for (int64_t c = u * uc; c < (u + 1) * uc; ++c) {
+        prefetch_weights<MR, NV>(w, t0, c);
 #pragma GCC unroll 16
         for (int v = 0; v < NV; ++v) {
           VB qa, qb;
@@ -201,6 +202,7 @@ struct Int16Block {
         }
       }
       for (int64_t c = u * uc; c < (u + 1) * uc; ++c) {
+        prefetch_weights<MR, NV>(w, t0, c);
 #pragma GCC unroll 16
         for (int v = 0; v < NV; ++v) {
           VI e[4];
