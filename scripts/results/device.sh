@@ -4,7 +4,7 @@
 #   .carry-r/m.a, .carry-s/m.b, .carry-t/m.c  the default model in three parts (one device call carries each)
 # A call's carried folders do not survive to the next call, so each part is stashed in /tmp/fpq-results-run/parts
 # (`cp .carry-X/* /tmp/fpq-results-run/parts/`); results are kept in /tmp/fpq-results-run/results and copied to
-# $OUT. Usage there: scripts/results/device.sh SECONDS JOBFILE... (stops the jobs after SECONDS).
+# $OUT/results.tar.gz. Usage there: scripts/results/device.sh SECONDS JOBFILE... (stops the jobs after SECONDS).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -ge 2 ] && [[ "$1" =~ ^[0-9]+$ ]] || { echo "usage: scripts/results/device.sh SECONDS JOBFILE..." >&2; exit 2; }
@@ -30,5 +30,6 @@ for f in "$@"; do
   left=$(( end - $(date +%s) )); [ "$left" -gt 5 ] || break
   timeout --signal=INT "$left" scripts/results/jobs.sh "$f"
 done
-mkdir -p "${OUT:-out}/results"; cp "$RESULTS"/*.json "$RESULTS"/*.err "${OUT:-out}/results/" 2>/dev/null
-ls -la "$RESULTS"/
+# One archive (a device call returns only a few files).
+mkdir -p "${OUT:-out}"
+tar -C "$RESULTS" -czf "${OUT:-out}/results.tar.gz" . && tar -tzf "${OUT:-out}/results.tar.gz" | grep -c '\.json$' | sed 's/^/result files: /'
