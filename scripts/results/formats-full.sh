@@ -15,8 +15,10 @@ export RESULTS=${RESULTS:-results/tokens-0-sharded}
 shard=${SHARD:-8}
 py=${PYTHON:-.venv/bin/python}
 mkdir -p "$RESULTS"
-# Shards already recorded in the repository (docs/RESULTS.md) count as done.
-cp -n docs/results/wikitext2-full/shards/*.json "$RESULTS"/ 2>/dev/null || true
+# Shards already recorded in the repository (docs/RESULTS.md) count as done, for the default model and settings.
+if [ "$RESULTS" = results/tokens-0-sharded ] && [ -z "${FPQ_ARGS:-}" ]; then
+  cp -n docs/results/wikitext2-full/shards/*.json "$RESULTS"/ 2>/dev/null || true
+fi
 # The rows: the unquantized baseline, then each format of jobs-formats.txt with the real and the pseudo kernel.
 rows=("baseline --kernels real")
 while read -r name args; do
