@@ -113,6 +113,30 @@ TEST(QuantLinear, ExplicitBackendChoicesAreHonouredOrRefused) {
   EXPECT_EQ(l.resolved_backends().second, "pseudo");
 }
 
+// The CPU kernels' two summations as backends: "real" (exact, the default) gives the pseudo path's bits,
+// "real-fast" (float32 group sums) is only chosen by name and agrees to float32 rounding.
+TEST(QuantLinear, RealBackendsExactByDefaultFastByName) {
+  std::mt19937_64 rng(test::fresh_seed());
+  const int64_t m = 9, n = 40, k = 4096;  // long K: many groups, several K blocks of the kernels
+  auto w = randn(size_t(n * k), rng, 0.05f), x = randn(size_t(m * k), rng);
+  QuantLinear l(n, k, w);
+  const Format f = parse_format("nvfp4");
+  l.set_quantized_weight(quantize(f, w.data(), n, k));
+  l.set_activation_quant(ActivationQuant{activation_variant(f), std::nullopt});
+  std::vector<float> yp(size_t(m * n)), yr(yp.size()), yf(yp.size());
+  l.set_backends("real", "pseudo");
+  l.forward(x.data(), m, yp.data());
+  l.set_backends("real", "");
+  l.forward(x.data(), m, yr.data());
+  if (l.resolved_backends().second != "real") GTEST_SKIP() << "no real CPU kernels in this build";
+  EXPECT_EQ(yr, yp) << "exact sums: the pseudo path's bits";
+  l.set_backends("real", "real-fast");
+  l.forward(x.data(), m, yf.data());
+  EXPECT_EQ(l.resolved_backends().second, "real-fast");
+  const std::vector<double> yd(yp.begin(), yp.end());
+  EXPECT_LT(rel(yf, yd), 1e-6);
+}
+
 TEST(QuantRecipes, NaturalActivationFormats) {
   EXPECT_EQ(make_recipe("nvfp4", 4, 4).activation->global, GlobalScale::PerRow);
   EXPECT_EQ(make_recipe("nvfp", 4, 4).weight->name, "nvfp4");
