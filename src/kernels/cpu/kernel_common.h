@@ -148,6 +148,24 @@ FPQ_INLINE void acc_suspend(const ActView& a, int64_t t0, int64_t m0, Acc (&acc)
     for (int v = 0; v < NV; ++v) std::memcpy(p + (m0 + r - a.pm0) * a.pld + (t0 + v - a.pt0), &acc[r][v], sizeof(Acc));
 }
 
+// Start of a register tile's walk over units [a.u0, ...): zero sums, or those a previous K block left.
+template <int MR, int NV, class Acc>
+FPQ_INLINE void acc_begin(const ActView& a, int64_t t0, int64_t m0, Acc (&acc)[MR][NV]) {
+  if (a.u0 > 0) {
+    acc_resume<MR, NV>(a, t0, m0, acc);
+  } else {
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) acc_zero(acc[r][v]);
+  }
+}
+// End of the walk at unit u_end: hand the sums to the next K block, or finish the outputs.
+template <int MR, int NV, class Acc>
+FPQ_INLINE void acc_end(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t m0,
+                        int64_t u_end, Acc (&acc)[MR][NV]) {
+  if (u_end < a.nunits) acc_suspend<MR, NV>(a, t0, m0, acc);
+  else store_tile<MR, NV>(w, a, y, ldy, t0, m0, acc);
+}
+
 // First activation element of row m0 (chunk 0); chunk c of row m0 + r is at + c * cstride + r * 8.
 template <typename T>
 FPQ_INLINE const T* act_row(const T* base, const ActView& a, int64_t m0) {

@@ -82,12 +82,7 @@ struct Int8Block {
   template <int MR, int NV>
   __attribute__((noinline)) void run(int64_t t0, int64_t m0) const {
     Acc dacc[MR][NV];
-    if (a.u0 > 0) {
-      acc_resume<MR, NV>(a, t0, m0, dacc);
-    } else {
-      for (int r = 0; r < MR; ++r)
-        for (int v = 0; v < NV; ++v) acc_zero(dacc[r][v]);
-    }
+    acc_begin<MR, NV>(a, t0, m0, dacc);
     const int64_t uc = a.unit_chunks, nu = a.u1 > 0 ? a.u1 : a.nunits;
     const int8_t* xrow = act_row(a.xi8, a, m0);  // + c * cstride + r * 8
     for (int64_t u = a.u0; u < nu; ++u) {
@@ -119,22 +114,28 @@ struct Int8Block {
       }
       unit_epilogue<MR, NV, Exact>(w, a, t0, m0, u, g, iacc, dacc);
     }
-    if (nu < a.nunits) acc_suspend<MR, NV>(a, t0, m0, dacc);
-    else store_tile<MR, NV>(w, a, y, ldy, t0, m0, dacc);
+    acc_end<MR, NV>(w, a, y, ldy, t0, m0, nu, dacc);
   }
 };
+
+// Runs Block<Dec, exact> over the register tiles: MR_EXACT rows per tile with float64 sums, MR_FAST with float32.
+template <template <class, bool> class Block, int MR_EXACT, int MR_FAST, int NV, int NV1, class Dec>
+void run_blocks(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
+                int64_t m1) {
+  const Dec dec(w);
+  if (a.exact) {
+    Block<Dec, true> block{w, a, dec, y, ldy};
+    for_register_tiles<MR_EXACT, NV, NV1>(t0, t1, m0, m1, block);
+  } else {
+    Block<Dec, false> block{w, a, dec, y, ldy};
+    for_register_tiles<MR_FAST, NV, NV1>(t0, t1, m0, m1, block);
+  }
+}
 
 template <class Dec>
 void int8_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
               int64_t m1) {
-  const Dec dec(w);
-  if (a.exact) {
-    Int8Block<Dec, true> block{w, a, dec, y, ldy};
-    for_register_tiles<kMRInt, kNVInt, kNV1Int>(t0, t1, m0, m1, block);
-  } else {
-    Int8Block<Dec, false> block{w, a, dec, y, ldy};
-    for_register_tiles<kMRIntF, kNVInt, kNV1Int>(t0, t1, m0, m1, block);
-  }
+  run_blocks<Int8Block, kMRInt, kMRIntF, kNVInt, kNV1Int, Dec>(w, a, y, ldy, t0, t1, m0, m1);
 }
 
 #if FPQ_KISA != 1
@@ -182,12 +183,7 @@ struct Int16Block {
   template <int MR, int NV>
   __attribute__((noinline)) void run(int64_t t0, int64_t m0) const {
     Acc dacc[MR][NV];
-    if (a.u0 > 0) {
-      acc_resume<MR, NV>(a, t0, m0, dacc);
-    } else {
-      for (int r = 0; r < MR; ++r)
-        for (int v = 0; v < NV; ++v) acc_zero(dacc[r][v]);
-    }
+    acc_begin<MR, NV>(a, t0, m0, dacc);
     const int64_t uc = a.unit_chunks, nu = a.u1 > 0 ? a.u1 : a.nunits;
     const int16_t* xrow = act_row(a.xi16, a, m0);
     for (int64_t u = a.u0; u < nu; ++u) {
@@ -219,22 +215,14 @@ struct Int16Block {
       }
       unit_epilogue<MR, NV, Exact>(w, a, t0, m0, u, g, iacc, dacc);
     }
-    if (nu < a.nunits) acc_suspend<MR, NV>(a, t0, m0, dacc);
-    else store_tile<MR, NV>(w, a, y, ldy, t0, m0, dacc);
+    acc_end<MR, NV>(w, a, y, ldy, t0, m0, nu, dacc);
   }
 };
 
 template <class Dec>
 void int16_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                int64_t m1) {
-  const Dec dec(w);
-  if (a.exact) {
-    Int16Block<Dec, true> block{w, a, dec, y, ldy};
-    for_register_tiles<kMRInt16, kNVInt16, kNV1Int16>(t0, t1, m0, m1, block);
-  } else {
-    Int16Block<Dec, false> block{w, a, dec, y, ldy};
-    for_register_tiles<kMRInt16F, kNVInt16, kNV1Int16>(t0, t1, m0, m1, block);
-  }
+  run_blocks<Int16Block, kMRInt16, kMRInt16F, kNVInt16, kNV1Int16, Dec>(w, a, y, ldy, t0, t1, m0, m1);
 }
 #endif
 
