@@ -32,7 +32,12 @@ def main(out, files):
         sys.exit("usage: merge_shards.py OUT.json SHARD.json [SHARD.json ...]")
     meta, groups = None, {}
     for f in files:
-        j = json.load(open(f))
+        try:
+            with open(f) as fh:
+                j = json.load(fh)
+            j["rows"], j["ctx"], j["model"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            sys.exit(f"merge_shards.py: {f} is not an `fpq eval --json` result ({type(e).__name__}: {e})")
         if meta is None:
             meta = j
         elif j["ctx"] != meta["ctx"] or j["model"] != meta["model"]:
