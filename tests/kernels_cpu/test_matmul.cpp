@@ -154,7 +154,7 @@ void check_pair(std::mt19937_64& rng, const Format& wf, const Format* af) {
       std::vector<float> y(size_t(m * n), -12345.0f);
       if (af) matmul_quantized(*pw, xq, y.data(), sums);
       else matmul_weight_only(*pw, xsrc.data(), m, y.data());
-      const KernelKind kind = kernel_kind(*pw, af, isa);
+      const KernelKind kind = kernel_kind(*pw, af, isa, m, sums);
       const double e = test::rel_l2(y, pseudo);
       EXPECT_LT(e, 1e-6) << "real (" << isa_name(isa) << ", " << kernel_kind_name(kind) << ", " << sums_name
                          << ") vs pseudo";
@@ -181,13 +181,13 @@ TEST(KernelsCpu, EveryPairEveryIsaMatchesPseudo) {
 }
 
 TEST(KernelsCpu, KernelKinds) {
-  const auto pick = [](const char* w, const char* a, Isa isa) {
+  const auto pick = [](const char* w, const char* a, Isa isa, Sums sums = Sums::Exact) {
     const Format wf = parse_format(w);
     const Format af = parse_format(a);
     std::mt19937_64 rng(1);
     const auto x = random_matrix(rng, 16, 256);
     const auto pw = prepare_weight(quantize(wf, x.data(), 16, 256));
-    return kernel_kind(*pw, &af, isa);
+    return kernel_kind(*pw, &af, isa, 0, sums);
   };
   EXPECT_EQ(pick("mxfp4", "mxfp4", Isa::Scalar), KernelKind::Int8Dot);
   EXPECT_EQ(pick("nvfp4", "nvfp4", Isa::Scalar), KernelKind::Int8Dot);
@@ -195,19 +195,22 @@ TEST(KernelsCpu, KernelKinds) {
   EXPECT_EQ(pick("int8", "int8", Isa::Scalar), KernelKind::Int8Dot);
   EXPECT_EQ(pick("mxfp6_e2m3", "mxfp6_e2m3", Isa::Scalar), KernelKind::Int8Dot);
   EXPECT_EQ(pick("mxfp6_e3m2", "mxfp6_e3m2", Isa::Scalar), KernelKind::Int16Dot);
-  EXPECT_EQ(pick("fp8_e4m3", "fp8_e4m3", Isa::Scalar), KernelKind::Float);
+  EXPECT_EQ(pick("fp8_e4m3", "fp8_e4m3", Isa::Scalar), KernelKind::Float64);
+  EXPECT_EQ(pick("fp8_e4m3", "fp8_e4m3", Isa::Scalar, Sums::Float32), KernelKind::Float);
   if (detected_isa() == Isa::Avx512) {
-    EXPECT_EQ(pick("fp8_e4m3", "fp8_e4m3", Isa::Avx512), KernelKind::Bf16Dot);
-    EXPECT_EQ(pick("mxfp8_e4m3", "mxfp8_e4m3", Isa::Avx512), KernelKind::Bf16Dot);
+    EXPECT_EQ(pick("fp8_e4m3", "fp8_e4m3", Isa::Avx512), KernelKind::Float64);
+    EXPECT_EQ(pick("fp8_e4m3", "fp8_e4m3", Isa::Avx512, Sums::Float32), KernelKind::Bf16Dot);
+    EXPECT_EQ(pick("mxfp8_e4m3", "mxfp8_e4m3", Isa::Avx512, Sums::Float32), KernelKind::Bf16Dot);
     EXPECT_EQ(pick("mxfp4", "mxfp4", Isa::Avx512), KernelKind::Int8Dot);
     EXPECT_EQ(pick("mxfp6_e3m2", "mxfp6_e3m2", Isa::Avx512), KernelKind::Int16Dot);
   }
   EXPECT_EQ(pick("int4_asym", "int8", Isa::Scalar), KernelKind::Int8Dot);
-  EXPECT_EQ(pick("int8", "int4_asym", Isa::Scalar), KernelKind::Float);
+  EXPECT_EQ(pick("int8", "int4_asym", Isa::Scalar), KernelKind::Float64);
+  EXPECT_EQ(pick("int8", "int4_asym", Isa::Scalar, Sums::Float32), KernelKind::Float);
   if (detected_isa() >= Isa::Avx2) {
     EXPECT_EQ(pick("mxfp4", "mxfp4", Isa::Avx2), KernelKind::Int8Dot);
-    EXPECT_EQ(pick("int8", "int8", Isa::Avx2), KernelKind::Float);  // vpmaddubsw would saturate
-    EXPECT_EQ(pick("mxfp6_e3m2", "mxfp6_e3m2", Isa::Avx2), KernelKind::Float);
+    EXPECT_EQ(pick("int8", "int8", Isa::Avx2), KernelKind::Float64);  // vpmaddubsw would saturate
+    EXPECT_EQ(pick("mxfp6_e3m2", "mxfp6_e3m2", Isa::Avx2, Sums::Float32), KernelKind::Float);
   }
   EXPECT_FALSE(has_real_kernel(parse_format("int4/fp16/g4"), nullptr));
   EXPECT_TRUE(has_real_kernel(parse_format("nvfp4"), nullptr));
@@ -264,14 +267,17 @@ TEST(KernelsCpu, ThreadCountIndependent) {
   }
 }
 
-// The integer kernels compute the exact product of the dequantized operands: float64 sums of exact terms,
-// finished as float(S * (g_x * g_w)) — the model's pseudo path. Here S comes from a plain float64 loop over the
-// operands dequantized without their tensor scales, and the real path must give the same bits (K up to 4096,
-// long enough for float32 group sums to differ in the last bit). This holds wherever code x group scale is exact in
-// float32 (FP elements with E8M0/E4M3/FP16 scales, llama.cpp blocks), so the pseudo path's dequantized operands are
-// the exact values; integer formats with float32 scales (int4, int8) round there and agree to ~1e-7 instead
-// (EveryPairEveryIsaMatchesPseudo).
-TEST(KernelsCpu, IntegerKernelsBitIdenticalToExactProduct) {
+// With exact sums (the default) the real path computes the exact product of the dequantized operands: float64
+// sums of exact terms, finished as float(S * (g_x * g_w)) — the model's pseudo path. Here S comes from a plain
+// float64 loop over the operands dequantized without their tensor scales, and the real path must give the same
+// bits (K up to 4096, long enough for float32 sums to differ in the last bit).
+// - The integer kernels: wherever code x group scale is exact in float32 (FP elements with E8M0/E4M3/FP16
+//   scales, llama.cpp blocks), so the pseudo path's dequantized operands are the exact values; integer formats
+//   with float32 scales (int4, int8) round there and agree to ~1e-7 instead (EveryPairEveryIsaMatchesPseudo).
+// - The float64 kernel (FP8 activations, asymmetric ones): for any weight format, as it multiplies the very
+//   float32 dequantized values (E4M3 activations: E5M2's wider exponent range can make even a float64 sum of
+//   random data round, in the reference loop as much as in the kernel).
+TEST(KernelsCpu, ExactSumsBitIdenticalToExactProduct) {
   std::mt19937_64 rng(test::fresh_seed());
   IsaGuard ig;
   struct Case {
@@ -280,7 +286,10 @@ TEST(KernelsCpu, IntegerKernelsBitIdenticalToExactProduct) {
   };
   const Case cases[] = {{"nvfp4", "nvfp4"},           {"mxfp4", "mxfp4"},  {"q4_0", "q8_1"},
                         {"mxfp6_e2m3", "mxfp6_e2m3"}, {"mxfp6_e3m2", "mxfp6_e3m2"}, {"q8_0", "q8_1"},
-                        {"e2m1/fp16/g16/rowglobal", "nvfp4"}, {"e2m3/e8m0/g16", "e2m1/e8m0/g64"}};
+                        {"e2m1/fp16/g16/rowglobal", "nvfp4"}, {"e2m3/e8m0/g16", "e2m1/e8m0/g64"},
+                        {"mxfp8_e4m3", "mxfp8_e4m3"}, {"fp8_e4m3", "fp8_e4m3"}, {"nvfp4", "mxfp8_e4m3"},
+                        {"e5m2/e8m0/g32", "mxfp8_e4m3"}, {"q4_1", "fp8_e4m3"}, {"int4_asym", "mxfp8_e4m3"},
+                        {"int8", "int4_asym"}, {"fp6_e3m2", "e4m3/fp16/g16/rowglobal"}};
   for (const Case& c : cases) {
     const Format wf = parse_format(c.w), af = parse_format(c.a);
     const int64_t m = 1 + int64_t(rng() % 19), n = 17 + int64_t(rng() % 40), k = 256 * (1 + int64_t(rng() % 16));
@@ -299,12 +308,12 @@ TEST(KernelsCpu, IntegerKernelsBitIdenticalToExactProduct) {
         want[size_t(i * n + j)] = float(s * (double(xq.global(i)) * double(wq.global(j))));
       }
     const auto pw = prepare_weight(wq);
-    int integer_runs = 0;
+    int exact_runs = 0;
     for (Isa isa : all_isas()) {
       set_isa(isa);
       const KernelKind kind = kernel_kind(*pw, &af, isa, m);
-      if (kind != KernelKind::Int8Dot && kind != KernelKind::Int16Dot) continue;
-      ++integer_runs;
+      if (kind != KernelKind::Int8Dot && kind != KernelKind::Int16Dot && kind != KernelKind::Float64) continue;
+      ++exact_runs;
       std::vector<float> y(size_t(m * n), -1.0f);
       matmul_quantized(*pw, xq, y.data());
       int64_t differ = 0;
@@ -312,7 +321,7 @@ TEST(KernelsCpu, IntegerKernelsBitIdenticalToExactProduct) {
       EXPECT_EQ(differ, 0) << isa_name(isa) << " (" << kernel_kind_name(kind) << "): " << differ << " of " << y.size()
                            << " outputs differ from the exact product";
     }
-    EXPECT_GT(integer_runs, 0) << "no variant ran an integer kernel";  // the scalar variant always should
+    EXPECT_GT(exact_runs, 0) << "no variant ran an exact kernel";  // the scalar variant always should
   }
 }
 

@@ -236,7 +236,6 @@ void run_bench(const BenchGemmArgs& args) {
       const size_t format_bytes = cpu::weight_bytes(*pws[0]);
       for (size_t mi = 0; mi < args.ms.size(); ++mi) {
         const int64_t m = args.ms[mi];
-        const char* kind = cpu::kernel_kind_name(cpu::kernel_kind(*pws[0], p.a ? &*p.a : nullptr, cpu::active_isa(), m));
         const std::vector<float>& x = xs[mi];
         std::vector<float> y(static_cast<size_t>(m * n));
         QuantizedTensor xq;
@@ -246,12 +245,19 @@ void run_bench(const BenchGemmArgs& args) {
           t_quant = time_median([&] { xq = cpu::quantize_activations(*p.a, x.data(), m, k); }, args.repeats,
                                 args.min_time / 4);
         }
-        // The integer kernels sum their groups exactly (the default) or in float32 (--sums): one row each.
-        const bool int_kind = p.a && (std::string(kind) == "int8-dot" || std::string(kind) == "int16-dot");
+        // Quantized activations are summed exactly (the default: the pseudo path's bits) or in float32 (--sums):
+        // one row each (the float32 row only where it runs another kernel or the integer kernels' float32 sums).
+        auto kind_of = [&](cpu::Sums s) {
+          return cpu::kernel_kind(*pws[0], p.a ? &*p.a : nullptr, cpu::active_isa(), m, s);
+        };
         std::vector<cpu::Sums> sums_list;
-        if (args.sums != "float32" || !int_kind) sums_list.push_back(cpu::Sums::Exact);
-        if (args.sums != "exact" && int_kind) sums_list.push_back(cpu::Sums::Float32);
+        if (args.sums != "float32" || !p.a) sums_list.push_back(cpu::Sums::Exact);
+        if (args.sums != "exact" && p.a && kind_of(cpu::Sums::Float32) != cpu::KernelKind::Pseudo)
+          sums_list.push_back(cpu::Sums::Float32);
         for (const cpu::Sums sums : sums_list) {
+          const cpu::KernelKind kk = kind_of(sums);
+          const bool int_kind = kk == cpu::KernelKind::Int8Dot || kk == cpu::KernelKind::Int16Dot;
+          const char* kind = cpu::kernel_kind_name(kk);
           size_t next = 0;
           auto kernel = [&] {
             const cpu::PreparedWeight& pw = *pws[next++ % pws.size()];
@@ -274,7 +280,7 @@ void run_bench(const BenchGemmArgs& args) {
           const double t_sgemm = args.sgemm ? ti.baseline.back() : 0.0;
           const double speedup = args.sgemm ? ti.ratio.back() : 0.0;
           const double bw_row = m == 1 ? double(probe_buf.bytes()) / median(probe_times) / 1e9 : 0.0;
-          const std::string kind_name = std::string(kind) + (sums == cpu::Sums::Float32 ? " f32-sums" : "");
+          const std::string kind_name = std::string(kind) + (int_kind && sums == cpu::Sums::Float32 ? " f32-sums" : "");
           rows.push_back({n, k, m, p.spec, p.w.name, p.a ? p.a->name : "f32", kind_name, t, t_sgemm, speedup, t_quant,
                           format_bytes, bw_row});
           std::fprintf(stderr, "  %lld x %lld, M=%lld, %s (%s): %.0f us (sgemm %.0f us)\n", (long long)n, (long long)k,
@@ -334,7 +340,8 @@ void run_bench(const BenchGemmArgs& args) {
               "sgemm µs: OpenBLAS float32 sgemm of the same shape, timed interleaved with the kernel (median); vs sgemm: "
               "median over the rounds of sgemm time / kernel time of the round (> 1: faster);\n"
               "act quant: quantize_activations of the M x K activations "
-              "(not in µs); kernel 'f32-sums': the integer kernel summing groups in float32 (--sums).\n", args.probe_mb);
+              "(not in µs); kernel 'f32-sums': the integer kernel summing groups in float32; 'float64': the exact kernel of "
+              "pairs no integer kernel serves, whose float32-summing kernel (bf16-dot / float) has its own row (--sums).\n", args.probe_mb);
   if (!args.json.empty()) {
     nlohmann::json doc = {{"command", "fpq bench gemm"},
                           {"date", now_utc()},
@@ -371,7 +378,7 @@ static void register_bench_gemm(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("!--no-sgemm", a->sgemm, "Skip the OpenBLAS sgemm baseline");
   cmd->add_option("--sums", a->sums,
-                  "Integer kernels with quantized activations: exact (float64 group sums, the pseudo path's bits), "
+                  "Products with quantized activations: exact (float64 sums, the pseudo path's bits), "
                   "float32 (faster, rounded), or both (a row each)")
       ->check(CLI::IsMember({"exact", "float32", "both"}))
       ->capture_default_str();

@@ -98,6 +98,7 @@ struct ActView {
   const int16_t* xi16 = nullptr;    // int16 kernel: values * 2^int_shift; each 4 columns stored as k0 k2 k1 k3
   const float* xf = nullptr;        // float kernel
   const uint16_t* xbf = nullptr;    // bf16 kernel: bf16 bits of the code values; 4 columns stored as k0 k2 k1 k3
+  const double* xd = nullptr;       // float64 kernel: dequantized activations (without their global scale)
   int64_t unit_chunks = 1;          // chunks per unit (the span over which one pair of scales applies)
   int64_t nunits = 1;
   const int32_t* xsum = nullptr;    // [u][m] sum of the integer values over the unit (int kernels)
@@ -143,6 +144,9 @@ struct EncodeParams {
                  int64_t m0, int64_t m1);                                                                     \
   void gemm_float(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1,      \
                   int64_t m0, int64_t m1);                                                                    \
+  /* dequantized weights x float64 activations, float64 sums: the pseudo path's bits */                   \
+  void gemm_float64(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1,    \
+                    int64_t m0, int64_t m1);                                                                  \
   /* Reads `bytes` (64-byte aligned) as `streams` interleaved streams and returns a checksum. */           \
   uint64_t stream_read(const void* p, int64_t bytes, int32_t streams);                                        \
   /* Per group of `group` values (n a multiple of group, group a multiple of 8): the largest magnitude of   */ \

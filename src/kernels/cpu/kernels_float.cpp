@@ -5,9 +5,10 @@
 //   one scale per row: acc = fma(value(code), x_k, acc), then acc * s;
 // summed in blocks of 64 columns (each block from zero, then added to the total).
 //   y = (acc * w_global) * x_global.
-// Used for weight-only products (float32 / bf16 activations) and for activation formats that are not
-// integer multiples of a small power of two (FP8 E4M3 / E5M2, asymmetric activations), which the driver
-// dequantizes first (the activations, never the weights).
+// Used for weight-only products (float32 / bf16 activations) and, with Sums::Float32, for activation formats
+// that are not integer multiples of a small power of two (FP8 E4M3 / E5M2, asymmetric activations), which the
+// driver dequantizes first (the activations, never the weights). With Sums::Exact those go to the float64
+// kernel below.
 #include <cstdlib>
 
 #include "kernels/cpu/kernel_common.h"
@@ -367,6 +368,78 @@ void bf16_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int6
 }
 #endif
 
+// Float64 kernel (Sums::Exact for quantized activations that no integer kernel serves: FP8 x FP8, FP4 x FP8,
+// asymmetric activations...): each weight is decoded to its dequantized value in float32 — decode(code) x
+// scale, (q - z) x scale, q x d + m: the very float32 operations of fpq::dequantize — and multiplied with the
+// dequantized activation in float64. Both factors have at most 24 significant bits, so every product is exact
+// in float64, and so is every sum while the terms of a row span less than ~2^29: the pseudo path's own
+// assumption (model/builtin_backends.cpp). Hence y = float(S * (double(g_w) * double(g_x))) has the pseudo
+// path's bits, in any order of summation. (The bf16 and float kernels sum in float32: Sums::Float32.)
+template <class Dec, int M>
+struct Float64Block {
+  const WeightView& w;
+  const ActView& a;
+  const Dec& dec;
+  float* y;
+  int64_t ldy;
+
+  template <int MR, int NV>
+  __attribute__((noinline)) void run(int64_t t0, int64_t m0) const {
+    const double* xrow = act_row(a.xd, a, m0);
+    VD acc[MR][NV];
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = vd_zero();
+    VF sw[NV], zf[NV], mn[NV];
+    for (int v = 0; v < NV; ++v) sw[v] = zf[v] = mn[v] = vf_zero();
+    const int64_t gc = w.ngroups == 1 ? w.nchunks : w.group_chunks;
+    for (int64_t c = 0; c < w.nchunks; ++c) {
+      if (c % gc == 0) {
+        const int64_t g = c / gc;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+          sw[v] = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes);
+          if constexpr (M == kZero) zf[v] = vf_cvt(vi_u8x16(w.zeros + group_index(w, t0 + v, g)));
+          if constexpr (M == kMins) mn[v] = load_f16x16(w.mins + group_index(w, t0 + v, g));
+        }
+      }
+      prefetch_weights<MR, NV>(w, t0, c);
+      VB q[NV][Dec::kQuads];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) dec.load(chunk_ptr(w, t0 + v, c), q[v]);
+      const double* xc = xrow + c * a.cstride;
+#pragma GCC unroll 8
+      for (int j = 0; j < kChunkCols; ++j) {
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+          VF wv = dec.col(q[v], j);
+          if constexpr (M == kZero) wv = vf_mul(vf_sub(wv, zf[v]), sw[v]);
+          else if constexpr (M == kMins) wv = vf_add(vf_mul(wv, sw[v]), mn[v]);
+          else wv = vf_mul(wv, sw[v]);
+          const VD wd = vd_cvt(wv);
+#pragma GCC unroll 32
+          for (int r = 0; r < MR; ++r) acc[r][v] = vd_fma_bcd(wd, xc + r * kChunkCols + j, acc[r][v]);
+        }
+      }
+    }
+    store_tile<MR, NV>(w, a, y, ldy, t0, m0, acc);
+  }
+};
+
+template <class Dec>
+void float64_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
+                 int64_t m1) {
+  const Dec dec(w);
+  auto go = [&]<int M>() {
+    Float64Block<Dec, M> block{w, a, dec, y, ldy};
+    for_register_tiles<kMRF64, kNVF64, kNV1F64>(t0, t1, m0, m1, block);
+  };
+  if (w.zeros) go.template operator()<kZero>();
+  else if (w.mins) go.template operator()<kMins>();
+  else go.template operator()<kScaled>();
+}
+
 template <class Dec, int M>
 void float_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                int64_t m1) {
@@ -417,6 +490,18 @@ void gemm_float(const WeightView& w, const ActView& a, float* y, int64_t ldy, in
     case kDecSInt8: float_mode<FSInt>(w, a, y, ldy, t0, t1, m0, m1); break;
     case kDecUInt8: float_mode<FUInt>(w, a, y, ldy, t0, t1, m0, m1); break;
     default: float_mode<FTable>(w, a, y, ldy, t0, t1, m0, m1); break;
+  }
+}
+
+void gemm_float64(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
+                  int64_t m1) {
+  // (FArith, not the half-pattern decoder: its scale carries a power of two that could overflow float32.)
+  switch (w.float_decode) {
+    case kDecLut16: float64_run<FNib>(w, a, y, ldy, t0, t1, m0, m1); break;
+    case kDecFloat: float64_run<FArith>(w, a, y, ldy, t0, t1, m0, m1); break;
+    case kDecSInt8: float64_run<FSInt>(w, a, y, ldy, t0, t1, m0, m1); break;
+    case kDecUInt8: float64_run<FUInt>(w, a, y, ldy, t0, t1, m0, m1); break;
+    default: float64_run<FTable>(w, a, y, ldy, t0, t1, m0, m1); break;
   }
 }
 

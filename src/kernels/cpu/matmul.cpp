@@ -19,14 +19,14 @@ namespace fpq::cpu {
 namespace detail {
 
 struct Variant {
-  GemmFn int8, int16, bf16, flt;
+  GemmFn int8, int16, bf16, flt, f64;
 };
 
 const Variant& variant(Isa isa) {
   static const Variant v[3] = {
-      {scalar::gemm_int8, scalar::gemm_int16, scalar::gemm_bf16, scalar::gemm_float},
-      {avx2::gemm_int8, avx2::gemm_int16, avx2::gemm_bf16, avx2::gemm_float},
-      {avx512::gemm_int8, avx512::gemm_int16, avx512::gemm_bf16, avx512::gemm_float},
+      {scalar::gemm_int8, scalar::gemm_int16, scalar::gemm_bf16, scalar::gemm_float, scalar::gemm_float64},
+      {avx2::gemm_int8, avx2::gemm_int16, avx2::gemm_bf16, avx2::gemm_float, avx2::gemm_float64},
+      {avx512::gemm_int8, avx512::gemm_int16, avx512::gemm_bf16, avx512::gemm_float, avx512::gemm_float64},
   };
   return v[int(isa)];
 }
@@ -117,9 +117,16 @@ void maybe_bf16(const PreparedWeight& w, const Format& act, Isa isa, int64_t m, 
   p.unit = std::gcd(std::gcd(w.gw, ga), int64_t(64));
 }
 
+// Sums::Exact: quantized activations that no integer kernel serves go to the float64 kernel (the pseudo
+// path's bits) instead of the float32-summing bf16 / float kernels.
+void maybe_float64(const Format* act, Sums sums, Plan& p) {
+  if (act && sums == Sums::Exact && (p.kind == KernelKind::Float || p.kind == KernelKind::Bf16Dot))
+    p.kind = KernelKind::Float64;
+}
+
 // Staged activations of one call (owns the buffers the ActView points to).
 struct ActStage {
-  AlignedBuffer xi8, xi16, xf, xsum, sx, msx, gx;
+  AlignedBuffer xi8, xi16, xf, xd, xsum, sx, msx, gx;
   ActView view;
 };
 
@@ -169,6 +176,34 @@ void stage_float(const PreparedWeight& w, const float* x, int64_t m, int64_t uni
   v.xf = xf;
   v.unit_chunks = unit / kChunkCols;
   v.nunits = nu;
+}
+
+// The float64 kernel's activations: the dequantized values without the global scale (exact in float32,
+// as the pseudo path computes them), widened to float64; the global scale per row goes to gx.
+void stage_double(const PreparedWeight& w, const QuantizedTensor& x, ActStage& st) {
+  const int64_t m = x.rows, k = w.k, kp = w.view.kp, nc = kp / kChunkCols, rb = row_block(m);
+  st.xd.resize(size_t(act_elems(m, kp) * 8));
+  double* xd = st.xd.as<double>();
+  const bool has_global = !x.format.is_ggml() && !x.global_scale.empty();
+  if (has_global) st.gx.resize(size_t(m * 4));
+  parallel_for(m, std::max<int64_t>(1, 8192 / kp), [&](int64_t r0, int64_t r1) {
+    std::vector<float> row(static_cast<size_t>(k));
+    for (int64_t r = r0; r < r1; ++r) {
+      dequantize_rows(x, r, r + 1, row.data(), false);
+      for (int64_t c = 0; c < nc; ++c) {
+        double* dst = xd + act_offset(r, c, rb, kp);
+        for (int64_t j = 0; j < kChunkCols; ++j) {
+          const int64_t col = c * kChunkCols + j;
+          dst[j] = col < k ? double(row[size_t(col)]) : 0.0;
+        }
+      }
+      if (has_global) st.gx.as<float>()[r] = x.global(r);
+    }
+  });
+  ActView& v = st.view;
+  set_layout(v, m, kp);
+  v.xd = xd;
+  v.gx = has_global ? st.gx.as<float>() : nullptr;
 }
 
 // Integer lanes of quantized activations (codes -> value * 2^shift), per-unit sums and scales.
@@ -279,6 +314,7 @@ void run(const PreparedWeight& w, KernelKind kind, const ActView& a, int64_t m, 
   const GemmFn fn = kind == KernelKind::Int8Dot    ? var.int8
                     : kind == KernelKind::Int16Dot ? var.int16
                     : kind == KernelKind::Bf16Dot  ? var.bf16
+                    : kind == KernelKind::Float64  ? var.f64
                                                    : var.flt;
   const WeightView& wv = w.view;
   const int64_t nt = wv.nt;
@@ -328,10 +364,11 @@ void check_y(const float* y, int64_t m) {
 
 using detail::ActStage;
 
-KernelKind kernel_kind(const PreparedWeight& w, const Format* act, Isa isa, int64_t m) {
+KernelKind kernel_kind(const PreparedWeight& w, const Format* act, Isa isa, int64_t m, Sums sums) {
   if (int(isa) > int(detected_isa())) isa = detected_isa();
   detail::Plan p = detail::make_plan(w, act, isa);
   if (act) detail::maybe_bf16(w, *act, isa, m, p);
+  detail::maybe_float64(act, sums, p);
   return p.kind;
 }
 
@@ -341,6 +378,7 @@ const char* kernel_kind_name(KernelKind k) {
     case KernelKind::Int16Dot: return "int16-dot";
     case KernelKind::Bf16Dot: return "bf16-dot";
     case KernelKind::Float: return "float";
+    case KernelKind::Float64: return "float64";
     case KernelKind::Pseudo: return "pseudo";
   }
   return "?";
@@ -384,8 +422,11 @@ void matmul_quantized(const PreparedWeight& w, const QuantizedTensor& x, float* 
   const Isa isa = active_isa();
   detail::Plan plan = detail::make_plan(w, &x.format, isa);
   detail::maybe_bf16(w, x.format, isa, x.rows, plan);
+  detail::maybe_float64(&x.format, sums, plan);
   ActStage st;
-  if (plan.kind == KernelKind::Int8Dot || plan.kind == KernelKind::Int16Dot || plan.kind == KernelKind::Bf16Dot) {
+  if (plan.kind == KernelKind::Float64) {
+    detail::stage_double(w, x, st);
+  } else if (plan.kind == KernelKind::Int8Dot || plan.kind == KernelKind::Int16Dot || plan.kind == KernelKind::Bf16Dot) {
     detail::stage_int(w, x, plan, st);
   } else {
     const std::vector<float> xf = dequantize(x);

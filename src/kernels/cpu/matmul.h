@@ -11,10 +11,11 @@
 //           multiples of a power of two (E2M1 x 2, E2M3 x 8, E3M2 x 16, INT4/INT8, MXINT8, llama.cpp
 //           blocks), each group's dot product is an exact integer (int8 dot products: AVX-512 VNNI vpdpbusd,
 //           AVX2 vpmaddubsw; int16: vpdpwssd) and the scales apply per group, summed in float64 (exact, the
-//           default) or float32 (Sums). Otherwise the weight
-//           codes are decoded to float32 in registers and multiplied with float activations (the activations,
-//           not the weights, are dequantized first where they are asymmetric), or, on AVX-512 with both codes
-//           exact in bfloat16 (FP8 x FP8 and the like), multiplied as bfloat16 pairs (vdpbf16ps).
+//           default) or float32 (Sums). Otherwise (FP8 activations, asymmetric ones) the weight codes are
+//           decoded in registers to their dequantized float32 values and multiplied with the dequantized
+//           activations: in float64 with Sums::Exact (every product and sum exact: the pseudo path's bits),
+//           in float32 with Sums::Float32 — on AVX-512 with both codes exact in bfloat16 (FP8 x FP8 and the
+//           like) as bfloat16 pairs (vdpbf16ps). Weight-only products decode the same way, summed in float32.
 // The real path agrees with the pseudo path to rounding (relative L2 < 1e-6); its result does not depend on
 // the thread count (each output element is summed by one thread, in a fixed order), nor on the instruction-set
 // variant (isa.h) or on the other rows of the batch wherever the same kernel kind runs (kernel_kind()).
@@ -47,11 +48,12 @@ size_t weight_bytes(const PreparedWeight& w);
 void matmul_weight_only(const PreparedWeight& w, const float* x, int64_t m, float* y);
 void matmul_weight_only_bf16(const PreparedWeight& w, const uint16_t* x, int64_t m, float* y);
 
-// How the integer kernels add up the per-group dot products. Exact: in float64, where every term and sum of
+// How products with quantized activations are summed. Exact: in float64, where every term and sum of
 // realistic scales is exact, so y has the bits of the model's pseudo path (float64 product of the dequantized
-// operands, rounded once). Float32: each group's term and the running sum rounded to float32 (relative error
-// ~1e-7, like any float32 GEMM), up to ~1.5x faster with many rows and short groups. The other kernels
-// (bf16, float) always sum in float32.
+// operands, rounded once): the integer kernels sum their exact group dot products in float64, other pairs
+// run the float64 kernel. Float32: each group's term and the running sum rounded to float32 (relative error
+// ~1e-7, like any float32 GEMM); faster: up to ~1.5x for the integer kernels with many rows and short groups,
+// and FP8 x FP8 runs the bf16 (AVX-512 BF16) or float kernel. Weight-only products always sum in float32.
 enum class Sums { Exact, Float32 };
 
 // Both operands quantized: y[x.rows x N] = dequant(x) . dequant(W)^T, computed from the codes. x.cols == K.
@@ -77,10 +79,12 @@ enum class KernelKind {
   Int16Dot,  // exact int16 dot products per group (VNNI vpdpwssd / scalar); never on AVX2
   Bf16Dot,   // AVX-512 only, M >= 8: codes exact in bfloat16 (FP8, FP6, FP4 values), vdpbf16ps per <= 64 columns
   Float,     // weight codes decoded to float32 in registers, FMA with float activations
+  Float64,   // Sums::Exact, quantized activations no integer kernel serves: dequantized values, float64 FMA
   Pseudo,    // the weight's groups do not fit the tile layout (group not a multiple of 8): dequantize + sgemm
 };
 // m: the number of activation rows (the bf16 kernel serves 8 or more; 0 = many).
-KernelKind kernel_kind(const PreparedWeight& w, const Format* act, Isa isa = active_isa(), int64_t m = 0);
+KernelKind kernel_kind(const PreparedWeight& w, const Format* act, Isa isa = active_isa(), int64_t m = 0,
+                       Sums sums = Sums::Exact);
 const char* kernel_kind_name(KernelKind k);
 // True when the pair runs a real kernel (anything but Pseudo) with the active variant.
 bool has_real_kernel(const Format& w, const Format* act);

@@ -302,6 +302,11 @@ FPQ_INLINE VD vd_fma_bc(VD x, const float* s, VD acc) {
   const __m512d b = _mm512_set1_pd(double(*s));
   return {_mm512_fmadd_pd(x.lo, b, acc.lo), _mm512_fmadd_pd(x.hi, b, acc.hi)};
 }
+// acc + x * (*s) (a broadcast float64 operand), fused.
+FPQ_INLINE VD vd_fma_bcd(VD x, const double* s, VD acc) {
+  const __m512d b = _mm512_set1_pd(*s);
+  return {_mm512_fmadd_pd(x.lo, b, acc.lo), _mm512_fmadd_pd(x.hi, b, acc.hi)};
+}
 FPQ_INLINE VF vf_from_vd(VD d) {
   return _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(d.lo)), _mm512_cvtpd_ps(d.hi), 1);
 }
@@ -510,6 +515,11 @@ FPQ_INLINE VD vd_mul(VD x, VD y) {
 }
 FPQ_INLINE VD vd_fma_bc(VD x, const float* s, VD acc) {
   const __m256d b = _mm256_set1_pd(double(*s));
+  for (int i = 0; i < 4; ++i) acc.q[i] = _mm256_fmadd_pd(x.q[i], b, acc.q[i]);
+  return acc;
+}
+FPQ_INLINE VD vd_fma_bcd(VD x, const double* s, VD acc) {
+  const __m256d b = _mm256_set1_pd(*s);
   for (int i = 0; i < 4; ++i) acc.q[i] = _mm256_fmadd_pd(x.q[i], b, acc.q[i]);
   return acc;
 }
@@ -760,6 +770,11 @@ FPQ_INLINE VD vd_mul(VD x, VD y) {
 }
 FPQ_INLINE VD vd_fma_bc(VD x, const float* s, VD acc) {
   const double b = double(*s);
+  for (int i = 0; i < 16; ++i) acc.v[i] = __builtin_fma(x.v[i], b, acc.v[i]);
+  return acc;
+}
+FPQ_INLINE VD vd_fma_bcd(VD x, const double* s, VD acc) {
+  const double b = *s;
   for (int i = 0; i < 16; ++i) acc.v[i] = __builtin_fma(x.v[i], b, acc.v[i]);
   return acc;
 }
