@@ -292,7 +292,7 @@ TEST(KernelsCpu, ExactSumsBitIdenticalToExactProduct) {
                         {"int8", "int4_asym"}, {"fp6_e3m2", "e4m3/fp16/g16/rowglobal"}};
   for (const Case& c : cases) {
     const Format wf = parse_format(c.w), af = parse_format(c.a);
-    const int64_t m = 1 + int64_t(rng() % 19), n = 17 + int64_t(rng() % 40), k = 256 * (1 + int64_t(rng() % 16));
+    const int64_t m = 1 + int64_t(rng() % 40), n = 17 + int64_t(rng() % 40), k = 256 * (1 + int64_t(rng() % 16));
     SCOPED_TRACE(std::string(c.w) + " x " + c.a + " M=" + std::to_string(m) + " N=" + std::to_string(n) +
                  " K=" + std::to_string(k));
     const auto w = random_matrix(rng, n, k), x = random_matrix(rng, m, k);

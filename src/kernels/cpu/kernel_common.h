@@ -16,6 +16,7 @@ constexpr int kMRFloat = 12, kNVFloat = 1, kNV1Float = 4;
 constexpr int kMRPanel = 12, kNVPanel = 2, kPanelMinRows = 16;  // float kernel, many rows: decoded panels
 constexpr int kMRBf16 = 12;
 constexpr int kMRF64 = 10, kNVF64 = 1, kNV1F64 = 4;  // float64 kernel: two registers per accumulator
+constexpr int kMRF64Panel = 12;
 #elif FPQ_KISA == 1
 constexpr int kMRInt = 2, kNVInt = 1, kNV1Int = 2;
 constexpr int kMRInt16 = 1, kNVInt16 = 1, kNV1Int16 = 1;
@@ -23,6 +24,7 @@ constexpr int kMRIntF = 2, kMRInt16F = 1;
 constexpr int kMRFloat = 3, kNVFloat = 1, kNV1Float = 2;
 constexpr int kMRPanel = 4, kNVPanel = 1, kPanelMinRows = 16;
 constexpr int kMRF64 = 2, kNVF64 = 1, kNV1F64 = 2;
+constexpr int kMRF64Panel = 2;
 #else
 constexpr int kMRInt = 2, kNVInt = 1, kNV1Int = 1;
 constexpr int kMRInt16 = 2, kNVInt16 = 1, kNV1Int16 = 1;
@@ -30,6 +32,7 @@ constexpr int kMRIntF = 2, kMRInt16F = 2;
 constexpr int kMRFloat = 2, kNVFloat = 1, kNV1Float = 1;
 constexpr int kMRPanel = 2, kNVPanel = 1, kPanelMinRows = 16;
 constexpr int kMRF64 = 2, kNVF64 = 1, kNV1F64 = 1;
+constexpr int kMRF64Panel = 2;
 #endif
 
 // Largest row block the driver hands one kernel call (matmul.cpp: row_block).

@@ -425,6 +425,78 @@ struct Float64Block {
     }
     store_tile<MR, NV>(w, a, y, ldy, t0, m0, acc);
   }
+
+  // The dequantized float64 weights of chunks [c0, c1) of tile t into wbuf (column-major: 16 values per column).
+  FPQ_INLINE void decode_panel(int64_t t, int64_t c0, int64_t c1, double* wbuf) const {
+    VF sw = vf_zero(), zf = vf_zero(), mn = vf_zero();
+    const int64_t gc = w.ngroups == 1 ? w.nchunks : w.group_chunks;
+    for (int64_t c = c0; c < c1; ++c) {
+      if (c % gc == 0 || c == c0) {
+        const int64_t g = c / gc;
+        sw = load_scales(w.scale_code, w.scales + group_index(w, t, g) * w.scale_bytes);
+        if constexpr (M == kZero) zf = vf_cvt(vi_u8x16(w.zeros + group_index(w, t, g)));
+        if constexpr (M == kMins) mn = load_f16x16(w.mins + group_index(w, t, g));
+      }
+      VB q[Dec::kQuads];
+      dec.load(chunk_ptr(w, t, c), q);
+#pragma GCC unroll 8
+      for (int j = 0; j < kChunkCols; ++j) {
+        VF wv = dec.col(q, j);
+        if constexpr (M == kZero) wv = vf_mul(vf_sub(wv, zf), sw);
+        else if constexpr (M == kMins) wv = vf_add(vf_mul(wv, sw), mn);
+        else wv = vf_mul(wv, sw);
+        vd_store(wbuf + ((c - c0) * kChunkCols + j) * kTileRows, vd_cvt(wv));
+      }
+    }
+  }
+
+  // Many rows: tile t's weights decoded once per panel of kBlockChunks chunks (as the float kernel's panel()),
+  // every row tile of [m0, m1) run over the panel, the sums carried in dbuf (rows x 16) from panel to panel.
+  // Exact sums, so the grouping of the additions does not change the bits.
+  __attribute__((noinline)) void panels(int64_t t, int64_t m0, int64_t m1, int64_t cb, int64_t ce, double* dbuf) const {
+    alignas(64) double wbuf[kBlockChunks * kChunkCols * kTileRows];
+    const int64_t rows = m1 - m0;
+    if (cb == 0)
+      for (int64_t i = 0; i < rows * kTileRows; ++i) dbuf[i] = 0.0;
+    const int64_t ntiles = (rows + kMRF64Panel - 1) / kMRF64Panel, base = rows / ntiles, extra = rows % ntiles;
+    for (int64_t c0 = cb; c0 < ce; c0 += kBlockChunks) {
+      const int64_t c1 = min64(ce, c0 + kBlockChunks);
+      decode_panel(t, c0, c1, wbuf);
+      for (int64_t i = 0, m = m0; i < ntiles; ++i) {
+        const int mr = int(base + (i < extra ? 1 : 0));
+        auto f = [&]<int R, int V>() { panel_tile<R>(m, m0, c0, c1 - c0, wbuf, dbuf); };
+        with_mr<kMRF64Panel, 1>(mr, f);
+        m += mr;
+      }
+    }
+    if (ce < w.nchunks) return;
+    for (int64_t r = 0; r < rows; ++r) {
+      VD acc[1][1] = {{vd_load(dbuf + r * kTileRows)}};
+      store_tile<1, 1>(w, a, y, ldy, t, m0 + r, acc);
+    }
+  }
+
+  template <int MR>
+  __attribute__((noinline)) void panel_tile(int64_t m, int64_t m0, int64_t c0, int64_t nch, const double* wbuf,
+                                            double* dbuf) const {
+    const double* xrow = act_row(a.xd, a, m);
+    VD g[MR];
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) g[r] = vd_zero();
+    for (int64_t cc = 0; cc < nch; ++cc) {
+      const double* xc = xrow + (c0 + cc) * a.cstride;
+      const double* wc = wbuf + cc * kChunkCols * kTileRows;
+#pragma GCC unroll 8
+      for (int j = 0; j < kChunkCols; ++j) {
+        const VD wv = vd_load(wc + j * kTileRows);
+#pragma GCC unroll 32
+        for (int r = 0; r < MR; ++r) g[r] = vd_fma_bcd(wv, xc + r * kChunkCols + j, g[r]);
+      }
+    }
+    double* db = dbuf + (m - m0) * kTileRows;
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) vd_store(db + r * kTileRows, vd_add(vd_load(db + r * kTileRows), g[r]));
+  }
 };
 
 template <class Dec>
@@ -433,7 +505,19 @@ void float64_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, i
   const Dec dec(w);
   auto go = [&]<int M>() {
     Float64Block<Dec, M> block{w, a, dec, y, ldy};
-    for_register_tiles<kMRF64, kNVF64, kNV1F64>(t0, t1, m0, m1, block);
+    if (m1 - m0 < kPanelMinRows) {
+      for_register_tiles<kMRF64, kNVF64, kNV1F64>(t0, t1, m0, m1, block);
+      return;
+    }
+    // K in spans whose activations stay in L2 across the tiles (as float_run), sums carried per tile.
+    const int64_t rows = m1 - m0, span = kSpanChunks / 2;  // float64 activations: half the float kernel's span
+    double* dbuf = static_cast<double*>(std::aligned_alloc(64, size_t((t1 - t0) * rows * kTileRows) * 8));
+    if (!dbuf) __builtin_trap();
+    for (int64_t cb = 0; cb < w.nchunks; cb += span) {
+      const int64_t ce = min64(w.nchunks, cb + span);
+      for (int64_t t = t0; t < t1; ++t) block.panels(t, m0, m1, cb, ce, dbuf + (t - t0) * rows * kTileRows);
+    }
+    std::free(dbuf);
   };
   if (w.zeros) go.template operator()<kZero>();
   else if (w.mins) go.template operator()<kMins>();

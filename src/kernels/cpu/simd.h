@@ -302,6 +302,12 @@ FPQ_INLINE VD vd_fma_bc(VD x, const float* s, VD acc) {
   const __m512d b = _mm512_set1_pd(double(*s));
   return {_mm512_fmadd_pd(x.lo, b, acc.lo), _mm512_fmadd_pd(x.hi, b, acc.hi)};
 }
+FPQ_INLINE VD vd_load(const double* p) { return {_mm512_load_pd(p), _mm512_load_pd(p + 8)}; }
+FPQ_INLINE void vd_store(double* p, VD x) {
+  _mm512_store_pd(p, x.lo);
+  _mm512_store_pd(p + 8, x.hi);
+}
+FPQ_INLINE VD vd_add(VD x, VD y) { return {_mm512_add_pd(x.lo, y.lo), _mm512_add_pd(x.hi, y.hi)}; }
 // acc + x * (*s) (a broadcast float64 operand), fused.
 FPQ_INLINE VD vd_fma_bcd(VD x, const double* s, VD acc) {
   const __m512d b = _mm512_set1_pd(*s);
@@ -517,6 +523,16 @@ FPQ_INLINE VD vd_fma_bc(VD x, const float* s, VD acc) {
   const __m256d b = _mm256_set1_pd(double(*s));
   for (int i = 0; i < 4; ++i) acc.q[i] = _mm256_fmadd_pd(x.q[i], b, acc.q[i]);
   return acc;
+}
+FPQ_INLINE VD vd_load(const double* p) {
+  return {{_mm256_load_pd(p), _mm256_load_pd(p + 4), _mm256_load_pd(p + 8), _mm256_load_pd(p + 12)}};
+}
+FPQ_INLINE void vd_store(double* p, VD x) {
+  for (int i = 0; i < 4; ++i) _mm256_store_pd(p + 4 * i, x.q[i]);
+}
+FPQ_INLINE VD vd_add(VD x, VD y) {
+  for (int i = 0; i < 4; ++i) x.q[i] = _mm256_add_pd(x.q[i], y.q[i]);
+  return x;
 }
 FPQ_INLINE VD vd_fma_bcd(VD x, const double* s, VD acc) {
   const __m256d b = _mm256_set1_pd(*s);
@@ -772,6 +788,18 @@ FPQ_INLINE VD vd_fma_bc(VD x, const float* s, VD acc) {
   const double b = double(*s);
   for (int i = 0; i < 16; ++i) acc.v[i] = __builtin_fma(x.v[i], b, acc.v[i]);
   return acc;
+}
+FPQ_INLINE VD vd_load(const double* p) {
+  VD r;
+  for (int i = 0; i < 16; ++i) r.v[i] = p[i];
+  return r;
+}
+FPQ_INLINE void vd_store(double* p, VD x) {
+  for (int i = 0; i < 16; ++i) p[i] = x.v[i];
+}
+FPQ_INLINE VD vd_add(VD x, VD y) {
+  for (int i = 0; i < 16; ++i) x.v[i] = x.v[i] + y.v[i];
+  return x;
 }
 FPQ_INLINE VD vd_fma_bcd(VD x, const double* s, VD acc) {
   const double b = *s;
