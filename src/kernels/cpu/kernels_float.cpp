@@ -87,6 +87,28 @@ struct FTable {
 // decoded weights (w = value * s, exactly the dequantized value of fpq::dequantize before its global scale);
 // Zero = asymmetric (w = (q - z) * s); Mins = llama.cpp Q4_1 (w = q * d + m).
 enum Mode { kSingle, kScaled, kZero, kMins };
+// A group's data of tile t: scales (times the decoder's power-of-two fix), zero points, mins (as the mode needs).
+struct GroupData {
+  VF s, z, m;
+};
+template <int M>
+FPQ_INLINE GroupData load_group(const WeightView& w, int64_t t, int64_t g, bool fix, VF vfix) {
+  GroupData d{load_scales(w.scale_code, w.scales + group_index(w, t, g) * w.scale_bytes), vf_zero(), vf_zero()};
+  if (fix) d.s = vf_mul(d.s, vfix);
+  if constexpr (M == kZero) d.z = vf_cvt(vi_u8x16(w.zeros + group_index(w, t, g)));
+  if constexpr (M == kMins) d.m = load_f16x16(w.mins + group_index(w, t, g));
+  return d;
+}
+// The dequantized weight (before the global scale) from the decoded value, as fpq::dequantize computes it:
+// value * s, (q - z) * s, q * d + m; kSingle: the value itself (its scale applies to the sum).
+template <int M>
+FPQ_INLINE VF dequant(VF v, const GroupData& d) {
+  if constexpr (M == kZero) return vf_mul(vf_sub(v, d.z), d.s);
+  else if constexpr (M == kMins) return vf_add(vf_mul(v, d.s), d.m);
+  else if constexpr (M == kSingle) return v;
+  else return vf_mul(v, d.s);
+}
+
 constexpr int64_t kBlockChunks = 8;   // 64 columns
 constexpr int64_t kSpanChunks = 128;  // 1024 columns: a 128-row block of activations is 512 KB
 
@@ -108,8 +130,7 @@ struct FloatBlock {
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = vf_zero();
-    VF sw[NV], zf[NV], mn[NV];
-    for (int v = 0; v < NV; ++v) sw[v] = zf[v] = mn[v] = vf_zero();
+    GroupData gd[NV]{};
     const int64_t gc = M == kSingle ? w.nchunks : w.group_chunks;
     // Decoders that produce value * 2^-e (half patterns) carry the 2^e in the scales.
     const bool fix = Dec::kHalfScale;
@@ -121,18 +142,11 @@ struct FloatBlock {
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) gacc[r][v] = vf_zero();
       for (int64_t c = c0; c < c1; ++c) {
-        if (M != kSingle && c % gc == 0) {  // a new scale group
-          const int64_t g = c / gc;
+        if (M != kSingle && c % gc == 0)  // a new scale group
 #pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) {
-            sw[v] = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes);
-            if (fix) sw[v] = vf_mul(sw[v], vfix);
-            if constexpr (M == kZero) zf[v] = vf_cvt(vi_u8x16(w.zeros + group_index(w, t0 + v, g)));
-            if constexpr (M == kMins) mn[v] = load_f16x16(w.mins + group_index(w, t0 + v, g));
-          }
-        }
+          for (int v = 0; v < NV; ++v) gd[v] = load_group<M>(w, t0 + v, c / gc, fix, vfix);
         prefetch_weights<MR, NV>(w, t0, c);
-        accumulate_chunk<MR, NV>(t0, c, xrow, sw, zf, mn, gacc);
+        accumulate_chunk<MR, NV>(t0, c, xrow, gd, gacc);
       }
 #pragma GCC unroll 32
       for (int r = 0; r < MR; ++r)
@@ -163,8 +177,7 @@ struct FloatBlock {
     const int64_t rows = m1 - m0;
     if (cb == 0)
       for (int64_t i = 0; i < rows * NV * kTileRows; ++i) fbuf[i] = 0.0f;
-    VF sw[NV], zf[NV], mn[NV];
-    for (int v = 0; v < NV; ++v) sw[v] = zf[v] = mn[v] = vf_zero();
+    GroupData gd[NV]{};
     const int64_t gc = M == kSingle ? w.nchunks : w.group_chunks;
     const bool fix = Dec::kHalfScale;
     const VF vfix = vf_set1(w.half_fix);
@@ -172,16 +185,9 @@ struct FloatBlock {
     for (int64_t c0 = cb; c0 < ce; c0 += kBlockChunks) {
       const int64_t c1 = min64(ce, c0 + kBlockChunks);
       for (int64_t c = c0; c < c1; ++c) {
-        if (M != kSingle && (c % gc == 0 || c == cb)) {
-          const int64_t g = c / gc;
+        if (M != kSingle && (c % gc == 0 || c == cb))
 #pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) {
-            sw[v] = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes);
-            if (fix) sw[v] = vf_mul(sw[v], vfix);
-            if constexpr (M == kZero) zf[v] = vf_cvt(vi_u8x16(w.zeros + group_index(w, t0 + v, g)));
-            if constexpr (M == kMins) mn[v] = load_f16x16(w.mins + group_index(w, t0 + v, g));
-          }
-        }
+          for (int v = 0; v < NV; ++v) gd[v] = load_group<M>(w, t0 + v, c / gc, fix, vfix);
         VB q[NV][Dec::kQuads];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) dec.load(chunk_ptr(w, t0 + v, c), q[v]);
@@ -189,10 +195,7 @@ struct FloatBlock {
         for (int j = 0; j < kChunkCols; ++j) {
 #pragma GCC unroll 4
           for (int v = 0; v < NV; ++v) {
-            VF wv = dec.col(q[v], j);
-            if constexpr (M == kScaled) wv = vf_mul(wv, sw[v]);
-            if constexpr (M == kZero) wv = vf_mul(vf_sub(wv, zf[v]), sw[v]);
-            if constexpr (M == kMins) wv = vf_add(vf_mul(wv, sw[v]), mn[v]);
+            const VF wv = dequant<M>(dec.col(q[v], j), gd[v]);
             vf_store(wbuf + (((c - c0) * kChunkCols + j) * NV + v) * kTileRows, wv, kTileRows);
           }
         }
@@ -260,7 +263,7 @@ struct FloatBlock {
 
   // acc[r][v] = fma(w(t0 + v, k), x[r][k], acc[r][v]) for the 8 columns k of chunk c, in order.
   template <int MR, int NV>
-  FPQ_INLINE void accumulate_chunk(int64_t t0, int64_t c, const float* xrow, const VF* sw, const VF* zf, const VF* mn,
+  FPQ_INLINE void accumulate_chunk(int64_t t0, int64_t c, const float* xrow, const GroupData* gd,
                                    VF (&acc)[MR][NV]) const {
     VB q[NV][Dec::kQuads];
     const float* xc = xrow + c * a.cstride;
@@ -270,10 +273,7 @@ struct FloatBlock {
     for (int j = 0; j < kChunkCols; ++j) {
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
-        VF wv = dec.col(q[v], j);
-        if constexpr (M == kScaled) wv = vf_mul(wv, sw[v]);
-        if constexpr (M == kZero) wv = vf_mul(vf_sub(wv, zf[v]), sw[v]);
-        if constexpr (M == kMins) wv = vf_add(vf_mul(wv, sw[v]), mn[v]);
+        const VF wv = dequant<M>(dec.col(q[v], j), gd[v]);
 #pragma GCC unroll 32
         for (int r = 0; r < MR; ++r) acc[r][v] = vf_fma(wv, vf_bcast(xc + r * kChunkCols + j), acc[r][v]);
       }
@@ -391,19 +391,12 @@ struct Float64Block {
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = vd_zero();
-    VF sw[NV], zf[NV], mn[NV];
-    for (int v = 0; v < NV; ++v) sw[v] = zf[v] = mn[v] = vf_zero();
+    GroupData gd[NV]{};
     const int64_t gc = w.ngroups == 1 ? w.nchunks : w.group_chunks;
     for (int64_t c = 0; c < w.nchunks; ++c) {
-      if (c % gc == 0) {
-        const int64_t g = c / gc;
+      if (c % gc == 0)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) {
-          sw[v] = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes);
-          if constexpr (M == kZero) zf[v] = vf_cvt(vi_u8x16(w.zeros + group_index(w, t0 + v, g)));
-          if constexpr (M == kMins) mn[v] = load_f16x16(w.mins + group_index(w, t0 + v, g));
-        }
-      }
+        for (int v = 0; v < NV; ++v) gd[v] = load_group<M>(w, t0 + v, c / gc, false, vf_zero());
       prefetch_weights<MR, NV>(w, t0, c);
       VB q[NV][Dec::kQuads];
 #pragma GCC unroll 4
@@ -413,11 +406,7 @@ struct Float64Block {
       for (int j = 0; j < kChunkCols; ++j) {
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) {
-          VF wv = dec.col(q[v], j);
-          if constexpr (M == kZero) wv = vf_mul(vf_sub(wv, zf[v]), sw[v]);
-          else if constexpr (M == kMins) wv = vf_add(vf_mul(wv, sw[v]), mn[v]);
-          else wv = vf_mul(wv, sw[v]);
-          const VD wd = vd_cvt(wv);
+          const VD wd = vd_cvt(dequant<M>(dec.col(q[v], j), gd[v]));
 #pragma GCC unroll 32
           for (int r = 0; r < MR; ++r) acc[r][v] = vd_fma_bcd(wd, xc + r * kChunkCols + j, acc[r][v]);
         }
@@ -428,24 +417,15 @@ struct Float64Block {
 
   // The dequantized float64 weights of chunks [c0, c1) of tile t into wbuf (column-major: 16 values per column).
   FPQ_INLINE void decode_panel(int64_t t, int64_t c0, int64_t c1, double* wbuf) const {
-    VF sw = vf_zero(), zf = vf_zero(), mn = vf_zero();
+    GroupData gd{};
     const int64_t gc = w.ngroups == 1 ? w.nchunks : w.group_chunks;
     for (int64_t c = c0; c < c1; ++c) {
-      if (c % gc == 0 || c == c0) {
-        const int64_t g = c / gc;
-        sw = load_scales(w.scale_code, w.scales + group_index(w, t, g) * w.scale_bytes);
-        if constexpr (M == kZero) zf = vf_cvt(vi_u8x16(w.zeros + group_index(w, t, g)));
-        if constexpr (M == kMins) mn = load_f16x16(w.mins + group_index(w, t, g));
-      }
+      if (c % gc == 0 || c == c0) gd = load_group<M>(w, t, c / gc, false, vf_zero());
       VB q[Dec::kQuads];
       dec.load(chunk_ptr(w, t, c), q);
 #pragma GCC unroll 8
       for (int j = 0; j < kChunkCols; ++j) {
-        VF wv = dec.col(q, j);
-        if constexpr (M == kZero) wv = vf_mul(vf_sub(wv, zf), sw);
-        else if constexpr (M == kMins) wv = vf_add(vf_mul(wv, sw), mn);
-        else wv = vf_mul(wv, sw);
-        vd_store(wbuf + ((c - c0) * kChunkCols + j) * kTileRows, vd_cvt(wv));
+        vd_store(wbuf + ((c - c0) * kChunkCols + j) * kTileRows, vd_cvt(dequant<M>(dec.col(q, j), gd)));
       }
     }
   }
@@ -557,36 +537,38 @@ void float_mode(const WeightView& w, const ActView& a, float* y, int64_t ldy, in
   else float_run<Dec, kScaled>(w, a, y, ldy, t0, t1, m0, m1);
 }
 
+// Calls f.template operator()<Dec>() with the decoder of the weight's codes (half_ok: the AVX-512 half-pattern
+// decoder may serve float codes).
+template <class F>
+void with_decoder(const WeightView& w, bool half_ok, F&& f) {
+  switch (w.float_decode) {
+    case kDecLut16: f.template operator()<FNib>(); break;
+    case kDecFloat:
+#if FPQ_KISA == 2
+      if (half_ok && w.half_mode) {
+        f.template operator()<FHalf>();
+        break;
+      }
+#endif
+      f.template operator()<FArith>();
+      break;
+    case kDecSInt8: f.template operator()<FSInt>(); break;
+    case kDecUInt8: f.template operator()<FUInt>(); break;
+    default: f.template operator()<FTable>(); break;
+  }
+}
+
 }  // namespace
 
 void gemm_float(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                 int64_t m1) {
-  switch (w.float_decode) {
-    case kDecLut16: float_mode<FNib>(w, a, y, ldy, t0, t1, m0, m1); break;
-    case kDecFloat:
-#if FPQ_KISA == 2
-      if (w.half_mode) float_mode<FHalf>(w, a, y, ldy, t0, t1, m0, m1);
-      else float_mode<FArith>(w, a, y, ldy, t0, t1, m0, m1);
-#else
-      float_mode<FArith>(w, a, y, ldy, t0, t1, m0, m1);
-#endif
-      break;
-    case kDecSInt8: float_mode<FSInt>(w, a, y, ldy, t0, t1, m0, m1); break;
-    case kDecUInt8: float_mode<FUInt>(w, a, y, ldy, t0, t1, m0, m1); break;
-    default: float_mode<FTable>(w, a, y, ldy, t0, t1, m0, m1); break;
-  }
+  with_decoder(w, true, [&]<class Dec>() { float_mode<Dec>(w, a, y, ldy, t0, t1, m0, m1); });
 }
 
 void gemm_float64(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                   int64_t m1) {
-  // (FArith, not the half-pattern decoder: its scale carries a power of two that could overflow float32.)
-  switch (w.float_decode) {
-    case kDecLut16: float64_run<FNib>(w, a, y, ldy, t0, t1, m0, m1); break;
-    case kDecFloat: float64_run<FArith>(w, a, y, ldy, t0, t1, m0, m1); break;
-    case kDecSInt8: float64_run<FSInt>(w, a, y, ldy, t0, t1, m0, m1); break;
-    case kDecUInt8: float64_run<FUInt>(w, a, y, ldy, t0, t1, m0, m1); break;
-    default: float64_run<FTable>(w, a, y, ldy, t0, t1, m0, m1); break;
-  }
+  // (not the half-pattern decoder: its scale carries a power of two that could overflow float32)
+  with_decoder(w, false, [&]<class Dec>() { float64_run<Dec>(w, a, y, ldy, t0, t1, m0, m1); });
 }
 
 void gemm_bf16(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
