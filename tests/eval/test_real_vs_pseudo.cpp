@@ -1,12 +1,16 @@
 // The main job's claim, end to end on the default model: perplexity with the real CPU kernels equals perplexity
-// with the pseudo (fake-quantization) path on the same quantized weights. Pairs served by the integer kernels
-// give the same mean NLL to the last bit (exact float64 group sums, docs/ARCHITECTURE.md). The others sum within a
-// group in float32 (float and bf16 kernels): weight-only layers agree to 1e-3 relative, as issue 4 asks; with
-// 8-bit activations a last-bit difference can flip an activation code, which on this 189-token text moves the
-// perplexity by about 1e-3 (measured 1.05e-3 for MXFP8 W8A8), hence 3e-3 there.
+// with the pseudo (fake-quantization) path on the same quantized weights. Every pair with quantized activations
+// gives the same mean NLL to the last bit (exact float64 sums: the integer kernels' group sums, the float64
+// kernel for FP8 activations; docs/ARCHITECTURE.md). Weight-only layers use float32 GEMMs on both paths and agree
+// to 1e-3 relative, as issue 4 asks. The `real-fast` backend sums in float32, and a last-bit difference that flips
+// an activation code grows through the remaining layers: on this 189-token text it moved the perplexity by 1.3%
+// (NVFP4 W4A4), 0.5% (Q4_0 x Q8_1) and 0.1% (MXFP8 W8A8) — the real-vs-pseudo gap of other tools, and why `real`
+// (exact) is the default. Checked here only to 3e-2 (the run is deterministic: same text, thread-count
+// independent kernels).
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "eval/perplexity.h"
@@ -50,18 +54,23 @@ TEST(RealVsPseudo, DefaultModelPerplexityAgrees) {
   opt.limit_tokens = 3 * 64;
   opt.progress = false;
   const Case cases[] = {{"nvfp4", 4, true, 0},      {"mxfp4", 4, true, 0},         {"mxfp6_e2m3", 6, true, 0},
-                        {"q4_0", 8, true, 0},       {"fp6_e3m2", 16, false, 1e-3}, {"mxfp8_e4m3", 8, false, 3e-3}};
+                        {"q4_0", 8, true, 0},       {"fp6_e3m2", 16, false, 1e-3}, {"mxfp8_e4m3", 8, true, 0}};
   for (const Case& c : cases) {
     SCOPED_TRACE(std::string(c.format) + " a" + std::to_string(c.a_bits));
     Transformer model(src);
     quantize_model_rtn(model, make_recipe(c.format, 0, c.a_bits), false);
-    double nll[2];
-    for (int k = 0; k < 2; ++k) {
-      const auto [qb, mb] = kernel_backends(k == 0 ? "real" : "pseudo");
+    double nll[3];
+    const char* kernels[3] = {"real", "pseudo", "real-fast"};
+    for (int k = 0; k < 3; ++k) {
+      const auto [qb, mb] = kernel_backends(kernels[k]);
       set_model_backends(model, qb, mb);
-      ASSERT_EQ(model.linears().front().second->resolved_backends().second, k == 0 ? "real" : "pseudo");
+      ASSERT_EQ(model.linears().front().second->resolved_backends().second, kernels[k]);
       nll[k] = evaluate_perplexity(model, tokens, opt).nll;
     }
+    std::fprintf(stderr, "%s a%d: perplexity real %.6f, pseudo %.6f, real-fast %.6f\n", c.format, c.a_bits,
+                 std::exp(nll[0]), std::exp(nll[1]), std::exp(nll[2]));
+    const double rel_fast = std::abs(std::exp(nll[2]) - std::exp(nll[1])) / std::exp(nll[1]);
+    EXPECT_LT(rel_fast, 3e-2) << "perplexity real-fast " << std::exp(nll[2]) << " vs pseudo " << std::exp(nll[1]);
     EXPECT_TRUE(std::isfinite(nll[0]));
     const double rel = std::abs(std::exp(nll[0]) - std::exp(nll[1])) / std::exp(nll[1]);
     if (c.bit_identical) {
