@@ -40,7 +40,8 @@ def main(out, files):
             sys.exit(f"merge_shards.py: {f} is not an `fpq eval --json` result ({type(e).__name__}: {e})")
         if meta is None:
             meta = j
-        elif j["ctx"] != meta["ctx"] or j["model"] != meta["model"]:
+        # (the model by file name: shards of one row may run on machines that keep the file at other paths)
+        elif j["ctx"] != meta["ctx"] or os.path.basename(str(j["model"])) != os.path.basename(str(meta["model"])):
             sys.exit(f"merge_shards.py: {f} has another model or ctx than {files[0]}")
         for r in j["rows"]:
             if "wikitext2" not in r or "first_window" not in r["wikitext2"]:
