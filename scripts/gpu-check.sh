@@ -22,7 +22,8 @@
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CARRY="$ROOT/.carry"
-BINS="test_kernels_cuda test_cuda_model bench_cuda bench_decode fpq"
+# BINS: what --prepare packs (drop fpq when the run passes --no-eval and the pack must stay small).
+BINS="${BINS:-test_kernels_cuda test_cuda_model bench_cuda bench_decode fpq}"
 
 if [[ "${1:-}" == "--prepare" ]]; then
   set -e

@@ -104,6 +104,8 @@ PreparedWeight clone(const PreparedWeight& w) {
   c.scale = w.scale;
   c.group = w.group;
   c.global = w.global;
+  c.fold_ok = w.fold_ok;
+  c.fold_shift = w.fold_shift;
   auto dup = [](const DeviceBuffer& b) {
     DeviceBuffer d(b.size());
     if (b.size()) ck(cudaMemcpy(d.data(), b.data(), b.size(), cudaMemcpyDeviceToDevice), "clone");
@@ -291,6 +293,16 @@ int main(int argc, char** argv) {
           });
           rows.push_back({sname, m, fmt::format("{} (W{}A16)", f, v[0].bits), us, cublas_us,
                           double(v[0].device_bytes()) + act_bytes + out_bytes});
+          if (m <= 32 && v[0].fold_ok) {
+            // Baseline in the same run: the decode kernel without the fused fold (per-group float32 sums).
+            for (auto& pwc : v) pwc.fold_ok = false;
+            const double us_nf = time_us([&](int i) {
+              matmul_weight_only_cuda(v[size_t(i) % v.size()], x.data(), DType::BF16, m, y.data(), DType::BF16);
+            });
+            for (auto& pwc : v) pwc.fold_ok = true;
+            rows.push_back({sname, m, fmt::format("{} (W{}A16, fused fold off)", f, v[0].bits), us_nf, cublas_us,
+                            double(v[0].device_bytes()) + act_bytes + out_bytes});
+          }
         }
         if (m >= 128) {
           for (const WA& x4 : wa) {

@@ -305,6 +305,9 @@ PreparedWeight random_prepared(const Format& f, int64_t n, int64_t k, uint64_t s
   if (f.scale == ScaleType::E8M0) fill_bytes<<<blocks_for(p.scales.size()), 256>>>(p.scales.as<uint8_t>(), p.scales.size(), seed + 1, 116, 4);
   else fill_bytes<<<blocks_for(p.scales.size()), 256>>>(p.scales.as<uint8_t>(), p.scales.size(), seed + 1, 0x08, 16);
   ckl("fill prepared weight");
+  std::vector<uint8_t> codes;  // the codes fill_bytes writes: base .. base + span - 1
+  for (int c = 0; c < (f.scale == ScaleType::E8M0 ? 4 : 16); ++c) codes.push_back(uint8_t((f.scale == ScaleType::E8M0 ? 116 : 0x08) + c));
+  choose_fused_fold(p, codes.data(), codes.size());
   return p;
 }
 

@@ -356,6 +356,61 @@ TEST_F(Cuda, WeightOnlyMatmulTallWeight) {
   }
 }
 
+// The decode kernel's fused fold (one multiply decodes a code pair and applies its group scale, exact only
+// within bf16's range): weights whose rows span many binades take it with a matching power-of-two shift, a
+// span too wide for bf16 falls back to per-group float32 sums; both match float64 row by row, and forcing the
+// fallback on a foldable weight gives the same products.
+TEST_F(Cuda, WeightOnlyFusedFoldScaleRanges) {
+  struct Span {
+    const char* format;
+    int lo, step;  // row r is scaled by 2^(lo + (r % 8) * step)
+    bool fold;
+  };
+  const Span spans[] = {
+      {"mxfp4", -50, 12, true},      // 2^-50 .. 2^34
+      {"mxfp4", 60, 4, true},        // large scales: a positive shift
+      {"mxfp4", -100, 28, false},    // 2^-100 .. 2^96: products leave bf16's range
+      {"nvfp4", -20, 6, true},       // E4M3 group scales under a global scale
+      {"mxfp6_e2m3", -40, 10, true},
+      {"e2m1/e8m0/g128", -30, 9, true},
+  };
+  const int64_t n = 64, k = 1024;
+  for (const Span& sp : spans) {
+    const Format f = parse_format(sp.format);
+    std::vector<float> wf = random_matrix(n, k);
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t c = 0; c < k; ++c) wf[size_t(r * k + c)] = std::ldexp(wf[size_t(r * k + c)], sp.lo + int(r % 8) * sp.step);
+    const QuantizedTensor wq = quantize(f, wf.data(), n, k);
+    const std::vector<float> wd = dequantize(wq);
+    PreparedWeight pw = prepare_weight_cuda(wq);
+    const std::string tag0 = fmt::format("W {} rows 2^{}..2^{}", sp.format, sp.lo, sp.lo + 7 * sp.step);
+    EXPECT_EQ(pw.fold_ok, sp.fold) << tag0;
+    for (const bool force_off : {false, true}) {
+      if (force_off) pw.fold_ok = false;
+      for (int64_t m : {1, 3}) {
+        const std::string tag = fmt::format("{}{} M={}", tag0, force_off ? " (fold off)" : "", m);
+        SCOPED_TRACE(tag);
+        std::vector<float> x = random_matrix(m, k), seen;
+        DeviceBuffer dx = upload_input(x, DType::BF16, &seen);
+        DeviceBuffer dy(size_t(m * n * 4));
+        dy.fill_bytes(0xFF);
+        matmul_weight_only_cuda(pw, dx.data(), DType::BF16, m, dy.data(), DType::F32);
+        synchronize();
+        std::vector<float> y(size_t(m * n));
+        dy.download(y.data(), y.size() * 4);
+        const std::vector<double> ref = reference_product(seen, wd, m, n, k);
+        for (int cls = 0; cls < 8; ++cls) {  // rows differ by up to 2^196: compare rows of one magnitude together
+          std::vector<float> yr;
+          std::vector<double> rr;
+          for (int64_t r = cls; r < n; r += 8)
+            for (int64_t i = 0; i < m; ++i) yr.push_back(y[size_t(i * n + r)]), rr.push_back(ref[size_t(i * n + r)]);
+          EXPECT_LT(rel_err(yr, rr), 1e-5) << tag << " rows " << cls << " mod 8";
+        }
+      }
+    }
+  }
+}
+
 struct QmmCase {
   const char* act;
   const char* weight;

@@ -145,6 +145,11 @@ struct PreparedWeight {
   ScaleType scale = ScaleType::None;
   int group = 0;          // values per scale (k for one per row)
   float global = 1.0f;    // per-tensor global scale
+  // Fused fold (decode kernel): every 1-byte group scale s of this weight times 2^(127 - bias - fold_shift) is a
+  // normal bf16 and every element x scale x 2^-fold_shift is exact in bf16, so one multiply per code pair both
+  // decodes and scales it; the sums are multiplied by 2^fold_shift at the end. fold_ok = false: not exact.
+  bool fold_ok = false;
+  int fold_shift = 0;
   DeviceBuffer plane4, plane_hi, scales, row_global;  // row_global: float per row (per-row global) or empty
   size_t device_bytes() const { return plane4.size() + plane_hi.size() + scales.size() + row_global.size(); }
 };
@@ -152,6 +157,9 @@ struct PreparedWeight {
 // Why a weight format cannot be prepared (empty string when it can).
 std::string weight_unsupported(const Format& f);
 PreparedWeight prepare_weight_cuda(const QuantizedTensor& w);
+// Sets p.fold_ok / p.fold_shift for a weight holding these 1-byte group scale codes (prepare_weight_cuda calls
+// it; code that fills a PreparedWeight itself calls it with the codes it wrote).
+void choose_fused_fold(PreparedWeight& p, const uint8_t* scale_codes, size_t count);
 
 // ---------------------------------------------------------------------------------------------------------
 // Matrix products

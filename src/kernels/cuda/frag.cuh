@@ -119,20 +119,40 @@ __device__ __forceinline__ uint32_t pair_code(const uint32_t (&lo)[4], const uin
   }
 }
 
-// The four A registers of step j (exact half / bf16 values of the codes, without scales).
+// Float codes (E2M1 / kDecFp) of register i of step j with sign and magnitude fields moved into half / bf16
+// positions: the value times 2^-(15 - bias) or 2^-(127 - bias), which one multiply finishes.
 template <int BITS, int DEC, bool HALF>
-__device__ __forceinline__ void decode_step(const PairDecoder& d, const uint32_t (&lo)[4],
-                                            const uint32_t (&hi)[HiWords<BITS>::n], int j, uint32_t (&a)[4]) {
+__device__ __forceinline__ void float_code_bits(const PairDecoder& d, const uint32_t (&lo)[4],
+                                                const uint32_t (&hi)[HiWords<BITS>::n], int j, uint32_t (&b)[4]) {
   if constexpr (DEC == kDecE2M1) {
     // Sign of nibble i to bit 15 (and of nibble i + 4 to bit 31), magnitude to the low exponent / mantissa.
     const uint32_t w = lo[j];
     constexpr int MS = HALF ? 9 : 6;
     constexpr uint32_t MAG = HALF ? 0x0E000E00u : 0x01C001C0u;
-    constexpr uint32_t MUL = HALF ? 0x74007400u : 0x7E807E80u;  // 2^14 / 2^126
-    a[0] = hmul2_bits<HALF>(select_bits(shl<12>(w), shl<MS>(w) & MAG, 0x80008000u), MUL);
-    a[1] = hmul2_bits<HALF>(select_bits(shl<8>(w), shl<MS - 4>(w) & MAG, 0x80008000u), MUL);
-    a[2] = hmul2_bits<HALF>(select_bits(shl<4>(w), shl<MS - 8>(w) & MAG, 0x80008000u), MUL);
-    a[3] = hmul2_bits<HALF>(select_bits(w, shl<MS - 12>(w) & MAG, 0x80008000u), MUL);
+    b[0] = select_bits(shl<12>(w), shl<MS>(w) & MAG, 0x80008000u);
+    b[1] = select_bits(shl<8>(w), shl<MS - 4>(w) & MAG, 0x80008000u);
+    b[2] = select_bits(shl<4>(w), shl<MS - 8>(w) & MAG, 0x80008000u);
+    b[3] = select_bits(w, shl<MS - 12>(w) & MAG, 0x80008000u);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t P = pair_code<BITS>(lo, hi, j, i);
+      b[i] = select_bits(P << d.sign_shift, (P << d.mag_shift) & d.mag_mask, 0x80008000u);
+    }
+  }
+}
+
+// The four A registers of step j (exact half / bf16 values of the codes, without scales).
+template <int BITS, int DEC, bool HALF>
+__device__ __forceinline__ void decode_step(const PairDecoder& d, const uint32_t (&lo)[4],
+                                            const uint32_t (&hi)[HiWords<BITS>::n], int j, uint32_t (&a)[4]) {
+  if constexpr (DEC == kDecE2M1 || DEC == kDecFp) {
+    constexpr uint32_t MUL = HALF ? 0x74007400u : 0x7E807E80u;  // E2M1: 2^14 / 2^126
+    const uint32_t mul = DEC == kDecE2M1 ? MUL : d.mul;
+    uint32_t b[4];
+    float_code_bits<BITS, DEC, HALF>(d, lo, hi, j, b);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) a[i] = hmul2_bits<HALF>(b[i], mul);
   } else if constexpr (DEC == kDecInt4) {
     const uint32_t w = lo[j];
     constexpr uint32_t C = HALF ? 0x64086408u : 0x43084308u;    // base | 8: (code & 0xF) ^ 8 | base
@@ -141,12 +161,6 @@ __device__ __forceinline__ void decode_step(const PairDecoder& d, const uint32_t
     a[1] = hsub2_bits<HALF>(and_xor(w >> 4, 0x000F000Fu, C), SUB);
     a[2] = hsub2_bits<HALF>(and_xor(w >> 8, 0x000F000Fu, C), SUB);
     a[3] = hsub2_bits<HALF>(and_xor(w >> 12, 0x000F000Fu, C), SUB);
-  } else if constexpr (DEC == kDecFp) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const uint32_t P = pair_code<BITS>(lo, hi, j, i);
-      a[i] = hmul2_bits<HALF>(select_bits(P << d.sign_shift, (P << d.mag_shift) & d.mag_mask, 0x80008000u), d.mul);
-    }
   } else {  // int8
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -160,6 +174,21 @@ __device__ __forceinline__ void decode_step(const PairDecoder& d, const uint32_t
       }
     }
   }
+}
+
+// Float codes decoded and scaled in one multiply per register (the fused fold, PreparedWeight::fold_ok):
+// m_lo / m_hi = the group scale of rows g / g + 8 times 2^(127 - bias - fold_shift), both halves.
+template <int BITS, int DEC, bool HALF>
+__device__ __forceinline__ void decode_step_scaled(const PairDecoder& d, const uint32_t (&lo)[4],
+                                                   const uint32_t (&hi)[HiWords<BITS>::n], int j, uint32_t m_lo,
+                                                   uint32_t m_hi, uint32_t (&a)[4]) {
+  static_assert(DEC == kDecE2M1 || DEC == kDecFp, "the fused fold takes float codes");
+  uint32_t b[4];
+  float_code_bits<BITS, DEC, HALF>(d, lo, hi, j, b);
+  a[0] = hmul2_bits<HALF>(b[0], m_lo);
+  a[1] = hmul2_bits<HALF>(b[1], m_hi);
+  a[2] = hmul2_bits<HALF>(b[2], m_lo);
+  a[3] = hmul2_bits<HALF>(b[3], m_hi);
 }
 
 // Group bookkeeping. Partial sums end at a group's last 16-column step, at a tile's last step and at K's end.

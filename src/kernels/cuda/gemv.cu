@@ -34,19 +34,23 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
   }
 }
 
-// A stage is kST consecutive 64-column tiles of one warp's contiguous K range, fetched by one lane with bulk
-// copies (the copy engine) that complete on the stage's mbarrier.
-constexpr int kST = 2;
+// A stage is ST consecutive 64-column tiles of one warp's contiguous K range, fetched by one lane with bulk
+// copies (the copy engine) that complete on the stage's mbarrier. Issuing a stage costs about a hundred
+// instructions of the warp, so 4-bit codes (the smallest tiles) take four tiles per stage, wider codes two.
+__host__ __device__ constexpr int stage_tiles(int bits) { return bits == 4 ? 4 : 2; }
 __host__ __device__ inline int hi_lane_bytes(int bits) { return bits == 8 ? 16 : bits == 6 ? 8 : bits == 5 ? 4 : 0; }
-// Scale groups kST tiles can touch.
-__host__ __device__ inline int stage_groups(int group) {
-  const int cols = kST * 64;
+// Scale groups a stage can touch.
+__host__ __device__ inline int stage_groups(int group, int st) {
+  const int cols = st * 64;
   return group <= cols && cols % group == 0 ? cols / group : cols / group + 2;
 }
-__host__ __device__ inline int scale_region(int group, int sb) { return (stage_groups(group) * 16 * sb + 15) / 16 * 16; }
+__host__ __device__ inline int scale_region(int group, int sb, int st) {
+  return (stage_groups(group, st) * 16 * sb + 15) / 16 * 16;
+}
 // A slot holds RT row tiles' stage: [RT x codes (low planes)][RT x high planes][RT x scales].
-__host__ __device__ inline int slot_bytes(int bits, int group, int sb, int rt = 1) {
-  return rt * (kST * 512 + kST * 32 * hi_lane_bytes(bits) + scale_region(group, sb));
+__host__ __device__ inline int slot_bytes(int bits, int group, int sb, int rt) {
+  const int st = stage_tiles(bits);
+  return rt * (st * 512 + st * 32 * hi_lane_bytes(bits) + scale_region(group, sb, st));
 }
 
 __device__ __forceinline__ void mbar_init(uint32_t bar) {
@@ -79,12 +83,14 @@ enum ScaleMode : int { kFold = 0, kRow = 1, kGroup = 2 };
 // FAST = 0: any K and group. FAST = 1, 2, 4: K is a multiple of 64 (every tile and step lies inside K, so the
 // loop carries no bounds checks) and a scale group spans 1, 2 or a multiple of 4 16-column steps (partial sums
 // are promoted at compile-time known steps; they are also promoted at every tile's end, which is exact).
+// kFold also takes FAST = 8 (groups of 8 or more steps: one multiplier load per tile).
 // SB: scale bytes known at compile time (0: read from the weight). RT: row tiles per warp iteration (2: each
 // activation fragment feeds two weight tiles, halving the activation traffic through L1/L2 at M > 8).
 template <int BITS, int DEC, bool HALF, int NT, int kWarps, int MODE, int FAST, int SB, int RT>
 __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT == 1 ? 2 : NT == 2 ? 3 : 2)
     gemv_kernel(GemvParams p, int ring_log2) {
   constexpr bool FULL = FAST != 0;
+  constexpr int kST = stage_tiles(BITS);
   const int kD = 1 << ring_log2;
   extern __shared__ __align__(16) uint8_t smem[];
   const WeightView& w = p.w;
@@ -98,12 +104,14 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
   const PairDecoder dec = make_pair_decoder(w.bits, w.is_int, w.mbits, w.bias, HALF);
   const uint16_t* x = static_cast<const uint16_t*>(p.x);
 
-  float* lut = reinterpret_cast<float*>(smem);  // 1-byte scale codes -> float (kGroup) or bf16 pair (kFold)
+  // 1-byte scale codes -> float (kGroup) or bf16 pair (kFold); static, so lookups need no base register.
+  __shared__ __align__(16) uint32_t lut_words[256];
+  float* lut = reinterpret_cast<float*>(lut_words);
   if (w.sb == 1) {
     for (int i = threadIdx.x; i < 256; i += blockDim.x) {
       const float v = scale_code_value(w.scale, uint32_t(i));
-      if (MODE == kFold) {
-        const uint32_t b = __bfloat16_as_ushort(__float2bfloat16_rn(v));
+      if (MODE == kFold) {  // the fused multiplier: exact in bf16 for the codes this weight holds
+        const uint32_t b = __bfloat16_as_ushort(__float2bfloat16_rn(ldexpf(v, 127 - w.bias - w.fold_shift)));
         reinterpret_cast<uint32_t*>(lut)[i] = b | (b << 16);
       } else {
         lut[i] = v;
@@ -112,10 +120,22 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
   }
   const int slot = slot_bytes(BITS, w.group, w.sb, RT);
   const int hb = hi_lane_bytes(BITS);
-  const int sreg = scale_region(w.group, w.sb);
-  uint8_t* ring = smem + 1024 + warp * kD * slot;
+  const int sreg = scale_region(w.group, w.sb, kST);
+  uint8_t* ring = smem + warp * kD * slot;
   const uint32_t ring_s = static_cast<uint32_t>(__cvta_generic_to_shared(ring));
-  const uint32_t bar0 = static_cast<uint32_t>(__cvta_generic_to_shared(smem + 1024 + kWarps * kD * slot)) + warp * kD * 8;
+  const uint32_t bar0 = static_cast<uint32_t>(__cvta_generic_to_shared(smem + kWarps * kD * slot)) + warp * kD * 8;
+  // p.x_smem (M = 1, K a multiple of 64): the activation row lives in shared memory, each tile's 64 values
+  // ordered [t][step][half] so that lane t's eight B registers of a tile are two 16-byte loads.
+  const bool xs = FULL && NT == 1 && p.x_smem;
+  uint32_t* xs_words = reinterpret_cast<uint32_t*>(smem + kWarps * kD * (slot + 8));
+  if (xs) {
+    const uint32_t* xw = static_cast<const uint32_t*>(p.x);
+    for (int64_t i = threadIdx.x; i < w.k / 2; i += blockDim.x) {
+      const int c = int(i & 31);  // value pair within the tile: columns 2c, 2c + 1 = 16 j + 8 h + 2 t
+      const int j = c >> 3, h = (c >> 2) & 1, tt = c & 3;
+      xs_words[(i >> 5) * 32 + tt * 8 + j * 2 + h] = xw[i];
+    }
+  }
 
   float acc[RT][NT][4], part[RT][NT][4];
 
@@ -129,6 +149,13 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
     xrow[nt] = x + int64_t(m < p.m ? m : int(p.m) - 1) * p.ldx + 2 * t;
   }
   auto load_x = [&](int kt, uint32_t (&dst)[NT][8]) {
+    if (xs) {
+      const uint4* q = reinterpret_cast<const uint4*>(xs_words + kt * 32 + t * 8);
+      const uint4 a = q[0], b = q[1];
+      dst[0][0] = a.x, dst[0][1] = a.y, dst[0][2] = a.z, dst[0][3] = a.w;
+      dst[0][4] = b.x, dst[0][5] = b.y, dst[0][6] = b.z, dst[0][7] = b.w;
+      return;
+    }
     const bool full = FULL || kt * 4 + 3 < G.ksteps;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
@@ -252,6 +279,7 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
         }
       }
       const int gi0 = sc_gi0;
+      uint32_t m_lo[RT], m_hi[RT];  // kFold: fused multipliers of the current group, rows g and g + 8
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const int kstep = kt * 4 + j;
@@ -260,16 +288,20 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
         for (int h = 0; h < RT; ++h) {
         const uint8_t* sc = sc_base + h * sreg;
         uint32_t a[4];
-        decode_step<BITS, DEC, HALF>(dec, cur[h].lo, cur[h].hi, j, a);
         if constexpr (MODE == kFold) {
-          const int q = (kstep >> G.sshift) - gi0;  // kFold: power-of-two groups
-          const uint32_t r = *reinterpret_cast<const uint16_t*>(sc + q * 16 + 2 * g);
-          const uint32_t s_lo = reinterpret_cast<const uint32_t*>(lut)[r & 0xFFu];
-          const uint32_t s_hi = reinterpret_cast<const uint32_t*>(lut)[r >> 8];
-          a[0] = hmul2_bits<HALF>(a[0], s_lo);
-          a[1] = hmul2_bits<HALF>(a[1], s_hi);
-          a[2] = hmul2_bits<HALF>(a[2], s_lo);
-          a[3] = hmul2_bits<HALF>(a[3], s_hi);
+          // A group's multipliers are loaded at its first step: FAST = 1, 2, 4 is the group's steps (tiles start
+          // on group boundaries, so the slot's group index is a constant), FAST = 8 groups of 8+ steps (one per
+          // tile), FAST = 0 any step.
+          constexpr int LSTEP = FAST == 0 ? 1 : FAST >= 4 ? 4 : FAST;
+          if (j % LSTEP == 0) {
+            const int q = (FAST >= 1 && FAST <= 4) ? (u * 4 + j) / FAST : (kstep >> G.sshift) - gi0;
+            const uint32_t r = *reinterpret_cast<const uint16_t*>(sc + q * 16 + 2 * g);
+            m_lo[h] = lut_words[r & 0xFFu];
+            m_hi[h] = lut_words[r >> 8];
+          }
+          decode_step_scaled<BITS, DEC, HALF>(dec, cur[h].lo, cur[h].hi, j, m_lo[h], m_hi[h], a);
+        } else {
+          decode_step<BITS, DEC, HALF>(dec, cur[h].lo, cur[h].hi, j, a);
         }
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) mma16816<HALF>(part[h][nt], a, xc[nt][2 * j], xc[nt][2 * j + 1]);
@@ -311,7 +343,8 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
   if constexpr (MODE != kGroup) {
 #pragma unroll
     for (int h = 0; h < RT; ++h) {
-      float s_lo = 1.0f, s_hi = 1.0f;
+      // kFold: the products carry 2^-fold_shift (exact powers of two both ways).
+      float s_lo = MODE == kFold ? ldexpf(1.0f, w.fold_shift) : 1.0f, s_hi = s_lo;
       const int64_t rt = min(rt0 + h, w.n_tiles - 1);
       if (MODE == kRow) {  // one scale per row: group 0 of this row tile
         const uint8_t* sp = w.scales + (rt * w.n_groups * 16 + 2 * g) * w.sb;
@@ -373,24 +406,48 @@ void ensure_smem(K kernel, size_t smem, int& done) {
   done = int(smem);
 }
 
+// CTAs per SM of an instantiation at a shared-memory size (cached: the query costs microseconds).
+template <typename K>
+int blocks_per_sm(K kernel, int threads, size_t smem, size_t (&sizes)[2], int (&blocks)[2]) {
+  for (int i = 0; i < 2; ++i)
+    if (blocks[i] > 0 && sizes[i] == smem) return blocks[i];
+  int b = 0;
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kernel, threads, smem), "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+  b = b > 0 ? b : 1;
+  const int i = blocks[0] > 0 && sizes[0] != smem ? 1 : 0;  // racing threads store the same values
+  sizes[i] = smem;
+  blocks[i] = b;
+  return b;
+}
+
 template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB, int RT>
-void launch_rt(const GemvParams& p, CUstream_st* stream) {
+void launch_rt(GemvParams p, CUstream_st* stream) {
   constexpr int W = NT == 1 && RT == 1 ? 16 : 8;  // warps per CTA
   const size_t slot = size_t(slot_bytes(BITS, p.w.group, p.w.sb, RT)) + 8;
-  int lg = 2;  // 4 stages (8 tiles) in flight per warp, fewer for wide codes / scales
-  while (lg > 0 && 1024 + size_t(W) * (size_t(1) << lg) * slot > 200 * 1024) --lg;
-  const size_t smem = 1024 + size_t(W) * (size_t(1) << lg) * slot;
+  // Up to 4 stages in flight per warp, fewer where the ring would stop two CTAs sharing an SM (4-bit: 2
+  // stages of 4 tiles) or exceed 200 KB.
+  int lg = 2;
+  while (lg > 0 && size_t(W) * (size_t(1) << lg) * slot > (BITS == 4 ? 110 : 200) * 1024) --lg;
+  const size_t ring = size_t(W) * (size_t(1) << lg) * slot;
   const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB, RT>;
   static int done = 0;  // per instantiation; racing threads both set the same attribute
-  static int per_sm = 0;
-  static size_t per_sm_smem = 0;
-  ensure_smem(kernel, smem, done);
-  if (per_sm == 0 || per_sm_smem != smem) {
-    int b = 0;
-    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kernel, W * 32, smem), "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-    per_sm = b > 0 ? b : 1;
-    per_sm_smem = smem;
+  static size_t sizes[2] = {0, 0};
+  static int blocks[2] = {0, 0};
+  size_t smem = ring;
+  int per_sm = 0;
+  p.x_smem = 0;
+  if (FAST != 0 && NT == 1 && p.m == 1 && p.ldx % 2 == 0) {
+    // One activation row in shared memory, unless it costs CTAs per SM.
+    const size_t with_x = ring + size_t(p.w.k) * 2;
+    if (with_x <= 200 * 1024) {
+      ensure_smem(kernel, with_x, done);
+      const int b_ring = blocks_per_sm(kernel, W * 32, ring, sizes, blocks);
+      const int b_x = blocks_per_sm(kernel, W * 32, with_x, sizes, blocks);
+      if (b_x >= b_ring) smem = with_x, p.x_smem = 1, per_sm = b_x;
+    }
   }
+  ensure_smem(kernel, smem, done);
+  if (per_sm == 0) per_sm = blocks_per_sm(kernel, W * 32, smem, sizes, blocks);
   const int64_t grid = std::min<int64_t>((p.w.n_tiles + RT - 1) / RT, int64_t(per_sm) * sm_count());
   kernel<<<unsigned(grid), W * 32, smem, stream>>>(p, lg);
 }
@@ -419,6 +476,9 @@ void launch_one(const GemvParams& p, CUstream_st* stream) {
         return launch_full<BITS, DEC, HALF, NT, MODE, 4, 0>(p, stream);
       } else if constexpr (MODE == kFold) {
         if (pow2 && spg == 1) return launch_full<BITS, DEC, HALF, NT, MODE, 1, 1>(p, stream);
+        if (pow2 && spg == 2) return launch_full<BITS, DEC, HALF, NT, MODE, 2, 1>(p, stream);
+        if (pow2 && spg == 4) return launch_full<BITS, DEC, HALF, NT, MODE, 4, 1>(p, stream);
+        if (pow2) return launch_full<BITS, DEC, HALF, NT, MODE, 8, 1>(p, stream);
       } else {
         const int fast = !pow2 ? 0 : spg == 1 ? 1 : spg == 2 ? 2 : 4;
         if (fast && p.w.sb == 1) {
@@ -456,15 +516,12 @@ template <bool HALF>
 void launch_kind(const GemvParams& p, CUstream_st* stream) {
   const WeightView& w = p.w;
   const int dk = decode_kind(w.bits, w.is_int, w.mbits, w.bias);
-  // Folding is exact when element x scale fits bf16's 8 significant bits (and the group is a power of two).
-  const int sig = w.is_int ? w.bits - 1 : w.mbits + 1;
-  const bool pow2 = w.group >= 16 && (w.group & (w.group - 1)) == 0;
+  // The fused fold (one multiply decodes and scales a code pair) where it is exact for this weight
+  // (PreparedWeight::fold_ok: power-of-two groups of 1-byte scales within bf16's range); otherwise per-group
+  // float32 partial sums times the decoded scale.
   int mode = kGroup;
   if (w.group == w.k) mode = kRow;
-  // Folding costs four multiplies per 16-column step; per-group float32 partial sums cost four FMAs per group,
-  // so groups of 32 or more take kGroup.
-  else if (!HALF && !w.is_int && pow2 && w.group == 16 && w.sb == 1 && sig + (w.scale == kScaleE8M0 ? 1 : 4) <= 8)
-    mode = kFold;
+  else if (!HALF && w.fold_ok && w.sb == 1) mode = kFold;
   switch (w.bits) {
     case 4:
       if (dk == kDecE2M1) launch_mode<4, kDecE2M1, HALF>(p, mode, stream);

@@ -80,6 +80,7 @@ struct WeightView {
   int scale = kScaleNone, sb = 0;
   int group = 0;         // values per scale group (k for one per row)
   int64_t n_groups = 0;  // scale groups per row in the prepared (padded) scale array
+  int fold_ok = 0, fold_shift = 0;  // PreparedWeight's fused fold
 };
 
 struct GemvParams {
@@ -90,6 +91,7 @@ struct GemvParams {
   void* y = nullptr;
   int ytype = kF32;
   int64_t ldy = 0;
+  int x_smem = 0;  // set by launch_gemv: the activation row is staged in shared memory (M = 1)
 };
 void launch_gemv(const GemvParams& p, CUstream_st* stream);
 

@@ -86,6 +86,8 @@ detail::WeightView view_of(const PreparedWeight& w) {
   v.sb = scale_type_bytes(w.scale);
   v.group = w.group;
   v.n_groups = (w.k_tiles * 64 + w.group - 1) / w.group;
+  v.fold_ok = w.fold_ok ? 1 : 0;
+  v.fold_shift = w.fold_shift;
   return v;
 }
 

@@ -1,14 +1,51 @@
 // Re-lays a quantized weight out for the kernels (frag.cuh describes the layout) and uploads it.
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "formats/ggml_blocks.h"
 #include "formats/packing.h"
+#include "formats/scale_type.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/internal.h"
 #include "util/error.h"
 #include "util/parallel.h"
 
 namespace fpq::cuda {
+
+// The fused fold's shift: from the largest and smallest finite non-zero group scale present, the element
+// type's smallest non-zero magnitude and both significands.
+void choose_fused_fold(PreparedWeight& p, const uint8_t* scale_codes, size_t count) {
+  p.fold_ok = false;
+  if (p.is_int || !(p.scale == ScaleType::E8M0 || p.scale == ScaleType::E4M3)) return;
+  if (p.group < 16 || (p.group & (p.group - 1)) != 0) return;
+  if ((p.mbits + 1) + (p.scale == ScaleType::E8M0 ? 1 : 4) > 8) return;  // element x scale needs <= 8 bits
+  bool present[256] = {};
+  for (size_t i = 0; i < count; ++i) present[scale_codes[i]] = true;
+  int e_hi = -100000, e_lo = 100000;
+  for (int c = 0; c < 256; ++c) {
+    if (!present[c]) continue;
+    const uint8_t b = uint8_t(c);
+    const float s = decode_scale(p.scale, &b);
+    if (!std::isfinite(s) || s == 0.0f) continue;  // NaN / zero scales give NaN / zero either way
+    const int e = std::ilogb(s);
+    e_hi = std::max(e_hi, e);
+    e_lo = std::min(e_lo, e);
+  }
+  if (e_hi < e_lo) {  // no finite non-zero scale
+    p.fold_ok = true;
+    p.fold_shift = 0;
+    return;
+  }
+  // Largest multiplier s * 2^(127 - bias - shift) in [2^127, 2^128): shift = e_hi - bias.
+  const int shift = e_hi - p.bias;
+  const int mult_lo = e_lo + 127 - e_hi;                  // exponent of the smallest multiplier
+  const int elem_lo = 1 - p.bias - p.mbits;               // exponent of the smallest non-zero element
+  const int prod_lo = elem_lo + e_lo - shift;             // smallest |element x scale x 2^-shift|
+  if (mult_lo < -126 || prod_lo < -126) return;
+  p.fold_ok = true;
+  p.fold_shift = shift;
+}
 
 std::string weight_unsupported(const Format& f) {
   if (f.layout == Layout::GgmlQ4_0 || f.layout == Layout::GgmlQ8_0) return {};
@@ -148,6 +185,7 @@ PreparedWeight prepare_weight_cuda(const QuantizedTensor& w) {
                   size_t(sb));
   }
 
+  if (sb == 1) choose_fused_fold(p, sraw.data(), sraw.size());
   p.plane4 = to_device(plane4.data(), plane4.size());
   if (hi_bytes) p.plane_hi = to_device(plane_hi.data(), plane_hi.size());
   p.scales = to_device(scales.data(), scales.size());
