@@ -436,8 +436,9 @@ void launch_rt(GemvParams p, CUstream_st* stream) {
   size_t smem = ring;
   int per_sm = 0;
   p.x_smem = 0;
-  if (FAST != 0 && NT == 1 && p.m == 1 && p.ldx % 2 == 0) {
-    // One activation row in shared memory, unless it costs CTAs per SM.
+  if (FAST != 0 && NT == 1 && p.m == 1 && p.ldx % 2 == 0 && (BITS == 4 || BITS == 8)) {
+    // One activation row in shared memory, unless it costs CTAs per SM (measured on an H200: 4- and 8-bit codes
+    // gain up to 1.2x and 1.1x at M = 1; 5- and 6-bit codes, with their larger rings, 0.96-1.02x: left out).
     const size_t with_x = ring + size_t(p.w.k) * 2;
     if (with_x <= 200 * 1024) {
       ensure_smem(kernel, with_x, done);
