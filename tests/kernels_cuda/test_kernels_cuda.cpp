@@ -279,6 +279,20 @@ struct WeightCase {
   int64_t n, k;
 };
 
+// The weight-only product of activations x (M x K, uploaded as xt; *seen gets the values the kernel sees) into
+// a NaN-poisoned float32 output, downloaded.
+std::vector<float> weight_only_product(const PreparedWeight& pw, const std::vector<float>& x, DType xt, int64_t m,
+                                       std::vector<float>* seen) {
+  DeviceBuffer dx = upload_input(x, xt, seen);
+  DeviceBuffer dy(size_t(m * pw.n * 4));
+  dy.fill_bytes(0xFF);  // NaN
+  matmul_weight_only_cuda(pw, dx.data(), xt, m, dy.data(), DType::F32);
+  synchronize();
+  std::vector<float> y(size_t(m * pw.n));
+  dy.download(y.data(), y.size() * 4);
+  return y;
+}
+
 TEST_F(Cuda, WeightOnlyMatmulMatchesFloat64) {
   const WeightCase weights[] = {
       {"mxfp4", 72, 416},
@@ -317,14 +331,8 @@ TEST_F(Cuda, WeightOnlyMatmulMatchesFloat64) {
         if (xt == DType::F16 && m == 130) continue;
         const std::string tag = fmt::format("W {} {}x{} x {} M={}", wc.format, wc.n, wc.k, dtype_name(xt), m);
         SCOPED_TRACE(tag);
-        std::vector<float> x = random_matrix(m, wc.k), seen;
-        DeviceBuffer dx = upload_input(x, xt, &seen);
-        DeviceBuffer dy(size_t(m * wc.n * 4));
-        dy.fill_bytes(0xFF);  // NaN
-        matmul_weight_only_cuda(pw, dx.data(), xt, m, dy.data(), DType::F32);
-        synchronize();
-        std::vector<float> y(size_t(m * wc.n));
-        dy.download(y.data(), y.size() * 4);
+        std::vector<float> seen;
+        const std::vector<float> y = weight_only_product(pw, random_matrix(m, wc.k), xt, m, &seen);
         const double err = rel_err(y, reference_product(seen, wd, m, wc.n, wc.k));
         EXPECT_LT(err, 1e-5) << tag;
       }
@@ -343,14 +351,8 @@ TEST_F(Cuda, WeightOnlyMatmulTallWeight) {
     for (int64_t m : {1, 7, 12}) {
       const std::string tag = fmt::format("W {} {}x{} M={}", name, n, k, m);
       SCOPED_TRACE(tag);
-      std::vector<float> x = random_matrix(m, k), seen;
-      DeviceBuffer dx = upload_input(x, DType::BF16, &seen);
-      DeviceBuffer dy(size_t(m * n * 4));
-      dy.fill_bytes(0xFF);
-      matmul_weight_only_cuda(pw, dx.data(), DType::BF16, m, dy.data(), DType::F32);
-      synchronize();
-      std::vector<float> y(size_t(m * n));
-      dy.download(y.data(), y.size() * 4);
+      std::vector<float> seen;
+      const std::vector<float> y = weight_only_product(pw, random_matrix(m, k), DType::BF16, m, &seen);
       EXPECT_LT(rel_err(y, reference_product(seen, wd, m, n, k)), 1e-5) << tag;
     }
   }
@@ -390,14 +392,8 @@ TEST_F(Cuda, WeightOnlyFusedFoldScaleRanges) {
       for (int64_t m : {1, 3}) {
         const std::string tag = fmt::format("{}{} M={}", tag0, force_off ? " (fold off)" : "", m);
         SCOPED_TRACE(tag);
-        std::vector<float> x = random_matrix(m, k), seen;
-        DeviceBuffer dx = upload_input(x, DType::BF16, &seen);
-        DeviceBuffer dy(size_t(m * n * 4));
-        dy.fill_bytes(0xFF);
-        matmul_weight_only_cuda(pw, dx.data(), DType::BF16, m, dy.data(), DType::F32);
-        synchronize();
-        std::vector<float> y(size_t(m * n));
-        dy.download(y.data(), y.size() * 4);
+        std::vector<float> seen;
+        const std::vector<float> y = weight_only_product(pw, random_matrix(m, k), DType::BF16, m, &seen);
         const std::vector<double> ref = reference_product(seen, wd, m, n, k);
         for (int cls = 0; cls < 8; ++cls) {  // rows differ by up to 2^196: compare rows of one magnitude together
           std::vector<float> yr;
