@@ -302,11 +302,12 @@ PreparedWeight random_prepared(const Format& f, int64_t n, int64_t k, uint64_t s
   p.scales.reset(size_t(p.n_tiles * n_groups * 16));
   fill_bytes<<<blocks_for(p.plane4.size()), 256>>>(p.plane4.as<uint8_t>(), p.plane4.size(), seed, 0, 0);
   // E8M0 2^-11 .. 2^-8, E4M3 codes of 0.0078 .. 0.03 (random weights of a sensible size)
-  if (f.scale == ScaleType::E8M0) fill_bytes<<<blocks_for(p.scales.size()), 256>>>(p.scales.as<uint8_t>(), p.scales.size(), seed + 1, 116, 4);
-  else fill_bytes<<<blocks_for(p.scales.size()), 256>>>(p.scales.as<uint8_t>(), p.scales.size(), seed + 1, 0x08, 16);
+  const bool e8m0 = f.scale == ScaleType::E8M0;
+  const int code_lo = e8m0 ? 116 : 0x08, code_span = e8m0 ? 4 : 16;
+  fill_bytes<<<blocks_for(p.scales.size()), 256>>>(p.scales.as<uint8_t>(), p.scales.size(), seed + 1, code_lo, code_span);
   ckl("fill prepared weight");
-  std::vector<uint8_t> codes;  // the codes fill_bytes writes: base .. base + span - 1
-  for (int c = 0; c < (f.scale == ScaleType::E8M0 ? 4 : 16); ++c) codes.push_back(uint8_t((f.scale == ScaleType::E8M0 ? 116 : 0x08) + c));
+  std::vector<uint8_t> codes;  // the scale codes just written
+  for (int c = 0; c < code_span; ++c) codes.push_back(uint8_t(code_lo + c));
   choose_fused_fold(p, codes.data(), codes.size());
   return p;
 }

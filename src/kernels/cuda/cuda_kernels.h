@@ -157,6 +157,9 @@ struct PreparedWeight {
 // Why a weight format cannot be prepared (empty string when it can).
 std::string weight_unsupported(const Format& f);
 PreparedWeight prepare_weight_cuda(const QuantizedTensor& w);
+// Whether every element x group scale of the weight has at most bf16's 8 significant bits (1-byte E8M0 / E4M3
+// scales), so scales can be multiplied into its bf16 tensor-core operand exactly.
+bool weight_fold_exact(const PreparedWeight& w);
 // Sets p.fold_ok / p.fold_shift for a weight holding these 1-byte group scale codes (prepare_weight_cuda calls
 // it; code that fills a PreparedWeight itself calls it with the codes it wrote).
 void choose_fused_fold(PreparedWeight& p, const uint8_t* scale_codes, size_t count);

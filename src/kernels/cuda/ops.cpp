@@ -91,13 +91,6 @@ detail::WeightView view_of(const PreparedWeight& w) {
   return v;
 }
 
-// Can the weight's group scales be multiplied into its bf16 tensor-core operand exactly?
-bool weight_fold_exact(const PreparedWeight& w) {
-  if (!(w.scale == ScaleType::E8M0 || w.scale == ScaleType::E4M3)) return false;
-  const int sig = w.is_int ? w.bits - 1 : w.mbits + 1;
-  return sig + (w.scale == ScaleType::E8M0 ? 1 : 4) <= 8;
-}
-
 void run_gemm(detail::GemmParams gp, cudaStream_t stream) {
   gp.splits = detail::gemm_choose_splits(gp.m, gp.w.n, gp.w.k);
   void* ws = nullptr;

@@ -13,13 +13,18 @@
 
 namespace fpq::cuda {
 
+bool weight_fold_exact(const PreparedWeight& w) {
+  if (!(w.scale == ScaleType::E8M0 || w.scale == ScaleType::E4M3)) return false;
+  const int sig = w.is_int ? w.bits - 1 : w.mbits + 1;
+  return sig + (w.scale == ScaleType::E8M0 ? 1 : 4) <= 8;
+}
+
 // The fused fold's shift: from the largest and smallest finite non-zero group scale present, the element
 // type's smallest non-zero magnitude and both significands.
 void choose_fused_fold(PreparedWeight& p, const uint8_t* scale_codes, size_t count) {
   p.fold_ok = false;
-  if (p.is_int || !(p.scale == ScaleType::E8M0 || p.scale == ScaleType::E4M3)) return;
+  if (p.is_int || !weight_fold_exact(p)) return;  // float codes; element x scale within bf16's 8 bits
   if (p.group < 16 || (p.group & (p.group - 1)) != 0) return;
-  if ((p.mbits + 1) + (p.scale == ScaleType::E8M0 ? 1 : 4) > 8) return;  // element x scale needs <= 8 bits
   bool present[256] = {};
   for (size_t i = 0; i < count; ++i) present[scale_codes[i]] = true;
   int e_hi = -100000, e_lo = 100000;
