@@ -13,7 +13,9 @@
 //   hi (8-bit codes) bits 4..7, same arrangement as plane4
 //   hi (6-bit codes) bits 4..5, 8 bytes per lane: word j / 2, 2-bit field f = (j % 2) * 4 + i (first), f + 8
 //   hi (5-bit codes) bit 4, 4 bytes per lane: bit f = 4j + i (first), f + 16 (second)
-// With this order a shift and a mask put the two codes of a register into the two 16-bit halves.
+// With this order a shift and a mask put the two codes of a register into the two 16-bit halves. E2M1 and
+// 6-bit float codes use the layouts of code_layout.h instead (same planes and sizes, bits placed so that a rotate
+// and a mask make a register's bf16 image).
 // Scales: raw bytes per (row, group), [rt][group][16 rows ordered g0, g8, g1, g9, ...] so that lane g reads
 // the scales of rows g and g + 8 with one load; groups padded to cover k_tiles * 64 columns (zeros).
 #include <cuda_bf16.h>
@@ -21,6 +23,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/code_layout.h"
 #include "kernels/cuda/device_common.cuh"
 
 namespace fpq::cuda::detail {
@@ -79,6 +82,7 @@ struct PairDecoder {
   uint32_t mag_mask;    // magnitude field after the shift, both halves
   uint32_t mul;         // 2^(15 - bias) or 2^(127 - bias) in both halves
   uint32_t int_xor, int_or, int_sub;  // int elements: (code ^ xor) | or, minus sub
+  int lay_b;                          // 6-bit float codes: 7 - mbits, where code_layout.h's slots sit
 };
 
 __host__ __device__ inline PairDecoder make_pair_decoder(int bits, int is_int, int mbits, int bias, bool half) {
@@ -90,6 +94,7 @@ __host__ __device__ inline PairDecoder make_pair_decoder(int bits, int is_int, i
     d.mag_mask = mag | (mag << 16);
     const uint32_t m16 = half ? uint32_t(15 - bias + 15) << 10 : uint32_t(127 - bias + 127) << 7;
     d.mul = m16 | (m16 << 16);
+    d.lay_b = 7 - mbits;
   } else {
     const uint32_t sb = 1u << (bits - 1);
     d.int_xor = sb | (sb << 16);
@@ -124,15 +129,17 @@ __device__ __forceinline__ uint32_t pair_code(const uint32_t (&lo)[4], const uin
 template <int BITS, int DEC, bool HALF>
 __device__ __forceinline__ void float_code_bits(const PairDecoder& d, const uint32_t (&lo)[4],
                                                 const uint32_t (&hi)[HiWords<BITS>::n], int j, uint32_t (&b)[4]) {
-  if constexpr (DEC == kDecE2M1) {
-    // Sign of nibble i to bit 15 (and of nibble i + 4 to bit 31), magnitude to the low exponent / mantissa.
-    const uint32_t w = lo[j];
-    constexpr int MS = HALF ? 9 : 6;
-    constexpr uint32_t MAG = HALF ? 0x0E000E00u : 0x01C001C0u;
-    b[0] = select_bits(shl<12>(w), shl<MS>(w) & MAG, 0x80008000u);
-    b[1] = select_bits(shl<8>(w), shl<MS - 4>(w) & MAG, 0x80008000u);
-    b[2] = select_bits(shl<4>(w), shl<MS - 8>(w) & MAG, 0x80008000u);
-    b[3] = select_bits(w, shl<MS - 12>(w) & MAG, 0x80008000u);
+  if constexpr (DEC == kDecE2M1 || (BITS == 6 && DEC == kDecFp)) {
+    // The prepared layouts of code_layout.h give bf16 images; fp16 wants the magnitude 3 bits higher.
+    const uint32_t mag = DEC == kDecE2M1 ? 0x01C001C0u : layout::fp6_mag_mask(d.lay_b);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      uint32_t v;
+      if constexpr (DEC == kDecE2M1) v = layout::e2m1_image(lo, j, i);
+      else v = layout::fp6_image(d.lay_b, lo, hi, j, i);
+      if constexpr (HALF) v = (v & layout::kSign) | ((v << 3) & (mag << 3));
+      b[i] = v;
+    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {

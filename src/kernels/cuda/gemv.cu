@@ -78,7 +78,10 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
 
 // How scales are applied: kFold = multiplied into the bf16 operand (exact: 1-byte E8M0 / E4M3 group scales
 // with small elements), kRow = one scale per row, applied at the end, kGroup = per-group partial sums.
-enum ScaleMode : int { kFold = 0, kRow = 1, kGroup = 2 };
+// kFoldE8 = kFold with E8M0 scales, whose multiplier (a power of two) is computed, not looked up: exponent field
+// code + 127 - bias - fold_shift, always in 1..254 for the codes present (choose_fused_fold; no NaN code).
+enum ScaleMode : int { kFold = 0, kRow = 1, kGroup = 2, kFoldE8 = 3 };
+__host__ __device__ constexpr bool is_fold(int mode) { return mode == kFold || mode == kFoldE8; }
 
 // FAST = 0: any K and group. FAST = 1, 2, 4: K is a multiple of 64 (every tile and step lies inside K, so the
 // loop carries no bounds checks) and a scale group spans 1, 2 or a multiple of 4 16-column steps (partial sums
@@ -102,12 +105,13 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
   const int64_t n_rt = (n_units - blockIdx.x + gridDim.x - 1) / gridDim.x;
   const GroupInfo G = make_group_info(w.group, w.k);
   const PairDecoder dec = make_pair_decoder(w.bits, w.is_int, w.mbits, w.bias, HALF);
+  const uint32_t e8_add = uint32_t(127 - w.bias - w.fold_shift) * 0x00800080u;  // kFoldE8
   const uint16_t* x = static_cast<const uint16_t*>(p.x);
 
   // 1-byte scale codes -> float (kGroup) or bf16 pair (kFold); static, so lookups need no base register.
   __shared__ __align__(16) uint32_t lut_words[256];
   float* lut = reinterpret_cast<float*>(lut_words);
-  if (w.sb == 1) {
+  if (w.sb == 1 && MODE != kFoldE8) {
     for (int i = threadIdx.x; i < 256; i += blockDim.x) {
       const float v = scale_code_value(w.scale, uint32_t(i));
       if (MODE == kFold) {  // the fused multiplier: exact in bf16 for the codes this weight holds
@@ -288,7 +292,7 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
         for (int h = 0; h < RT; ++h) {
         const uint8_t* sc = sc_base + h * sreg;
         uint32_t a[4];
-        if constexpr (MODE == kFold) {
+        if constexpr (is_fold(MODE)) {
           // A group's multipliers are loaded at its first step: FAST = 1, 2, 4 is the group's steps (tiles start
           // on group boundaries, so the slot's group index is a constant), FAST = 8 groups of 8+ steps (one per
           // tile), FAST = 0 any step.
@@ -296,8 +300,13 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
           if (j % LSTEP == 0) {
             const int q = (FAST >= 1 && FAST <= 4) ? (u * 4 + j) / FAST : (kstep >> G.sshift) - gi0;
             const uint32_t r = *reinterpret_cast<const uint16_t*>(sc + q * 16 + 2 * g);
-            m_lo[h] = lut_words[r & 0xFFu];
-            m_hi[h] = lut_words[r >> 8];
+            if constexpr (MODE == kFoldE8) {  // bf16 2^(code - bias - fold_shift) in both halves
+              m_lo[h] = (r & 0xFFu) * 0x00800080u + e8_add;
+              m_hi[h] = (r >> 8) * 0x00800080u + e8_add;
+            } else {
+              m_lo[h] = lut_words[r & 0xFFu];
+              m_hi[h] = lut_words[r >> 8];
+            }
           }
           decode_step_scaled<BITS, DEC, HALF>(dec, cur[h].lo, cur[h].hi, j, m_lo[h], m_hi[h], a);
         } else {
@@ -344,7 +353,7 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
 #pragma unroll
     for (int h = 0; h < RT; ++h) {
       // kFold: the products carry 2^-fold_shift (exact powers of two both ways).
-      float s_lo = MODE == kFold ? ldexpf(1.0f, w.fold_shift) : 1.0f, s_hi = s_lo;
+      float s_lo = is_fold(MODE) ? ldexpf(1.0f, w.fold_shift) : 1.0f, s_hi = s_lo;
       const int64_t rt = min(rt0 + h, w.n_tiles - 1);
       if (MODE == kRow) {  // one scale per row: group 0 of this row tile
         const uint8_t* sp = w.scales + (rt * w.n_groups * 16 + 2 * g) * w.sb;
@@ -475,7 +484,7 @@ void launch_one(const GemvParams& p, CUstream_st* stream) {
     if (p.w.k % 64 == 0) {
       if constexpr (MODE == kRow) {
         return launch_full<BITS, DEC, HALF, NT, MODE, 4, 0>(p, stream);
-      } else if constexpr (MODE == kFold) {
+      } else if constexpr (is_fold(MODE)) {
         if (pow2 && spg == 1) return launch_full<BITS, DEC, HALF, NT, MODE, 1, 1>(p, stream);
         if (pow2 && spg == 2) return launch_full<BITS, DEC, HALF, NT, MODE, 2, 1>(p, stream);
         if (pow2 && spg == 4) return launch_full<BITS, DEC, HALF, NT, MODE, 4, 1>(p, stream);
@@ -507,6 +516,7 @@ void launch_nt(const GemvParams& p, CUstream_st* stream) {
 template <int BITS, int DEC, bool HALF>
 void launch_mode(const GemvParams& p, int mode, CUstream_st* stream) {
   if constexpr (!HALF && (DEC == kDecE2M1 || DEC == kDecFp)) {
+    if (mode == kFold && p.w.scale == kScaleE8M0) return launch_nt<BITS, DEC, HALF, kFoldE8>(p, stream);
     if (mode == kFold) return launch_nt<BITS, DEC, HALF, kFold>(p, stream);
   }
   if (mode == kRow) launch_nt<BITS, DEC, HALF, kRow>(p, stream);

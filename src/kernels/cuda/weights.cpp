@@ -6,6 +6,7 @@
 #include "formats/ggml_blocks.h"
 #include "formats/packing.h"
 #include "formats/scale_type.h"
+#include "kernels/cuda/code_layout.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/internal.h"
 #include "util/error.h"
@@ -27,6 +28,8 @@ void choose_fused_fold(PreparedWeight& p, const uint8_t* scale_codes, size_t cou
   if (p.group < 16 || (p.group & (p.group - 1)) != 0) return;
   bool present[256] = {};
   for (size_t i = 0; i < count; ++i) present[scale_codes[i]] = true;
+  // An E8M0 NaN scale (0xFF) keeps the per-group sums: the kernel computes E8M0 multipliers arithmetically.
+  if (p.scale == ScaleType::E8M0 && present[0xFF]) return;
   int e_hi = -100000, e_lo = 100000;
   for (int c = 0; c < 256; ++c) {
     if (!present[c]) continue;
@@ -148,6 +151,7 @@ PreparedWeight prepare_weight_cuda(const QuantizedTensor& w) {
   const int64_t tiles = p.n_tiles * p.k_tiles;
   const int hi_bytes = p.bits == 8 ? 16 : p.bits == 6 ? 8 : p.bits == 5 ? 4 : 0;  // per lane
   std::vector<uint8_t> plane4(size_t(tiles * 512), 0), plane_hi(size_t(tiles * 32 * hi_bytes), 0);
+  const int lay = layout::kind_of(p.bits, p.is_int, p.mbits, p.bias);
   parallel_for(p.n_tiles, 4, [&](int64_t t0, int64_t t1) {
     for (int64_t rt = t0; rt < t1; ++rt)
       for (int64_t kt = 0; kt < p.k_tiles; ++kt)
@@ -173,6 +177,19 @@ PreparedWeight prepare_weight_cuda(const QuantizedTensor& w) {
                   hi[0] |= (up & 0x1u) << fld;
                 }
               }
+          if (lay != layout::kGeneric) {  // E2M1 / 6-bit floats: the rotate-and-mask layouts of code_layout.h
+            uint32_t images[4][4], words[6];
+            for (int j = 0; j < 4; ++j)
+              for (int i = 0; i < 4; ++i) {
+                const int64_t row = rt * 16 + g + ((i & 1) ? 8 : 0);
+                const int64_t k = kt * 64 + 16 * j + 2 * t + ((i & 2) ? 8 : 0);
+                auto code = [&](int64_t kk) { return (row < N && kk < K) ? uint32_t(codes[size_t(row * K + kk)]) : 0u; };
+                images[j][i] = layout::image_of(code(k), code(k + 1), p.bits, p.mbits);
+              }
+            layout::pack_words(lay, 7 - p.mbits, images, words);
+            std::memcpy(lo, words, 16);
+            std::memcpy(hi, words + 4, 8);
+          }
           std::memcpy(plane4.data() + (tile * 32 + lane) * 16, lo, 16);
           if (hi_bytes) std::memcpy(plane_hi.data() + (tile * 32 + lane) * hi_bytes, hi, size_t(hi_bytes));
         }
