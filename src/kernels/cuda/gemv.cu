@@ -38,7 +38,7 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
 // copies (the copy engine) that complete on the stage's mbarrier. Issuing a stage costs about a hundred
 // instructions of the warp, so 4-bit codes (the smallest tiles) take four tiles per stage, wider codes two.
 __host__ __device__ constexpr int stage_tiles(int bits) { return bits == 4 ? 4 : 2; }
-__host__ __device__ inline int hi_lane_bytes(int bits) { return bits == 8 ? 16 : bits == 6 ? 8 : bits == 5 ? 4 : 0; }
+__host__ __device__ constexpr int hi_lane_bytes(int bits) { return bits == 8 ? 16 : bits == 6 ? 8 : bits == 5 ? 4 : 0; }
 // Scale groups a stage can touch.
 __host__ __device__ inline int stage_groups(int group, int st) {
   const int cols = st * 64;
@@ -176,42 +176,46 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
   const int KT = int(w.k_tiles);
   const int kt_begin = int(int64_t(KT) * warp / kWarps), kt_end = int(int64_t(KT) * (warp + 1) / kWarps);
   const int nstages = (kt_end - kt_begin + kST - 1) / kST;
-  const int64_t total_stages = n_rt * nstages;
-  // Lane 0 issues the flat stages f = 0, 1, 2, ... in order; (row tile, stage) advance with it (no divisions).
-  int64_t is_f = 0, is_rt = blockIdx.x;
-  int is_i = 0;
+  const int total_stages = int(n_rt) * nstages;
+  // Lane 0 issues the flat stages f = 0, 1, 2, ... in order; (row-tile unit, stage) advance with it (no
+  // divisions). Tile and scale offsets are 32-bit (launch_gemv checks the weight's size), the stage's copies
+  // one multiply-add each from them.
+  int is_f = 0, is_i = 0;
+  uint32_t is_unit = blockIdx.x;
+  constexpr int HB = hi_lane_bytes(BITS);
+  const int sbc = SB ? SB : w.sb;
+  const uint32_t rt_scale_bytes = uint32_t(w.n_groups) * 16u * uint32_t(sbc);
   auto issue = [&]() {  // lane 0 only: issues stage is_f
     if (is_f >= total_stages) return;
-    const int64_t f = is_f, rt_f = is_rt;
-    const int i = is_i;
-    if (++is_i == nstages) is_i = 0, is_rt += gridDim.x;
+    const int f = is_f, i = is_i;
+    const uint32_t rt_first = is_unit * RT;
+    if (++is_i == nstages) is_i = 0, is_unit += gridDim.x;
     ++is_f;
     const int kt0 = kt_begin + i * kST;
     const int ntiles = min(kST, kt_end - kt0);
-    const uint32_t s = ring_s + uint32_t((f & (kD - 1)) * slot), bar = bar0 + uint32_t((f & (kD - 1)) * 8);
-    const int nr = int(min(int64_t(RT), w.n_tiles - rt_f * RT));  // row tiles of this unit inside N
-    uint32_t bytes = uint32_t(nr * (ntiles * 512 + ntiles * 32 * hb));
+    const uint32_t sl = uint32_t(f & (kD - 1));
+    const uint32_t s = ring_s + sl * uint32_t(slot), bar = bar0 + sl * 8u;
+    const int nr = RT == 1 ? 1 : min(RT, int(uint32_t(w.n_tiles) - rt_first));  // row tiles of this unit inside N
+    uint32_t bytes = uint32_t(nr * ntiles * (512 + 32 * HB));
     int gi0 = 0, cnt = 0;
     if (MODE != kRow) {
       gi0 = FULL ? (kt0 * 4) >> G.sshift : group_of(G, kt0 * 4);
       const int last = min((kt0 + ntiles) * 4, G.ksteps) - 1;
       const int gi1 = FULL ? last >> G.sshift : group_of(G, last);
       cnt = gi1 - gi0 + 1;
-      bytes += uint32_t(nr * cnt * 16 * w.sb);
+      bytes += uint32_t(nr * cnt * 16 * sbc);
     }
     mbar_expect(bar, bytes);
 #pragma unroll
     for (int r = 0; r < RT; ++r) {
       if (r >= nr) break;
-      const int64_t rt_r = rt_f * RT + r;
-      const uint8_t* w_lo = w.plane4 + (rt_r * w.k_tiles + kt_begin) * 512;
-      const uint8_t* w_hi = w.plane_hi + (rt_r * w.k_tiles + kt_begin) * 32 * hb;
-      const uint8_t* w_sc = w.scales + rt_r * w.n_groups * 16 * w.sb;
-      bulk_copy(s + r * kST * 512, w_lo + int64_t(i) * kST * 512, uint32_t(ntiles * 512), bar);
+      const uint32_t tile = (rt_first + r) * uint32_t(KT) + uint32_t(kt0);
+      bulk_copy(s + r * kST * 512, w.plane4 + size_t(tile) * 512u, uint32_t(ntiles * 512), bar);
       if (BITS != 4)
-        bulk_copy(s + RT * kST * 512 + r * kST * 32 * hb, w_hi + int64_t(i) * kST * 32 * hb, uint32_t(ntiles * 32 * hb), bar);
+        bulk_copy(s + RT * kST * 512 + r * kST * 32 * HB, w.plane_hi + size_t(tile) * (32u * HB), uint32_t(ntiles * 32 * HB), bar);
       if (MODE != kRow)
-        bulk_copy(s + RT * (kST * 512 + kST * 32 * hb) + r * sreg, w_sc + int64_t(gi0) * 16 * w.sb, uint32_t(cnt * 16 * w.sb), bar);
+        bulk_copy(s + RT * (kST * 512 + kST * 32 * HB) + r * sreg,
+                  w.scales + size_t((rt_first + r) * rt_scale_bytes + uint32_t(gi0 * 16 * sbc)), uint32_t(cnt * 16 * sbc), bar);
     }
   };
   if (lane < kD) mbar_init(bar0 + lane * 8);
@@ -236,7 +240,7 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
   if (!FULL && nstages > 0) load_x(kt_begin, xn);
 #pragma unroll 1
   for (int i = 0; i < nstages; ++i) {
-    const int64_t f = j * nstages + i;
+    const int f = int(j) * nstages + i;
     if (lane == 0) issue();  // stage f + kD - 1
     mbar_wait(bar0 + uint32_t((f & (kD - 1)) * 8), uint32_t((f >> ring_log2) & 1));
     const uint8_t* sl = ring + (f & (kD - 1)) * slot;

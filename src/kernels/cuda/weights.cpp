@@ -115,6 +115,9 @@ PreparedWeight prepare_weight_cuda(const QuantizedTensor& w) {
   p.group = group;
   const int sb = scale_type_bytes(st);
   const int64_t n_groups = (p.k_tiles * 64 + group - 1) / group;
+  // The decode kernel addresses tiles and scale bytes with 32-bit offsets (a 2^32-tile weight has 4.4e12 elements).
+  if (p.n_tiles * p.k_tiles >= (int64_t(1) << 32) || p.n_tiles * n_groups * 16 * sb >= (int64_t(1) << 32))
+    fail("prepare_weight_cuda: the {} x {} weight is too large for the CUDA kernels' 32-bit tile offsets", N, K);
 
   // Codes of every element (row-major N x K) and raw scale bytes (N x K/group x sb).
   std::vector<uint8_t> codes(size_t(N * K));
