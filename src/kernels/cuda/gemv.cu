@@ -132,14 +132,6 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
   // ordered [t][step][half] so that lane t's eight B registers of a tile are two 16-byte loads.
   const bool xs = FULL && NT == 1 && p.x_smem;
   uint32_t* xs_words = reinterpret_cast<uint32_t*>(smem + kWarps * kD * (slot + 8));
-  if (xs) {
-    const uint32_t* xw = static_cast<const uint32_t*>(p.x);
-    for (int64_t i = threadIdx.x; i < w.k / 2; i += blockDim.x) {
-      const int c = int(i & 31);  // value pair within the tile: columns 2c, 2c + 1 = 16 j + 8 h + 2 t
-      const int j = c >> 3, h = (c >> 2) & 1, tt = c & 3;
-      xs_words[(i >> 5) * 32 + tt * 8 + j * 2 + h] = xw[i];
-    }
-  }
 
   float acc[RT][NT][4], part[RT][NT][4];
 
@@ -218,14 +210,45 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
                   w.scales + size_t((rt_first + r) * rt_scale_bytes + uint32_t(gi0 * 16 * sbc)), uint32_t(cnt * 16 * sbc), bar);
     }
   };
-  if (lane < kD) mbar_init(bar0 + lane * 8);
-  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-  __syncthreads();  // lookup table and barriers ready
+  // Lane 0 sets up its warp's barriers and issues the first stages before the CTA stages its activation row,
+  // so the first weight bytes are on their way meanwhile.
+  if (lane == 0) {
+    for (int i = 0; i < kD; ++i) mbar_init(bar0 + i * 8);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    for (int i = 0; i < kD - 1; ++i) issue();
+  }
+  if (xs) {
+    if ((reinterpret_cast<uintptr_t>(p.x) & 15) == 0) {
+      // Four 16-byte loads in flight per thread: words 4v .. 4v + 3 are the pairs c = 4 (v & 7) + e of tile
+      // v >> 3 (step (v & 7) >> 1, half v & 1, lane column e).
+      const uint4* xv = static_cast<const uint4*>(p.x);
+      const int nv = int(w.k / 8);
+      for (int v0 = threadIdx.x; v0 < nv; v0 += 4 * blockDim.x) {
+        uint4 r[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u)
+          if (v0 + u * int(blockDim.x) < nv) r[u] = xv[v0 + u * blockDim.x];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          const int v = v0 + u * int(blockDim.x);
+          if (v >= nv) break;
+          uint32_t* d = xs_words + (v >> 3) * 32 + ((v & 7) >> 1) * 2 + (v & 1);
+          d[0] = r[u].x, d[8] = r[u].y, d[16] = r[u].z, d[24] = r[u].w;
+        }
+      }
+    } else {
+      const uint32_t* xw = static_cast<const uint32_t*>(p.x);
+      for (int64_t i = threadIdx.x; i < w.k / 2; i += blockDim.x) {
+        const int c = int(i & 31);  // value pair within the tile: columns 2c, 2c + 1 = 16 j + 8 h + 2 t
+        const int j = c >> 3, h = (c >> 2) & 1, tt = c & 3;
+        xs_words[(i >> 5) * 32 + tt * 8 + j * 2 + h] = xw[i];
+      }
+    }
+  }
+  __syncthreads();  // lookup table, activation row and barriers ready
 
   // FAST: each tile loads its activations at its start (many warps per SM hide the latency, and no copies
   // between prefetch buffers); otherwise one tile ahead.
-  if (lane == 0)
-    for (int i = 0; i < kD - 1; ++i) issue();
   __shared__ float red[kWarps][RT * NT * 4][32];
 #pragma unroll 1
   for (int64_t j = 0; j < n_rt; ++j) {
