@@ -140,16 +140,15 @@ __device__ __forceinline__ uint32_t encode_e2m1(float x) {
   const uint32_t u = __float_as_uint(x);
   const uint32_t a = u & 0x7FFFFFFFu;
   const uint32_t sign = (u >> 31) << 3;
-  uint32_t mag;
-  if (a >= 0x40C00000u) mag = 7;                                             // >= 6: saturate
-  else if (a < 0x3F800000u) mag = uint32_t(rintf(__fmul_rn(__uint_as_float(a), 2.0f)));  // below 1: 0, 0.5, 1
-  else mag = ((a + 0x1FFFFFu + ((a >> 22) & 1u)) >> 22) - 252u;              // 1 mantissa bit, bias 1
+  // All three cases computed and selected (no divergent branches per value).
+  const uint32_t small = uint32_t(rintf(__fmul_rn(__uint_as_float(a), 2.0f)));   // below 1: 0, 0.5, 1
+  const uint32_t normal = ((a + 0x1FFFFFu + ((a >> 22) & 1u)) >> 22) - 252u;      // 1 mantissa bit, bias 1
+  const uint32_t mag = a >= 0x40C00000u ? 7u : (a < 0x3F800000u ? small : normal);  // >= 6: saturate
   return sign | mag;
 }
 __device__ __forceinline__ float decode_e2m1(uint32_t c) {
-  const uint32_t m = c & 7u;
-  const uint32_t bits = m < 2 ? (m ? 0x3F000000u : 0u) : ((((m >> 1) + 126u) << 23) | ((m & 1u) << 22));
-  return __uint_as_float(bits | ((c & 8u) << 28));
+  // (m << 22) read as a float is m's value times 2^-126 (0.5 is the subnormal 2^-127); one exact multiply.
+  return __fmul_rn(__uint_as_float(((c & 7u) << 22) | ((c & 8u) << 28)), 0x1p126f);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -234,6 +233,97 @@ __global__ void __launch_bounds__(128) act_quant_fast(ActQuantParams p) {
       for (int q = 0; q < kWords; q += 4)
         *reinterpret_cast<uint4*>(dst + 4 * q) = make_uint4(w[q], w[q + 1], w[q + 2], w[q + 3]);
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// lanes kernel: G in {16, 32}, BITS in {4, 8}, no transform, mx / absmax rules: G / 8 lanes per group, each with
+// 8 consecutive values, so that a warp's loads and stores are contiguous (the fast kernel's thread-per-group
+// accesses stride by the group); the group's amax and finiteness combine with shuffles, and every lane then makes
+// the same scale choice as the fast kernel (those rules read only amax), so the bytes are the same.
+// ---------------------------------------------------------------------------------------------------------
+template <int G, int BITS, bool E2M1>
+__global__ void __launch_bounds__(256) act_quant_lanes(ActQuantParams p) {
+  constexpr int L = G / 8;
+  const uint32_t groups_per_row = uint32_t(p.cols / G);
+  const uint32_t total = uint32_t(p.rows) * groups_per_row * L;  // lanes of work (the launcher checks < 2^31)
+  const uint32_t lane = threadIdx.x & 31u, sub = threadIdx.x % L;
+  const uint32_t stride = gridDim.x * blockDim.x;
+  // Warp-uniform loop (shuffles need every lane); lanes past the end work on a clamped index and store nothing.
+  for (uint32_t w0 = blockIdx.x * blockDim.x + (threadIdx.x & ~31u); w0 < total; w0 += stride) {
+    const bool active = w0 + lane < total;
+    const uint32_t t = active ? w0 + lane : total - L + sub;
+    const uint32_t gidx = t / L;
+    const uint32_t row = gidx / groups_per_row, gi = gidx - row * groups_per_row;
+    const float g = global_scale(p, row);
+    const int64_t base = int64_t(row) * p.cols + int64_t(gi) * G + sub * 8;
+    float v[8];
+    if (p.xtype == kF32) {
+      const float4* src = reinterpret_cast<const float4*>(static_cast<const float*>(p.x) + base);
+      const float4 a = src[0], b = src[1];
+      v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    } else {
+      const uint4 w = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p.x) + base);
+      const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+      for (int h = 0; h < 4; ++h) {
+        const uint16_t lo = uint16_t(ws[h] & 0xFFFFu), hi = uint16_t(ws[h] >> 16);
+        v[2 * h] = p.xtype == kBF16 ? bf16_to_f32_dev(lo) : f16_to_f32_dev(lo);
+        v[2 * h + 1] = p.xtype == kBF16 ? bf16_to_f32_dev(hi) : f16_to_f32_dev(hi);
+      }
+    }
+    float amax = 0.0f;
+    int finite = 1;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      if (!is_finite_dev(v[i])) finite = 0;
+      else amax = fmaxf(amax, fabsf(v[i]));
+    }
+#pragma unroll
+    for (int o = 1; o < L; o <<= 1) {
+      amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, o));
+      finite &= __shfl_xor_sync(0xFFFFFFFFu, finite, o);
+    }
+    const ScaleChoice c = choose_scale<8>(p, v, 8, amax, finite != 0, g);  // mx / absmax: amax alone
+    if (!active) continue;
+    if (sub == 0) store_scale(p, row, gi, c);
+    const uint32_t zc = encode_dev(p.e, 0.0f);
+    constexpr int kWords = 8 * BITS / 32;
+    uint32_t w[kWords];
+    uint32_t mm[4];
+#pragma unroll
+    for (int q = 0; q < kWords; ++q) w[q] = 0;
+    // The quotients first, with the group's choice of multiply or division made once.
+    if (c.recip != 0.0f) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) v[i] = __fmul_rn(v[i], c.recip);
+    } else {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) v[i] = __fdiv_rn(v[i], c.s_eff);
+    }
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      uint32_t code;
+      float mv;
+      if constexpr (E2M1) {
+        code = c.zero ? 0u : encode_e2m1(v[i]);
+        mv = decode_e2m1(code);
+      } else {
+        code = c.zero ? zc : encode_dev(p.e, v[i]);
+        mv = decode_dev(p.e, code);
+      }
+      w[(i * BITS) / 32] |= code << ((i * BITS) % 32);
+      if (p.mma_fold) mv = __fmul_rn(mv, c.s);
+      const uint32_t mb = __bfloat16_as_ushort(__float2bfloat16_rn(mv));
+      if (i & 1) mm[i / 2] |= mb << 16;
+      else mm[i / 2] = mb;
+    }
+    if (p.mma)
+      *reinterpret_cast<uint4*>(p.mma + int64_t(row) * p.mma_ld + int64_t(gi) * G + sub * 8) =
+          make_uint4(mm[0], mm[1], mm[2], mm[3]);
+    uint8_t* dst = p.codes + int64_t(row) * p.row_code_bytes + int64_t(gi) * (G * BITS / 8) + sub * BITS;
+    if constexpr (kWords == 1) *reinterpret_cast<uint32_t*>(dst) = w[0];
+    else *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
   }
 }
 
@@ -540,6 +630,20 @@ void launch_act_quant(const ActQuantParams& p, CUstream_st* stream) {
     const int threads = 128;
     const int grid = grid_for(groups, threads);
     const bool e2m1 = !p.e.is_int && p.e.bits == 4 && p.e.ebits == 2 && p.e.mbits == 1 && p.e.specials == 0;
+    // Lanes kernel where its accesses line up (mma operand rows on 16-byte boundaries); measured on an H200 at
+    // 2048 x 14336 bf16, see docs/BENCHMARKS.md.
+    const bool mma_aligned = !p.mma || ((reinterpret_cast<uintptr_t>(p.mma) % 16) == 0 && p.mma_ld % 8 == 0);
+    if (mma_aligned && p.row_code_bytes % 8 == 0 && groups * (G / 8) < (int64_t(1) << 31)) {
+      const int lanes_grid = grid_for(groups * (G / 8), 256);
+      if (G == 16 && e2m1) act_quant_lanes<16, 4, true><<<lanes_grid, 256, 0, stream>>>(p);
+      else if (G == 32 && e2m1) act_quant_lanes<32, 4, true><<<lanes_grid, 256, 0, stream>>>(p);
+      else if (G == 16 && p.e.bits == 4) act_quant_lanes<16, 4, false><<<lanes_grid, 256, 0, stream>>>(p);
+      else if (G == 16 && p.e.bits == 8) act_quant_lanes<16, 8, false><<<lanes_grid, 256, 0, stream>>>(p);
+      else if (G == 32 && p.e.bits == 4) act_quant_lanes<32, 4, false><<<lanes_grid, 256, 0, stream>>>(p);
+      else act_quant_lanes<32, 8, false><<<lanes_grid, 256, 0, stream>>>(p);
+      check_launch("act_quant_lanes");
+      return;
+    }
     if (G == 16 && e2m1) act_quant_fast<16, 4, true><<<grid, threads, 0, stream>>>(p);
     else if (G == 32 && e2m1) act_quant_fast<32, 4, true><<<grid, threads, 0, stream>>>(p);
     else if (G == 16 && p.e.bits == 4) act_quant_fast<16, 4, false><<<grid, threads, 0, stream>>>(p);
