@@ -237,14 +237,15 @@ __global__ void __launch_bounds__(128) act_quant_fast(ActQuantParams p) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// lanes kernel: G in {16, 32}, BITS in {4, 8}, no transform, mx / absmax rules: G / 8 lanes per group, each with
-// 8 consecutive values, so that a warp's loads and stores are contiguous (the fast kernel's thread-per-group
+// lanes kernel: G in {16, 32}, BITS in {4, 8}, no transform, mx / absmax rules: G / 16 lanes per group, each with
+// 16 consecutive values, so that a warp's loads and stores are contiguous (the fast kernel's thread-per-group
 // accesses stride by the group); the group's amax and finiteness combine with shuffles, and every lane then makes
 // the same scale choice as the fast kernel (those rules read only amax), so the bytes are the same.
 // ---------------------------------------------------------------------------------------------------------
 template <int G, int BITS, bool E2M1>
 __global__ void __launch_bounds__(256) act_quant_lanes(ActQuantParams p) {
-  constexpr int L = G / 8;
+  constexpr int V = 16;     // values per lane: the scale choice is repeated by every lane of a group
+  constexpr int L = G / V;
   const uint32_t groups_per_row = uint32_t(p.cols / G);
   const uint32_t total = uint32_t(p.rows) * groups_per_row * L;  // lanes of work (the launcher checks < 2^31)
   const uint32_t lane = threadIdx.x & 31u, sub = threadIdx.x % L;
@@ -256,26 +257,32 @@ __global__ void __launch_bounds__(256) act_quant_lanes(ActQuantParams p) {
     const uint32_t gidx = t / L;
     const uint32_t row = gidx / groups_per_row, gi = gidx - row * groups_per_row;
     const float g = global_scale(p, row);
-    const int64_t base = int64_t(row) * p.cols + int64_t(gi) * G + sub * 8;
-    float v[8];
+    const int64_t base = int64_t(row) * p.cols + int64_t(gi) * G + sub * V;
+    float v[V];
     if (p.xtype == kF32) {
       const float4* src = reinterpret_cast<const float4*>(static_cast<const float*>(p.x) + base);
-      const float4 a = src[0], b = src[1];
-      v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
-    } else {
-      const uint4 w = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p.x) + base);
-      const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
-      for (int h = 0; h < 4; ++h) {
-        const uint16_t lo = uint16_t(ws[h] & 0xFFFFu), hi = uint16_t(ws[h] >> 16);
-        v[2 * h] = p.xtype == kBF16 ? bf16_to_f32_dev(lo) : f16_to_f32_dev(lo);
-        v[2 * h + 1] = p.xtype == kBF16 ? bf16_to_f32_dev(hi) : f16_to_f32_dev(hi);
+      for (int q = 0; q < V / 4; ++q) {
+        const float4 a = src[q];
+        v[4 * q] = a.x, v[4 * q + 1] = a.y, v[4 * q + 2] = a.z, v[4 * q + 3] = a.w;
+      }
+    } else {
+#pragma unroll
+      for (int q = 0; q < V / 8; ++q) {
+        const uint4 w = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p.x) + base)[q];
+        const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+        for (int h = 0; h < 4; ++h) {
+          const uint16_t lo = uint16_t(ws[h] & 0xFFFFu), hi = uint16_t(ws[h] >> 16);
+          v[8 * q + 2 * h] = p.xtype == kBF16 ? bf16_to_f32_dev(lo) : f16_to_f32_dev(lo);
+          v[8 * q + 2 * h + 1] = p.xtype == kBF16 ? bf16_to_f32_dev(hi) : f16_to_f32_dev(hi);
+        }
       }
     }
     float amax = 0.0f;
     int finite = 1;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < V; ++i) {
       if (!is_finite_dev(v[i])) finite = 0;
       else amax = fmaxf(amax, fabsf(v[i]));
     }
@@ -284,25 +291,25 @@ __global__ void __launch_bounds__(256) act_quant_lanes(ActQuantParams p) {
       amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, o));
       finite &= __shfl_xor_sync(0xFFFFFFFFu, finite, o);
     }
-    const ScaleChoice c = choose_scale<8>(p, v, 8, amax, finite != 0, g);  // mx / absmax: amax alone
+    const ScaleChoice c = choose_scale<V>(p, v, V, amax, finite != 0, g);  // mx / absmax: amax alone
     if (!active) continue;
     if (sub == 0) store_scale(p, row, gi, c);
     const uint32_t zc = encode_dev(p.e, 0.0f);
-    constexpr int kWords = 8 * BITS / 32;
+    constexpr int kWords = V * BITS / 32;
     uint32_t w[kWords];
-    uint32_t mm[4];
+    uint32_t mm[V / 2];
 #pragma unroll
     for (int q = 0; q < kWords; ++q) w[q] = 0;
     // The quotients first, with the group's choice of multiply or division made once.
     if (c.recip != 0.0f) {
 #pragma unroll
-      for (int i = 0; i < 8; ++i) v[i] = __fmul_rn(v[i], c.recip);
+      for (int i = 0; i < V; ++i) v[i] = __fmul_rn(v[i], c.recip);
     } else {
 #pragma unroll
-      for (int i = 0; i < 8; ++i) v[i] = __fdiv_rn(v[i], c.s_eff);
+      for (int i = 0; i < V; ++i) v[i] = __fdiv_rn(v[i], c.s_eff);
     }
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < V; ++i) {
       uint32_t code;
       float mv;
       if constexpr (E2M1) {
@@ -318,12 +325,14 @@ __global__ void __launch_bounds__(256) act_quant_lanes(ActQuantParams p) {
       if (i & 1) mm[i / 2] |= mb << 16;
       else mm[i / 2] = mb;
     }
-    if (p.mma)
-      *reinterpret_cast<uint4*>(p.mma + int64_t(row) * p.mma_ld + int64_t(gi) * G + sub * 8) =
-          make_uint4(mm[0], mm[1], mm[2], mm[3]);
-    uint8_t* dst = p.codes + int64_t(row) * p.row_code_bytes + int64_t(gi) * (G * BITS / 8) + sub * BITS;
-    if constexpr (kWords == 1) *reinterpret_cast<uint32_t*>(dst) = w[0];
-    else *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
+    if (p.mma) {
+      uint4* dm = reinterpret_cast<uint4*>(p.mma + int64_t(row) * p.mma_ld + int64_t(gi) * G + sub * V);
+#pragma unroll
+      for (int q = 0; q < V / 8; ++q) dm[q] = make_uint4(mm[4 * q], mm[4 * q + 1], mm[4 * q + 2], mm[4 * q + 3]);
+    }
+    uint8_t* dst = p.codes + int64_t(row) * p.row_code_bytes + int64_t(gi) * (G * BITS / 8) + sub * (V * BITS / 8);
+    if constexpr (kWords == 2) *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
+    else *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
   }
 }
 
@@ -633,8 +642,8 @@ void launch_act_quant(const ActQuantParams& p, CUstream_st* stream) {
     // Lanes kernel where its accesses line up (mma operand rows on 16-byte boundaries); measured on an H200 at
     // 2048 x 14336 bf16, see docs/BENCHMARKS.md.
     const bool mma_aligned = !p.mma || ((reinterpret_cast<uintptr_t>(p.mma) % 16) == 0 && p.mma_ld % 8 == 0);
-    if (mma_aligned && p.row_code_bytes % 8 == 0 && groups * (G / 8) < (int64_t(1) << 31)) {
-      const int lanes_grid = grid_for(groups * (G / 8), 256);
+    if (mma_aligned && p.row_code_bytes % 8 == 0 && groups * (G / 16) < (int64_t(1) << 31)) {
+      const int lanes_grid = grid_for(groups * (G / 16), 256);
       if (G == 16 && e2m1) act_quant_lanes<16, 4, true><<<lanes_grid, 256, 0, stream>>>(p);
       else if (G == 32 && e2m1) act_quant_lanes<32, 4, true><<<lanes_grid, 256, 0, stream>>>(p);
       else if (G == 16 && p.e.bits == 4) act_quant_lanes<16, 4, false><<<lanes_grid, 256, 0, stream>>>(p);

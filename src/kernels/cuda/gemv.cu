@@ -37,7 +37,9 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
 // A stage is ST consecutive 64-column tiles of one warp's contiguous K range, fetched by one lane with bulk
 // copies (the copy engine) that complete on the stage's mbarrier. Issuing a stage costs about a hundred
 // instructions of the warp, so 4-bit codes (the smallest tiles) take four tiles per stage, wider codes two.
-__host__ __device__ constexpr int stage_tiles(int bits) { return bits == 4 ? 4 : 2; }
+// 6-bit codes with the fused fold take four as well (measured on an H200 with the activation row in shared
+// memory: mxfp6_e2m3 1.04-1.12x at M = 1; fp6_e3m2's per-row scales 0.95-0.97x, so they keep two).
+__host__ __device__ constexpr int stage_tiles(int bits, bool fold) { return bits == 4 || (bits == 6 && fold) ? 4 : 2; }
 __host__ __device__ constexpr int hi_lane_bytes(int bits) { return bits == 8 ? 16 : bits == 6 ? 8 : bits == 5 ? 4 : 0; }
 // Scale groups a stage can touch.
 __host__ __device__ inline int stage_groups(int group, int st) {
@@ -48,8 +50,8 @@ __host__ __device__ inline int scale_region(int group, int sb, int st) {
   return (stage_groups(group, st) * 16 * sb + 15) / 16 * 16;
 }
 // A slot holds RT row tiles' stage: [RT x codes (low planes)][RT x high planes][RT x scales].
-__host__ __device__ inline int slot_bytes(int bits, int group, int sb, int rt) {
-  const int st = stage_tiles(bits);
+__host__ __device__ inline int slot_bytes(int bits, int group, int sb, int rt, bool fold) {
+  const int st = stage_tiles(bits, fold);
   return rt * (st * 512 + st * 32 * hi_lane_bytes(bits) + scale_region(group, sb, st));
 }
 
@@ -93,7 +95,7 @@ template <int BITS, int DEC, bool HALF, int NT, int kWarps, int MODE, int FAST, 
 __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT == 1 ? 2 : NT == 2 ? 3 : 2)
     gemv_kernel(GemvParams p, int ring_log2) {
   constexpr bool FULL = FAST != 0;
-  constexpr int kST = stage_tiles(BITS);
+  constexpr int kST = stage_tiles(BITS, is_fold(MODE));
   const int kD = 1 << ring_log2;
   extern __shared__ __align__(16) uint8_t smem[];
   const WeightView& w = p.w;
@@ -122,7 +124,7 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
       }
     }
   }
-  const int slot = slot_bytes(BITS, w.group, w.sb, RT);
+  const int slot = slot_bytes(BITS, w.group, w.sb, RT, is_fold(MODE));
   const int hb = hi_lane_bytes(BITS);
   const int sreg = scale_region(w.group, w.sb, kST);
   uint8_t* ring = smem + warp * kD * slot;
@@ -459,7 +461,7 @@ int blocks_per_sm(K kernel, int threads, size_t smem, size_t (&sizes)[2], int (&
 template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB, int RT>
 void launch_rt(GemvParams p, CUstream_st* stream) {
   constexpr int W = NT == 1 && RT == 1 ? 16 : 8;  // warps per CTA
-  const size_t slot = size_t(slot_bytes(BITS, p.w.group, p.w.sb, RT)) + 8;
+  const size_t slot = size_t(slot_bytes(BITS, p.w.group, p.w.sb, RT, is_fold(MODE))) + 8;
   // Up to 4 stages in flight per warp, fewer where the ring would stop two CTAs sharing an SM (4-bit: 2
   // stages of 4 tiles) or exceed 200 KB.
   int lg = 2;
@@ -472,7 +474,7 @@ void launch_rt(GemvParams p, CUstream_st* stream) {
   size_t smem = ring;
   int per_sm = 0;
   p.x_smem = 0;
-  if (FAST != 0 && NT == 1 && p.m == 1 && p.ldx % 2 == 0 && (BITS == 4 || BITS == 8)) {
+  if (FAST != 0 && NT == 1 && p.m == 1 && p.ldx % 2 == 0 && (BITS == 4 || BITS == 8 || (BITS == 6 && is_fold(MODE)))) {
     // One activation row in shared memory, unless it costs CTAs per SM (measured on an H200: 4- and 8-bit codes
     // gain up to 1.2x and 1.1x at M = 1; 5- and 6-bit codes, with their larger rings, 0.96-1.02x: left out).
     const size_t with_x = ring + size_t(p.w.k) * 2;
