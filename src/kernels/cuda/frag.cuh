@@ -62,11 +62,6 @@ __device__ __forceinline__ uint32_t select_bits(uint32_t a, uint32_t b, uint32_t
   asm("lop3.b32 %0, %1, %2, %3, 0xE4;" : "=r"(d) : "r"(a), "r"(b), "r"(c));  // (a & c) | (b & ~c)
   return d;
 }
-template <int S>
-__device__ __forceinline__ uint32_t shl(uint32_t x) {
-  if constexpr (S >= 0) return x << S;
-  else return x >> (-S);
-}
 
 // How to turn codes into half / bf16 pairs (a compile-time choice, so hot loops hold one path).
 enum DecodeKind : int { kDecE2M1 = 0, kDecInt4 = 1, kDecFp = 2, kDecInt8 = 3 };
