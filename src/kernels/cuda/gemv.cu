@@ -125,7 +125,7 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
     }
   }
   const int slot = slot_bytes(BITS, w.group, w.sb, RT, is_fold(MODE));
-  const int hb = hi_lane_bytes(BITS);
+  constexpr int HB = hi_lane_bytes(BITS);  // high-plane bytes per lane and tile
   const int sreg = scale_region(w.group, w.sb, kST);
   uint8_t* ring = smem + warp * kD * slot;
   const uint32_t ring_s = static_cast<uint32_t>(__cvta_generic_to_shared(ring));
@@ -172,11 +172,10 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
   const int nstages = (kt_end - kt_begin + kST - 1) / kST;
   const int total_stages = int(n_rt) * nstages;
   // Lane 0 issues the flat stages f = 0, 1, 2, ... in order; (row-tile unit, stage) advance with it (no
-  // divisions). Tile and scale offsets are 32-bit (launch_gemv checks the weight's size), the stage's copies
+  // divisions). Tile and scale offsets are 32-bit (prepare_weight_cuda checks the weight's size), the stage's copies
   // one multiply-add each from them.
   int is_f = 0, is_i = 0;
   uint32_t is_unit = blockIdx.x;
-  constexpr int HB = hi_lane_bytes(BITS);
   const int sbc = SB ? SB : w.sb;
   const uint32_t rt_scale_bytes = uint32_t(w.n_groups) * 16u * uint32_t(sbc);
   auto issue = [&]() {  // lane 0 only: issues stage is_f
@@ -271,7 +270,7 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
     const uint8_t* sl = ring + (f & (kD - 1)) * slot;
     const int kt0 = kt_begin + i * kST;
     const int sc_gi0 = MODE == kRow ? 0 : FULL ? (kt0 * 4) >> G.sshift : group_of(G, kt0 * 4);
-    const uint8_t* sc_base = sl + RT * (kST * 512 + kST * 32 * hb);
+    const uint8_t* sc_base = sl + RT * (kST * 512 + kST * 32 * HB);
 #pragma unroll
     for (int u = 0; u < kST; ++u) {
       const int kt = kt0 + u;
@@ -294,7 +293,7 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
         cur[h].lo[1] = v.y;
         cur[h].lo[2] = v.z;
         cur[h].lo[3] = v.w;
-        const uint8_t* hp = sl + RT * kST * 512 + (h * kST + u) * 32 * hb;
+        const uint8_t* hp = sl + RT * kST * 512 + (h * kST + u) * 32 * HB;
         if constexpr (BITS == 8) {
           const uint4 hv = *reinterpret_cast<const uint4*>(hp + lane * 16);
           cur[h].hi[0] = hv.x;
