@@ -2,7 +2,7 @@
 // fpq::quantize (src/formats/quantize.cpp, ggml_blocks.cpp); see device_common.cuh for the arithmetic rules.
 //
 // Three kernels:
-//   fast    one thread per group of 16 or 32 values, 4- or 8-bit codes, no transform: values in registers.
+//   lanes   16 values per lane, G / 16 lanes per group of 16 or 32, 4- or 8-bit codes, no transform, mx / absmax.
 //   unit    one thread per unit of max(group, transform block) <= 128 values, values in shared memory: any
 //           element width, any transform, the mx / absmax / 4o6 rules and llama.cpp's q8_0 / q8_1 blocks.
 //   row     one CTA per group of more than 128 values (one scale per row, typically): block-wide amax.
@@ -152,95 +152,10 @@ __device__ __forceinline__ float decode_e2m1(uint32_t c) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// fast kernel: G in {16, 32}, BITS in {4, 8}, no transform, thread per group
-// ---------------------------------------------------------------------------------------------------------
-template <int G, int BITS, bool E2M1>
-__global__ void __launch_bounds__(128) act_quant_fast(ActQuantParams p) {
-  const int64_t groups_per_row = p.cols / G;
-  const int64_t total = p.rows * groups_per_row;
-  for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
-       idx += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t row = idx / groups_per_row, gi = idx % groups_per_row;
-    const float g = global_scale(p, row);
-    const int64_t base = row * p.cols + gi * G;
-    float v[G];
-    if (p.xtype == kF32) {
-      const float4* src = reinterpret_cast<const float4*>(static_cast<const float*>(p.x) + base);
-#pragma unroll
-      for (int q = 0; q < G / 4; ++q) {
-        const float4 f = src[q];
-        v[4 * q] = f.x;
-        v[4 * q + 1] = f.y;
-        v[4 * q + 2] = f.z;
-        v[4 * q + 3] = f.w;
-      }
-    } else {
-      const uint4* src = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p.x) + base);
-#pragma unroll
-      for (int q = 0; q < G / 8; ++q) {
-        const uint4 w = src[q];
-        const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-        for (int h = 0; h < 4; ++h) {
-          const uint16_t lo = uint16_t(ws[h] & 0xFFFFu), hi = uint16_t(ws[h] >> 16);
-          v[8 * q + 2 * h] = p.xtype == kBF16 ? bf16_to_f32_dev(lo) : f16_to_f32_dev(lo);
-          v[8 * q + 2 * h + 1] = p.xtype == kBF16 ? bf16_to_f32_dev(hi) : f16_to_f32_dev(hi);
-        }
-      }
-    }
-    float amax = 0.0f;
-    bool finite = true;
-#pragma unroll
-    for (int i = 0; i < G; ++i) {
-      if (!is_finite_dev(v[i])) finite = false;
-      else amax = fmaxf(amax, fabsf(v[i]));
-    }
-    const ScaleChoice c = choose_scale<G>(p, v, G, amax, finite, g);
-    store_scale(p, row, gi, c);
-    const uint32_t zc = encode_dev(p.e, 0.0f);
-    constexpr int kWords = G * BITS / 32;
-    uint32_t w[kWords];
-    uint32_t mm[G / 2];  // tensor-core operand, bf16 pairs
-#pragma unroll
-    for (int q = 0; q < kWords; ++q) w[q] = 0;
-#pragma unroll
-    for (int i = 0; i < G; ++i) {
-      uint32_t code;
-      float mv;
-      if constexpr (E2M1) {
-        code = c.zero ? 0u : encode_e2m1(quotient(v[i], c));
-        mv = decode_e2m1(code);
-      } else {
-        code = c.zero ? zc : encode_dev(p.e, quotient(v[i], c));
-        mv = decode_dev(p.e, code);
-      }
-      w[(i * BITS) / 32] |= code << ((i * BITS) % 32);
-      if (p.mma_fold) mv = __fmul_rn(mv, c.s);
-      const uint32_t mb = __bfloat16_as_ushort(__float2bfloat16_rn(mv));
-      if (i & 1) mm[i / 2] |= mb << 16;
-      else mm[i / 2] = mb;
-    }
-    if (p.mma) {
-      uint4* dstm = reinterpret_cast<uint4*>(p.mma + row * p.mma_ld + gi * G);
-#pragma unroll
-      for (int q = 0; q < G / 8; ++q) dstm[q] = make_uint4(mm[4 * q], mm[4 * q + 1], mm[4 * q + 2], mm[4 * q + 3]);
-    }
-    uint8_t* dst = p.codes + row * p.row_code_bytes + gi * (G * BITS / 8);
-    if constexpr (kWords == 2) {
-      *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
-    } else {
-#pragma unroll
-      for (int q = 0; q < kWords; q += 4)
-        *reinterpret_cast<uint4*>(dst + 4 * q) = make_uint4(w[q], w[q + 1], w[q + 2], w[q + 3]);
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------
 // lanes kernel: G in {16, 32}, BITS in {4, 8}, no transform, mx / absmax rules: G / 16 lanes per group, each with
-// 16 consecutive values, so that a warp's loads and stores are contiguous (the fast kernel's thread-per-group
-// accesses stride by the group); the group's amax and finiteness combine with shuffles, and every lane then makes
-// the same scale choice as the fast kernel (those rules read only amax), so the bytes are the same.
+// 16 consecutive values, so that a warp's loads and stores are contiguous (a thread per group of 32 would stride
+// by 64 bytes); the group's amax and finiteness combine with shuffles, and every lane then makes the same scale
+// choice (those rules read only amax), so the bytes are those of one thread doing the whole group.
 // ---------------------------------------------------------------------------------------------------------
 template <int G, int BITS, bool E2M1>
 __global__ void __launch_bounds__(256) act_quant_lanes(ActQuantParams p) {
@@ -634,32 +549,21 @@ void launch_act_quant(const ActQuantParams& p, CUstream_st* stream) {
   if (p.rows == 0) return;
   const int G = p.group;
   const bool aligned = (reinterpret_cast<uintptr_t>(p.x) % 16) == 0 && (reinterpret_cast<uintptr_t>(p.codes) % 16) == 0;
-  if (!p.T && aligned && (G == 16 || G == 32) && (p.e.bits == 4 || p.e.bits == 8) && p.rule != kRuleFourOverSix) {
-    const int64_t groups = p.rows * (p.cols / G);
-    const int threads = 128;
-    const int grid = grid_for(groups, threads);
+  // Lanes kernel where its accesses line up (16-byte buffers, mma operand rows on 16-byte boundaries: always for
+  // the buffers quantize_activations_cuda allocates); otherwise the general unit kernel below.
+  const bool mma_aligned = !p.mma || ((reinterpret_cast<uintptr_t>(p.mma) % 16) == 0 && p.mma_ld % 8 == 0);
+  const int64_t groups = G > 0 ? p.rows * (p.cols / G) : 0;
+  if (!p.T && aligned && mma_aligned && (G == 16 || G == 32) && (p.e.bits == 4 || p.e.bits == 8) &&
+      p.rule != kRuleFourOverSix && p.row_code_bytes % 8 == 0 && groups * (G / 16) < (int64_t(1) << 31)) {
     const bool e2m1 = !p.e.is_int && p.e.bits == 4 && p.e.ebits == 2 && p.e.mbits == 1 && p.e.specials == 0;
-    // Lanes kernel where its accesses line up (mma operand rows on 16-byte boundaries); measured on an H200 at
-    // 2048 x 14336 bf16, see docs/BENCHMARKS.md.
-    const bool mma_aligned = !p.mma || ((reinterpret_cast<uintptr_t>(p.mma) % 16) == 0 && p.mma_ld % 8 == 0);
-    if (mma_aligned && p.row_code_bytes % 8 == 0 && groups * (G / 16) < (int64_t(1) << 31)) {
-      const int lanes_grid = grid_for(groups * (G / 16), 256);
-      if (G == 16 && e2m1) act_quant_lanes<16, 4, true><<<lanes_grid, 256, 0, stream>>>(p);
-      else if (G == 32 && e2m1) act_quant_lanes<32, 4, true><<<lanes_grid, 256, 0, stream>>>(p);
-      else if (G == 16 && p.e.bits == 4) act_quant_lanes<16, 4, false><<<lanes_grid, 256, 0, stream>>>(p);
-      else if (G == 16 && p.e.bits == 8) act_quant_lanes<16, 8, false><<<lanes_grid, 256, 0, stream>>>(p);
-      else if (G == 32 && p.e.bits == 4) act_quant_lanes<32, 4, false><<<lanes_grid, 256, 0, stream>>>(p);
-      else act_quant_lanes<32, 8, false><<<lanes_grid, 256, 0, stream>>>(p);
-      check_launch("act_quant_lanes");
-      return;
-    }
-    if (G == 16 && e2m1) act_quant_fast<16, 4, true><<<grid, threads, 0, stream>>>(p);
-    else if (G == 32 && e2m1) act_quant_fast<32, 4, true><<<grid, threads, 0, stream>>>(p);
-    else if (G == 16 && p.e.bits == 4) act_quant_fast<16, 4, false><<<grid, threads, 0, stream>>>(p);
-    else if (G == 16 && p.e.bits == 8) act_quant_fast<16, 8, false><<<grid, threads, 0, stream>>>(p);
-    else if (G == 32 && p.e.bits == 4) act_quant_fast<32, 4, false><<<grid, threads, 0, stream>>>(p);
-    else act_quant_fast<32, 8, false><<<grid, threads, 0, stream>>>(p);
-    check_launch("act_quant_fast");
+    const int grid = grid_for(groups * (G / 16), 256);
+    if (G == 16 && e2m1) act_quant_lanes<16, 4, true><<<grid, 256, 0, stream>>>(p);
+    else if (G == 32 && e2m1) act_quant_lanes<32, 4, true><<<grid, 256, 0, stream>>>(p);
+    else if (G == 16 && p.e.bits == 4) act_quant_lanes<16, 4, false><<<grid, 256, 0, stream>>>(p);
+    else if (G == 16 && p.e.bits == 8) act_quant_lanes<16, 8, false><<<grid, 256, 0, stream>>>(p);
+    else if (G == 32 && p.e.bits == 4) act_quant_lanes<32, 4, false><<<grid, 256, 0, stream>>>(p);
+    else act_quant_lanes<32, 8, false><<<grid, 256, 0, stream>>>(p);
+    check_launch("act_quant_lanes");
     return;
   }
   if (G <= 128) {
