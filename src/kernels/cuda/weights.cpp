@@ -161,37 +161,40 @@ PreparedWeight prepare_weight_cuda(const QuantizedTensor& w) {
         for (int lane = 0; lane < 32; ++lane) {
           const int g = lane >> 2, t = lane & 3;
           const int64_t tile = rt * p.k_tiles + kt;
-          uint32_t lo[4] = {0, 0, 0, 0}, hi[4] = {0, 0, 0, 0};
+          // The lane's code pairs: register i of step j holds (first, second) = columns k, k + 1 of its row.
+          uint32_t pair[4][4][2];
           for (int j = 0; j < 4; ++j)
             for (int i = 0; i < 4; ++i)
               for (int h = 0; h < 2; ++h) {
                 const int64_t row = rt * 16 + g + ((i & 1) ? 8 : 0);
                 const int64_t k = kt * 64 + 16 * j + 2 * t + ((i & 2) ? 8 : 0) + h;
-                const uint32_t code = (row < N && k < K) ? codes[size_t(row * K + k)] : 0u;
-                lo[j] |= (code & 0xFu) << (4 * (i + 4 * h));
-                const uint32_t up = code >> 4;
-                if (p.bits == 8) {
-                  hi[j] |= (up & 0xFu) << (4 * (i + 4 * h));
-                } else if (p.bits == 6) {
-                  const int fld = (j & 1) * 4 + i + 8 * h;
-                  hi[j >> 1] |= (up & 0x3u) << (2 * fld);
-                } else if (p.bits == 5) {
-                  const int fld = j * 4 + i + 16 * h;
-                  hi[0] |= (up & 0x1u) << fld;
-                }
+                pair[j][i][h] = (row < N && k < K) ? codes[size_t(row * K + k)] : 0u;
               }
+          uint32_t lo[4] = {0, 0, 0, 0}, hi[4] = {0, 0, 0, 0};
           if (lay != layout::kGeneric) {  // E2M1 / 6-bit floats: the rotate-and-mask layouts of code_layout.h
             uint32_t images[4][4], words[6];
             for (int j = 0; j < 4; ++j)
-              for (int i = 0; i < 4; ++i) {
-                const int64_t row = rt * 16 + g + ((i & 1) ? 8 : 0);
-                const int64_t k = kt * 64 + 16 * j + 2 * t + ((i & 2) ? 8 : 0);
-                auto code = [&](int64_t kk) { return (row < N && kk < K) ? uint32_t(codes[size_t(row * K + kk)]) : 0u; };
-                images[j][i] = layout::image_of(code(k), code(k + 1), p.bits, p.mbits);
-              }
+              for (int i = 0; i < 4; ++i) images[j][i] = layout::image_of(pair[j][i][0], pair[j][i][1], p.bits, p.mbits);
             layout::pack_words(lay, 7 - p.mbits, images, words);
             std::memcpy(lo, words, 16);
             std::memcpy(hi, words + 4, 8);
+          } else {
+            for (int j = 0; j < 4; ++j)
+              for (int i = 0; i < 4; ++i)
+                for (int h = 0; h < 2; ++h) {
+                  const uint32_t code = pair[j][i][h];
+                  lo[j] |= (code & 0xFu) << (4 * (i + 4 * h));
+                  const uint32_t up = code >> 4;
+                  if (p.bits == 8) {
+                    hi[j] |= (up & 0xFu) << (4 * (i + 4 * h));
+                  } else if (p.bits == 6) {
+                    const int fld = (j & 1) * 4 + i + 8 * h;
+                    hi[j >> 1] |= (up & 0x3u) << (2 * fld);
+                  } else if (p.bits == 5) {
+                    const int fld = j * 4 + i + 16 * h;
+                    hi[0] |= (up & 0x1u) << fld;
+                  }
+                }
           }
           std::memcpy(plane4.data() + (tile * 32 + lane) * 16, lo, 16);
           if (hi_bytes) std::memcpy(plane_hi.data() + (tile * 32 + lane) * hi_bytes, hi, size_t(hi_bytes));
