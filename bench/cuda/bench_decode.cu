@@ -3,18 +3,25 @@
 // same program.
 //
 // The decode step: token embedding (bf16 table), per layer RMSNorm -> fused QKV projection -> RoPE (rotate
-// half) and KV-cache append -> grouped-query attention over the cache (split over positions, then combined)
-// -> O projection + residual -> RMSNorm -> fused gate/up projection -> SwiGLU -> down projection + residual;
-// final RMSNorm, output head, greedy argmax that feeds the next step's token and advances the position (both in
-// device memory, so one CUDA graph replays every step). Activations bf16 between kernels, residual stream and
-// norms float32. Both variants run the same non-matmul kernels; only the projections differ (the 4-bit variant
-// also quantizes the output head; the embedding table stays bf16 in both).
+// half) and KV-cache append fused into grouped-query attention over the cache (split over positions, then
+// combined) -> O projection + residual -> RMSNorm -> fused gate/up projection (rows interleaved gate, up) ->
+// SwiGLU -> down projection + residual; final RMSNorm, output head, greedy argmax that feeds the next step's
+// token and advances the position (both in device memory, so one CUDA graph replays every step). Activations
+// bf16 between kernels, residual stream and norms float32. Every kernel of ours is launched with programmatic
+// dependent launch (it starts while its predecessor finishes; --no-pdl turns that off).
+//
+// Three variants in one run: bf16 weights (cuBLASLt projections, fpq's other kernels), 4-bit weights with the
+// same kernels around fpq's decode kernel (matmul_weight_only_cuda), and 4-bit weights with the decode
+// kernel's fusions (matmul_decode_fused_cuda: the RMSNorms computed in the QKV / gate-up kernels' prologue,
+// SwiGLU in the gate-up kernel's epilogue, the residual additions in the O / down kernels' epilogue), which
+// leaves 6 kernels per layer instead of 9. The 4-bit variants also quantize the output head; the embedding
+// table stays bf16 in all.
 //
 // Weights are random: bf16 uniform values; for the 4-bit variant random E2M1 codes with random E8M0 scales
 // written directly in the prepared layout (mxfp4, groups of 32). The KV cache is pre-filled with random values
 // for the first --context positions, then --gen tokens are generated; tokens/s = gen / time of the replays.
 //
-//   bench_decode [--layers 32] [--context 512] [--gen 128] [--format mxfp4|nvfp4] [--small]
+//   bench_decode [--layers 32] [--context 512] [--gen 128] [--format mxfp4|e2m1/e4m3/g16] [--small] [--no-pdl]
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -29,10 +36,13 @@
 #include <vector>
 
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/device_common.cuh"
 #include "util/error.h"
 
 using namespace fpq;
 using namespace fpq::cuda;
+using fpq::cuda::detail::griddep_launch_dependents;
+using fpq::cuda::detail::griddep_wait;
 
 namespace {
 
@@ -76,6 +86,8 @@ __global__ void fill_f32(float* p, size_t n, float v) {
 }
 
 __global__ void embed_kernel(const uint16_t* emb, const int* token, float* x, int hidden) {
+  griddep_launch_dependents();
+  griddep_wait();
   const uint16_t* row = emb + size_t(*token) * hidden;
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) x[i] = __bfloat162float(__ushort_as_bfloat16(row[i]));
 }
@@ -83,6 +95,8 @@ __global__ void embed_kernel(const uint16_t* emb, const int* token, float* x, in
 // x += delta (bf16, optional); h = bf16(x / rms(x) * w). One CTA of 1024 threads.
 __global__ void __launch_bounds__(1024) add_rmsnorm(float* x, const uint16_t* delta, const float* w, uint16_t* h,
                                                      int hidden, float eps) {
+  griddep_launch_dependents();
+  griddep_wait();
   __shared__ float red[32];
   float ss = 0.0f;
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
@@ -106,59 +120,63 @@ __global__ void __launch_bounds__(1024) add_rmsnorm(float* x, const uint16_t* de
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) h[i] = __bfloat16_as_ushort(__float2bfloat16_rn(x[i] * inv * w[i]));
 }
 
-// RoPE (rotate half) on q and k of the fused qkv vector at position *pos; k and v appended to the cache
-// ([kv_head][position][head_dim]). One CTA per head (q heads, then kv heads), head_dim / 2 threads.
-__global__ void rope_cache(uint16_t* qkv, uint16_t* kc, uint16_t* vc, const int* pos_p, int heads, int kv_heads,
-                           int hd, int cap, float theta) {
-  const int pos = *pos_p;
-  const int h = blockIdx.x, i = threadIdx.x, half = hd / 2;
-  const float freq = powf(theta, -2.0f * float(i) / float(hd));
-  float s, c;
-  sincosf(float(pos) * freq, &s, &c);
-  auto rot = [&](uint16_t* v, uint16_t* dst) {
-    const float a = __bfloat162float(__ushort_as_bfloat16(v[i])), b = __bfloat162float(__ushort_as_bfloat16(v[i + half]));
-    dst[i] = __bfloat16_as_ushort(__float2bfloat16_rn(a * c - b * s));
-    dst[i + half] = __bfloat16_as_ushort(__float2bfloat16_rn(b * c + a * s));
-  };
-  if (h < heads) {
-    rot(qkv + h * hd, qkv + h * hd);
-  } else {
-    const int kh = h - heads;
-    uint16_t* k = qkv + (heads + kh) * hd;
-    uint16_t* v = qkv + (heads + kv_heads + kh) * hd;
-    rot(k, kc + (size_t(kh) * cap + pos) * hd);
-    vc[(size_t(kh) * cap + pos) * hd + i] = v[i];
-    vc[(size_t(kh) * cap + pos) * hd + i + half] = v[i + half];
-  }
-}
-
 constexpr int kChunk = 64;  // positions per attention CTA
 
-// Partial attention of one head over positions [split * kChunk, ...) of the L = pos + 1 cached ones:
-// m = max score, l = sum exp(score - m), o = sum exp(score - m) v. 128 threads (head_dim 128).
-__global__ void __launch_bounds__(128) attn_partial(const uint16_t* qkv, const uint16_t* kc, const uint16_t* vc,
-                                                    const int* pos_p, float* part, int heads, int kv_heads, int hd,
-                                                    int cap, int max_splits) {
-  const int L = *pos_p + 1;
+// Partial attention of one head over positions [split * kChunk, ...) of the L = pos + 1 positions, with RoPE
+// (rotate half) applied here: q of this head, and k of the current position (the split that holds it takes k
+// and v from the fused qkv vector, and the first q head of each kv group appends them to the cache
+// ([kv_head][position][head_dim]); earlier positions come from the cache). Values rounded to bf16 as a cache
+// would hold them. Writes m = max score, l = sum exp(score - m), o = sum exp(score - m) v. head_dim 128 threads.
+__global__ void __launch_bounds__(128) attn_rope_partial(const uint16_t* qkv, uint16_t* kc, uint16_t* vc,
+                                                         const int* pos_p, float* part, int heads, int kv_heads,
+                                                         int hd, int cap, int max_splits, float theta) {
+  griddep_launch_dependents();
+  griddep_wait();
+  const int pos = *pos_p, L = pos + 1;
   const int h = blockIdx.x, split = blockIdx.y;
   const int t0 = split * kChunk;
   if (t0 >= L) return;
   const int n = min(kChunk, L - t0);
-  const int kh = h / (heads / kv_heads);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  __shared__ float sc[kChunk];
+  const int group = heads / kv_heads, kh = h / group;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, d = threadIdx.x, half = hd / 2, i = d % half;
+  __shared__ float qs[128], ks[128], vs[128], sc[kChunk];
   __shared__ float red[2];
-  const uint16_t* q = qkv + h * hd;
+  const float freq = powf(theta, -2.0f * float(i) / float(hd));
+  float sn, cs;
+  sincosf(float(pos) * freq, &sn, &cs);
+  auto rope = [&](const uint16_t* v) {
+    const float a = __bfloat162float(__ushort_as_bfloat16(v[i])), b = __bfloat162float(__ushort_as_bfloat16(v[i + half]));
+    return __float2bfloat16_rn(d < half ? a * cs - b * sn : b * cs + a * sn);
+  };
+  qs[d] = __bfloat162float(rope(qkv + h * hd));
+  const bool current = L - 1 < t0 + n;  // this split holds the current position
+  if (current) {
+    const __nv_bfloat16 kr = rope(qkv + (heads + kh) * hd);
+    const uint16_t v = qkv[(heads + kv_heads + kh) * hd + d];
+    ks[d] = __bfloat162float(kr);
+    vs[d] = __bfloat162float(__ushort_as_bfloat16(v));
+    if (h % group == 0) {
+      kc[(size_t(kh) * cap + pos) * hd + d] = __bfloat16_as_ushort(kr);
+      vc[(size_t(kh) * cap + pos) * hd + d] = v;
+    }
+  }
+  __syncthreads();
   float qv[4];
-  for (int j = 0; j < 4; ++j) qv[j] = __bfloat162float(__ushort_as_bfloat16(q[lane * 4 + j]));
+  for (int j = 0; j < 4; ++j) qv[j] = qs[lane * 4 + j];
   const float scale = rsqrtf(float(hd));
   const uint16_t* kb = kc + (size_t(kh) * cap + t0) * hd;
   for (int t = warp; t < n; t += 4) {
-    const uint2 kk = *reinterpret_cast<const uint2*>(kb + size_t(t) * hd + lane * 4);
-    const __nv_bfloat162 k01 = *reinterpret_cast<const __nv_bfloat162*>(&kk.x), k23 = *reinterpret_cast<const __nv_bfloat162*>(&kk.y);
-    float d = qv[0] * __low2float(k01) + qv[1] * __high2float(k01) + qv[2] * __low2float(k23) + qv[3] * __high2float(k23);
-    for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xFFFFFFFFu, d, o);
-    if (lane == 0) sc[t] = d * scale;
+    float k4[4];
+    if (t0 + t == pos) {
+      for (int j = 0; j < 4; ++j) k4[j] = ks[lane * 4 + j];
+    } else {
+      const uint2 kk = *reinterpret_cast<const uint2*>(kb + size_t(t) * hd + lane * 4);
+      const __nv_bfloat162 k01 = *reinterpret_cast<const __nv_bfloat162*>(&kk.x), k23 = *reinterpret_cast<const __nv_bfloat162*>(&kk.y);
+      k4[0] = __low2float(k01), k4[1] = __high2float(k01), k4[2] = __low2float(k23), k4[3] = __high2float(k23);
+    }
+    float dot = qv[0] * k4[0] + qv[1] * k4[1] + qv[2] * k4[2] + qv[3] * k4[3];
+    for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xFFFFFFFFu, dot, o);
+    if (lane == 0) sc[t] = dot * scale;
   }
   __syncthreads();
   if (threadIdx.x < 32) {
@@ -175,10 +193,10 @@ __global__ void __launch_bounds__(128) attn_partial(const uint16_t* qkv, const u
     if (lane == 0) red[0] = m, red[1] = l;
   }
   __syncthreads();
-  const int d = threadIdx.x;
   const uint16_t* vb = vc + (size_t(kh) * cap + t0) * hd + d;
   float acc = 0.0f;
-  for (int t = 0; t < n; ++t) acc += sc[t] * __bfloat162float(__ushort_as_bfloat16(vb[size_t(t) * hd]));
+  for (int t = 0; t < n; ++t)
+    acc += sc[t] * (t0 + t == pos ? vs[d] : __bfloat162float(__ushort_as_bfloat16(vb[size_t(t) * hd])));
   float* out = part + (size_t(h) * max_splits + split) * (hd + 2);
   out[d] = acc;
   if (d == 0) out[hd] = red[0], out[hd + 1] = red[1];
@@ -186,6 +204,8 @@ __global__ void __launch_bounds__(128) attn_partial(const uint16_t* qkv, const u
 
 __global__ void __launch_bounds__(128) attn_combine(const float* part, const int* pos_p, uint16_t* out, int hd,
                                                     int max_splits) {
+  griddep_launch_dependents();
+  griddep_wait();
   const int L = *pos_p + 1;
   const int splits = (L + kChunk - 1) / kChunk;
   const int h = blockIdx.x, d = threadIdx.x;
@@ -201,10 +221,12 @@ __global__ void __launch_bounds__(128) attn_combine(const float* part, const int
   out[h * hd + d] = __bfloat16_as_ushort(__float2bfloat16_rn(o / l));
 }
 
-// act = silu(gate) * up, gate = gu[0, inter), up = gu[inter, 2 inter).
+// act = silu(gate) * up, gate = gu[2 i], up = gu[2 i + 1] (the gate / up projection's rows interleaved).
 __global__ void silu_mul(const uint16_t* gu, uint16_t* act, int inter) {
+  griddep_launch_dependents();
+  griddep_wait();
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < inter; i += gridDim.x * blockDim.x) {
-    const float g = __bfloat162float(__ushort_as_bfloat16(gu[i])), u = __bfloat162float(__ushort_as_bfloat16(gu[inter + i]));
+    const float g = __bfloat162float(__ushort_as_bfloat16(gu[2 * i])), u = __bfloat162float(__ushort_as_bfloat16(gu[2 * i + 1]));
     act[i] = __bfloat16_as_ushort(__float2bfloat16_rn(g / (1.0f + __expf(-g)) * u));
   }
 }
@@ -212,6 +234,8 @@ __global__ void silu_mul(const uint16_t* gu, uint16_t* act, int inter) {
 // Greedy next token (first maximum) and position advance. One CTA of 1024 threads.
 __global__ void __launch_bounds__(1024) argmax_step(const uint16_t* logits, int vocab, int* token, int* pos, int* trace,
                                                     int* step) {
+  griddep_launch_dependents();
+  griddep_wait();
   __shared__ float bv[32];
   __shared__ int bi[32];
   float best = -INFINITY;
@@ -239,6 +263,23 @@ __global__ void __launch_bounds__(1024) argmax_step(const uint16_t* logits, int 
 }
 
 unsigned blocks_for(size_t n) { return unsigned(std::min<size_t>((n + 255) / 256, 132 * 16)); }
+
+bool g_pdl = true;  // programmatic dependent launch for every kernel of the step (--no-pdl: off)
+
+// Launches one of the step's kernels (with programmatic dependent launch unless --no-pdl).
+template <typename... KArgs, typename... Args>
+void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t s, Args... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = g_pdl ? 1 : 0;
+  ck(cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...), "cudaLaunchKernelEx");
+}
 
 // ---- matmul variants ------------------------------------------------------------------------------------------
 
@@ -315,8 +356,9 @@ PreparedWeight random_prepared(const Format& f, int64_t n, int64_t k, uint64_t s
 struct Model {
   Config c;
   bool quantized = false;
+  bool fused = false;                          // 4-bit with the decode kernel's fusions
   std::vector<DeviceBuffer> bf16_weights;      // bf16 variant
-  std::vector<PreparedWeight> q_weights;       // 4-bit variant
+  std::vector<PreparedWeight> q_weights;       // 4-bit variants: per layer qkv, o, gu, down; then the head
   std::vector<Matmul> qkv, o, gu, down;
   Matmul head;
   DeviceBuffer emb, norms, kc, vc;
@@ -332,8 +374,15 @@ void build(Model& M, const Config& c, bool quantized, const Format& f, Cublas& c
       M.q_weights.push_back(random_prepared(f, n, k, seed));
       const PreparedWeight* w = &M.q_weights.back();
       M.weight_bytes += double(w->device_bytes());
-      return [w](const void* x, void* y, cudaStream_t s) {
-        matmul_weight_only_cuda(*w, x, DType::BF16, 1, y, DType::BF16, s);
+      const bool pdl = g_pdl;
+      return [w, pdl](const void* x, void* y, cudaStream_t s) {
+        if (pdl) {  // the plain product, launched like the step's other kernels
+          DecodeFusion f;
+          f.programmatic = true;
+          matmul_decode_fused_cuda(*w, x, y, DType::BF16, f, s);
+        } else {
+          matmul_weight_only_cuda(*w, x, DType::BF16, 1, y, DType::BF16, s);
+        }
       };
     }
     DeviceBuffer b(size_t(n * k) * 2);
@@ -382,6 +431,34 @@ void step(const Model& M, State& S, cudaStream_t s, bool matmul_only = false) {
   int* stepc = token + 2;
   int* trace = token + 4;
   const float* norms = M.norms.as<float>();
+  if (M.fused) {  // the 4-bit weights' fused kernels
+    auto W = [&](int l, int i) -> const PreparedWeight& { return M.q_weights[size_t(4 * l + i)]; };
+    DecodeFusion norm, gate, residual, plain;
+    norm.programmatic = gate.programmatic = residual.programmatic = plain.programmatic = g_pdl;
+    norm.rms_x = gate.rms_x = S.x.as<float>();
+    norm.rms_eps = gate.rms_eps = c.eps;
+    gate.swiglu = true;
+    residual.accumulate = true;
+    if (!matmul_only) launch(embed_kernel, 1, 1024, s, M.emb.as<uint16_t>(), token, S.x.as<float>(), H);
+    for (int l = 0; l < c.layers; ++l) {
+      const size_t kv_off = size_t(l) * c.kv_heads * cap * hd;
+      norm.rms_w = norms + size_t(2 * l) * H;
+      matmul_decode_fused_cuda(W(l, 0), nullptr, S.qkv.data(), DType::BF16, norm, s);
+      if (!matmul_only) {
+        launch(attn_rope_partial, dim3(c.heads, max_splits), 128, s, S.qkv.as<uint16_t>(), M.kc.as<uint16_t>() + kv_off,
+               M.vc.as<uint16_t>() + kv_off, pos, S.part.as<float>(), c.heads, c.kv_heads, hd, cap, max_splits, c.theta);
+        launch(attn_combine, c.heads, hd, s, S.part.as<float>(), pos, S.attn.as<uint16_t>(), hd, max_splits);
+      }
+      matmul_decode_fused_cuda(W(l, 1), S.attn.data(), S.x.data(), DType::F32, residual, s);
+      gate.rms_w = norms + size_t(2 * l + 1) * H;
+      matmul_decode_fused_cuda(W(l, 2), nullptr, S.act.data(), DType::BF16, gate, s);
+      matmul_decode_fused_cuda(W(l, 3), S.act.data(), S.x.data(), DType::F32, residual, s);
+    }
+    norm.rms_w = norms + size_t(2 * c.layers) * H;
+    matmul_decode_fused_cuda(M.q_weights.back(), nullptr, S.logits.data(), DType::BF16, norm, s);
+    if (!matmul_only) launch(argmax_step, 1, 1024, s, S.logits.as<uint16_t>(), c.vocab, token, pos, trace, stepc);
+    return;
+  }
   if (matmul_only) {
     for (int l = 0; l < c.layers; ++l) {
       M.qkv[size_t(l)](S.h.data(), S.qkv.data(), s);
@@ -392,30 +469,26 @@ void step(const Model& M, State& S, cudaStream_t s, bool matmul_only = false) {
     M.head(S.h.data(), S.logits.data(), s);
     return;
   }
-  embed_kernel<<<1, 1024, 0, s>>>(M.emb.as<uint16_t>(), token, S.x.as<float>(), H);
+  launch(embed_kernel, 1, 1024, s, M.emb.as<uint16_t>(), token, S.x.as<float>(), H);
   const uint16_t* delta = nullptr;
   for (int l = 0; l < c.layers; ++l) {
     const size_t kv_off = size_t(l) * c.kv_heads * cap * hd;
-    add_rmsnorm<<<1, 1024, 0, s>>>(S.x.as<float>(), delta, norms + size_t(2 * l) * H, S.h.as<uint16_t>(), H, c.eps);
+    launch(add_rmsnorm, 1, 1024, s, S.x.as<float>(), delta, norms + size_t(2 * l) * H, S.h.as<uint16_t>(), H, c.eps);
     M.qkv[size_t(l)](S.h.data(), S.qkv.data(), s);
-    rope_cache<<<c.heads + c.kv_heads, hd / 2, 0, s>>>(S.qkv.as<uint16_t>(), M.kc.as<uint16_t>() + kv_off,
-                                                        M.vc.as<uint16_t>() + kv_off, pos, c.heads, c.kv_heads, hd, cap,
-                                                        c.theta);
-    attn_partial<<<dim3(c.heads, max_splits), 128, 0, s>>>(S.qkv.as<uint16_t>(), M.kc.as<uint16_t>() + kv_off,
-                                                            M.vc.as<uint16_t>() + kv_off, pos, S.part.as<float>(), c.heads,
-                                                            c.kv_heads, hd, cap, max_splits);
-    attn_combine<<<c.heads, hd, 0, s>>>(S.part.as<float>(), pos, S.attn.as<uint16_t>(), hd, max_splits);
+    launch(attn_rope_partial, dim3(c.heads, max_splits), 128, s, S.qkv.as<uint16_t>(), M.kc.as<uint16_t>() + kv_off,
+           M.vc.as<uint16_t>() + kv_off, pos, S.part.as<float>(), c.heads, c.kv_heads, hd, cap, max_splits, c.theta);
+    launch(attn_combine, c.heads, hd, s, S.part.as<float>(), pos, S.attn.as<uint16_t>(), hd, max_splits);
     M.o[size_t(l)](S.attn.data(), S.o.data(), s);
-    add_rmsnorm<<<1, 1024, 0, s>>>(S.x.as<float>(), S.o.as<uint16_t>(), norms + size_t(2 * l + 1) * H,
-                                   S.h.as<uint16_t>(), H, c.eps);
+    launch(add_rmsnorm, 1, 1024, s, S.x.as<float>(), static_cast<const uint16_t*>(S.o.as<uint16_t>()),
+           norms + size_t(2 * l + 1) * H, S.h.as<uint16_t>(), H, c.eps);
     M.gu[size_t(l)](S.h.data(), S.gu.data(), s);
-    silu_mul<<<56, 256, 0, s>>>(S.gu.as<uint16_t>(), S.act.as<uint16_t>(), c.inter);
+    launch(silu_mul, 56, 256, s, static_cast<const uint16_t*>(S.gu.as<uint16_t>()), S.act.as<uint16_t>(), c.inter);
     M.down[size_t(l)](S.act.data(), S.d.data(), s);
     delta = S.d.as<uint16_t>();
   }
-  add_rmsnorm<<<1, 1024, 0, s>>>(S.x.as<float>(), delta, norms + size_t(2 * c.layers) * H, S.h.as<uint16_t>(), H, c.eps);
+  launch(add_rmsnorm, 1, 1024, s, S.x.as<float>(), delta, norms + size_t(2 * c.layers) * H, S.h.as<uint16_t>(), H, c.eps);
   M.head(S.h.data(), S.logits.data(), s);
-  argmax_step<<<1, 1024, 0, s>>>(S.logits.as<uint16_t>(), c.vocab, token, pos, trace, stepc);
+  launch(argmax_step, 1, 1024, s, static_cast<const uint16_t*>(S.logits.as<uint16_t>()), c.vocab, token, pos, trace, stepc);
 }
 
 struct Result {
@@ -525,6 +598,8 @@ int main(int argc, char** argv) {
       else if (a == "--format") {
         if (i + 1 >= argc) fail("--format needs a value");
         fmt_name = argv[++i];
+      } else if (a == "--no-pdl") {
+        g_pdl = false;
       } else if (a == "--small") {
         c.layers = 2;
         c.vocab = 4096;
@@ -542,8 +617,9 @@ int main(int argc, char** argv) {
     std::printf("Llama-3-8B shape: hidden %d, %d layers, %d heads (%d kv), head_dim %d, intermediate %d, vocab %d; "
                 "context %d, %d generated tokens, batch 1, one CUDA graph per step\n",
                 c.hidden, c.layers, c.heads, c.kv_heads, c.head_dim, c.inter, c.vocab, c.context, c.gen);
+    std::printf("programmatic dependent launch: %s\n", g_pdl ? "on" : "off (--no-pdl)");
     Cublas cb;
-    Result rb, rq;
+    Result rb, rq, rf;
     {
       Model M;
       build(M, c, false, f, cb);
@@ -553,17 +629,28 @@ int main(int argc, char** argv) {
       Model M;
       build(M, c, true, f, cb);
       rq = run(M);
+      M.fused = true;
+      rf = run(M);
     }
     std::printf("\n| weights | projections | weight GB | ms / token | tokens/s | speed-up | projections alone ms | weight GB/s |\n"
                 "|---|---|---:|---:|---:|---:|---:|---:|\n");
     std::printf("| bf16 | cuBLASLt | %.2f | %.3f | %.1f | 1.00x | %.3f | %.0f |\n", rb.weight_gb, rb.ms_per_token, rb.tok_s,
                 rb.matmul_ms, rb.weight_gb / rb.matmul_ms * 1e3);
-    std::printf("| %s (4-bit) | fpq matmul_weight_only_cuda | %.2f | %.3f | %.1f | %.2fx | %.3f | %.0f |\n", fmt_name.c_str(),
-                rq.weight_gb, rq.ms_per_token, rq.tok_s, rq.tok_s / rb.tok_s, rq.matmul_ms, rq.weight_gb / rq.matmul_ms * 1e3);
-    std::printf("\nsteps with NaN logits: bf16 %d, 4-bit %d; first tokens (4-bit): ", rb.nan_steps, rq.nan_steps);
+    auto row = [&](const Result& r, const char* what) {
+      std::printf("| %s (4-bit) | %s | %.2f | %.3f | %.1f | %.2fx | %.3f | %.0f |\n", fmt_name.c_str(), what, r.weight_gb,
+                  r.ms_per_token, r.tok_s, r.tok_s / rb.tok_s, r.matmul_ms, r.weight_gb / r.matmul_ms * 1e3);
+    };
+    row(rq, "fpq decode kernel");
+    row(rf, "fpq decode kernel, fused RMSNorm / SwiGLU / residual");
+    int same = 0;
+    while (same < int(std::min(rq.tokens.size(), rf.tokens.size())) && rq.tokens[size_t(same)] == rf.tokens[size_t(same)]) ++same;
+    std::printf("\nsteps with NaN logits: bf16 %d, 4-bit %d, 4-bit fused %d; first tokens (4-bit): ", rb.nan_steps,
+                rq.nan_steps, rf.nan_steps);
     for (size_t i = 0; i < std::min<size_t>(8, rq.tokens.size()); ++i) std::printf("%d ", rq.tokens[i]);
-    std::printf("\n");
-    return (rb.nan_steps || rq.nan_steps) ? 3 : 0;
+    std::printf("\nfused vs unfused 4-bit: the first %d of %zu generated tokens agree (the fused kernels sum the\n"
+                "RMSNorm in another order and add the residual before rounding to bf16, so greedy paths may part)\n",
+                same, rq.tokens.size());
+    return (rb.nan_steps || rq.nan_steps || rf.nan_steps) ? 3 : 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_decode: error: %s\n", e.what());
     return 1;

@@ -478,6 +478,110 @@ TEST_F(Cuda, Q4_0TimesQ8_1MatchesFloat64) {
   }
 }
 
+// Batch-1 decode fusions (matmul_decode_fused_cuda): an RMSNorm prologue computed by every CTA, a SwiGLU
+// epilogue over interleaved gate / up rows, an accumulating (residual) epilogue, and programmatic dependent
+// launch, each against float64 references.
+TEST_F(Cuda, DecodeFusionsMatchFloat64) {
+  const WeightCase weights[] = {
+      {"mxfp4", 72, 512}, {"nvfp4", 40, 1024}, {"int4/fp16/g64", 34, 320}, {"fp8_e4m3", 24, 448},
+      {"mxfp6_e2m3", 56, 256}, {"e2m1/e8m0/g128", 17000, 128},  // tall: two row tiles per CTA
+  };
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (const WeightCase& wc : weights) {
+    const Format f = parse_format(wc.format);
+    const QuantizedTensor wq = quantize(f, random_matrix(wc.n, wc.k).data(), wc.n, wc.k);
+    const std::vector<float> wd = dequantize(wq);
+    const PreparedWeight pw = prepare_weight_cuda(wq);
+    const int64_t n = wc.n, k = wc.k;
+    for (bool pdl : {false, true}) {
+      const std::string tag = fmt::format("{} {}x{} programmatic={}", wc.format, n, k, pdl);
+      SCOPED_TRACE(tag);
+      DecodeFusion fu;
+      fu.programmatic = pdl;
+      // SwiGLU epilogue on a plain bf16 row.
+      std::vector<float> seen;
+      DeviceBuffer dx = upload_input(random_matrix(1, k), DType::BF16, &seen);
+      const std::vector<double> ref = reference_product(seen, wd, 1, n, k);
+      {
+        DecodeFusion g = fu;
+        g.swiglu = true;
+        DeviceBuffer dy(size_t(n / 2 * 4));
+        dy.fill_bytes(0xFF);
+        matmul_decode_fused_cuda(pw, dx.data(), dy.data(), DType::F32, g);
+        synchronize();
+        std::vector<float> y(size_t(n / 2));
+        dy.download(y.data(), y.size() * 4);
+        std::vector<double> r(size_t(n / 2));
+        for (int64_t i = 0; i < n / 2; ++i) {
+          const double gate = ref[size_t(2 * i)], up = ref[size_t(2 * i + 1)];
+          r[size_t(i)] = gate / (1.0 + std::exp(-gate)) * up;
+        }
+        EXPECT_LT(rel_err(y, r), 1e-5) << tag << " swiglu";
+      }
+      // Accumulating epilogue: y = base + X W^T.
+      {
+        DecodeFusion a = fu;
+        a.accumulate = true;
+        std::vector<float> base(static_cast<size_t>(n));
+        for (float& v : base) v = nd(rng) * 10.0f;
+        DeviceBuffer dy = to_device(base.data(), base.size() * 4);
+        matmul_decode_fused_cuda(pw, dx.data(), dy.data(), DType::F32, a);
+        synchronize();
+        std::vector<float> y(static_cast<size_t>(n));
+        dy.download(y.data(), y.size() * 4);
+        std::vector<double> r(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) r[size_t(i)] = double(base[size_t(i)]) + ref[size_t(i)];
+        EXPECT_LT(rel_err(y, r), 1e-5) << tag << " accumulate";
+      }
+      // RMSNorm prologue: the kernel's row differs from a float64 RMSNorm rounded to bf16 only where the
+      // rounding of x * inv * w falls differently (an rsqrt approximation): a few elements by one bf16 step.
+      {
+        std::vector<float> res(static_cast<size_t>(k)), nw(static_cast<size_t>(k));
+        const float rs = std::exp2(float(int(rng() % 12)) - 6.0f);
+        for (int64_t i = 0; i < k; ++i) res[size_t(i)] = nd(rng) * rs, nw[size_t(i)] = 0.5f + std::abs(nd(rng));
+        DecodeFusion r = fu;
+        r.rms_x = r.rms_w = reinterpret_cast<const float*>(uintptr_t(256));  // for the check only
+        if (!decode_fusion_unsupported(pw, r, DType::F32).empty()) {  // 6-bit codes without the exact fold only
+          EXPECT_TRUE(pw.bits == 6 && !pw.fold_ok) << tag;
+          continue;
+        }
+        DeviceBuffer dres = to_device(res.data(), res.size() * 4), dnw = to_device(nw.data(), nw.size() * 4);
+        r.rms_x = dres.as<float>();
+        r.rms_w = dnw.as<float>();
+        r.rms_eps = 1e-5f;
+        double ss = 0.0;
+        for (float v : res) ss += double(v) * double(v);
+        const double inv = 1.0 / std::sqrt(ss / double(k) + 1e-5);
+        std::vector<float> xr(static_cast<size_t>(k));
+        for (int64_t i = 0; i < k; ++i) xr[size_t(i)] = bf16_to_f32(f32_to_bf16(float(double(res[size_t(i)]) * inv * nw[size_t(i)])));
+        DeviceBuffer dy(size_t(n * 4));
+        dy.fill_bytes(0xFF);
+        matmul_decode_fused_cuda(pw, nullptr, dy.data(), DType::F32, r);
+        synchronize();
+        std::vector<float> y(static_cast<size_t>(n));
+        dy.download(y.data(), y.size() * 4);
+        EXPECT_LT(rel_err(y, reference_product(xr, wd, 1, n, k)), 2e-3) << tag << " rmsnorm";
+      }
+    }
+  }
+  // What the fusions cannot do is refused by name.
+  const Format f5 = parse_format("fp5_e2m2");
+  const PreparedWeight p5 = prepare_weight_cuda(quantize(f5, random_matrix(8, 256).data(), 8, 256));
+  DeviceBuffer row(256 * 4);
+  DecodeFusion r;
+  r.rms_x = row.as<float>();
+  r.rms_w = row.as<float>();
+  EXPECT_FALSE(decode_fusion_unsupported(p5, r, DType::F32).empty());
+  EXPECT_THROW(matmul_decode_fused_cuda(p5, nullptr, row.data(), DType::F32, r), Error);
+  const PreparedWeight p4 = prepare_weight_cuda(quantize(parse_format("mxfp4"), random_matrix(9, 256).data(), 9, 256));
+  DecodeFusion s;
+  s.swiglu = true;
+  EXPECT_FALSE(decode_fusion_unsupported(p4, s, DType::F32).empty());  // odd N
+  DecodeFusion a;
+  a.accumulate = true;
+  EXPECT_FALSE(decode_fusion_unsupported(p4, a, DType::BF16).empty());
+}
+
 TEST_F(Cuda, RejectsWhatItCannotDo) {
   EXPECT_FALSE(act_quant_unsupported(parse_format("int4_asym")).empty());
   EXPECT_FALSE(weight_unsupported(parse_format("q4_1")).empty());

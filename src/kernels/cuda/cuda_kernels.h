@@ -175,6 +175,29 @@ void choose_fused_fold(PreparedWeight& p, const uint8_t* scale_codes, size_t cou
 void matmul_weight_only_cuda(const PreparedWeight& w, const void* x, DType xtype, int64_t m, void* y, DType ytype,
                              cudaStream_t stream = nullptr, int64_t ldx = 0);
 
+// Batch-1 decode: the weight-only product of one activation row with the work around it in a model step fused
+// into the same kernel, so a transformer layer needs fewer launches.
+struct DecodeFusion {
+  // Prologue: the activation row is bf16(rms_x * rsqrt(mean(rms_x^2) + rms_eps) * rms_w) (RMSNorm of the float32
+  // residual stream, K values each, 16-byte aligned), computed by every CTA; the x argument is then unused.
+  const float* rms_x = nullptr;
+  const float* rms_w = nullptr;
+  float rms_eps = 1e-5f;
+  // Epilogue: weight rows (2i, 2i + 1) are (gate_i, up_i); y[i] = silu(gate_i) * up_i (N / 2 outputs).
+  bool swiglu = false;
+  // Epilogue: y is float32 and the product is added to it (a residual connection).
+  bool accumulate = false;
+  // Launch with programmatic dependent launch: the kernel starts while the previous kernel of the stream
+  // finishes and streams its first weight tiles meanwhile; it waits for that kernel before reading
+  // activations or writing y. The next kernel may likewise start early if launched so.
+  bool programmatic = false;
+};
+// Why a fusion cannot run for this weight (empty when it can).
+std::string decode_fusion_unsupported(const PreparedWeight& w, const DecodeFusion& f, DType ytype);
+// Y (1 x N, or 1 x N/2 with swiglu) as matmul_weight_only_cuda with M = 1 and BF16 activations x, plus `f`.
+void matmul_decode_fused_cuda(const PreparedWeight& w, const void* x, void* y, DType ytype, const DecodeFusion& f,
+                              cudaStream_t stream = nullptr);
+
 // Both operands quantized: Y = dequant(A) * dequant(W)^T where A comes from quantize_activations_cuda with
 // opt.mma_operand (e.g. W4A4 mxfp4 x mxfp4, nvfp4 x nvfp4, W8A8 mxfp8 / fp8_e4m3). Tensor cores (wgmma,
 // bf16 operands, float32 accumulation) on exactly dequantized tiles.

@@ -13,6 +13,13 @@
 
 namespace fpq::cuda::detail {
 
+// Programmatic dependent launch (sm_90). A kernel launched with the programmatic-serialization attribute may
+// start before the previous kernel in its stream has finished: griddep_wait() blocks until that kernel has
+// completed and its memory is visible (a no-op for a normal launch). griddep_launch_dependents() lets the next
+// such kernel start launching (implicit at exit otherwise).
+__device__ __forceinline__ void griddep_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void griddep_launch_dependents() { asm volatile("griddepcontrol.launch_dependents;" :::); }
+
 __device__ __forceinline__ float pow2f(int e) {  // exact 2^e for -149 <= e <= 127
   if (e >= -126) return __uint_as_float(uint32_t(e + 127) << 23);
   return __uint_as_float(1u << (e + 149));

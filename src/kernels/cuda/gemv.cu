@@ -213,12 +213,46 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
   };
   // Lane 0 sets up its warp's barriers and issues the first stages before the CTA stages its activation row,
   // so the first weight bytes are on their way meanwhile.
+  // With programmatic dependent launch this runs while the previous kernel finishes: the weights do not depend
+  // on it, the activations (and the output, which it may still read) do, so everything after waits for it.
+  griddep_launch_dependents();
   if (lane == 0) {
     for (int i = 0; i < kD; ++i) mbar_init(bar0 + i * 8);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     for (int i = 0; i < kD - 1; ++i) issue();
   }
-  if (xs) {
+  griddep_wait();
+  if (xs && p.rms_x) {
+    // RMSNorm prologue: every CTA reduces the float32 row itself (K floats from L2), then stages
+    // bf16(x * inv * w) in the same order as the plain row below.
+    __shared__ float rms_red[32];
+    const float4* xv = reinterpret_cast<const float4*>(p.rms_x);
+    const float4* wv = reinterpret_cast<const float4*>(p.rms_w);
+    const int nv = int(w.k / 4);
+    float ss = 0.0f;
+    for (int v = threadIdx.x; v < nv; v += blockDim.x) {
+      const float4 a = xv[v];
+      ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
+    }
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xFFFFFFFFu, ss, o);
+    if (lane == 0) rms_red[warp] = ss;
+    __syncthreads();
+    float tot = 0.0f;
+    for (int q = 0; q < kWarps; ++q) tot += rms_red[q];  // fixed order: every thread gets the same bits
+    const float inv = rsqrtf(tot / float(w.k) + p.rms_eps);
+    auto pack = [&](float a, float b, float wa, float wb) {
+      return uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(a * inv * wa))) |
+             (uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(b * inv * wb))) << 16);
+    };
+    for (int v = threadIdx.x; v < nv / 2; v += blockDim.x) {  // 8 values: the same words as one 16-byte load
+      const float4 a0 = xv[2 * v], a1 = xv[2 * v + 1], w0 = wv[2 * v], w1 = wv[2 * v + 1];
+      uint32_t* d = xs_words + (v >> 3) * 32 + ((v & 7) >> 1) * 2 + (v & 1);
+      d[0] = pack(a0.x, a0.y, w0.x, w0.y);
+      d[8] = pack(a0.z, a0.w, w0.z, w0.w);
+      d[16] = pack(a1.x, a1.y, w1.x, w1.y);
+      d[24] = pack(a1.z, a1.w, w1.z, w1.w);
+    }
+  } else if (xs) {
     if ((reinterpret_cast<uintptr_t>(p.x) & 15) == 0) {
       // Four 16-byte loads in flight per thread: words 4v .. 4v + 3 are the pairs c = 4 (v & 7) + e of tile
       // v >> 3 (step (v & 7) >> 1, half v & 1, lane column e).
@@ -422,13 +456,22 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
 #pragma unroll
     for (int q = 0; q < kWarps; ++q) v += red[q][sl][l];
     const int h = sl / (NT * 4), nt = (sl / 4) % NT, r = sl % 4;
-    const int64_t n = (rt0 + h) * 16 + (l >> 2) + (r >= 2 ? 8 : 0);
+    int64_t n = (rt0 + h) * 16 + (l >> 2) + (r >= 2 ? 8 : 0);
     const int64_t m = nt * 8 + 2 * (l & 3) + (r & 1);
-    if (n >= w.n || m >= p.m) continue;
+    const bool inside = n < w.n && m < p.m;
     v *= w.global;
-    if (w.row_global) v *= w.row_global[n];
+    if (w.row_global && inside) v *= w.row_global[n];
+    if (p.swiglu) {
+      // Rows n (even: gate) and n + 1 (up) are lanes l and l + 4 of this warp (the loop is warp-uniform).
+      const float up = __shfl_down_sync(0xFFFFFFFFu, v, 4);
+      if (((l >> 2) & 1) != 0) continue;
+      v = v / (1.0f + __expf(-v)) * up;
+      n >>= 1;
+    }
+    if (!inside) continue;
     const int64_t o = m * p.ldy + n;
-    if (p.ytype == kF32) static_cast<float*>(p.y)[o] = v;
+    if (p.accumulate) static_cast<float*>(p.y)[o] += v;
+    else if (p.ytype == kF32) static_cast<float*>(p.y)[o] = v;
     else if (p.ytype == kBF16) static_cast<__nv_bfloat16*>(p.y)[o] = __float2bfloat16_rn(v);
     else static_cast<__half*>(p.y)[o] = __float2half_rn(v);
   }
@@ -457,6 +500,14 @@ int blocks_per_sm(K kernel, int threads, size_t smem, size_t (&sizes)[2], int (&
   return b;
 }
 
+// The M = 1 paths that stage the activation row in shared memory.
+constexpr bool row_smem_kind(int fast, int nt, int bits, bool fold) {
+  return fast != 0 && nt == 1 && (bits == 4 || bits == 8 || (bits == 6 && fold));
+}
+inline bool row_smem_path(int fast, int nt, int bits, bool fold, const GemvParams& p) {
+  return row_smem_kind(fast, nt, bits, fold) && p.m == 1 && p.ldx % 2 == 0;
+}
+
 template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB, int RT>
 void launch_rt(GemvParams p, CUstream_st* stream) {
   constexpr int W = NT == 1 && RT == 1 ? 16 : 8;  // warps per CTA
@@ -473,21 +524,37 @@ void launch_rt(GemvParams p, CUstream_st* stream) {
   size_t smem = ring;
   int per_sm = 0;
   p.x_smem = 0;
-  if (FAST != 0 && NT == 1 && p.m == 1 && p.ldx % 2 == 0 && (BITS == 4 || BITS == 8 || (BITS == 6 && is_fold(MODE)))) {
+  if (row_smem_path(FAST, NT, BITS, is_fold(MODE), p)) {
     // One activation row in shared memory, unless it costs CTAs per SM (measured on an H200: 4- and 8-bit codes
     // gain up to 1.2x and 1.1x at M = 1; 5- and 6-bit codes, with their larger rings, 0.96-1.02x: left out).
+    // The RMSNorm prologue needs the row there.
     const size_t with_x = ring + size_t(p.w.k) * 2;
     if (with_x <= 200 * 1024) {
       ensure_smem(kernel, with_x, done);
       const int b_ring = blocks_per_sm(kernel, W * 32, ring, sizes, blocks);
       const int b_x = blocks_per_sm(kernel, W * 32, with_x, sizes, blocks);
-      if (b_x >= b_ring) smem = with_x, p.x_smem = 1, per_sm = b_x;
+      if (b_x >= b_ring || p.rms_x) smem = with_x, p.x_smem = 1, per_sm = b_x;
     }
   }
+  if (p.rms_x && !p.x_smem) fail_message("decode kernel: the RMSNorm prologue needs the activation row in shared memory (K too large for it)");
   ensure_smem(kernel, smem, done);
   if (per_sm == 0) per_sm = blocks_per_sm(kernel, W * 32, smem, sizes, blocks);
   const int64_t grid = std::min<int64_t>((p.w.n_tiles + RT - 1) / RT, int64_t(per_sm) * sm_count());
-  kernel<<<unsigned(grid), W * 32, smem, stream>>>(p, lg);
+  if (p.pdl) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(unsigned(grid));
+    cfg.blockDim = dim3(W * 32);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    check(cudaLaunchKernelEx(&cfg, kernel, p, lg), "cudaLaunchKernelEx");
+  } else {
+    kernel<<<unsigned(grid), W * 32, smem, stream>>>(p, lg);
+  }
 }
 
 // Two row tiles per activation fragment at M <= 16 (M <= 8 only when there are enough row tiles to fill the
@@ -551,16 +618,32 @@ void launch_mode(const GemvParams& p, int mode, CUstream_st* stream) {
   else launch_nt<BITS, DEC, HALF, kGroup>(p, stream);
 }
 
+// The fused fold (one multiply decodes and scales a code pair) where it is exact for this weight
+// (PreparedWeight::fold_ok: power-of-two groups of 1-byte scales within bf16's range); otherwise per-group
+// float32 partial sums times the decoded scale.
+int scale_mode(const WeightView& w, bool half) {
+  if (w.group == w.k) return kRow;
+  if (!half && w.fold_ok && w.sb == 1) return kFold;
+  return kGroup;
+}
+
+// The FAST value launch_one picks for bf16 activations (0: the general path).
+int fast_kind(const WeightView& w, int mode) {
+  if (w.k % 64 != 0) return 0;
+  const int spg = w.group / 16;
+  const bool pow2 = w.group % 16 == 0 && (spg & (spg - 1)) == 0;
+  if (mode == kRow) return 4;
+  if (is_fold(mode)) return !pow2 ? 0 : spg <= 2 ? spg : spg == 4 ? 4 : 8;
+  const int fast = !pow2 ? 0 : spg == 1 ? 1 : spg == 2 ? 2 : 4;
+  if (w.sb == 1) return fast;
+  return w.sb == 2 && fast >= 2 ? fast : 0;
+}
+
 template <bool HALF>
 void launch_kind(const GemvParams& p, CUstream_st* stream) {
   const WeightView& w = p.w;
   const int dk = decode_kind(w.bits, w.is_int, w.mbits, w.bias);
-  // The fused fold (one multiply decodes and scales a code pair) where it is exact for this weight
-  // (PreparedWeight::fold_ok: power-of-two groups of 1-byte scales within bf16's range); otherwise per-group
-  // float32 partial sums times the decoded scale.
-  int mode = kGroup;
-  if (w.group == w.k) mode = kRow;
-  else if (!HALF && w.fold_ok && w.sb == 1) mode = kFold;
+  const int mode = scale_mode(w, HALF);
   switch (w.bits) {
     case 4:
       if (dk == kDecE2M1) launch_mode<4, kDecE2M1, HALF>(p, mode, stream);
@@ -577,6 +660,14 @@ void launch_kind(const GemvParams& p, CUstream_st* stream) {
 }
 
 }  // namespace
+
+const char* gemv_rms_prologue_unsupported(const WeightView& w) {
+  const int mode = scale_mode(w, false);
+  if (!row_smem_kind(fast_kind(w, mode), 1, w.bits, is_fold(mode)))
+    return "the RMSNorm prologue needs K a multiple of 64, power-of-two scale groups and 4- or 8-bit codes "
+           "(6-bit codes with exactly foldable 1-byte scales)";
+  return "";
+}
 
 void launch_gemv(const GemvParams& p, CUstream_st* stream) {
   if (p.m == 0 || p.w.n == 0) return;

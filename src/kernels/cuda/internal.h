@@ -11,6 +11,8 @@ namespace fpq::cuda::detail {
 void check(int err, const char* what);
 // Checks cudaGetLastError after a launch.
 void check_launch(const char* kernel);
+// Throws fpq::Error with this message.
+[[noreturn]] void fail_message(const char* what);
 int sm_count();
 
 // Element type as the device code sees it (mirrors fpq::ElementType).
@@ -92,7 +94,17 @@ struct GemvParams {
   int ytype = kF32;
   int64_t ldy = 0;
   int x_smem = 0;  // set by launch_gemv: the activation row is staged in shared memory (M = 1)
+  // Decode-step fusions (DecodeFusion of cuda_kernels.h; M = 1 with the row in shared memory):
+  const float* rms_x = nullptr;  // prologue: the staged row is bf16(rms_x * rsqrt(mean(rms_x^2) + eps) * rms_w)
+  const float* rms_w = nullptr;
+  float rms_eps = 0.0f;
+  int swiglu = 0;      // epilogue: output rows (2i, 2i + 1) -> y[i] = silu(row 2i) * row 2i + 1
+  int accumulate = 0;  // epilogue: y (float32) += result
+  int pdl = 0;         // programmatic dependent launch
 };
+// Whether the decode kernel can take the RMSNorm prologue for this weight (M = 1, bf16 activations: the paths
+// that stage the activation row in shared memory); empty when it can, else why not.
+const char* gemv_rms_prologue_unsupported(const WeightView& w);
 void launch_gemv(const GemvParams& p, CUstream_st* stream);
 
 struct GemmParams {

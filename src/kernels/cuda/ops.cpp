@@ -321,6 +321,42 @@ void matmul_weight_only_cuda(const PreparedWeight& w, const void* x, DType xtype
   }
 }
 
+std::string decode_fusion_unsupported(const PreparedWeight& w, const DecodeFusion& f, DType ytype) {
+  if (f.rms_x) {
+    if (!f.rms_w) return "RMSNorm prologue without its weight";
+    if (reinterpret_cast<uintptr_t>(f.rms_x) % 16 != 0 || reinterpret_cast<uintptr_t>(f.rms_w) % 16 != 0)
+      return "RMSNorm prologue: the row and the norm weight must be 16-byte aligned";
+    const std::string why = detail::gemv_rms_prologue_unsupported(view_of(w));
+    if (!why.empty()) return fmt::format("weight format '{}': {}", w.format.name, why);
+  }
+  if (f.swiglu && w.n % 2 != 0) return fmt::format("SwiGLU epilogue needs an even number of rows (N = {})", w.n);
+  if (f.accumulate && ytype != DType::F32) return "the accumulating epilogue needs a float32 output";
+  return {};
+}
+
+void matmul_decode_fused_cuda(const PreparedWeight& w, const void* x, void* y, DType ytype, const DecodeFusion& f,
+                              cudaStream_t stream) {
+  const std::string why = decode_fusion_unsupported(w, f, ytype);
+  if (!why.empty()) fail("matmul_decode_fused_cuda: {}", why);
+  if (w.n == 0) return;
+  detail::GemvParams gp;
+  gp.w = view_of(w);
+  gp.x = x;
+  gp.xtype = dtype_code(DType::BF16);
+  gp.ldx = w.k;
+  gp.m = 1;
+  gp.y = y;
+  gp.ytype = dtype_code(ytype);
+  gp.ldy = f.swiglu ? w.n / 2 : w.n;
+  gp.rms_x = f.rms_x;
+  gp.rms_w = f.rms_w;
+  gp.rms_eps = f.rms_eps;
+  gp.swiglu = f.swiglu ? 1 : 0;
+  gp.accumulate = f.accumulate ? 1 : 0;
+  gp.pdl = f.programmatic ? 1 : 0;
+  detail::launch_gemv(gp, stream);
+}
+
 std::string quantized_matmul_unsupported(const Format& act, const PreparedWeight& w) {
   const detail::WeightView v = view_of(w);
   const int fold = w.group < w.k ? 1 : 0;

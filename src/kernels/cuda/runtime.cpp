@@ -21,6 +21,8 @@ void check_launch(const char* kernel) {
   if (e != cudaSuccess) fail("CUDA kernel launch {} failed: {} ({})", kernel, cudaGetErrorName(e), cudaGetErrorString(e));
 }
 
+void fail_message(const char* what) { fail("{}", what); }
+
 int sm_count() {
   static std::once_flag once;
   static int count = 0;
