@@ -3,8 +3,8 @@
 // same program.
 //
 // The decode step: token embedding (bf16 table), per layer RMSNorm -> fused QKV projection -> RoPE (rotate
-// half) and KV-cache append fused into grouped-query attention over the cache (split over positions, then
-// combined) -> O projection + residual -> RMSNorm -> fused gate/up projection (rows interleaved gate, up) ->
+// half) and KV-cache append fused into grouped-query attention over the cache (split over positions, combined
+// by each head's last CTA) -> O projection + residual -> RMSNorm -> fused gate/up projection (rows interleaved gate, up) ->
 // SwiGLU -> down projection + residual; final RMSNorm, output head, greedy argmax that feeds the next step's
 // token and advances the position (both in device memory, so one CUDA graph replays every step). Activations
 // bf16 between kernels, residual stream and norms float32. Every kernel of ours is launched with programmatic
@@ -14,7 +14,7 @@
 // same kernels around fpq's decode kernel (matmul_weight_only_cuda), and 4-bit weights with the decode
 // kernel's fusions (matmul_decode_fused_cuda: the RMSNorms computed in the QKV / gate-up kernels' prologue,
 // SwiGLU in the gate-up kernel's epilogue, the residual additions in the O / down kernels' epilogue), which
-// leaves 6 kernels per layer instead of 9. The 4-bit variants also quantize the output head; the embedding
+// leaves 5 kernels per layer instead of 8. The 4-bit variants also quantize the output head; the embedding
 // table stays bf16 in all.
 //
 // Weights are random: bf16 uniform values; for the 4-bit variant random E2M1 codes with random E8M0 scales
@@ -122,25 +122,29 @@ __global__ void __launch_bounds__(1024) add_rmsnorm(float* x, const uint16_t* de
 
 constexpr int kChunk = 64;  // positions per attention CTA
 
-// Partial attention of one head over positions [split * kChunk, ...) of the L = pos + 1 positions, with RoPE
-// (rotate half) applied here: q of this head, and k of the current position (the split that holds it takes k
-// and v from the fused qkv vector, and the first q head of each kv group appends them to the cache
+// Attention of one head over positions [split * kChunk, ...) of the L = pos + 1 positions, with RoPE (rotate
+// half) applied here: q of this head, and k of the current position (the split that holds it takes k and v
+// from the fused qkv vector, and the first q head of each kv group appends them to the cache
 // ([kv_head][position][head_dim]); earlier positions come from the cache). Values rounded to bf16 as a cache
-// would hold them. Writes m = max score, l = sum exp(score - m), o = sum exp(score - m) v. head_dim 128 threads.
-__global__ void __launch_bounds__(128) attn_rope_partial(const uint16_t* qkv, uint16_t* kc, uint16_t* vc,
-                                                         const int* pos_p, float* part, int heads, int kv_heads,
-                                                         int hd, int cap, int max_splits, float theta) {
+// would hold them. Each CTA writes its split's m = max score, l = sum exp(score - m), o = sum exp(score - m) v;
+// the head's last CTA to finish (a counter per head, reset by that CTA) combines the splits in split order into
+// out. head_dim (128) threads; loads are issued a warp's or a thread's whole range at a time (the kernel is
+// latency-bound: a few hundred CTAs of 4 warps).
+__global__ void __launch_bounds__(128) attn_rope(const uint16_t* qkv, uint16_t* kc, uint16_t* vc, const int* pos_p,
+                                                 float* part, int* counters, uint16_t* out, int heads, int kv_heads,
+                                                 int hd, int cap, int max_splits, float theta) {
   griddep_launch_dependents();
   griddep_wait();
   const int pos = *pos_p, L = pos + 1;
   const int h = blockIdx.x, split = blockIdx.y;
   const int t0 = split * kChunk;
   if (t0 >= L) return;
-  const int n = min(kChunk, L - t0);
+  const int n = min(kChunk, L - t0), splits = (L + kChunk - 1) / kChunk;
   const int group = heads / kv_heads, kh = h / group;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, d = threadIdx.x, half = hd / 2, i = d % half;
   __shared__ float qs[128], ks[128], vs[128], sc[kChunk];
   __shared__ float red[2];
+  __shared__ int last;
   const float freq = powf(theta, -2.0f * float(i) / float(hd));
   float sn, cs;
   sincosf(float(pos) * freq, &sn, &cs);
@@ -160,24 +164,40 @@ __global__ void __launch_bounds__(128) attn_rope_partial(const uint16_t* qkv, ui
       vc[(size_t(kh) * cap + pos) * hd + d] = v;
     }
   }
-  __syncthreads();
+  // Scores: warp w takes positions w, w + 4, ...; all its key loads are issued before the first dot product.
+  constexpr int kPer = kChunk / 4;
+  const uint16_t* kb = kc + (size_t(kh) * cap + t0) * hd;
+  uint2 kk[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int t = warp + 4 * j;
+    kk[j] = t < n && t0 + t != pos ? *reinterpret_cast<const uint2*>(kb + size_t(t) * hd + lane * 4) : make_uint2(0, 0);
+  }
+  __syncthreads();  // qs, ks, vs
   float qv[4];
   for (int j = 0; j < 4; ++j) qv[j] = qs[lane * 4 + j];
   const float scale = rsqrtf(float(hd));
-  const uint16_t* kb = kc + (size_t(kh) * cap + t0) * hd;
-  for (int t = warp; t < n; t += 4) {
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int t = warp + 4 * j;  // warp-uniform
+    if (t >= n) break;
     float k4[4];
     if (t0 + t == pos) {
-      for (int j = 0; j < 4; ++j) k4[j] = ks[lane * 4 + j];
+      for (int e = 0; e < 4; ++e) k4[e] = ks[lane * 4 + e];
     } else {
-      const uint2 kk = *reinterpret_cast<const uint2*>(kb + size_t(t) * hd + lane * 4);
-      const __nv_bfloat162 k01 = *reinterpret_cast<const __nv_bfloat162*>(&kk.x), k23 = *reinterpret_cast<const __nv_bfloat162*>(&kk.y);
+      const __nv_bfloat162 k01 = *reinterpret_cast<const __nv_bfloat162*>(&kk[j].x);
+      const __nv_bfloat162 k23 = *reinterpret_cast<const __nv_bfloat162*>(&kk[j].y);
       k4[0] = __low2float(k01), k4[1] = __high2float(k01), k4[2] = __low2float(k23), k4[3] = __high2float(k23);
     }
     float dot = qv[0] * k4[0] + qv[1] * k4[1] + qv[2] * k4[2] + qv[3] * k4[3];
     for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xFFFFFFFFu, dot, o);
     if (lane == 0) sc[t] = dot * scale;
   }
+  // This thread's dimension of the values, all positions' loads issued before the softmax.
+  const uint16_t* vb = vc + (size_t(kh) * cap + t0) * hd + d;
+  uint16_t vv[kChunk];
+#pragma unroll
+  for (int t = 0; t < kChunk; ++t) vv[t] = t < n && t0 + t != pos ? vb[size_t(t) * hd] : uint16_t(0);
   __syncthreads();
   if (threadIdx.x < 32) {
     float m = -INFINITY;
@@ -193,32 +213,31 @@ __global__ void __launch_bounds__(128) attn_rope_partial(const uint16_t* qkv, ui
     if (lane == 0) red[0] = m, red[1] = l;
   }
   __syncthreads();
-  const uint16_t* vb = vc + (size_t(kh) * cap + t0) * hd + d;
   float acc = 0.0f;
-  for (int t = 0; t < n; ++t)
-    acc += sc[t] * (t0 + t == pos ? vs[d] : __bfloat162float(__ushort_as_bfloat16(vb[size_t(t) * hd])));
-  float* out = part + (size_t(h) * max_splits + split) * (hd + 2);
-  out[d] = acc;
-  if (d == 0) out[hd] = red[0], out[hd + 1] = red[1];
-}
-
-__global__ void __launch_bounds__(128) attn_combine(const float* part, const int* pos_p, uint16_t* out, int hd,
-                                                    int max_splits) {
-  griddep_launch_dependents();
-  griddep_wait();
-  const int L = *pos_p + 1;
-  const int splits = (L + kChunk - 1) / kChunk;
-  const int h = blockIdx.x, d = threadIdx.x;
+#pragma unroll
+  for (int t = 0; t < kChunk; ++t)
+    if (t < n) acc += sc[t] * (t0 + t == pos ? vs[d] : __bfloat162float(__ushort_as_bfloat16(vv[t])));
+  float* pp = part + (size_t(h) * max_splits + split) * (hd + 2);
+  pp[d] = acc;
+  if (d == 0) pp[hd] = red[0], pp[hd + 1] = red[1];
+  // The head's last CTA combines (the threadFenceReduction pattern: publish, count, then read the others).
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(&counters[h], 1) == splits - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
   const float* p = part + size_t(h) * max_splits * (hd + 2);
   float m = -INFINITY;
-  for (int s = 0; s < splits; ++s) m = fmaxf(m, p[s * (hd + 2) + hd]);
+  for (int q = 0; q < splits; ++q) m = fmaxf(m, __ldcg(p + q * (hd + 2) + hd));
   float l = 0.0f, o = 0.0f;
-  for (int s = 0; s < splits; ++s) {
-    const float f = __expf(p[s * (hd + 2) + hd] - m);
-    l += f * p[s * (hd + 2) + hd + 1];
-    o += f * p[s * (hd + 2) + d];
+  for (int q = 0; q < splits; ++q) {
+    const float f = __expf(__ldcg(p + q * (hd + 2) + hd) - m);
+    l += f * __ldcg(p + q * (hd + 2) + hd + 1);
+    o += f * __ldcg(p + q * (hd + 2) + d);
   }
   out[h * hd + d] = __bfloat16_as_ushort(__float2bfloat16_rn(o / l));
+  if (threadIdx.x == 0) counters[h] = 0;  // for the next step
 }
 
 // act = silu(gate) * up, gate = gu[2 i], up = gu[2 i + 1] (the gate / up projection's rows interleaved).
@@ -418,6 +437,7 @@ void build(Model& M, const Config& c, bool quantized, const Format& f, Cublas& c
 
 struct State {
   DeviceBuffer x, h, qkv, attn, o, gu, act, d, logits, part, ints;  // ints: token, pos, step, trace...
+  DeviceBuffer cnt;  // attention: finished splits per head (zero between steps)
 };
 
 // One decode step on stream s (reads token and position from device memory). matmul_only: just the
@@ -433,8 +453,8 @@ void step(const Model& M, State& S, cudaStream_t s, bool matmul_only = false) {
   const float* norms = M.norms.as<float>();
   if (M.fused) {  // the 4-bit weights' fused kernels
     auto W = [&](int l, int i) -> const PreparedWeight& { return M.q_weights[size_t(4 * l + i)]; };
-    DecodeFusion norm, gate, residual, plain;
-    norm.programmatic = gate.programmatic = residual.programmatic = plain.programmatic = g_pdl;
+    DecodeFusion norm, gate, residual;
+    norm.programmatic = gate.programmatic = residual.programmatic = g_pdl;
     norm.rms_x = gate.rms_x = S.x.as<float>();
     norm.rms_eps = gate.rms_eps = c.eps;
     gate.swiglu = true;
@@ -445,9 +465,9 @@ void step(const Model& M, State& S, cudaStream_t s, bool matmul_only = false) {
       norm.rms_w = norms + size_t(2 * l) * H;
       matmul_decode_fused_cuda(W(l, 0), nullptr, S.qkv.data(), DType::BF16, norm, s);
       if (!matmul_only) {
-        launch(attn_rope_partial, dim3(c.heads, max_splits), 128, s, S.qkv.as<uint16_t>(), M.kc.as<uint16_t>() + kv_off,
-               M.vc.as<uint16_t>() + kv_off, pos, S.part.as<float>(), c.heads, c.kv_heads, hd, cap, max_splits, c.theta);
-        launch(attn_combine, c.heads, hd, s, S.part.as<float>(), pos, S.attn.as<uint16_t>(), hd, max_splits);
+        launch(attn_rope, dim3(c.heads, max_splits), 128, s, static_cast<const uint16_t*>(S.qkv.as<uint16_t>()),
+               M.kc.as<uint16_t>() + kv_off, M.vc.as<uint16_t>() + kv_off, static_cast<const int*>(pos), S.part.as<float>(),
+               S.cnt.as<int>(), S.attn.as<uint16_t>(), c.heads, c.kv_heads, hd, cap, max_splits, c.theta);
       }
       matmul_decode_fused_cuda(W(l, 1), S.attn.data(), S.x.data(), DType::F32, residual, s);
       gate.rms_w = norms + size_t(2 * l + 1) * H;
@@ -475,9 +495,9 @@ void step(const Model& M, State& S, cudaStream_t s, bool matmul_only = false) {
     const size_t kv_off = size_t(l) * c.kv_heads * cap * hd;
     launch(add_rmsnorm, 1, 1024, s, S.x.as<float>(), delta, norms + size_t(2 * l) * H, S.h.as<uint16_t>(), H, c.eps);
     M.qkv[size_t(l)](S.h.data(), S.qkv.data(), s);
-    launch(attn_rope_partial, dim3(c.heads, max_splits), 128, s, S.qkv.as<uint16_t>(), M.kc.as<uint16_t>() + kv_off,
-           M.vc.as<uint16_t>() + kv_off, pos, S.part.as<float>(), c.heads, c.kv_heads, hd, cap, max_splits, c.theta);
-    launch(attn_combine, c.heads, hd, s, S.part.as<float>(), pos, S.attn.as<uint16_t>(), hd, max_splits);
+    launch(attn_rope, dim3(c.heads, max_splits), 128, s, static_cast<const uint16_t*>(S.qkv.as<uint16_t>()),
+           M.kc.as<uint16_t>() + kv_off, M.vc.as<uint16_t>() + kv_off, static_cast<const int*>(pos), S.part.as<float>(),
+           S.cnt.as<int>(), S.attn.as<uint16_t>(), c.heads, c.kv_heads, hd, cap, max_splits, c.theta);
     M.o[size_t(l)](S.attn.data(), S.o.data(), s);
     launch(add_rmsnorm, 1, 1024, s, S.x.as<float>(), static_cast<const uint16_t*>(S.o.as<uint16_t>()),
            norms + size_t(2 * l + 1) * H, S.h.as<uint16_t>(), H, c.eps);
@@ -511,6 +531,8 @@ Result run(const Model& M) {
   S.logits.reset(size_t(c.vocab) * 2);
   const int cap = c.context + c.gen + 1;
   S.part.reset(size_t(c.heads) * ((cap + kChunk - 1) / kChunk) * (c.head_dim + 2) * 4);
+  S.cnt.reset(size_t(c.heads) * 4);
+  S.cnt.fill_bytes(0);
   const int n_ints = 4 + c.gen + 8;
   S.ints.reset(size_t(n_ints) * 4);
   auto reset_ints = [&] {
