@@ -7,7 +7,10 @@
 //   int8 (bf16 activations, weight-only matmul), W4A4 mxfp4 / nvfp4 and W8A8 mxfp8 / fp8_e4m3 (activation
 //   quantization included in the time), Q4_0 x Q8_1 (activation quantization included).
 // Times are medians of individually event-timed runs after warm-up; weights rotate over enough copies to
-// exceed the L2 cache. Bandwidth: a large device-to-device copy in the same run (bytes read + written); each
+// exceed the L2 cache. --chain adds, for M = 1, the time per kernel in a chain of dependent launches as a
+// model's decode step runs them: one CUDA graph of launches over the rotating copies (fpq's decode kernel with
+// programmatic dependent launch, so each kernel's start overlaps the previous one's end; cuBLASLt in the same
+// graph form), median graph time / launches. Bandwidth: a large device-to-device copy in the same run (bytes read + written); each
 // kernel's fraction = its bytes (weights + activations + output, each once) per second over that.
 #include <cublasLt.h>
 #include <cuda_runtime.h>
@@ -41,6 +44,9 @@ void ckb(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) fail("{}: cublas status {}", what, int(s));
 }
 
+// The stream the cuBLAS plans and the chained launches run on (nullptr: the legacy default stream).
+cudaStream_t g_stream = nullptr;
+
 // Median time (microseconds) of `reps` individually timed runs of fn(i) after `warm` runs.
 int g_reps = 30;
 double time_us(const std::function<void(int)>& fn, int reps = -1, int warm = 5) {
@@ -62,6 +68,44 @@ double time_us(const std::function<void(int)>& fn, int reps = -1, int warm = 5) 
     t.push_back(double(ms) * 1000.0);
   }
   for (auto& e : ev) cudaEventDestroy(e);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// Per-launch time (microseconds) of fn(0) .. fn(n - 1) launched back to back on g_stream, captured as one CUDA
+// graph: the median over `reps` graph launches, divided by n.
+double chained_us(const std::function<void(int)>& fn, int n, int reps = 10) {
+  cudaStream_t s;
+  ck(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream");
+  g_stream = s;
+  for (int i = 0; i < n; ++i) fn(i);  // warm-up outside the graph
+  ck(cudaStreamSynchronize(s), "sync");
+  cudaGraph_t g;
+  cudaGraphExec_t ge;
+  ck(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), "capture");
+  for (int i = 0; i < n; ++i) fn(i);
+  ck(cudaStreamEndCapture(s, &g), "end capture");
+  ck(cudaGraphInstantiate(&ge, g, 0), "instantiate");
+  ck(cudaGraphLaunch(ge, s), "replay");
+  cudaEvent_t e0, e1;
+  ck(cudaEventCreate(&e0), "event");
+  ck(cudaEventCreate(&e1), "event");
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    ck(cudaEventRecord(e0, s), "record");
+    ck(cudaGraphLaunch(ge, s), "replay");
+    ck(cudaEventRecord(e1, s), "record");
+    ck(cudaEventSynchronize(e1), "sync");
+    float ms = 0;
+    ck(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
+    t.push_back(double(ms) * 1000.0 / n);
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaGraphExecDestroy(ge);
+  cudaGraphDestroy(g);
+  g_stream = nullptr;
+  cudaStreamDestroy(s);
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
 }
@@ -132,6 +176,11 @@ struct Row {
   double bytes;
 };
 
+struct ChainRow {
+  std::string shape, kernel;
+  double us, chained_us, cublas_chained_us, bytes;
+};
+
 struct CublasBf16 {
   cublasLtHandle_t h = nullptr;
   DeviceBuffer ws;
@@ -165,7 +214,7 @@ struct CublasBf16 {
     cublasLtHandle_t hh = h;
     return [=](const void* w, const void* x, void* y) {
       const float alpha = 1.0f, beta = 0.0f;
-      ckb(cublasLtMatmul(hh, op, &alpha, w, la, x, lb, &beta, y, lc, y, lc, algo.get(), wsp, wsb, nullptr), "matmul");
+      ckb(cublasLtMatmul(hh, op, &alpha, w, la, x, lb, &beta, y, lc, y, lc, algo.get(), wsp, wsb, g_stream), "matmul");
     };
   }
 };
@@ -178,6 +227,7 @@ int main(int argc, char** argv) {
     std::string only, shape_arg;
     std::vector<int64_t> m_arg;
     int reps = 30;
+    bool chain = false;
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
       auto next = [&]() -> std::string {
@@ -189,7 +239,8 @@ int main(int argc, char** argv) {
       else if (a == "--shape") shape_arg = next();    // NxK
       else if (a == "--m") m_arg.push_back(std::stoll(next()));
       else if (a == "--reps") reps = std::stoi(next());
-      else fail("unknown option {} (--quick, --only S, --shape NxK, --m M, --reps R)", a);
+      else if (a == "--chain") chain = true;
+      else fail("unknown option {} (--quick, --only S, --shape NxK, --m M, --reps R, --chain)", a);
     }
     g_reps = reps;
     auto wanted = [&](const std::string& name) { return only.empty() || name.find(only) != std::string::npos; };
@@ -231,6 +282,7 @@ int main(int argc, char** argv) {
     const std::vector<WA> wa = {{"W4A4 mxfp4", "mxfp4"}, {"W4A4 nvfp4", "nvfp4"}, {"W8A8 mxfp8", "mxfp8_e4m3"},
                                 {"W8A8 fp8_e4m3", "fp8_e4m3"}};
     std::vector<Row> rows;
+    std::vector<ChainRow> chain_rows;
     CublasBf16 cub;
 
     for (const Shape& sh : shapes) {
@@ -293,6 +345,18 @@ int main(int argc, char** argv) {
           });
           rows.push_back({sname, m, fmt::format("{} (W{}A16)", f, v[0].bits), us, cublas_us,
                           double(v[0].device_bytes()) + act_bytes + out_bytes});
+          if (chain && m == 1) {
+            DecodeFusion pdl;
+            pdl.programmatic = true;
+            const int n = 2 * int(v.size());
+            const double cu = chained_us([&](int i) {
+              matmul_decode_fused_cuda(v[size_t(i) % v.size()], x.data(), y.data(), DType::BF16, pdl, g_stream);
+            }, n);
+            const double cb = chained_us([&](int i) { plan(wdev[size_t(i) % wdev.size()].data(), x.data(), y.data()); },
+                                         2 * int(wdev.size()));
+            chain_rows.push_back({sname, fmt::format("{} (W{}A16)", f, v[0].bits), us, cu, cb,
+                                  double(v[0].device_bytes()) + act_bytes + out_bytes});
+          }
           if (m <= 32 && v[0].fold_ok) {
             // Baseline in the same run: the decode kernel without the fused fold (per-group float32 sums).
             for (auto& pwc : v) pwc.fold_ok = false;
@@ -344,6 +408,17 @@ int main(int argc, char** argv) {
       const double gbs = r.bytes / (r.us * 1e-6) / 1e9;
       std::printf("| %s | %lld | %s | %.1f | %.1f | %.2fx | %.0f | %.0f%% |\n", r.shape.c_str(), (long long)r.m,
                   r.kernel.c_str(), r.us, r.cublas_us, r.cublas_us / r.us, gbs, 100.0 * gbs * 1e9 / copy_bw);
+    }
+    if (!chain_rows.empty()) {
+      std::printf("\nM = 1 in a chain of dependent launches (one CUDA graph over the rotating weight copies; fpq's "
+                  "decode kernel with programmatic dependent launch):\n\n");
+      std::printf("| N x K | kernel | us (alone) | us (chained) | cuBLAS bf16 us (chained) | chained vs bf16 | GB/s (chained) | of copy BW |\n");
+      std::printf("|---|---|---:|---:|---:|---:|---:|---:|\n");
+      for (const ChainRow& r : chain_rows) {
+        const double gbs = r.bytes / (r.chained_us * 1e-6) / 1e9;
+        std::printf("| %s | %s | %.1f | %.1f | %.1f | %.2fx | %.0f | %.0f%% |\n", r.shape.c_str(), r.kernel.c_str(), r.us,
+                    r.chained_us, r.cublas_chained_us, r.cublas_chained_us / r.chained_us, gbs, 100.0 * gbs * 1e9 / copy_bw);
+      }
     }
     std::printf("\nmeasured copy bandwidth: %.2f TB/s (read + write)\n", copy_bw / 1e12);
     return 0;
