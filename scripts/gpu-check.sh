@@ -165,7 +165,7 @@ if [[ $EVAL == 1 ]]; then
 fi
 if [[ $BENCH == 1 ]]; then
   echo "== kernel benchmark"
-  timeout 240 "$BIN/bench_cuda" $QUICK >"$LOGS/bench.log" 2>"$LOGS/bench.err"
+  timeout 240 "$BIN/bench_cuda" --chain $QUICK >"$LOGS/bench.log" 2>"$LOGS/bench.err"
   rc=$?
   [[ $rc -ne 0 ]] && { echo "bench_cuda exit $rc"; tail -5 "$LOGS/bench.err"; STATUS=1; }
   cat "$LOGS/bench.log"
