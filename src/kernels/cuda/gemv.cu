@@ -9,6 +9,8 @@
 // (the weight as A, up to four 8-row slices of X as B) accumulates each scale group in float32, and the
 // group's partial sums are multiplied by the decoded scale and added into the float32 result (so any scale
 // type works exactly, e.g. fp16 scales of INT4 groups). The warps' sums are added in a fixed order.
+#include <cstdlib>
+
 #include "kernels/cuda/device_common.cuh"
 #include "kernels/cuda/frag.cuh"
 
@@ -500,6 +502,27 @@ int blocks_per_sm(K kernel, int threads, size_t smem, size_t (&sizes)[2], int (&
   return b;
 }
 
+// Tuning knobs for before / after runs on a GPU without a rebuild (read once; unset: the measured defaults).
+//   FPQ_GEMV_RING_KB    ring budget per CTA in KB (default 110 for 4-bit codes, so that two 16-warp CTAs share an
+//                       SM, else 200); when set, up to 8 stages per warp instead of 4
+//   FPQ_GEMV_RT2_TILES  row tiles per SM from which M <= 8 runs two row tiles per 8-warp CTA (default 8)
+int tuning_knob(const char* name, int fallback, int lo, int hi) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  if (*end != '\0' || x < lo || x > hi) fail_message("bad FPQ_GEMV_* tuning value (an integer in range expected)");
+  return int(x);
+}
+struct Tuning {
+  int ring_kb = tuning_knob("FPQ_GEMV_RING_KB", -1, 8, 200);
+  int rt2_tiles = tuning_knob("FPQ_GEMV_RT2_TILES", 8, 0, 1 << 20);
+};
+const Tuning& tuning() {
+  static const Tuning t;
+  return t;
+}
+
 // The M = 1 paths that stage the activation row in shared memory.
 constexpr bool row_smem_kind(int fast, int nt, int bits, bool fold) {
   return fast != 0 && nt == 1 && (bits == 4 || bits == 8 || (bits == 6 && fold));
@@ -514,8 +537,9 @@ void launch_rt(GemvParams p, CUstream_st* stream) {
   const size_t slot = size_t(slot_bytes(BITS, p.w.group, p.w.sb, RT, is_fold(MODE))) + 8;
   // Up to 4 stages in flight per warp, fewer where the ring would stop two CTAs sharing an SM (4-bit: 2
   // stages of 4 tiles) or exceed 200 KB.
-  int lg = 2;
-  while (lg > 0 && size_t(W) * (size_t(1) << lg) * slot > (BITS == 4 ? 110 : 200) * 1024) --lg;
+  const int budget_kb = tuning().ring_kb >= 0 ? tuning().ring_kb : BITS == 4 ? 110 : 200;
+  int lg = tuning().ring_kb >= 0 ? 3 : 2;
+  while (lg > 0 && size_t(W) * (size_t(1) << lg) * slot > size_t(budget_kb) * 1024) --lg;
   const size_t ring = size_t(W) * (size_t(1) << lg) * slot;
   const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB, RT>;
   static int done = 0;  // per instantiation; racing threads both set the same attribute
@@ -564,7 +588,7 @@ void launch_full(const GemvParams& p, CUstream_st* stream) {
   if constexpr (NT == 2) {
     launch_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 2>(p, stream);
   } else if constexpr (NT == 1) {
-    if (p.w.n_tiles >= 8 * int64_t(sm_count())) launch_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 2>(p, stream);
+    if (p.w.n_tiles >= tuning().rt2_tiles * int64_t(sm_count())) launch_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 2>(p, stream);
     else launch_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 1>(p, stream);
   } else {
     launch_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 1>(p, stream);
