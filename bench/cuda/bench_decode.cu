@@ -288,16 +288,7 @@ bool g_pdl = true;  // programmatic dependent launch for every kernel of the ste
 // Launches one of the step's kernels (with programmatic dependent launch unless --no-pdl).
 template <typename... KArgs, typename... Args>
 void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t s, Args... args) {
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.stream = s;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = g_pdl ? 1 : 0;
-  ck(cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...), "cudaLaunchKernelEx");
+  ck(fpq::cuda::detail::launch_kernel(kernel, grid, block, 0, s, g_pdl, args...), "cudaLaunchKernelEx");
 }
 
 // ---- matmul variants ------------------------------------------------------------------------------------------

@@ -564,21 +564,7 @@ void launch_rt(GemvParams p, CUstream_st* stream) {
   ensure_smem(kernel, smem, done);
   if (per_sm == 0) per_sm = blocks_per_sm(kernel, W * 32, smem, sizes, blocks);
   const int64_t grid = std::min<int64_t>((p.w.n_tiles + RT - 1) / RT, int64_t(per_sm) * sm_count());
-  if (p.pdl) {
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(unsigned(grid));
-    cfg.blockDim = dim3(W * 32);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    check(cudaLaunchKernelEx(&cfg, kernel, p, lg), "cudaLaunchKernelEx");
-  } else {
-    kernel<<<unsigned(grid), W * 32, smem, stream>>>(p, lg);
-  }
+  check(launch_kernel(kernel, dim3(unsigned(grid)), dim3(W * 32), smem, stream, p.pdl != 0, p, lg), "gemv_kernel launch");
 }
 
 // Two row tiles per activation fragment at M <= 16 (M <= 8 only when there are enough row tiles to fill the
