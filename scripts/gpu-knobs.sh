@@ -7,6 +7,7 @@
 #   scripts/gpu-knobs.sh .carry/pack.tar.xz "FPQ_GEMV_RING_KB=200" "FPQ_GEMV_RT2_TILES=0"   # GPU machine
 #
 # Each setting is a space-separated list of VAR=VALUE; the defaults (no variable set) always run first.
+# KNOB_ARGS: bench_cuda's arguments (default "--m 1 --m 16 --chain"; e.g. add "--shape 4096x14336").
 # Logs (tarred) go to $OUT (or ./gpu-knobs-out).
 set -u
 if [[ $# -lt 2 ]]; then echo "usage: scripts/gpu-knobs.sh PACK SETTING..." >&2; exit 2; fi
@@ -22,7 +23,7 @@ settings=("" "$@")
 for round in 1 2; do
   for i in "${!settings[@]}"; do
     # shellcheck disable=SC2086
-    env ${settings[$i]} timeout 200 "$d/bin/bench_cuda" --m 1 --m 16 --chain >"$LOGS/knobs-$i-$round.log" 2>&1 ||
+    env ${settings[$i]} timeout 200 "$d/bin/bench_cuda" ${KNOB_ARGS:---m 1 --m 16 --chain} >"$LOGS/knobs-$i-$round.log" 2>&1 ||
       echo "setting $i (${settings[$i]:-defaults}) round $round: exit $?"
   done
 done
