@@ -108,7 +108,7 @@ __host__ __device__ constexpr bool is_fold(int mode) { return mode == kFold || m
 // activation fragment feeds two weight tiles, halving the activation traffic through L1/L2 at M > 8).
 template <int BITS, int DEC, bool HALF, int NT, int kWarps, int MODE, int FAST, int SB, int RT>
 __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT == 1 ? 2 : NT == 2 ? 3 : 2)
-    gemv_kernel(GemvParams p, int ring_log2, int slot, int sreg) {
+    gemv_kernel(GemvParams p, int ring_log2, int slot, int sreg, uint32_t e8_add) {
   constexpr bool FULL = FAST != 0;
   constexpr int kST = stage_tiles(BITS, is_fold(MODE));
   const int kD = 1 << ring_log2;
@@ -124,7 +124,8 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
   const int n_rt = (n_units - int(blockIdx.x) + int(gridDim.x) - 1) / int(gridDim.x);
   const GroupInfo G = make_group_info(w.group, w.k);
   const PairDecoder dec = make_pair_decoder(w.bits, w.is_int, w.mbits, w.bias, HALF);
-  const uint32_t e8_add = opaque(uint32_t(127 - w.bias - w.fold_shift) * 0x00800080u);  // kFoldE8
+  // e8_add (kFoldE8): (127 - bias - fold_shift) in both bf16 exponent fields, a kernel parameter so that the
+  // multiplier's multiply-add reads it from the constant bank.
   const uint16_t* x = static_cast<const uint16_t*>(p.x);
 
   // 1-byte scale codes -> float (kGroup) or bf16 pair (kFold); static, so lookups need no base register.
@@ -196,17 +197,17 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
   // Lane 0 issues the flat stages f = 0, 1, 2, ... in order; (row-tile unit, stage) advance with it (no
   // divisions). Tile and scale offsets are 32-bit (prepare_weight_cuda checks the weight's size), the stage's copies
   // one multiply-add each from them.
-  int is_f = 0, is_i = 0;
+  int is_f = 0, is_kt = kt_begin;
   uint32_t is_unit = blockIdx.x;
   const int sbc = SB ? SB : w.sb;
   const uint32_t rt_scale_bytes = uint32_t(w.n_groups) * 16u * uint32_t(sbc);
   auto issue = [&]() {  // lane 0 only: issues stage is_f
     if (is_f >= total_stages) return;
-    const int f = is_f, i = is_i;
+    const int f = is_f, kt0 = is_kt;
     const uint32_t rt_first = is_unit * RT;
-    if (++is_i == nstages) is_i = 0, is_unit += gridDim.x;
+    is_kt += kST;
+    if (is_kt >= kt_end) is_kt = kt_begin, is_unit += gridDim.x;
     ++is_f;
-    const int kt0 = kt_begin + i * kST;
     const int ntiles = min(kST, kt_end - kt0);
     const uint32_t sl = uint32_t(f & (kD - 1));
     const uint32_t s = ring_s + sl * uint32_t(slot), bar = bar0 + sl * 8u;
@@ -573,7 +574,9 @@ void launch_rt(GemvParams p, CUstream_st* stream) {
   ensure_smem(kernel, smem, done);
   if (per_sm == 0) per_sm = blocks_per_sm(kernel, W * 32, smem, sizes, blocks);
   const int64_t grid = std::min<int64_t>((p.w.n_tiles + RT - 1) / RT, int64_t(per_sm) * sm_count());
-  check(launch_kernel(kernel, dim3(unsigned(grid)), dim3(W * 32), smem, stream, p.pdl != 0, p, lg, slot_data, sreg), "gemv_kernel launch");
+  check(launch_kernel(kernel, dim3(unsigned(grid)), dim3(W * 32), smem, stream, p.pdl != 0, p, lg, slot_data, sreg,
+                      uint32_t(127 - p.w.bias - p.w.fold_shift) * 0x00800080u),
+        "gemv_kernel launch");
 }
 
 // (One row tile per CTA runs 16 warps: 8 warps measured 19.8 us against 17.1 for 4096x14336 mxfp4 at M = 1 on an
