@@ -194,32 +194,41 @@ TEST(Gptq, BadInputs) {
 }
 
 TEST(MrGptq, BelowGptqOnMxfp4WithHeavyTails) {
+  // A claim about averages: one 48-row layer can go the other way (seed 13462898087396773911: MR-GPTQ 0.0280 vs
+  // GPTQ 0.0249 on MXFP4, while the typical ratio is 0.4-0.8), so the comparison is over four independent layers.
   const uint64_t seed = test::fresh_seed();
   const int64_t m = 512, n = 48, k = 256;
-  const Layer L = make_layer(m, n, k, seed, 0, 3.0f);
+  constexpr int kLayers = 4;
   for (const char* name : {"mxfp4", "nvfp4"}) {
     const Format f = parse_format(name);
-    const GptqResult g = gptq_quantize(f, L.w.data(), n, k, L.h.data());
-    const MrGptqResult mr = mr_gptq_quantize(f, L.w.data(), n, k, L.h.data());
-    EXPECT_EQ(mr.transform.block(), f.group);
-    EXPECT_EQ(mr.transform.kind(), TransformKind::Hadamard);
-    // The module rotates activations online: y = T(x) deq(Q)^T.
-    auto xt = L.x;
-    mr.transform.forward(xt.data(), m);
-    const auto wq = dequantize(mr.q);
-    const LayerError emr = layer_output_error(L.x.data(), m, k, L.w.data(), n, xt.data(), wq.data(), k);
-    const LayerError eg = layer_output_error(L.x.data(), m, k, L.w.data(), n, g.q);
-    std::printf("[info] %s rel. output error: MR-GPTQ %.4f  GPTQ %.4f  (RTN %.4f, rotated RTN+MSE %.4f)\n", name, emr.rel_error,
-                eg.rel_error, std::sqrt(g.stats.rel_error_rtn), std::sqrt(mr.stats.rel_error_rtn));
+    double sq_mr = 0.0, sq_g = 0.0;
+    for (int layer = 0; layer < kLayers; ++layer) {
+      const Layer L = make_layer(m, n, k, seed + uint64_t(layer), 0, 3.0f);
+      const GptqResult g = gptq_quantize(f, L.w.data(), n, k, L.h.data());
+      const MrGptqResult mr = mr_gptq_quantize(f, L.w.data(), n, k, L.h.data());
+      EXPECT_EQ(mr.transform.block(), f.group);
+      EXPECT_EQ(mr.transform.kind(), TransformKind::Hadamard);
+      // The module rotates activations online: y = T(x) deq(Q)^T.
+      auto xt = L.x;
+      mr.transform.forward(xt.data(), m);
+      const auto wq = dequantize(mr.q);
+      const LayerError emr = layer_output_error(L.x.data(), m, k, L.w.data(), n, xt.data(), wq.data(), k);
+      const LayerError eg = layer_output_error(L.x.data(), m, k, L.w.data(), n, g.q);
+      std::printf("[info] %s layer %d rel. output error: MR-GPTQ %.4f  GPTQ %.4f  (RTN %.4f, rotated RTN+MSE %.4f)\n", name,
+                  layer, emr.rel_error, eg.rel_error, std::sqrt(g.stats.rel_error_rtn), std::sqrt(mr.stats.rel_error_rtn));
+      sq_mr += emr.rel_error * emr.rel_error;
+      sq_g += eg.rel_error * eg.rel_error;
+      EXPECT_LT(mr.stats.rel_error, mr.stats.rel_error_rtn) << name;
+      EXPECT_NEAR(std::sqrt(mr.stats.rel_error), emr.rel_error, 2e-3 * emr.rel_error) << name;
+    }
+    const double rms_mr = std::sqrt(sq_mr / kLayers), rms_g = std::sqrt(sq_g / kLayers);
     // The published expectation: MR-GPTQ beats GPTQ on MXFP4; on NVFP4 (16-value groups, E4M3 scales) the
     // rotation helps little and may cost a bit, so only a loose bound there.
     if (f.scale == ScaleType::E8M0) {
-      EXPECT_LT(emr.rel_error, eg.rel_error) << name;
+      EXPECT_LT(rms_mr, rms_g) << name;
     } else {
-      EXPECT_LT(emr.rel_error, 1.25 * eg.rel_error) << name;
+      EXPECT_LT(rms_mr, 1.25 * rms_g) << name;
     }
-    EXPECT_LT(mr.stats.rel_error, mr.stats.rel_error_rtn) << name;
-    EXPECT_NEAR(std::sqrt(mr.stats.rel_error), emr.rel_error, 2e-3 * emr.rel_error) << name;
   }
 }
 
