@@ -272,24 +272,27 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
       reinterpret_cast<uint2*>(xs_words)[v] = make_uint2(pack(a.x, a.y, wt.x, wt.y), pack(a.z, a.w, wt.z, wt.w));
     }
   } else if (xs && (reinterpret_cast<uintptr_t>(p.x) & 15) == 0) {
-    // Four 16-byte loads in flight per thread.
+    // Each warp stages only its own tiles' slice of the row (the only part its ldmatrix reads), four 16-byte
+    // loads in flight per lane, so no warp waits for the others' loads or a CTA barrier.
     const uint4* xv = static_cast<const uint4*>(p.x);
     uint4* d = reinterpret_cast<uint4*>(xs_words);
-    const int nv = int(w.k / 8);
-    for (int v0 = threadIdx.x; v0 < nv; v0 += 4 * blockDim.x) {
+    const int v_end = kt_end * 8;  // 8 16-byte words per tile
+    for (int v0 = kt_begin * 8 + lane; v0 < v_end; v0 += 128) {
       uint4 r[4];
 #pragma unroll
       for (int u = 0; u < 4; ++u)
-        if (v0 + u * int(blockDim.x) < nv) r[u] = xv[v0 + u * blockDim.x];
+        if (v0 + 32 * u < v_end) r[u] = xv[v0 + 32 * u];
 #pragma unroll
       for (int u = 0; u < 4; ++u)
-        if (v0 + u * int(blockDim.x) < nv) d[v0 + u * blockDim.x] = r[u];
+        if (v0 + 32 * u < v_end) d[v0 + 32 * u] = r[u];
     }
   } else if (xs) {
     const uint32_t* xw = static_cast<const uint32_t*>(p.x);
-    for (int i = threadIdx.x; i < int(w.k / 2); i += blockDim.x) xs_words[i] = xw[i];
+    for (int i = kt_begin * 32 + lane; i < kt_end * 32; i += 32) xs_words[i] = xw[i];
   }
-  __syncthreads();  // lookup table, barriers and activation row ready
+  // The lookup table and the RMSNorm row are the CTA's; barriers and a plain row slice are the warp's own.
+  if ((w.sb == 1 && MODE != kFoldE8) || (xs && p.rms_x)) __syncthreads();
+  else __syncwarp();
 
   // FAST: each tile loads its activations at its start (many warps per SM hide the latency, and no copies
   // between prefetch buffers); otherwise one tile ahead.
