@@ -118,7 +118,7 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
   const int g = lane >> 2, t = lane & 3;
   // Persistent: this CTA takes row tiles blockIdx.x, + gridDim.x, ...; each warp's ring of stages runs on
   // across them, so the next row tile's weights are in flight while this one finishes.
-  // 32-bit: prepare_weight_cuda keeps tile counts below 2^32 / 512 (the 64-bit divisions cost ~100 instructions
+  // 32-bit: prepare_weight_cuda keeps the tile count below 2^32 (the 64-bit divisions cost ~100 instructions
   // per warp, measured with ncu).
   const int n_units = int((w.n_tiles + RT - 1) / RT);  // units of RT consecutive row tiles
   const int n_rt = (n_units - int(blockIdx.x) + int(gridDim.x) - 1) / int(gridDim.x);
