@@ -106,6 +106,9 @@ struct ActView {
   const float* msx = nullptr;       // [u][m] int kernels with weight mins: xsum * scale (value units)
   const float* gx = nullptr;        // [m] activation global scale, or null
   int32_t exact = 1;                // int kernels: float64 unit sums (the pseudo path's bits) or float32 (faster)
+  // AVX2 int8 kernel: chunks whose vpmaddubsw pair sums may accumulate in int16 before they are widened
+  // (32767 / (2 * 2 * u8_max * max |x|), set by the driver; 0: widen every product pair).
+  int32_t i16_chunks = 0;
   // Int kernels, long K: only units [u0, u1) (u1 0 = all) per call, the driver walking K in blocks so that a
   // register tile's stretch of activations and weights stays in L1. The running sums go through `partial`
   // between calls (the same additions in the same order, so the same bits): one accumulator (16 lanes of

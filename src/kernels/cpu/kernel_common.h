@@ -19,6 +19,7 @@ constexpr int kMRF64 = 10, kNVF64 = 1, kNV1F64 = 4;  // float64 kernel: two regi
 constexpr int kMRF64Panel = 12;
 #elif FPQ_KISA == 1
 constexpr int kMRInt = 2, kNVInt = 1, kNV1Int = 2;
+constexpr int kMRInt16Avx2 = 6;  // int8 kernel with int16 sums (kernels_int.cpp): rows per half-tile pass
 constexpr int kMRInt16 = 1, kNVInt16 = 1, kNV1Int16 = 1;
 constexpr int kMRIntF = 2, kMRInt16F = 1;
 constexpr int kMRFloat = 3, kNVFloat = 1, kNV1Float = 2;

@@ -132,11 +132,214 @@ void run_blocks(const WeightView& w, const ActView& a, float* y, int64_t ldy, in
   }
 }
 
-template <class Dec>
+#if FPQ_KISA == 1
+// AVX2 without VNNI: the emulated vpdpbusd above widens every product pair (vpmaddubsw, then vpmaddwd and an
+// int32 add: three operations per 32 products). With several activation rows the kernel below instead lets
+// the int16 pair sums of vpmaddubsw accumulate over up to ActView::i16_chunks chunks (exact: the driver's bound
+// keeps every int16 lane below 2^15) and widens once per unit, and it works on one half of a tile (8 weight
+// rows, one register) at a time so that 6 activation rows fit in the 16 registers (8 spill; measured: 6 beats
+// 4 and 8): 4 vector operations per 64 products plus the decode, shared by the 6 rows. The int32 unit sums are the same integers as the generic
+// kernel's, and the epilogue is the same, so the results keep their bits.
+struct H8Nib {
+  __m256i lut, mask;
+  explicit H8Nib(const WeightView& w)
+      : lut(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)w.lut_u8))), mask(_mm256_set1_epi8(0x0F)) {}
+  FPQ_INLINE void get(const uint8_t* chunk, int h, __m256i& lo, __m256i& hi) const {
+    const __m256i v = _mm256_load_si256((const __m256i*)(chunk + 32 * h));
+    lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, mask));
+    hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), mask));
+  }
+};
+struct H8NibId {
+  __m256i mask;
+  explicit H8NibId(const WeightView&) : mask(_mm256_set1_epi8(0x0F)) {}
+  FPQ_INLINE void get(const uint8_t* chunk, int h, __m256i& lo, __m256i& hi) const {
+    const __m256i v = _mm256_load_si256((const __m256i*)(chunk + 32 * h));
+    lo = _mm256_and_si256(v, mask);
+    hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+  }
+};
+struct H8Lut64 {
+  Lut64B lut;
+  explicit H8Lut64(const WeightView& w) : lut(w.lut_u8) {}
+  FPQ_INLINE void get(const uint8_t* chunk, int h, __m256i& lo, __m256i& hi) const {
+    lo = lut64_half(lut, _mm256_load_si256((const __m256i*)(chunk + 32 * h)));
+    hi = lut64_half(lut, _mm256_load_si256((const __m256i*)(chunk + 64 + 32 * h)));
+  }
+};
+struct H8Xor {
+  explicit H8Xor(const WeightView&) {}
+  FPQ_INLINE void get(const uint8_t* chunk, int h, __m256i& lo, __m256i& hi) const {
+    const __m256i m = _mm256_set1_epi8(char(0x80));
+    lo = _mm256_xor_si256(_mm256_load_si256((const __m256i*)(chunk + 32 * h)), m);
+    hi = _mm256_xor_si256(_mm256_load_si256((const __m256i*)(chunk + 64 + 32 * h)), m);
+  }
+};
+struct H8Id {
+  explicit H8Id(const WeightView&) {}
+  FPQ_INLINE void get(const uint8_t* chunk, int h, __m256i& lo, __m256i& hi) const {
+    lo = _mm256_load_si256((const __m256i*)(chunk + 32 * h));
+    hi = _mm256_load_si256((const __m256i*)(chunk + 64 + 32 * h));
+  }
+};
+
+FPQ_INLINE __m256i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// Register tiles of MR >= 2 rows and one weight tile (rows), or one row and NV tiles (vec).
+template <class Dec, class Half, bool Exact>
+struct Int8Avx2Block {
+  using Acc = typename AccFor<Exact>::T;
+  const WeightView& w;
+  const ActView& a;
+  const Dec& dec;
+  const Half& half;
+  float* y;
+  int64_t ldy;
+
+  template <int MR, int NV>
+  FPQ_INLINE void run(int64_t t0, int64_t m0) const {
+    if constexpr (MR == 1) vec<NV>(t0, m0);
+    else if constexpr (NV != 1) Int8Block<Dec, Exact>{w, a, dec, y, ldy}.template run<MR, NV>(t0, m0);
+    else rows<MR>(t0, m0);
+  }
+
+  // One activation row (matrix-vector, bound by memory): NV whole tiles in flight, both halves at once.
+  template <int NV>
+  __attribute__((noinline)) void vec(int64_t t0, int64_t m0) const {
+    Acc dacc[1][NV];
+    acc_begin<1, NV>(a, t0, m0, dacc);
+    const int64_t uc = a.unit_chunks, nu = a.u1 > 0 ? a.u1 : a.nunits, flush = a.i16_chunks;
+    const int8_t* xrow = act_row(a.xi8, a, m0);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t u = a.u0; u < nu; ++u) {
+      const int64_t g = (u * uc) / w.group_chunks;
+      const int32_t xs = a.xsum[u * a.m + m0];
+      const __m256i base = _mm256_set1_epi32(int32_t(uint32_t(-w.offset) * uint32_t(xs)));
+      __m256i s32[NV][2];
+      for (int v = 0; v < NV; ++v) s32[v][0] = s32[v][1] = base;
+      for (int64_t c = u * uc, c1 = (u + 1) * uc; c < c1;) {
+        const int64_t ce = min64(c1, c + flush);
+        __m256i acc[NV][2];
+        for (int v = 0; v < NV; ++v) acc[v][0] = acc[v][1] = _mm256_setzero_si256();
+        for (; c < ce; ++c) {
+          prefetch_weights<1, NV>(w, t0, c);
+          const int8_t* xc = xrow + c * a.cstride;
+          const __m256i x0 = bcast4(xc), x1 = bcast4(xc + 4);
+#pragma GCC unroll 8
+          for (int v = 0; v < NV; ++v) {
+            const uint8_t* p = chunk_ptr(w, t0 + v, c);
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; ++h) {
+              __m256i lo, hi;
+              half.get(p, h, lo, hi);
+              acc[v][h] = _mm256_add_epi16(acc[v][h], _mm256_add_epi16(_mm256_maddubs_epi16(lo, x0),
+                                                                       _mm256_maddubs_epi16(hi, x1)));
+            }
+          }
+        }
+        for (int v = 0; v < NV; ++v)
+          for (int h = 0; h < 2; ++h) s32[v][h] = _mm256_add_epi32(s32[v][h], _mm256_madd_epi16(acc[v][h], ones));
+      }
+      VI iacc[1][NV];
+      for (int v = 0; v < NV; ++v) {
+        iacc[0][v] = {s32[v][0], s32[v][1]};
+        if (w.zeros) iacc[0][v] = vi_sub(iacc[0][v], vi_mullo(vi_u8x16(w.zeros + group_index(w, t0 + v, g)), vi_set1(xs)));
+      }
+      unit_epilogue<1, NV, Exact>(w, a, t0, m0, u, g, iacc, dacc);
+    }
+    acc_end<1, NV>(w, a, y, ldy, t0, m0, nu, dacc);
+  }
+
+  template <int MR>
+  __attribute__((noinline)) void rows(int64_t t0, int64_t m0) const {
+    Acc dacc[MR][1];
+    acc_begin<MR, 1>(a, t0, m0, dacc);
+    const int64_t uc = a.unit_chunks, nu = a.u1 > 0 ? a.u1 : a.nunits, flush = a.i16_chunks;
+    const int8_t* xrow = act_row(a.xi8, a, m0);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t u = a.u0; u < nu; ++u) {
+      const int64_t g = (u * uc) / w.group_chunks;
+      alignas(32) int32_t raw[MR][16];
+      const bool one_pass = flush >= uc;  // the common case: the whole unit in int16
+      for (int h = 0; h < 2; ++h) {
+        if (!one_pass)
+          for (int r = 0; r < MR; ++r) _mm256_store_si256((__m256i*)(raw[r] + 8 * h), _mm256_setzero_si256());
+        for (int64_t c = u * uc, c1 = (u + 1) * uc; c < c1;) {
+          const int64_t ce = min64(c1, c + flush);
+          __m256i acc[MR];
+          for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_si256();
+          for (; c < ce; ++c) {
+            // Few rows: the weights stream from memory and the loads' latency would show (4x slower at M = 2
+            // without this, measured); many rows: the tile's K block is in L1 and the prefetch costs nothing.
+            if (h == 0) {
+              const uint8_t* pf = w.codes + tile_offset(t0, c + kPrefetchChunks, w.nchunks) * w.chunk_bytes;
+              __builtin_prefetch(pf);
+              if (w.chunk_bytes > 64) __builtin_prefetch(pf + 64);
+            }
+            __m256i lo, hi;
+            half.get(chunk_ptr(w, t0, c), h, lo, hi);
+            const int8_t* xc = xrow + c * a.cstride;
+#pragma GCC unroll 16
+            for (int r = 0; r < MR; ++r) {
+              const __m256i p0 = _mm256_maddubs_epi16(lo, bcast4(xc + r * kChunkCols));
+              const __m256i p1 = _mm256_maddubs_epi16(hi, bcast4(xc + r * kChunkCols + 4));
+              acc[r] = _mm256_add_epi16(acc[r], _mm256_add_epi16(p0, p1));
+            }
+          }
+          for (int r = 0; r < MR; ++r) {
+            __m256i* d = (__m256i*)(raw[r] + 8 * h);
+            const __m256i s32 = _mm256_madd_epi16(acc[r], ones);
+            _mm256_store_si256(d, one_pass ? s32 : _mm256_add_epi32(_mm256_load_si256(d), s32));
+          }
+        }
+      }
+      VI iacc[MR][1];
+      for (int r = 0; r < MR; ++r) {
+        const int32_t xs = a.xsum[u * a.m + m0 + r];
+        const VI base = vi_set1(int32_t(uint32_t(-w.offset) * uint32_t(xs)));
+        iacc[r][0] = {_mm256_add_epi32(base.a, _mm256_load_si256((const __m256i*)raw[r])),
+                      _mm256_add_epi32(base.b, _mm256_load_si256((const __m256i*)(raw[r] + 8)))};
+        if (w.zeros) iacc[r][0] = vi_sub(iacc[r][0], vi_mullo(vi_u8x16(w.zeros + group_index(w, t0, g)), vi_set1(xs)));
+      }
+      unit_epilogue<MR, 1, Exact>(w, a, t0, m0, u, g, iacc, dacc);
+    }
+    acc_end<MR, 1>(w, a, y, ldy, t0, m0, nu, dacc);
+  }
+};
+
+template <class Dec, class Half>
+void int8_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
+              int64_t m1) {
+  if (a.i16_chunks < 1) {
+    run_blocks<Int8Block, kMRInt, kMRIntF, kNVInt, kNV1Int, Dec>(w, a, y, ldy, t0, t1, m0, m1);
+    return;
+  }
+  const Dec dec(w);
+  const Half half(w);
+  if (a.exact) {
+    Int8Avx2Block<Dec, Half, true> block{w, a, dec, half, y, ldy};
+    for_register_tiles<kMRInt16Avx2, 1, kNV1Int>(t0, t1, m0, m1, block);
+  } else {
+    Int8Avx2Block<Dec, Half, false> block{w, a, dec, half, y, ldy};
+    for_register_tiles<kMRInt16Avx2, 1, kNV1Int>(t0, t1, m0, m1, block);
+  }
+}
+#else
+template <class Dec, class>
 void int8_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
               int64_t m1) {
   run_blocks<Int8Block, kMRInt, kMRIntF, kNVInt, kNV1Int, Dec>(w, a, y, ldy, t0, t1, m0, m1);
 }
+struct H8Nib {};
+struct H8NibId {};
+struct H8Lut64 {};
+struct H8Xor {};
+struct H8Id {};
+#endif
 
 #if FPQ_KISA != 1
 struct I16Nib {
@@ -231,11 +434,11 @@ void int16_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int
 void gemm_int8(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                int64_t m1) {
   switch (w.int_decode) {
-    case kIntNib: int8_run<I8Nib>(w, a, y, ldy, t0, t1, m0, m1); break;
-    case kIntNibId: int8_run<I8NibId>(w, a, y, ldy, t0, t1, m0, m1); break;
-    case kIntLut64: int8_run<I8Lut64>(w, a, y, ldy, t0, t1, m0, m1); break;
-    case kIntXor80: int8_run<I8Xor>(w, a, y, ldy, t0, t1, m0, m1); break;
-    default: int8_run<I8Id>(w, a, y, ldy, t0, t1, m0, m1); break;
+    case kIntNib: int8_run<I8Nib, H8Nib>(w, a, y, ldy, t0, t1, m0, m1); break;
+    case kIntNibId: int8_run<I8NibId, H8NibId>(w, a, y, ldy, t0, t1, m0, m1); break;
+    case kIntLut64: int8_run<I8Lut64, H8Lut64>(w, a, y, ldy, t0, t1, m0, m1); break;
+    case kIntXor80: int8_run<I8Xor, H8Xor>(w, a, y, ldy, t0, t1, m0, m1); break;
+    default: int8_run<I8Id, H8Id>(w, a, y, ldy, t0, t1, m0, m1); break;
   }
 }
 

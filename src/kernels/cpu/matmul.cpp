@@ -303,6 +303,11 @@ void stage_int(const PreparedWeight& w, const QuantizedTensor& x, const Plan& pl
   v.xbf = bf ? st.xi16.as<uint16_t>() : nullptr;
   v.unit_chunks = unit / kChunkCols;
   v.nunits = nu;
+  if (plan.kind == KernelKind::Int8Dot) {
+    // |vpmaddubsw pair sum| <= 2 * u8_max * max|x|; a chunk adds two of them per int16 lane.
+    const int64_t pair = 2 * int64_t(std::max(w.u8_max, 1)) * std::max<int64_t>(max_abs(a), 1);
+    v.i16_chunks = int32_t(std::min<int64_t>(32767 / pair / 2, 1 << 20));
+  }
   v.xsum = st.xsum.as<int32_t>();
   v.sx = st.sx.as<float>();
   v.msx = w.info.has_mins ? st.msx.as<float>() : nullptr;
