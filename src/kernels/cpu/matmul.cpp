@@ -323,9 +323,13 @@ void run(const PreparedWeight& w, KernelKind kind, const ActView& a, int64_t m, 
                                                    : var.flt;
   const WeightView& wv = w.view;
   const int64_t nt = wv.nt;
-  const int64_t tb = 8;                       // tiles (128 weight rows) per task
   const int64_t mb = row_block(m);            // activation rows per task (= the staging block)
-  const int64_t ntt = (nt + tb - 1) / tb, ntm = (m + mb - 1) / mb;
+  const int64_t ntm = (m + mb - 1) / mb;
+  // Tiles per task: 8 (128 weight rows), fewer where that would leave under 4 tasks per thread (small layers:
+  // N = 576 made 5 tasks for 2 threads). Each output is still one kernel call over all of K: the same bits.
+  int64_t tb = 8;
+  while (tb > 1 && ((nt + tb - 1) / tb) * ntm < 4 * int64_t(num_threads())) tb /= 2;
+  const int64_t ntt = (nt + tb - 1) / tb;
   const int64_t ldy = w.n;
   // Integer kernels with several rows and a long K walk K in blocks of kKBlockCols* columns: a tile's stretch
   // of weights then stays in L1 across the row tiles, where whole rows of K = 14336 would not (measured at
