@@ -180,6 +180,33 @@ TEST(KernelsCpu, EveryPairEveryIsaMatchesPseudo) {
   }
 }
 
+// Operands at the largest magnitude of their codes, all of one sign: every vpmaddubsw pair sum of the AVX2 int8
+// kernel is at its bound, so the int16 sums it carries over ActView::i16_chunks chunks overflow if that count is
+// one chunk too many (MXFP6 E2M3: one chunk of 2 x 14400 fits, two do not; int4 x int8: four of 2 x 3810).
+// Checked against the float64 product of the dequantized operands, on every variant, one row (the
+// matrix-vector path) and several.
+TEST(KernelsCpu, IntegerSumsAtTheirBound) {
+  IsaGuard guard;
+  const char* pairs[][2] = {{"mxfp6_e2m3", "mxfp6_e2m3"}, {"int4", "int8"}, {"mxfp4", "mxfp4"}, {"nvfp4", "nvfp4"}};
+  const int64_t n = 33, k = 1024;
+  for (const auto& pr : pairs) {
+    const Format wf = parse_format(pr[0]), af = parse_format(pr[1]);
+    for (const int64_t m : {int64_t(1), int64_t(8)}) {
+      SCOPED_TRACE(std::string(pr[0]) + " x " + pr[1] + " M=" + std::to_string(m));
+      const std::vector<float> w(size_t(n * k), 3.0f), x(size_t(m * k), 5.0f);
+      const QuantizedTensor wq = quantize(wf, w.data(), n, k), xq = quantize(af, x.data(), m, k);
+      const std::vector<float> ref = product_f64(dequantize(xq), dequantize(wq), m, n, k);
+      const auto pw = prepare_weight(wq);
+      for (Isa isa : all_isas()) {
+        set_isa(isa);
+        std::vector<float> y(size_t(m * n), -12345.0f);
+        matmul_quantized(*pw, xq, y.data());
+        EXPECT_LT(test::rel_l2(y, ref), 1e-6) << isa_name(isa) << ", " << kernel_kind_name(kernel_kind(*pw, &af, isa, m, Sums::Exact));
+      }
+    }
+  }
+}
+
 TEST(KernelsCpu, KernelKinds) {
   const auto pick = [](const char* w, const char* a, Isa isa, Sums sums = Sums::Exact) {
     const Format wf = parse_format(w);
