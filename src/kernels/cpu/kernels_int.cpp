@@ -202,8 +202,8 @@ struct Int8Avx2Block {
 
   template <int MR, int NV>
   FPQ_INLINE void run(int64_t t0, int64_t m0) const {
+    static_assert(MR == 1 || NV == 1, "several rows come with one weight tile (for_register_tiles<MR, 1, NV1>)");
     if constexpr (MR == 1) vec<NV>(t0, m0);
-    else if constexpr (NV != 1) Int8Block<Dec, Exact>{w, a, dec, y, ldy}.template run<MR, NV>(t0, m0);
     else rows<MR>(t0, m0);
   }
 
