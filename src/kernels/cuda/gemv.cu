@@ -9,6 +9,8 @@
 // (the weight as A, up to four 8-row slices of X as B) accumulates each scale group in float32, and the
 // group's partial sums are multiplied by the decoded scale and added into the float32 result (so any scale
 // type works exactly, e.g. fp16 scales of INT4 groups). The warps' sums are added in a fixed order.
+// From M = 5 the split kernel (KS below) instead splits K across CTAs and keeps each split's activations in
+// shared memory; the splits' partial sums are added in a fixed order too.
 #include <cstdlib>
 
 #include "kernels/cuda/device_common.cuh"
@@ -106,8 +108,14 @@ __host__ __device__ constexpr bool is_fold(int mode) { return mode == kFold || m
 // kFold also takes FAST = 8 (groups of 8 or more steps: one multiplier load per tile).
 // SB: scale bytes known at compile time (0: read from the weight). RT: row tiles per warp iteration (2: each
 // activation fragment feeds two weight tiles, halving the activation traffic through L1/L2 at M > 8).
-template <int BITS, int DEC, bool HALF, int NT, int kWarps, int MODE, int FAST, int SB, int RT>
-__global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT == 1 ? 2 : NT == 2 ? 3 : 2)
+// KS (small batches, M >= 2, FAST only): the *split* kernel. CTA b takes K split b % S (p.splits) of every
+// row tile it serves, stages the activations of that split (all rows) in shared memory once, and each of its
+// warps owns whole row tiles over the split (no reduction between warps); the S partial sums of a row tile meet
+// in p.ws and the last warp to finish one (a counter per row tile) adds them in split order and stores.
+// Without it every CTA read its row tile's whole activation matrix from L2 (at M = 16, 58 MB for a
+// 4096 x 14336 weight of 31 MB) and few CTAs were left to hide those loads.
+template <int BITS, int DEC, bool HALF, int NT, int kWarps, int MODE, int FAST, int SB, int RT, bool KS = false>
+__global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 : 2) : NT == 1 ? 2 : NT == 2 ? 3 : 2)
     gemv_kernel(GemvParams p, int ring_log2, int slot, int sreg, uint32_t e8_add) {
   constexpr bool FULL = FAST != 0;
   constexpr int kST = stage_tiles(BITS, is_fold(MODE));
@@ -121,7 +129,13 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
   // 32-bit: prepare_weight_cuda keeps the tile count below 2^32 (the 64-bit divisions cost ~100 instructions
   // per warp, measured with ncu).
   const int n_units = int((w.n_tiles + RT - 1) / RT);  // units of RT consecutive row tiles
-  const int n_rt = (n_units - int(blockIdx.x) + int(gridDim.x) - 1) / int(gridDim.x);
+  // Units this warp serves: u_first, + u_step, ... (KS: the warp's own; otherwise the CTA's, split by K).
+  const int S = KS ? p.splits : 1;
+  const int split = KS ? int(blockIdx.x) % S : 0;
+  const uint32_t n_cta = KS ? gridDim.x / uint32_t(S) : gridDim.x;
+  const uint32_t u_first = KS ? (blockIdx.x / uint32_t(S)) * kWarps + uint32_t(warp) : blockIdx.x;
+  const uint32_t u_step = KS ? n_cta * kWarps : n_cta;
+  const int n_rt = int(u_first) < n_units ? (n_units - int(u_first) + int(u_step) - 1) / int(u_step) : 0;
   const GroupInfo G = make_group_info(w.group, w.k);
   const PairDecoder dec = make_pair_decoder(w.bits, w.is_int, w.mbits, w.bias, HALF);
   // e8_add (kFoldE8): (127 - bias - fold_shift) in both bf16 exponent fields, a kernel parameter so that the
@@ -157,6 +171,17 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
   uint32_t* xs_words = reinterpret_cast<uint32_t*>(smem + kWarps * kD * (slot + 8));
   const uint32_t xs_s = opaque(static_cast<uint32_t>(__cvta_generic_to_shared(xs_words)) + uint32_t(lane >> 3) * 16u);
   const uint32_t lane16 = opaque(uint32_t(lane) * 16u), g2 = opaque(uint32_t(g) * 2u);
+  // KS: this split's activations, rows 0 .. NT * 8 - 1 (rows >= M repeat row M - 1), row stride xk_stride bytes
+  // (16 mod 128: the eight row addresses of an ldmatrix fall in different banks). Lane address: NT == 1,
+  // matrix q = lane / 8 is columns 8q.. of rows 0-7 (two steps per ldmatrix.x4); NT >= 2, matrix q is
+  // columns 8 (q & 1).. of rows 8 (q >> 1).. (one step of two 8-row slices).
+  const int KT = int(w.k_tiles);
+  const int ks0 = KS ? KT * split / S : 0, ks1 = KS ? KT * (split + 1) / S : 0;
+  const uint32_t xk_stride = uint32_t(ks1 - ks0) * 128u + 16u;
+  const uint32_t xk_lane =
+      opaque(static_cast<uint32_t>(__cvta_generic_to_shared(xs_words)) +
+             (NT == 1 ? uint32_t(lane & 7) * xk_stride + uint32_t(lane >> 3) * 16u
+                      : uint32_t((lane >> 4) * 8 + (lane & 7)) * xk_stride + uint32_t((lane >> 3) & 1) * 16u));
 
 
   float acc[RT][NT][4], part[RT][NT][4];
@@ -171,6 +196,21 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
     xrow[nt] = x + int64_t(m < p.m ? m : int(p.m) - 1) * p.ldx + 2 * t;
   }
   auto load_x = [&](int kt, uint32_t (&dst)[NT][8]) {
+    if constexpr (KS) {
+      const uint32_t a = xk_lane + uint32_t(kt - ks0) * 128u;
+      if constexpr (NT == 1) {
+        ldmatrix_x4(a, dst[0][0], dst[0][1], dst[0][2], dst[0][3]);
+        ldmatrix_x4(a + 64u, dst[0][4], dst[0][5], dst[0][6], dst[0][7]);
+      } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int pp = 0; pp < NT / 2; ++pp)
+            ldmatrix_x4(a + uint32_t(j) * 32u + uint32_t(pp) * 16u * xk_stride, dst[2 * pp][2 * j], dst[2 * pp][2 * j + 1],
+                        dst[2 * pp + 1][2 * j], dst[2 * pp + 1][2 * j + 1]);
+      }
+      return;
+    }
     if (xs) {
       const uint32_t a = xs_s + uint32_t(kt) * 128u;
       ldmatrix_x4(a, dst[0][0], dst[0][1], dst[0][2], dst[0][3]);
@@ -189,16 +229,29 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
       }
   };
 
+  // LA (several activation rows, FAST): a tile's activation registers are loaded two tiles ahead, step by step
+  // as the previous tile frees them; loaded at the tile's start they left each warp waiting on an L2 round trip
+  // per tile (at M = 16 a 4096-row weight fills only 128 CTAs of 8 warps: too few warps to hide it).
+  constexpr bool LA = FULL && NT == 2 && kST % 2 == 0 && !KS;
+  auto load_x_step = [&](int kt, int j, uint32_t (&dst)[NT][8]) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const uint16_t* xp = xrow[nt] + kt * 64 + j * 16;
+      dst[nt][2 * j] = __ldg(reinterpret_cast<const unsigned int*>(xp));
+      dst[nt][2 * j + 1] = __ldg(reinterpret_cast<const unsigned int*>(xp + 8));
+    }
+  };
+  uint32_t xq[2][NT][8];
+
   // This warp's contiguous range of tiles, in stages of kST tiles.
-  const int KT = int(w.k_tiles);
-  const int kt_begin = KT * warp / kWarps, kt_end = KT * (warp + 1) / kWarps;
+  const int kt_begin = KS ? ks0 : KT * warp / kWarps, kt_end = KS ? ks1 : KT * (warp + 1) / kWarps;
   const int nstages = (kt_end - kt_begin + kST - 1) / kST;
   const int total_stages = n_rt * nstages;
   // Lane 0 issues the flat stages f = 0, 1, 2, ... in order; (row-tile unit, stage) advance with it (no
   // divisions). Tile and scale offsets are 32-bit (prepare_weight_cuda checks the weight's size), the stage's copies
   // one multiply-add each from them.
   int is_f = 0, is_kt = kt_begin;
-  uint32_t is_unit = blockIdx.x;
+  uint32_t is_unit = u_first;
   const int sbc = SB ? SB : w.sb;
   const uint32_t rt_scale_bytes = uint32_t(w.n_groups) * 16u * uint32_t(sbc);
   auto issue = [&]() {  // lane 0 only: issues stage is_f
@@ -206,7 +259,7 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
     const int f = is_f, kt0 = is_kt;
     const uint32_t rt_first = is_unit * RT;
     is_kt += kST;
-    if (is_kt >= kt_end) is_kt = kt_begin, is_unit += gridDim.x;
+    if (is_kt >= kt_end) is_kt = kt_begin, is_unit += u_step;
     ++is_f;
     const int ntiles = min(kST, kt_end - kt0);
     const uint32_t sl = uint32_t(f & (kD - 1));
@@ -290,16 +343,52 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
     const uint32_t* xw = static_cast<const uint32_t*>(p.x);
     for (int i = kt_begin * 32 + lane; i < kt_end * 32; i += 32) xs_words[i] = xw[i];
   }
-  // The lookup table and the RMSNorm row are the CTA's; barriers and a plain row slice are the warp's own.
-  if ((w.sb == 1 && MODE != kFoldE8) || (xs && p.rms_x)) __syncthreads();
+  if constexpr (KS) {  // the split's activations, 16 bytes at a time (the host checked the alignment)
+    const int vpr = (ks1 - ks0) * 8;  // 16-byte words per row
+    uint8_t* xk = reinterpret_cast<uint8_t*>(xs_words);
+#pragma unroll 4
+    for (int i = threadIdx.x; i < NT * 8 * vpr; i += kWarps * 32) {
+      const int r = i / vpr, v = i - r * vpr;
+      const int m = r < p.m ? r : int(p.m) - 1;
+      const uint4 val = *reinterpret_cast<const uint4*>(x + int64_t(m) * p.ldx + int64_t(ks0) * 64 + v * 8);
+      *reinterpret_cast<uint4*>(xk + uint32_t(r) * xk_stride + uint32_t(v) * 16u) = val;
+    }
+  }
+  // The lookup table, the RMSNorm row and the split's activations are the CTA's; barriers and a plain row
+  // slice are the warp's own.
+  if ((w.sb == 1 && MODE != kFoldE8) || (xs && p.rms_x) || KS) __syncthreads();
   else __syncwarp();
 
   // FAST: each tile loads its activations at its start (many warps per SM hide the latency, and no copies
   // between prefetch buffers); otherwise one tile ahead.
-  __shared__ float red[kWarps][RT * NT * 4][32];
+  __shared__ float red[KS ? 1 : kWarps][RT * NT * 4][32];
+  // One output of the row-tile unit at rt0: slot sl (row tile h, 8-row slice nt, accumulator r) of lane l.
+  // Warp-uniform calls only (the SwiGLU pairs rows through a shuffle).
+  auto store_out = [&](int64_t rt0, int sl, int l, float v) {
+    const int h = sl / (NT * 4), nt = (sl / 4) % NT, r = sl % 4;
+    int64_t n = (rt0 + h) * 16 + (l >> 2) + (r >= 2 ? 8 : 0);
+    const int64_t m = nt * 8 + 2 * (l & 3) + (r & 1);
+    const bool inside = n < w.n && m < p.m;
+    v *= w.global;
+    if (w.row_global && inside) v *= w.row_global[n];
+    if (p.swiglu) {
+      // Rows n (even: gate) and n + 1 (up) are lanes l and l + 4 of this warp.
+      const float up = __shfl_down_sync(0xFFFFFFFFu, v, 4);
+      if (((l >> 2) & 1) != 0) return;
+      v = v / (1.0f + __expf(-v)) * up;
+      n >>= 1;
+    }
+    if (!inside) return;
+    const int64_t o = m * p.ldy + n;
+    if (p.accumulate) static_cast<float*>(p.y)[o] += v;
+    else if (p.ytype == kF32) static_cast<float*>(p.y)[o] = v;
+    else if (p.ytype == kBF16) static_cast<__nv_bfloat16*>(p.y)[o] = __float2bfloat16_rn(v);
+    else static_cast<__half*>(p.y)[o] = __float2half_rn(v);
+  };
 #pragma unroll 1
   for (int j = 0; j < n_rt; ++j) {
-  const int64_t rt0 = int64_t(blockIdx.x + uint32_t(j) * gridDim.x) * RT;  // first row tile of this unit
+  const uint32_t unit = u_first + uint32_t(j) * u_step;
+  const int64_t rt0 = int64_t(unit) * RT;  // first row tile of this unit
 #pragma unroll
   for (int h = 0; h < RT; ++h)
 #pragma unroll
@@ -308,6 +397,10 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
     for (int r = 0; r < 4; ++r) acc[h][nt][r] = part[h][nt][r] = 0.0f;
   uint32_t xn[NT][8];
   if (!FULL && nstages > 0) load_x(kt_begin, xn);
+  if (LA && nstages > 0) {
+    load_x(kt_begin, xq[0]);
+    if (kt_begin + 1 < kt_end) load_x(kt_begin + 1, xq[1]);
+  }
 #pragma unroll 1
   for (int i = 0; i < nstages; ++i) {
     const int f = int(j) * nstages + i;
@@ -324,7 +417,12 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
       const int kt = kt0 + u;
       if (u > 0 && kt >= kt_end) break;
       uint32_t xc[NT][8];
-      if constexpr (FULL) {
+      if constexpr (LA) {  // (kt - kt_begin) & 1 == u & 1: stages hold an even number of tiles
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int q = 0; q < 8; ++q) xc[nt][q] = xq[u & 1][nt][q];
+      } else if constexpr (FULL) {
         load_x(kt, xc);
       } else {
 #pragma unroll
@@ -390,6 +488,9 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
         }
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) mma16816<HALF>(part[h][nt], a, xc[nt][2 * j], xc[nt][2 * j + 1]);
+        if constexpr (LA) {  // step j's registers are free: refill them with tile kt + 2's
+          if (h == RT - 1 && kt + 2 < kt_end) load_x_step(kt + 2, j, xq[u & 1]);
+        }
         if constexpr (MODE == kGroup) {
           if (FAST ? (j == 3 || FAST == 1 || (FAST == 2 && j == 1)) : step_promotes(G, kstep, j)) {
             const int q = (FULL ? kstep >> G.sshift : group_of(G, kstep)) - gi0;
@@ -454,6 +555,49 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
     }
   }
 
+  if constexpr (KS) {
+    // This split's partial sums -> p.ws[unit][split][lane][slot]; the unit's last warp adds the splits in order.
+    constexpr int kSl = RT * NT * 4;
+    float* wsu = p.ws + size_t(unit) * size_t(S) * (kSl * 32);
+    float4* dst = reinterpret_cast<float4*>(wsu + (size_t(split) * 32 + lane) * kSl);
+#pragma unroll
+    for (int h = 0; h < RT; ++h)
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+        __stcg(dst + h * NT + nt, make_float4(acc[h][nt][0], acc[h][nt][1], acc[h][nt][2], acc[h][nt][3]));
+    __threadfence();
+    __syncwarp();
+    uint32_t before = 0;
+    if (lane == 0) before = atomicAdd(p.counters + unit, 1u);
+    before = __shfl_sync(0xFFFFFFFFu, before, 0);
+    if (before != uint32_t(S - 1)) continue;
+    __threadfence();
+    float v[kSl];
+#pragma unroll
+    for (int i = 0; i < kSl; ++i) v[i] = 0.0f;
+    for (int q0 = 0; q0 < S; q0 += 4) {  // four splits' loads in flight, added in split order
+      float4 t[4][kSl / 4];
+#pragma unroll
+      for (int d = 0; d < 4; ++d)
+#pragma unroll
+        for (int i = 0; i < kSl / 4; ++i)
+          if (q0 + d < S) t[d][i] = __ldcg(reinterpret_cast<const float4*>(wsu + (size_t(q0 + d) * 32 + lane) * kSl) + i);
+#pragma unroll
+      for (int d = 0; d < 4; ++d)
+#pragma unroll
+        for (int i = 0; i < kSl / 4; ++i)
+          if (q0 + d < S) {
+            v[4 * i] += t[d][i].x;
+            v[4 * i + 1] += t[d][i].y;
+            v[4 * i + 2] += t[d][i].z;
+            v[4 * i + 3] += t[d][i].w;
+          }
+    }
+#pragma unroll
+    for (int sl = 0; sl < kSl; ++sl) store_out(rt0, sl, lane, v[sl]);
+    if (lane == 0) p.counters[unit] = 0u;  // every split has arrived: zero for the next launch
+    continue;
+  }
   // Sum the warps' results in a fixed order (the first barrier: everyone is done reading the previous row
   // tile's sums).
   __syncthreads();
@@ -469,25 +613,7 @@ __global__ void __launch_bounds__(kWarps * 32, RT == 2 ? (NT == 1 ? 3 : 2) : NT 
     float v = 0.0f;
 #pragma unroll
     for (int q = 0; q < kWarps; ++q) v += red[q][sl][l];
-    const int h = sl / (NT * 4), nt = (sl / 4) % NT, r = sl % 4;
-    int64_t n = (rt0 + h) * 16 + (l >> 2) + (r >= 2 ? 8 : 0);
-    const int64_t m = nt * 8 + 2 * (l & 3) + (r & 1);
-    const bool inside = n < w.n && m < p.m;
-    v *= w.global;
-    if (w.row_global && inside) v *= w.row_global[n];
-    if (p.swiglu) {
-      // Rows n (even: gate) and n + 1 (up) are lanes l and l + 4 of this warp (the loop is warp-uniform).
-      const float up = __shfl_down_sync(0xFFFFFFFFu, v, 4);
-      if (((l >> 2) & 1) != 0) continue;
-      v = v / (1.0f + __expf(-v)) * up;
-      n >>= 1;
-    }
-    if (!inside) continue;
-    const int64_t o = m * p.ldy + n;
-    if (p.accumulate) static_cast<float*>(p.y)[o] += v;
-    else if (p.ytype == kF32) static_cast<float*>(p.y)[o] = v;
-    else if (p.ytype == kBF16) static_cast<__nv_bfloat16*>(p.y)[o] = __float2bfloat16_rn(v);
-    else static_cast<__half*>(p.y)[o] = __float2half_rn(v);
+    store_out(rt0, sl, l, v);  // the loop is warp-uniform
   }
   }  // row tiles
 }
@@ -518,6 +644,9 @@ int blocks_per_sm(K kernel, int threads, size_t smem, size_t (&sizes)[2], int (&
 //   FPQ_GEMV_RING_KB    ring budget per CTA in KB (default 110 for 4-bit codes, so that two 16-warp CTAs share an
 //                       SM, else 200); when set, up to 8 stages per warp instead of 4
 //   FPQ_GEMV_RT2_TILES  row tiles per SM from which M <= 8 runs two row tiles per 8-warp CTA (default 8)
+//   FPQ_GEMV_SPLIT      0: M >= 2 without the split kernel (default 1: with it where it applies)
+//   FPQ_GEMV_SPLIT_M    smallest M for the split kernel (default 5)
+//   FPQ_GEMV_SPLIT_S    K splits of the split kernel, a power of two (default 0: chosen per shape)
 int tuning_knob(const char* name, int fallback, int lo, int hi) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return fallback;
@@ -529,6 +658,9 @@ int tuning_knob(const char* name, int fallback, int lo, int hi) {
 struct Tuning {
   int ring_kb = tuning_knob("FPQ_GEMV_RING_KB", -1, 8, 200);
   int rt2_tiles = tuning_knob("FPQ_GEMV_RT2_TILES", 8, 0, 1 << 20);
+  int split = tuning_knob("FPQ_GEMV_SPLIT", 1, 0, 1);
+  int split_m = tuning_knob("FPQ_GEMV_SPLIT_M", 5, 2, 33);
+  int split_s = tuning_knob("FPQ_GEMV_SPLIT_S", 0, 0, 64);
 };
 const Tuning& tuning() {
   static const Tuning t;
@@ -582,12 +714,60 @@ void launch_rt(GemvParams p, CUstream_st* stream) {
         "gemv_kernel launch");
 }
 
+// The split kernel (KS) for M >= FPQ_GEMV_SPLIT_M (5): false where it does not apply (activation rows not
+// 16-byte aligned, the RMSNorm prologue, a split's activations over 60 KB).
+// S (a power of two) grows while the (row tile, split) pairs stay under one per warp slot of two 8-warp CTAs
+// per SM, each split keeps at least 4 tiles, and until the split's activations fit in 60 KB; the ring takes
+// what two CTAs per SM leave.
+template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB>
+bool launch_split(GemvParams p, CUstream_st* stream) {
+  constexpr int W = 8, RT = 1, kSl = RT * NT * 4;
+  if (tuning().split == 0 || p.m < tuning().split_m || p.rms_x) return false;
+  if ((reinterpret_cast<uintptr_t>(p.x) & 15) != 0 || p.ldx % 8 != 0) return false;
+  const int64_t KT = p.w.k_tiles, units = p.w.n_tiles;
+  const int64_t slots = int64_t(2) * W * sm_count();
+  auto x_bytes = [&](int64_t s) { return size_t(NT * 8) * size_t(((KT + s - 1) / s) * 128 + 16); };
+  int64_t S = 1;
+  while (2 * S * units <= slots && KT / (2 * S) >= 4) S *= 2;
+  while (x_bytes(S) > 60 * 1024 && KT / (2 * S) >= 2) S *= 2;
+  if (tuning().split_s > 0) S = std::min<int64_t>(tuning().split_s, KT);
+  if (x_bytes(S) > 60 * 1024) return false;
+  const int slot_data = slot_bytes(BITS, p.w.group, p.w.sb, RT, is_fold(MODE));
+  const int sreg = scale_region(p.w.group, p.w.sb, stage_tiles(BITS, is_fold(MODE)));
+  const size_t slot = size_t(slot_data) + 8, xb = x_bytes(S);
+  int lg = 2;
+  while (lg > 0 && size_t(W) * (size_t(1) << lg) * slot + xb > size_t(110) * 1024) --lg;
+  const size_t smem = size_t(W) * (size_t(1) << lg) * slot + xb;
+  const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB, RT, true>;
+  static int done = 0;
+  static size_t sizes[2] = {0, 0};
+  static int blocks[2] = {0, 0};
+  ensure_smem(kernel, smem, done);
+  const int per_sm = blocks_per_sm(kernel, W * 32, smem, sizes, blocks);
+  const int64_t ctas_per_split = std::max<int64_t>(1, std::min<int64_t>((units + W - 1) / W, int64_t(per_sm) * sm_count() / S));
+  p.x_smem = 0;
+  p.splits = int(S);
+  const size_t ws_bytes = size_t(units) * size_t(S) * kSl * 32 * sizeof(float);
+  const size_t counter_bytes = (size_t(units) * sizeof(unsigned) + 255) / 256 * 256;
+  bool owned = false;
+  uint8_t* mem = split_scratch(stream, counter_bytes, ws_bytes, owned);
+  p.counters = reinterpret_cast<unsigned*>(mem);
+  p.ws = reinterpret_cast<float*>(mem + counter_bytes);
+  check(launch_kernel(kernel, dim3(unsigned(ctas_per_split * S)), dim3(W * 32), smem, stream, p.pdl != 0, p, lg, slot_data,
+                      sreg, uint32_t(127 - p.w.bias - p.w.fold_shift) * 0x00800080u),
+        "gemv_kernel (split) launch");
+  if (owned) check(cudaFreeAsync(mem, stream), "cudaFreeAsync");
+  return true;
+}
+
 // (One row tile per CTA runs 16 warps: 8 warps measured 19.8 us against 17.1 for 4096x14336 mxfp4 at M = 1 on an
 // H200, 19.9 against 12.3 chained.)
 // Two row tiles per activation fragment at M <= 16 (M <= 8 only when there are enough row tiles to fill the
 // GPU with 8-warp CTAs; otherwise one row tile per 16-warp CTA keeps more warps busy).
 template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB>
 void launch_full(const GemvParams& p, CUstream_st* stream) {
+  if constexpr (FAST != 0)
+    if (launch_split<BITS, DEC, HALF, NT, MODE, FAST, SB>(p, stream)) return;
   if constexpr (NT == 2) {
     launch_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 2, 8>(p, stream);
   } else if constexpr (NT == 1) {

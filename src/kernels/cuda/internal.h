@@ -14,6 +14,9 @@ void check_launch(const char* kernel);
 // Throws fpq::Error with this message.
 [[noreturn]] void fail_message(const char* what);
 int sm_count();
+// Scratch for the split decode kernel: counter_bytes of counters, zero between launches (a launch leaves them
+// zero), then ws_bytes. owned: the caller frees it after the launch (cudaFreeAsync; under stream capture).
+uint8_t* split_scratch(CUstream_st* stream, size_t counter_bytes, size_t ws_bytes, bool& owned);
 
 // Element type as the device code sees it (mirrors fpq::ElementType).
 struct ElemDesc {
@@ -101,6 +104,10 @@ struct GemvParams {
   int swiglu = 0;      // epilogue: output rows (2i, 2i + 1) -> y[i] = silu(row 2i) * row 2i + 1
   int accumulate = 0;  // epilogue: y (float32) += result
   int pdl = 0;         // programmatic dependent launch
+  // Set by launch_gemv for the split kernel (M >= 2): K splits, their partial sums, a counter per row tile.
+  int splits = 1;
+  float* ws = nullptr;
+  unsigned* counters = nullptr;
 };
 // Whether the decode kernel can take the RMSNorm prologue for this weight (M = 1, bf16 activations: the paths
 // that stage the activation row in shared memory); empty when it can, else why not.

@@ -1,7 +1,9 @@
 // Device discovery, device buffers, CUDA error checking.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <mutex>
+#include <vector>
 
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/internal.h"
@@ -22,6 +24,47 @@ void check_launch(const char* kernel) {
 }
 
 void fail_message(const char* what) { fail("{}", what); }
+
+// One buffer per (device, stream): launches on one stream run in order, so they can share it; launches on
+// two streams may overlap, so they never do. Replaced (stream-ordered free, allocation and zeroing) when a
+// launch needs more. Under stream capture a graph keeps the pointers it captured, so a cached buffer that a
+// later call replaces would leave the graph with freed memory: captures get their own allocation.
+uint8_t* split_scratch(CUstream_st* stream, size_t counter_bytes, size_t ws_bytes, bool& owned) {
+  owned = false;
+  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(stream, &cap), "cudaStreamIsCapturing");
+  void* mem = nullptr;
+  if (cap != cudaStreamCaptureStatusNone) {
+    check(cudaMallocAsync(&mem, counter_bytes + ws_bytes, stream), "cudaMallocAsync");
+    check(cudaMemsetAsync(mem, 0, counter_bytes, stream), "cudaMemsetAsync");
+    owned = true;
+    return static_cast<uint8_t*>(mem);
+  }
+  struct Buffer {
+    int device;
+    CUstream_st* stream;
+    uint8_t* mem;
+    size_t counter_bytes, ws_bytes;
+  };
+  static std::mutex mu;
+  static std::vector<Buffer> buffers;
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  std::lock_guard<std::mutex> lock(mu);
+  Buffer* b = nullptr;
+  for (Buffer& x : buffers)
+    if (x.device == dev && x.stream == stream) b = &x;
+  if (b == nullptr) b = &buffers.emplace_back(Buffer{dev, stream, nullptr, 0, 0});
+  if (b->counter_bytes < counter_bytes || b->ws_bytes < ws_bytes) {
+    if (b->mem != nullptr) check(cudaFreeAsync(b->mem, stream), "cudaFreeAsync");
+    b->counter_bytes = std::max(b->counter_bytes, counter_bytes);
+    b->ws_bytes = std::max(b->ws_bytes, ws_bytes);
+    check(cudaMallocAsync(&mem, b->counter_bytes + b->ws_bytes, stream), "cudaMallocAsync");
+    b->mem = static_cast<uint8_t*>(mem);
+    check(cudaMemsetAsync(b->mem, 0, b->counter_bytes, stream), "cudaMemsetAsync");
+  }
+  return b->mem;
+}
 
 int sm_count() {
   static std::once_flag once;
