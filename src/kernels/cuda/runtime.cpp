@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "kernels/cuda/cuda_kernels.h"
@@ -26,7 +27,7 @@ void check_launch(const char* kernel) {
 void fail_message(const char* what) { fail("{}", what); }
 
 // One buffer per (device, stream): launches on one stream run in order, so they can share it; launches on
-// two streams may overlap, so they never do. Replaced (stream-ordered free, allocation and zeroing) when a
+// two streams may overlap, so they never do (cudaStreamPerThread names another stream in every host thread). Replaced (stream-ordered free, allocation and zeroing) when a
 // launch needs more. Under stream capture a graph keeps the pointers it captured, so a cached buffer that a
 // later call replaces would leave the graph with freed memory: captures get their own allocation.
 uint8_t* split_scratch(CUstream_st* stream, size_t counter_bytes, size_t ws_bytes, bool& owned) {
@@ -43,6 +44,7 @@ uint8_t* split_scratch(CUstream_st* stream, size_t counter_bytes, size_t ws_byte
   struct Buffer {
     int device;
     CUstream_st* stream;
+    std::thread::id thread;
     uint8_t* mem;
     size_t counter_bytes, ws_bytes;
   };
@@ -51,10 +53,11 @@ uint8_t* split_scratch(CUstream_st* stream, size_t counter_bytes, size_t ws_byte
   int dev = 0;
   check(cudaGetDevice(&dev), "cudaGetDevice");
   std::lock_guard<std::mutex> lock(mu);
+  const std::thread::id thread = stream == cudaStreamPerThread ? std::this_thread::get_id() : std::thread::id{};
   Buffer* b = nullptr;
   for (Buffer& x : buffers)
-    if (x.device == dev && x.stream == stream) b = &x;
-  if (b == nullptr) b = &buffers.emplace_back(Buffer{dev, stream, nullptr, 0, 0});
+    if (x.device == dev && x.stream == stream && x.thread == thread) b = &x;
+  if (b == nullptr) b = &buffers.emplace_back(Buffer{dev, stream, thread, nullptr, 0, 0});
   if (b->counter_bytes < counter_bytes || b->ws_bytes < ws_bytes) {
     if (b->mem != nullptr) check(cudaFreeAsync(b->mem, stream), "cudaFreeAsync");
     b->counter_bytes = std::max(b->counter_bytes, counter_bytes);
