@@ -340,15 +340,22 @@ TEST_F(Cuda, WeightOnlyMatmulMatchesFloat64) {
   }
 }
 
-// A tall weight (more row tiles than 8 per SM): the decode kernel's two-row-tiles-per-fragment path at M <= 8.
+// A tall weight (more row tiles than 8 per SM): the decode kernel's two-row-tiles-per-fragment path at M <= 8;
+// at 70000 rows the split kernel's warps (2 CTAs of 8 per SM) each serve several row-tile units, one after the
+// other through the same ring and partial-sum slots.
 TEST_F(Cuda, WeightOnlyMatmulTallWeight) {
-  for (const char* name : {"mxfp4", "fp6_e3m2"}) {
-    const int64_t n = 17000, k = 128;
+  const struct {
+    const char* name;
+    int64_t n;
+  } cases[] = {{"mxfp4", 17000}, {"fp6_e3m2", 17000}, {"mxfp4", 70000}};
+  for (const auto& c : cases) {
+    const char* name = c.name;
+    const int64_t n = c.n, k = 128;
     const Format f = parse_format(name);
     const QuantizedTensor wq = quantize(f, random_matrix(n, k).data(), n, k);
     const std::vector<float> wd = dequantize(wq);
     const PreparedWeight pw = prepare_weight_cuda(wq);
-    for (int64_t m : {1, 7, 12}) {
+    for (int64_t m : {1, 7, 12, 16}) {
       const std::string tag = fmt::format("W {} {}x{} M={}", name, n, k, m);
       SCOPED_TRACE(tag);
       std::vector<float> seen;

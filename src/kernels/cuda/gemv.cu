@@ -618,26 +618,63 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 :
   }  // row tiles
 }
 
+// Per-instantiation launch state (a function-local static of the launcher): the dynamic shared-memory limit
+// already raised and two cached occupancy queries. Racing threads store the same values.
+struct LaunchCache {
+  int done = 0;
+  size_t sizes[2] = {0, 0};
+  int blocks[2] = {0, 0};
+};
+
 // Raises a kernel's dynamic shared-memory limit once (the host call costs about a microsecond per launch).
 template <typename K>
-void ensure_smem(K kernel, size_t smem, int& done) {
-  if (int(smem) <= done) return;
+void ensure_smem(K kernel, size_t smem, LaunchCache& c) {
+  if (int(smem) <= c.done) return;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), "cudaFuncSetAttribute");
-  done = int(smem);
+  c.done = int(smem);
 }
 
 // CTAs per SM of an instantiation at a shared-memory size (cached: the query costs microseconds).
 template <typename K>
-int blocks_per_sm(K kernel, int threads, size_t smem, size_t (&sizes)[2], int (&blocks)[2]) {
+int blocks_per_sm(K kernel, int threads, size_t smem, LaunchCache& c) {
   for (int i = 0; i < 2; ++i)
-    if (blocks[i] > 0 && sizes[i] == smem) return blocks[i];
+    if (c.blocks[i] > 0 && c.sizes[i] == smem) return c.blocks[i];
   int b = 0;
   check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kernel, threads, smem), "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
   b = b > 0 ? b : 1;
-  const int i = blocks[0] > 0 && sizes[0] != smem ? 1 : 0;  // racing threads store the same values
-  sizes[i] = smem;
-  blocks[i] = b;
+  const int i = c.blocks[0] > 0 && c.sizes[0] != smem ? 1 : 0;
+  c.sizes[i] = smem;
+  c.blocks[i] = b;
   return b;
+}
+
+// One stage of a warp's weight ring: its data bytes (codes, high planes, scales), where the scales start, and
+// the slot it occupies (data + its barrier's 8 bytes).
+struct RingStage {
+  int data = 0, sreg = 0;
+  size_t slot = 0;
+};
+template <int BITS, int MODE, int RT>
+RingStage ring_stage(const GemvParams& p) {
+  RingStage r;
+  r.data = slot_bytes(BITS, p.w.group, p.w.sb, RT, is_fold(MODE));
+  r.sreg = scale_region(p.w.group, p.w.sb, stage_tiles(BITS, is_fold(MODE)));
+  r.slot = size_t(r.data) + 8;
+  return r;
+}
+// log2 of the stages per warp: the largest lg <= lg_max whose ring (warps x 2^lg slots) plus `extra` bytes fits
+// in budget_kb; 0 (one stage) if none does.
+int ring_log2(int warps, size_t slot, size_t extra, int budget_kb, int lg_max) {
+  int lg = lg_max;
+  while (lg > 0 && size_t(warps) * (size_t(1) << lg) * slot + extra > size_t(budget_kb) * 1024) --lg;
+  return lg;
+}
+template <typename K>
+void start_kernel(K kernel, int64_t grid, int warps, size_t smem, CUstream_st* stream, const GemvParams& p, int lg,
+                 const RingStage& r, const char* what) {
+  check(launch_kernel(kernel, dim3(unsigned(grid)), dim3(warps * 32), smem, stream, p.pdl != 0, p, lg, r.data, r.sreg,
+                      uint32_t(127 - p.w.bias - p.w.fold_shift) * 0x00800080u),
+        what);
 }
 
 // Tuning knobs for before / after runs on a GPU without a rebuild (read once; unset: the measured defaults).
@@ -647,6 +684,7 @@ int blocks_per_sm(K kernel, int threads, size_t smem, size_t (&sizes)[2], int (&
 //   FPQ_GEMV_SPLIT      0: M >= 2 without the split kernel (default 1: with it where it applies)
 //   FPQ_GEMV_SPLIT_M    smallest M for the split kernel (default 5)
 //   FPQ_GEMV_SPLIT_S    K splits of the split kernel, a power of two (default 0: chosen per shape)
+//   FPQ_GEMV_SPLIT_RT   row tiles per warp unit in the split kernel at 9..16 activation rows (default 1)
 int tuning_knob(const char* name, int fallback, int lo, int hi) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return fallback;
@@ -661,6 +699,7 @@ struct Tuning {
   int split = tuning_knob("FPQ_GEMV_SPLIT", 1, 0, 1);
   int split_m = tuning_knob("FPQ_GEMV_SPLIT_M", 5, 2, 33);
   int split_s = tuning_knob("FPQ_GEMV_SPLIT_S", 0, 0, 64);
+  int split_rt = tuning_knob("FPQ_GEMV_SPLIT_RT", 1, 1, 2);
 };
 const Tuning& tuning() {
   static const Tuning t;
@@ -677,19 +716,14 @@ inline bool row_smem_path(int fast, int nt, int bits, bool fold, const GemvParam
 
 template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB, int RT, int W>
 void launch_rt(GemvParams p, CUstream_st* stream) {
-  const int slot_data = slot_bytes(BITS, p.w.group, p.w.sb, RT, is_fold(MODE));
-  const int sreg = scale_region(p.w.group, p.w.sb, stage_tiles(BITS, is_fold(MODE)));
-  const size_t slot = size_t(slot_data) + 8;
+  const RingStage rs = ring_stage<BITS, MODE, RT>(p);
   // Up to 4 stages in flight per warp, fewer where the ring would stop two CTAs sharing an SM (4-bit: 2
   // stages of 4 tiles) or exceed 200 KB.
   const int budget_kb = tuning().ring_kb >= 0 ? tuning().ring_kb : BITS == 4 ? 110 : 200;
-  int lg = tuning().ring_kb >= 0 ? 3 : 2;
-  while (lg > 0 && size_t(W) * (size_t(1) << lg) * slot > size_t(budget_kb) * 1024) --lg;
-  const size_t ring = size_t(W) * (size_t(1) << lg) * slot;
+  const int lg = ring_log2(W, rs.slot, 0, budget_kb, tuning().ring_kb >= 0 ? 3 : 2);
+  const size_t ring = size_t(W) * (size_t(1) << lg) * rs.slot;
   const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB, RT>;
-  static int done = 0;  // per instantiation; racing threads both set the same attribute
-  static size_t sizes[2] = {0, 0};
-  static int blocks[2] = {0, 0};
+  static LaunchCache cache;  // per instantiation
   size_t smem = ring;
   int per_sm = 0;
   p.x_smem = 0;
@@ -699,32 +733,28 @@ void launch_rt(GemvParams p, CUstream_st* stream) {
     // The RMSNorm prologue needs the row there.
     const size_t with_x = ring + size_t(p.w.k) * 2;
     if (with_x <= 200 * 1024) {
-      ensure_smem(kernel, with_x, done);
-      const int b_ring = blocks_per_sm(kernel, W * 32, ring, sizes, blocks);
-      const int b_x = blocks_per_sm(kernel, W * 32, with_x, sizes, blocks);
+      ensure_smem(kernel, with_x, cache);
+      const int b_ring = blocks_per_sm(kernel, W * 32, ring, cache);
+      const int b_x = blocks_per_sm(kernel, W * 32, with_x, cache);
       if (b_x >= b_ring || p.rms_x) smem = with_x, p.x_smem = 1, per_sm = b_x;
     }
   }
   if (p.rms_x && !p.x_smem) fail_message("decode kernel: the RMSNorm prologue needs the activation row in shared memory (K too large for it)");
-  ensure_smem(kernel, smem, done);
-  if (per_sm == 0) per_sm = blocks_per_sm(kernel, W * 32, smem, sizes, blocks);
+  ensure_smem(kernel, smem, cache);
+  if (per_sm == 0) per_sm = blocks_per_sm(kernel, W * 32, smem, cache);
   const int64_t grid = std::min<int64_t>((p.w.n_tiles + RT - 1) / RT, int64_t(per_sm) * sm_count());
-  check(launch_kernel(kernel, dim3(unsigned(grid)), dim3(W * 32), smem, stream, p.pdl != 0, p, lg, slot_data, sreg,
-                      uint32_t(127 - p.w.bias - p.w.fold_shift) * 0x00800080u),
-        "gemv_kernel launch");
+  start_kernel(kernel, grid, W, smem, stream, p, lg, rs, "gemv_kernel launch");
 }
 
 // The split kernel (KS) for M >= FPQ_GEMV_SPLIT_M (5): false where it does not apply (activation rows not
 // 16-byte aligned, the RMSNorm prologue, a split's activations over 60 KB).
-// S (a power of two) grows while the (row tile, split) pairs stay under one per warp slot of two 8-warp CTAs
-// per SM, each split keeps at least 4 tiles, and until the split's activations fit in 60 KB; the ring takes
-// what two CTAs per SM leave.
-template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB>
-bool launch_split(GemvParams p, CUstream_st* stream) {
-  constexpr int W = 8, RT = 1, kSl = RT * NT * 4;
-  if (tuning().split == 0 || p.m < tuning().split_m || p.rms_x) return false;
-  if ((reinterpret_cast<uintptr_t>(p.x) & 15) != 0 || p.ldx % 8 != 0) return false;
-  const int64_t KT = p.w.k_tiles, units = p.w.n_tiles;
+// S (a power of two) grows while the (row-tile unit, split) pairs stay under one per warp slot of two 8-warp
+// CTAs per SM, each split keeps at least 4 tiles, and until the split's activations fit in 60 KB; the ring
+// takes what two CTAs per SM leave.
+template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB, int RT>
+bool launch_split_rt(GemvParams p, CUstream_st* stream) {
+  constexpr int W = 8, kSl = RT * NT * 4;
+  const int64_t KT = p.w.k_tiles, units = (p.w.n_tiles + RT - 1) / RT;
   const int64_t slots = int64_t(2) * W * sm_count();
   auto x_bytes = [&](int64_t s) { return size_t(NT * 8) * size_t(((KT + s - 1) / s) * 128 + 16); };
   int64_t S = 1;
@@ -732,18 +762,14 @@ bool launch_split(GemvParams p, CUstream_st* stream) {
   while (x_bytes(S) > 60 * 1024 && KT / (2 * S) >= 2) S *= 2;
   if (tuning().split_s > 0) S = std::min<int64_t>(tuning().split_s, KT);
   if (x_bytes(S) > 60 * 1024) return false;
-  const int slot_data = slot_bytes(BITS, p.w.group, p.w.sb, RT, is_fold(MODE));
-  const int sreg = scale_region(p.w.group, p.w.sb, stage_tiles(BITS, is_fold(MODE)));
-  const size_t slot = size_t(slot_data) + 8, xb = x_bytes(S);
-  int lg = 2;
-  while (lg > 0 && size_t(W) * (size_t(1) << lg) * slot + xb > size_t(110) * 1024) --lg;
-  const size_t smem = size_t(W) * (size_t(1) << lg) * slot + xb;
+  const RingStage rs = ring_stage<BITS, MODE, RT>(p);
+  const size_t xb = x_bytes(S);
+  const int lg = ring_log2(W, rs.slot, xb, 110, 2);
+  const size_t smem = size_t(W) * (size_t(1) << lg) * rs.slot + xb;
   const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB, RT, true>;
-  static int done = 0;
-  static size_t sizes[2] = {0, 0};
-  static int blocks[2] = {0, 0};
-  ensure_smem(kernel, smem, done);
-  const int per_sm = blocks_per_sm(kernel, W * 32, smem, sizes, blocks);
+  static LaunchCache cache;  // per instantiation
+  ensure_smem(kernel, smem, cache);
+  const int per_sm = blocks_per_sm(kernel, W * 32, smem, cache);
   const int64_t ctas_per_split = std::max<int64_t>(1, std::min<int64_t>((units + W - 1) / W, int64_t(per_sm) * sm_count() / S));
   p.x_smem = 0;
   p.splits = int(S);
@@ -753,11 +779,19 @@ bool launch_split(GemvParams p, CUstream_st* stream) {
   uint8_t* mem = split_scratch(stream, counter_bytes, ws_bytes, owned);
   p.counters = reinterpret_cast<unsigned*>(mem);
   p.ws = reinterpret_cast<float*>(mem + counter_bytes);
-  check(launch_kernel(kernel, dim3(unsigned(ctas_per_split * S)), dim3(W * 32), smem, stream, p.pdl != 0, p, lg, slot_data,
-                      sreg, uint32_t(127 - p.w.bias - p.w.fold_shift) * 0x00800080u),
-        "gemv_kernel (split) launch");
+  start_kernel(kernel, ctas_per_split * S, W, smem, stream, p, lg, rs, "gemv_kernel (split) launch");
   if (owned) check(cudaFreeAsync(mem, stream), "cudaFreeAsync");
   return true;
+}
+// RT = 2 (two row tiles per warp: each activation fragment read from shared memory feeds both) only for 9..16
+// activation rows, where it was measured (FPQ_GEMV_SPLIT_RT).
+template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB>
+bool launch_split(const GemvParams& p, CUstream_st* stream) {
+  if (tuning().split == 0 || p.m < tuning().split_m || p.rms_x) return false;
+  if ((reinterpret_cast<uintptr_t>(p.x) & 15) != 0 || p.ldx % 8 != 0) return false;
+  if constexpr (NT == 2)
+    if (tuning().split_rt == 2) return launch_split_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 2>(p, stream);
+  return launch_split_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 1>(p, stream);
 }
 
 // (One row tile per CTA runs 16 warps: 8 warps measured 19.8 us against 17.1 for 4096x14336 mxfp4 at M = 1 on an
