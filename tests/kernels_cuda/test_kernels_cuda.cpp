@@ -365,6 +365,31 @@ TEST_F(Cuda, WeightOnlyMatmulTallWeight) {
   }
 }
 
+// The split kernel's scratch buffer (per stream, reused): a launch for a short weight between two for a tall
+// one asks for fewer counters than the buffer holds; its partial sums must not land on the counters the tall
+// weight's launches use (they did: the second tall launch then left row tiles unwritten).
+TEST_F(Cuda, SplitKernelScratchAcrossWeightShapes) {
+  const Format f = parse_format("mxfp4");
+  const int64_t k = 128, m = 7;
+  struct W {
+    int64_t n;
+    std::vector<float> wd;
+    PreparedWeight pw;
+  };
+  std::vector<W> ws;
+  for (int64_t n : {17000, 64}) {
+    const QuantizedTensor wq = quantize(f, random_matrix(n, k).data(), n, k);
+    ws.push_back(W{n, dequantize(wq), prepare_weight_cuda(wq)});
+  }
+  for (int i : {0, 1, 0, 1, 0}) {
+    const W& w = ws[size_t(i)];
+    const std::string tag = fmt::format("call with {} rows", w.n);
+    std::vector<float> seen;
+    const std::vector<float> y = weight_only_product(w.pw, random_matrix(m, k), DType::BF16, m, &seen);
+    EXPECT_LT(rel_err(y, reference_product(seen, w.wd, m, w.n, k)), 1e-5) << tag;
+  }
+}
+
 // The decode kernel's fused fold (one multiply decodes a code pair and applies its group scale, exact only
 // within bf16's range): weights whose rows span many binades take it with a matching power-of-two shift, a
 // span too wide for bf16 falls back to per-group float32 sums; both match float64 row by row, and forcing the

@@ -82,6 +82,10 @@ struct WeightView {
   float half_fix = 1.0f;
   const uint8_t* lut_hb = nullptr;  // [64] high byte of the half pattern of each code (half_mode 1)
   const uint8_t* lut_lb = nullptr;  // [64] low byte (half_mode 1; null when all zero)
+  // <= 4-bit codes whose values are int8 * 2^-int_shift (E2M1, int4, Q4_0, ...), when every scale times
+  // 2^-int_shift stays a normal float: [16] code -> that int8. The AVX2 float kernel decodes through it, with
+  // the scales times half_fix = 2^-int_shift (exact); null otherwise.
+  const int8_t* lut_s8 = nullptr;
 };
 
 // Activations for one call, zero-padded to kp columns, in blocks of rb rows (the driver's row block per task),

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <cstring>
 
 #include "formats/ggml_blocks.h"
@@ -261,12 +262,13 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
   p.specials_present = specials;
 
   // Decoding tables: lut_f[256] floats, lut_u8[64] bytes, lut_i16[64] int16.
-  p.luts.resize(256 * 4 + 64 + 64 * 2 + 64 + 64);
+  p.luts.resize(256 * 4 + 64 + 64 * 2 + 64 + 64 + 16);
   float* lut_f = p.luts.as<float>();
   uint8_t* lut_u8 = p.luts.data() + 1024;
   int16_t* lut_i16 = reinterpret_cast<int16_t*>(p.luts.data() + 1024 + 64);
   uint8_t* lut_hb = p.luts.data() + 1024 + 64 + 128;
   uint8_t* lut_lb = lut_hb + 64;
+  int8_t* lut_s8 = reinterpret_cast<int8_t*>(lut_lb + 64);
   for (int c = 0; c < 256; ++c) lut_f[c] = c < (1 << ci.bits) ? ci.values[c] : 0.0f;
   const int32_t offset = ci.int_ok ? -ci.int_min : 0;
   p.u8_max = ci.int_ok ? ci.int_max + offset : 0;
@@ -316,6 +318,23 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
   // Float decoding.
   if (nib) {
     v.float_decode = detail::kDecLut16;
+    // The int8 view of the 16 values (AVX2 decodes through it): the group scales take the 2^-shift, so the
+    // products are those of the values (exact as long as no scale becomes subnormal). Zero points and mins
+    // (added unscaled) allow no shift, nor does one scale per row (applied to the sum, which would then be
+    // 2^shift times as large and could round differently below FLT_MIN).
+    bool s8 = ci.int_ok && ci.int_min >= -128 && ci.int_max <= 127 &&
+              (ci.shift == 0 || (!ci.has_zero_points && !ci.has_mins && ngroups > 1));
+    const float fix = std::ldexp(1.0f, -ci.shift);
+    for (int64_t r = 0; r < n && s8 && ci.shift > 0; ++r)
+      for (int64_t g = 0; g < ngroups && s8; ++g) {
+        const float sv = sc == detail::kScaleOne ? 1.0f : decode_scale(f.scale, w.row_scales(r) + g * sb);
+        if (std::isfinite(sv) && sv != 0.0f && std::fabs(sv) * fix < std::numeric_limits<float>::min()) s8 = false;
+      }
+    if (s8) {
+      for (int c = 0; c < 16; ++c) lut_s8[c] = int8_t(c < (1 << ci.bits) ? ci.ints[c] : 0);
+      v.lut_s8 = lut_s8;
+      v.half_fix = fix;
+    }
   } else if (ci.is_int_type && ci.bits == 8) {
     v.float_decode = ci.is_signed_int ? detail::kDecSInt8 : detail::kDecUInt8;
     // value = int * 2^-mbits (mxint8: 2^-6); ggml Q8 and int8/uint8: 1.

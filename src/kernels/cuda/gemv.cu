@@ -684,7 +684,6 @@ void start_kernel(K kernel, int64_t grid, int warps, size_t smem, CUstream_st* s
 //   FPQ_GEMV_SPLIT      0: M >= 2 without the split kernel (default 1: with it where it applies)
 //   FPQ_GEMV_SPLIT_M    smallest M for the split kernel (default 5)
 //   FPQ_GEMV_SPLIT_S    K splits of the split kernel, a power of two (default 0: chosen per shape)
-//   FPQ_GEMV_SPLIT_RT   row tiles per warp unit in the split kernel at 9..16 activation rows (default 1)
 int tuning_knob(const char* name, int fallback, int lo, int hi) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return fallback;
@@ -699,7 +698,6 @@ struct Tuning {
   int split = tuning_knob("FPQ_GEMV_SPLIT", 1, 0, 1);
   int split_m = tuning_knob("FPQ_GEMV_SPLIT_M", 5, 2, 33);
   int split_s = tuning_knob("FPQ_GEMV_SPLIT_S", 0, 0, 64);
-  int split_rt = tuning_knob("FPQ_GEMV_SPLIT_RT", 1, 1, 2);
 };
 const Tuning& tuning() {
   static const Tuning t;
@@ -775,22 +773,19 @@ bool launch_split_rt(GemvParams p, CUstream_st* stream) {
   p.splits = int(S);
   const size_t ws_bytes = size_t(units) * size_t(S) * kSl * 32 * sizeof(float);
   const size_t counter_bytes = (size_t(units) * sizeof(unsigned) + 255) / 256 * 256;
-  bool owned = false;
-  uint8_t* mem = split_scratch(stream, counter_bytes, ws_bytes, owned);
-  p.counters = reinterpret_cast<unsigned*>(mem);
-  p.ws = reinterpret_cast<float*>(mem + counter_bytes);
+  const SplitScratch scratch = split_scratch(stream, counter_bytes, ws_bytes);
+  p.counters = scratch.counters;
+  p.ws = scratch.ws;
   start_kernel(kernel, ctas_per_split * S, W, smem, stream, p, lg, rs, "gemv_kernel (split) launch");
-  if (owned) check(cudaFreeAsync(mem, stream), "cudaFreeAsync");
+  if (scratch.owned) check(cudaFreeAsync(scratch.mem, stream), "cudaFreeAsync");
   return true;
 }
-// RT = 2 (two row tiles per warp: each activation fragment read from shared memory feeds both) only for 9..16
-// activation rows, where it was measured (FPQ_GEMV_SPLIT_RT).
+// (RT = 2, two row tiles per warp unit, measured on an H200 at M = 12 and 16: 1.4-1.7x slower at 4096 rows,
+// 1.02-1.1x faster at 28672: not kept.)
 template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB>
 bool launch_split(const GemvParams& p, CUstream_st* stream) {
   if (tuning().split == 0 || p.m < tuning().split_m || p.rms_x) return false;
   if ((reinterpret_cast<uintptr_t>(p.x) & 15) != 0 || p.ldx % 8 != 0) return false;
-  if constexpr (NT == 2)
-    if (tuning().split_rt == 2) return launch_split_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 2>(p, stream);
   return launch_split_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 1>(p, stream);
 }
 

@@ -14,9 +14,18 @@ void check_launch(const char* kernel);
 // Throws fpq::Error with this message.
 [[noreturn]] void fail_message(const char* what);
 int sm_count();
-// Scratch for the split decode kernel: counter_bytes of counters, zero between launches (a launch leaves them
-// zero), then ws_bytes. owned: the caller frees it after the launch (cudaFreeAsync; under stream capture).
-uint8_t* split_scratch(CUstream_st* stream, size_t counter_bytes, size_t ws_bytes, bool& owned);
+// Scratch for the split decode kernel: at least counter_bytes of counters, zero between launches (a launch
+// leaves the ones it used zero), and at least ws_bytes of partial sums *after the whole counter region* (a
+// cached buffer's counter region may be larger than this launch asks for, and its counters beyond the request
+// must stay zero for a later, larger launch). owned: the caller frees `mem` after the launch (cudaFreeAsync;
+// under stream capture).
+struct SplitScratch {
+  uint8_t* mem = nullptr;
+  unsigned* counters = nullptr;
+  float* ws = nullptr;
+  bool owned = false;
+};
+SplitScratch split_scratch(CUstream_st* stream, size_t counter_bytes, size_t ws_bytes);
 
 // Element type as the device code sees it (mirrors fpq::ElementType).
 struct ElemDesc {

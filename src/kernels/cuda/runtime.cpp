@@ -30,16 +30,22 @@ void fail_message(const char* what) { fail("{}", what); }
 // two streams may overlap, so they never do (cudaStreamPerThread names another stream in every host thread). Replaced (stream-ordered free, allocation and zeroing) when a
 // launch needs more. Under stream capture a graph keeps the pointers it captured, so a cached buffer that a
 // later call replaces would leave the graph with freed memory: captures get their own allocation.
-uint8_t* split_scratch(CUstream_st* stream, size_t counter_bytes, size_t ws_bytes, bool& owned) {
-  owned = false;
+SplitScratch split_scratch(CUstream_st* stream, size_t counter_bytes, size_t ws_bytes) {
+  SplitScratch r;
+  auto carve = [&](size_t counters) {
+    r.counters = reinterpret_cast<unsigned*>(r.mem);
+    r.ws = reinterpret_cast<float*>(r.mem + counters);
+    return r;
+  };
   cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
   check(cudaStreamIsCapturing(stream, &cap), "cudaStreamIsCapturing");
   void* mem = nullptr;
   if (cap != cudaStreamCaptureStatusNone) {
     check(cudaMallocAsync(&mem, counter_bytes + ws_bytes, stream), "cudaMallocAsync");
     check(cudaMemsetAsync(mem, 0, counter_bytes, stream), "cudaMemsetAsync");
-    owned = true;
-    return static_cast<uint8_t*>(mem);
+    r.mem = static_cast<uint8_t*>(mem);
+    r.owned = true;
+    return carve(counter_bytes);
   }
   struct Buffer {
     int device;
@@ -66,7 +72,8 @@ uint8_t* split_scratch(CUstream_st* stream, size_t counter_bytes, size_t ws_byte
     b->mem = static_cast<uint8_t*>(mem);
     check(cudaMemsetAsync(b->mem, 0, b->counter_bytes, stream), "cudaMemsetAsync");
   }
-  return b->mem;
+  r.mem = b->mem;
+  return carve(b->counter_bytes);  // partial sums after all the counters, not after this launch's
 }
 
 int sm_count() {
