@@ -393,17 +393,19 @@ TEST(KernelsCpu, RowsIndependentOfBatch) {
   }
 }
 
-// Weight-only MXFP4 whose E8M0 group scales reach down to 2^-127: the AVX2 float kernel decodes E2M1 codes
-// as int8 = 2 x value with the scales halved, which is exact only while a halved scale stays normal; weights
-// with smaller scales take the table decoder. Both against float64 on every variant, one row and several.
+// Weight-only E2M1 with group scales down at FLT_MIN: the AVX2 float kernel decodes E2M1 codes as int8 =
+// 2 x value with the scales halved, which is exact only while a halved scale stays normal or is a power of two
+// (E8M0); float32 scales that would lose bits take the table decoder. Against float64 and bit-identical on
+// every variant, one row and several.
 TEST(KernelsCpu, WeightOnlyTinyScales) {
   std::mt19937_64 rng(test::fresh_seed());
   IsaGuard ig;
+  for (const char* fname : {"mxfp4", "e2m1/fp32/g32"})
   for (int e : {-100, -124, -127}) {
     const int64_t n = 37, k = 256;
     std::vector<float> w = random_matrix(rng, n, k);
     for (float& v : w) v = std::ldexp(v, e);
-    const QuantizedTensor wq = quantize(parse_format("mxfp4"), w.data(), n, k);
+    const QuantizedTensor wq = quantize(parse_format(fname), w.data(), n, k);
     const std::vector<float> wd = dequantize(wq);
     const auto pw = prepare_weight(wq);
     for (int64_t m : {1, 5}) {
@@ -414,7 +416,7 @@ TEST(KernelsCpu, WeightOnlyTinyScales) {
         set_isa(isa);
         std::vector<float> y(size_t(m * n), -12345.0f);
         matmul_weight_only(*pw, x.data(), m, y.data());
-        SCOPED_TRACE("weights x 2^" + std::to_string(e) + " M=" + std::to_string(m) + " " + isa_name(isa));
+        SCOPED_TRACE(std::string(fname) + " weights x 2^" + std::to_string(e) + " M=" + std::to_string(m) + " " + isa_name(isa));
         EXPECT_LT(test::rel_l2(y, ref), 1e-6);
         if (first.empty()) first = y;
         else EXPECT_EQ(0, std::memcmp(first.data(), y.data(), first.size() * 4)) << "differs from scalar";
