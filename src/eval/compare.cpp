@@ -6,7 +6,10 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "kernels/cpu/isa.h"
 #include "model/checkpoint.h"
+#include "util/blas_core.h"
+#include "util/parallel.h"
 #include "util/error.h"
 #include "util/table.h"
 
@@ -41,6 +44,11 @@ EvalReport run_eval(const EvalPlan& plan) {
   rep.model = plan.model.string();
   rep.model_summary = model.config().summary();
   rep.model_stored_types = src.stored_types_summary();
+  const std::string core = blas_core_name();
+  rep.blas = core.empty() ? "not OpenBLAS" : "OpenBLAS " + core;
+  rep.blas_threads = blas_threads();
+  rep.threads = num_threads();
+  rep.cpu_kernels = cpu::active_isa_name();
   rep.ctx = plan.ctx;
   rep.limit = plan.limit;
   const Tokenizer& tok = lm.tokenizer();
@@ -191,6 +199,8 @@ std::string EvalReport::markdown() const {
     table.add(cells);
   }
   std::string s = fmt::format("model: {} ({}; stored as {})\n", model, model_summary, model_stored_types);
+  s += fmt::format("numerics: {} x {} threads (float32 GEMMs; the bits depend on both), fpq {} kernels\n", blas,
+                   blas_threads, cpu_kernels);
   if (ppl_tokens) s += fmt::format("wikitext2: {} predicted tokens, windows of {}\n", ppl_tokens, ctx);
   if (limit) s += fmt::format("tasks: first {} examples each\n", limit);
   if (!skipped_tasks.empty())
@@ -203,6 +213,7 @@ nlohmann::json EvalReport::to_json() const {
   j["model"] = model;
   j["model_summary"] = model_summary;
   j["model_stored_types"] = model_stored_types;
+  j["numerics"] = {{"blas", blas}, {"blas_threads", blas_threads}, {"threads", threads}, {"cpu_kernels", cpu_kernels}};
   j["ctx"] = ctx;
   j["limit"] = limit;
   j["skipped_tasks"] = skipped_tasks;

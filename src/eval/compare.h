@@ -47,6 +47,12 @@ struct EvalRow {
 
 struct EvalReport {
   std::string model, model_summary, model_stored_types;
+  // What the numbers depend on besides the model and the data: the BLAS kernels and BLAS threads (the float32
+  // GEMMs of attention, the LM head and unquantized layers; quantized activations amplify their last-bit
+  // differences), and fpq's own kernel variant and threads (which do not change a bit).
+  std::string blas;
+  int blas_threads = 0, threads = 0;
+  std::string cpu_kernels;
   std::vector<std::string> tasks, skipped_tasks;
   std::vector<EvalRow> rows;
   int64_t ppl_tokens = 0, ctx = 0, limit = 0;

@@ -15,6 +15,12 @@ std::string blas_core_name() {
   return name ? std::string(name) : std::string();
 }
 
+int blas_threads() {
+  using Fn = int (*)();
+  const auto fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  return fn ? fn() : 0;
+}
+
 namespace {
 
 // OpenBLAS's name for the best kernel family this CPU runs, or null for none better than the generic ones.

@@ -15,4 +15,8 @@ void ensure_fast_blas_core(char** argv);
 // The OpenBLAS core in use ("SkylakeX", ...), or "" when the BLAS is not OpenBLAS.
 std::string blas_core_name();
 
+// OpenBLAS's thread count (OPENBLAS_NUM_THREADS, else the cores), or 0 when the BLAS is not OpenBLAS. With the
+// core, it decides how sgemm rounds: evaluations reproduce bit for bit only where both are the same.
+int blas_threads();
+
 }  // namespace fpq
