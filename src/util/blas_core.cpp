@@ -48,7 +48,7 @@ void ensure_fast_blas_core(char** argv) {
   setenv("OPENBLAS_CORETYPE", want, 1);
   setenv("FPQ_BLAS_REEXEC", "1", 1);  // never loop
   execv("/proc/self/exe", argv);
-  // exec failed: carry on with the generic kernels (results are the same, only slower)
+  // exec failed: carry on with the generic kernels (slower, and sgemm rounds differently: see blas_threads())
   unsetenv("OPENBLAS_CORETYPE");
 }
 
