@@ -24,6 +24,9 @@ static void register_info(CLI::App& app) {
     const std::string core = blas_core_name();
     std::printf("blas: %s (OPENBLAS_CORETYPE%s)\n", core.empty() ? "not OpenBLAS" : ("OpenBLAS, " + core + " kernels").c_str(),
                 std::getenv("FPQ_BLAS_REEXEC") ? ", set by fpq for a CPU OpenBLAS did not recognise" : "");
+    if (!core.empty())
+      std::printf("blas threads: %d (OPENBLAS_NUM_THREADS; with the kernels, they decide how float32 GEMMs round)\n",
+                  blas_threads());
   });
 }
 
