@@ -315,6 +315,23 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
   v.offset = offset;
   v.int_shift = ci.shift;
 
+  // Smallest nonzero and largest finite |scale| over the planar weight's groups (the decoders that fold a power
+  // of two into the scales check them against float32's range).
+  struct ScaleRange {
+    float lo = std::numeric_limits<float>::infinity(), hi = 0.0f;
+  };
+  auto scale_range = [&] {
+    ScaleRange sr;
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t g = 0; g < ngroups; ++g) {
+        const float sv = std::fabs(sc == detail::kScaleOne ? 1.0f : decode_scale(f.scale, w.row_scales(r) + g * sb));
+        if (!std::isfinite(sv)) continue;
+        sr.hi = std::max(sr.hi, sv);
+        if (sv != 0.0f) sr.lo = std::min(sr.lo, sv);
+      }
+    return sr;
+  };
+
   // Float decoding.
   if (nib) {
     v.float_decode = detail::kDecLut16;
@@ -325,11 +342,7 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
     bool s8 = ci.int_ok && ci.int_min >= -128 && ci.int_max <= 127 &&
               (ci.shift == 0 || (!ci.has_zero_points && !ci.has_mins && ngroups > 1));
     const float fix = std::ldexp(1.0f, -ci.shift);
-    for (int64_t r = 0; r < n && s8 && ci.shift > 0; ++r)
-      for (int64_t g = 0; g < ngroups && s8; ++g) {
-        const float sv = sc == detail::kScaleOne ? 1.0f : decode_scale(f.scale, w.row_scales(r) + g * sb);
-        if (std::isfinite(sv) && sv != 0.0f && std::fabs(sv) * fix < std::numeric_limits<float>::min()) s8 = false;
-      }
+    if (s8 && ci.shift > 0) s8 = !(scale_range().lo * fix < std::numeric_limits<float>::min());
     if (s8) {
       for (int c = 0; c < 16; ++c) lut_s8[c] = int8_t(c < (1 << ci.bits) ? ci.ints[c] : 0);
       v.lut_s8 = lut_s8;
@@ -349,13 +362,7 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
     // Half-precision patterns (AVX-512): sign << 15 | magnitude << (10 - mbits) = value * 2^(bias - 15), for
     // exponent fields of up to 5 bits; the scales carry 2^(15 - bias), which must not overflow.
     const int half_mode = e.ebits > 5 ? 0 : e.bits <= 6 ? 1 : (e.ebits == 4 && e.mbits == 3) ? 2 : (e.ebits == 5 && e.mbits == 2) ? 3 : 0;
-    float max_scale = 0.0f;
-    for (int64_t r = 0; r < n; ++r) {
-      for (int64_t g = 0; g < ngroups; ++g) {
-        const float sv = sc == detail::kScaleOne ? 1.0f : decode_scale(f.scale, w.row_scales(r) + g * sb);
-        if (std::isfinite(sv)) max_scale = std::max(max_scale, std::fabs(sv));
-      }
-    }
+    const float max_scale = scale_range().hi;
     const float fix = std::ldexp(1.0f, 15 - e.bias);
     if (half_mode && std::isfinite(max_scale * fix)) {
       v.half_mode = half_mode;
