@@ -48,6 +48,59 @@ struct FNibI8 {
   }
   FPQ_INLINE VF col(const VB* q, int j) const { return {byte_col(q[j >> 2].a, j & 3), byte_col(q[j >> 2].b, j & 3)}; }
 };
+// AVX2, float codes that fit IEEE half with mbits >= 2 (WeightView::half_mode: E3M2, E2M3, E2M2, E4M3, E5M2): the
+// half pattern sign << 15 | magnitude << (10 - mbits) = value x 2^(bias - 15), converted by vcvtph2ps. FArith's
+// float32 pattern is a denormal for subnormal codes, and x86 multiplies and FMAs with a denormal input are
+// slow: 30x for MXFP6 E2M3 on an Intel core (~20% subnormal codes), 2x for FP6 E3M2 on a Zen 3 multiply
+// (docs/BENCHMARKS.md). Half subnormals convert at full speed. Per 32 code bytes the sign moves to bit 7 (the
+// magnitude stays in bits 0..bits-2); per two columns of 8 rows one byte shuffle puts that byte in the high byte
+// of each 16-bit lane ([c0 rows 0-3, c1 rows 0-3] per 128-bit lane), an arithmetic shift by mbits - 2 and a mask
+// place the fields (Shift), one qword permute gathers each column's 8 halves, and two conversions finish.
+// Fold: the group scales carry 2^(15 - bias) (kScaled weights only); otherwise one multiply per column restores
+// the value, so the products are FArith's either way (same bits).
+template <bool Fold, bool Shift>
+struct FHalfAvx2 {
+  static constexpr bool kHalfScale = Fold;
+  static constexpr int kQuads = 2;
+  __m256i mag8, sign_cnt, sh_cnt, mask16;
+  __m256 fix;
+  explicit FHalfAvx2(const WeightView& w)
+      : mag8(_mm256_set1_epi8(char((1u << (w.bits - 1)) - 1u))),
+        sign_cnt(_mm256_castsi128_si256(_mm_cvtsi32_si128(8 - w.bits))),
+        sh_cnt(_mm256_castsi128_si256(_mm_cvtsi32_si128(w.mbits - 2))),
+        mask16(_mm256_set1_epi16(short(0x8000u | ((((1u << (w.bits - 1)) - 1u) << 8) >> (w.mbits - 2))))),
+        fix(_mm256_set1_ps(w.half_fix)) {}
+  // Sign to bit 7, magnitude in the low bits (an 8-bit code's byte already is).
+  FPQ_INLINE __m256i sign7(__m256i v) const {
+    const __m256i s = _mm256_and_si256(_mm256_sll_epi16(v, _mm256_castsi256_si128(sign_cnt)), _mm256_set1_epi8(char(0x80)));
+    return _mm256_or_si256(_mm256_and_si256(v, mag8), s);
+  }
+  FPQ_INLINE void load(const uint8_t* p, VB* q) const {
+    const VB a = vb_load(p), b = vb_load(p + 64);
+    q[0] = {sign7(a.a), sign7(a.b)};
+    q[1] = {sign7(b.a), sign7(b.b)};
+  }
+  // Columns c0 = 2 * (p & 1) and c0 + 1 of a quad register (8 rows), as halves: [c0 rows 0-7 | c0 + 1 rows 0-7].
+  FPQ_INLINE __m256i pair(__m256i v, int p) const {
+    const int c = 2 * (p & 1);
+    const __m256i ctl = _mm256_setr_epi8(-128, char(c), -128, char(c + 4), -128, char(c + 8), -128, char(c + 12),
+                                         -128, char(c + 1), -128, char(c + 5), -128, char(c + 9), -128, char(c + 13),
+                                         -128, char(c), -128, char(c + 4), -128, char(c + 8), -128, char(c + 12),
+                                         -128, char(c + 1), -128, char(c + 5), -128, char(c + 9), -128, char(c + 13));
+    __m256i h = _mm256_shuffle_epi8(v, ctl);
+    if constexpr (Shift) h = _mm256_and_si256(_mm256_sra_epi16(h, _mm256_castsi256_si128(sh_cnt)), mask16);
+    return _mm256_permute4x64_epi64(h, 0xD8);
+  }
+  FPQ_INLINE __m256 half_col(__m256i pr, int odd) const {
+    const __m256 f = _mm256_cvtph_ps(odd ? _mm256_extracti128_si256(pr, 1) : _mm256_castsi256_si128(pr));
+    return Fold ? f : _mm256_mul_ps(f, fix);
+  }
+  FPQ_INLINE VF col(const VB* q, int j) const {
+    const VB& v = q[j >> 2];
+    const int p = j >> 1;
+    return {half_col(pair(v.a, p), j & 1), half_col(pair(v.b, p), j & 1)};
+  }
+};
 #endif
 struct FArith {
   static constexpr bool kHalfScale = false;
@@ -580,6 +633,17 @@ void with_decoder(const WeightView& w, bool half_ok, F&& f) {
 #if FPQ_KISA == 2
       if (half_ok && w.half_mode) {
         f.template operator()<FHalf>();
+        break;
+      }
+#elif FPQ_KISA == 1
+      if (w.half_mode && w.mbits >= 2) {
+        // Fold only where the scales multiply each weight (no zero points or mins to add unscaled).
+        const bool fold = half_ok && w.ngroups > 1 && !w.zeros && !w.mins;
+        const bool shift = w.mbits > 2;
+        if (fold && shift) f.template operator()<FHalfAvx2<true, true>>();
+        else if (fold) f.template operator()<FHalfAvx2<true, false>>();
+        else if (shift) f.template operator()<FHalfAvx2<false, true>>();
+        else f.template operator()<FHalfAvx2<false, false>>();
         break;
       }
 #endif
