@@ -114,17 +114,27 @@ struct FArith {
   FPQ_INLINE VF col(const VB* q, int j) const { return dec_float(d, q[j >> 2], j & 3); }
 };
 #if FPQ_KISA == 2
-struct FHalf {
-  static constexpr bool kHalfScale = true;
+// Half patterns (value x 2^(bias - 15)); Fold as in FHalfAvx2: the group scales carry 2^(15 - bias), else one
+// multiply per column restores the value (the float64 kernel, one scale per row: the same bits as FArith without
+// its denormal float32 patterns).
+template <bool Fold>
+struct FHalfT {
+  static constexpr bool kHalfScale = Fold;
   static constexpr int kQuads = 4;
   HalfDec d;
-  explicit FHalf(const WeightView& w) : d(w) {}
+  VF fix;
+  explicit FHalfT(const WeightView& w) : d(w), fix(vf_set1(w.half_fix)) {}
   FPQ_INLINE void load(const uint8_t* p, VB* q) const {
     d.quad(vb_load(p), q[0], q[1]);
     d.quad(vb_load(p + 64), q[2], q[3]);
   }
-  FPQ_INLINE VF col(const VB* q, int j) const { return (j & 1) ? half_hi(q[j >> 1]) : half_lo(q[j >> 1]); }
+  FPQ_INLINE VF col(const VB* q, int j) const {
+    const VF v = (j & 1) ? half_hi(q[j >> 1]) : half_lo(q[j >> 1]);
+    if constexpr (Fold) return v;
+    else return vf_mul(v, fix);
+  }
 };
+using FHalf = FHalfT<true>;
 #endif
 struct FSInt {
   static constexpr bool kHalfScale = false;
@@ -631,8 +641,10 @@ void with_decoder(const WeightView& w, bool half_ok, F&& f) {
       break;
     case kDecFloat:
 #if FPQ_KISA == 2
-      if (half_ok && w.half_mode) {
-        f.template operator()<FHalf>();
+      if (w.half_mode) {
+        // Fold only where the scales multiply each weight (no zero points or mins to add unscaled).
+        if (half_ok && w.ngroups > 1 && !w.zeros && !w.mins) f.template operator()<FHalf>();
+        else f.template operator()<FHalfT<false>>();
         break;
       }
 #elif FPQ_KISA == 1
@@ -664,7 +676,7 @@ void gemm_float(const WeightView& w, const ActView& a, float* y, int64_t ldy, in
 
 void gemm_float64(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                   int64_t m1) {
-  // (not the half-pattern decoder: its scale carries a power of two that could overflow float32)
+  // (half patterns only with the value restored per column: a scale carrying 2^(15 - bias) could overflow)
   with_decoder(w, false, [&]<class Dec>() { float64_run<Dec>(w, a, y, ldy, t0, t1, m0, m1); });
 }
 
