@@ -625,6 +625,12 @@ void float_mode(const WeightView& w, const ActView& a, float* y, int64_t ldy, in
   else float_run<Dec, kScaled>(w, a, y, ldy, t0, t1, m0, m1);
 }
 
+// Whether a half-pattern decoder leaves its 2^(15 - bias) to the scales: only where they multiply each weight
+// (no zero points or mins added unscaled, no per-row scale applied to the sum).
+FPQ_INLINE bool fold_half_fix(const WeightView& w, bool half_ok) {
+  return half_ok && w.ngroups > 1 && !w.zeros && !w.mins;
+}
+
 // Calls f.template operator()<Dec>() with the decoder of the weight's codes (half_ok: the decoders whose scales
 // carry a power of two, AVX-512's half patterns and AVX2's int8 view, may serve).
 template <class F>
@@ -642,15 +648,13 @@ void with_decoder(const WeightView& w, bool half_ok, F&& f) {
     case kDecFloat:
 #if FPQ_KISA == 2
       if (w.half_mode) {
-        // Fold only where the scales multiply each weight (no zero points or mins to add unscaled).
-        if (half_ok && w.ngroups > 1 && !w.zeros && !w.mins) f.template operator()<FHalf>();
+        if (fold_half_fix(w, half_ok)) f.template operator()<FHalf>();
         else f.template operator()<FHalfT<false>>();
         break;
       }
 #elif FPQ_KISA == 1
       if (w.half_mode && w.mbits >= 2) {
-        // Fold only where the scales multiply each weight (no zero points or mins to add unscaled).
-        const bool fold = half_ok && w.ngroups > 1 && !w.zeros && !w.mins;
+        const bool fold = fold_half_fix(w, half_ok);
         const bool shift = w.mbits > 2;
         if (fold && shift) f.template operator()<FHalfAvx2<true, true>>();
         else if (fold) f.template operator()<FHalfAvx2<true, false>>();
