@@ -75,9 +75,10 @@ struct WeightView {
   int32_t int_shift = 0;            // integer values are value * 2^int_shift
   int32_t ebits = 0, mbits = 0;     // kDecFloat: exponent and mantissa bits (sign bit at bits - 1)
   float float_mul = 1.0f;           // kDecFloat: 2^(127 - bias); kDecSInt8/kDecUInt8: 2^-int_shift
-  // kDecFloat codes that also fit IEEE half (ebits <= 5): the AVX-512 variant builds half-precision bit patterns
-  // (sign << 15 | magnitude << (10 - mbits), i.e. value * 2^(bias - 15)) with byte permutes and converts them
-  // with vcvtph2ps; the scales are multiplied by half_fix = 2^(15 - bias) to compensate (exactly).
+  // kDecFloat codes that also fit IEEE half (ebits <= 5): the AVX-512 variant (byte permutes) and the AVX2 variant
+  // (byte shuffles, mbits >= 2) build half-precision bit patterns (sign << 15 | magnitude << (10 - mbits), i.e.
+  // value * 2^(bias - 15)) and convert them with vcvtph2ps; half_fix = 2^(15 - bias) compensates exactly, in
+  // the scales where they multiply each weight, else in one multiply per decoded column.
   int32_t half_mode = 0;            // 0: not used; 1: 5..6-bit codes via the byte tables; 2: E4M3 bytes; 3: E5M2 bytes
   float half_fix = 1.0f;
   const uint8_t* lut_hb = nullptr;  // [64] high byte of the half pattern of each code (half_mode 1)

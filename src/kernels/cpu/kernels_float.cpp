@@ -631,8 +631,8 @@ FPQ_INLINE bool fold_half_fix(const WeightView& w, bool half_ok) {
   return half_ok && w.ngroups > 1 && !w.zeros && !w.mins;
 }
 
-// Calls f.template operator()<Dec>() with the decoder of the weight's codes (half_ok: the decoders whose scales
-// carry a power of two, AVX-512's half patterns and AVX2's int8 view, may serve).
+// Calls f.template operator()<Dec>() with the decoder of the weight's codes (half_ok: decoders whose scales
+// carry a power of two may serve -- AVX2's int8 view, and the half patterns' folded form (fold_half_fix)).
 template <class F>
 void with_decoder(const WeightView& w, bool half_ok, F&& f) {
   switch (w.float_decode) {
