@@ -156,8 +156,9 @@ __device__ __forceinline__ void load_act(const Ctx& c, int s, int kt) {
   const uint32_t dst = c.act_base + uint32_t(s * act_stage_bytes(BN)) + c.a_dst;
 #pragma unroll
   for (int q = 0; q < BN * 8 / kThreads; ++q) {
-    const bool ok = kok && q * 32 < c.rows_left;
-    cp_async16(dst + uint32_t(q * 32 * 128), ok ? src : c.p->a, ok);
+    // A zero-filled chunk (row past M or columns past K) reads nothing (source size 0), so its address is
+    // left as computed rather than selected (two instructions less per chunk; the kernel is issue-bound).
+    cp_async16(dst + uint32_t(q * 32 * 128), src, kok && q * 32 < c.rows_left);
     src += c.a_row_step;
   }
 }
