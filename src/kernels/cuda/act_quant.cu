@@ -67,17 +67,17 @@ __device__ double group_sse(const ActQuantParams& p, const float* x, int n_rt, f
   return sse;
 }
 
-// The scale of one group (quantize_group's planar rules), from its amax / finiteness.
-template <int N>
-__device__ ScaleChoice choose_scale(const ActQuantParams& p, const float* x, int n_rt, float amax, bool finite,
-                                    float g) {
-  ScaleChoice c;
+// The scale of a group whose rule reads only amax and finiteness (non-finite groups, mx, absmax); false for a
+// rule that needs the values (four-over-six). Inlined apart from choose_scale so that a caller holding the
+// values in registers (the lanes kernel) never takes their address: that put them in local memory.
+__device__ __forceinline__ bool choose_scale_from_amax(const ActQuantParams& p, float amax, bool finite, float g,
+                                                       ScaleChoice& c) {
   if (!finite) {
     c.zero = true;
     c.s = __uint_as_float(0x7FC00000u);
     c.s_eff = c.s;
     encode_scale_dev(p.scale, c.s, c.bytes);
-    return c;
+    return true;
   }
   if (p.rule == kRuleMx) {
     int code = 0;
@@ -89,7 +89,20 @@ __device__ ScaleChoice choose_scale(const ActQuantParams& p, const float* x, int
     encode_scale_dev(p.scale, __fdiv_rn(__fdiv_rn(amax, p.ss), g), c.bytes);
     c.s = decode_scale_bytes(p.scale, c.bytes);
     c.g = g;
-  } else {  // four-over-six: the first candidate with the lowest squared error
+  } else {
+    return false;
+  }
+  finish_choice(c);
+  return true;
+}
+
+// The scale of one group (quantize_group's planar rules), from its amax / finiteness.
+template <int N>
+__device__ ScaleChoice choose_scale(const ActQuantParams& p, const float* x, int n_rt, float amax, bool finite,
+                                    float g) {
+  ScaleChoice c;
+  if (choose_scale_from_amax(p, amax, finite, g, c)) return c;
+  {  // four-over-six: the first candidate with the lowest squared error
     const float t0 = __fdiv_rn(__fdiv_rn(amax, p.ss), g);
     const float t1 = __fdiv_rn(__fdiv_rn(amax, __fmul_rn(p.ss, 4.0f / 6.0f)), g);
     double best = __longlong_as_double(0x7FF0000000000000ll);  // +inf
@@ -118,7 +131,9 @@ __device__ ScaleChoice choose_scale(const ActQuantParams& p, const float* x, int
 __device__ __forceinline__ void store_scale(const ActQuantParams& p, int64_t row, int64_t gi, const ScaleChoice& c) {
   const int64_t groups = p.cols / p.group;
   uint8_t* dst = p.scales + (row * groups + gi) * p.sb;
-  for (int b = 0; b < p.sb; ++b) dst[b] = c.bytes[b];
+#pragma unroll
+  for (int b = 0; b < 4; ++b)  // constant indices: c.bytes stays in registers
+    if (b < p.sb) dst[b] = c.bytes[b];
   // One scale per row, kept out of the tensor-core operand: the matmul multiplies it in per row.
   if (p.row_scale && !p.mma_fold) p.row_scale[row] = c.s;
 }
@@ -206,7 +221,8 @@ __global__ void __launch_bounds__(256) act_quant_lanes(ActQuantParams p) {
       amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, o));
       finite &= __shfl_xor_sync(0xFFFFFFFFu, finite, o);
     }
-    const ScaleChoice c = choose_scale<V>(p, v, V, amax, finite != 0, g);  // mx / absmax: amax alone
+    ScaleChoice c;
+    choose_scale_from_amax(p, amax, finite != 0, g, c);  // mx / absmax (the launcher's condition): amax alone
     if (!active) continue;
     if (sub == 0) store_scale(p, row, gi, c);
     const uint32_t zc = encode_dev(p.e, 0.0f);
