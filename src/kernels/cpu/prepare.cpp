@@ -359,8 +359,9 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
     v.ebits = e.ebits;
     v.mbits = e.mbits;
     v.float_mul = std::ldexp(1.0f, 127 - e.bias);
-    // Half-precision patterns (AVX-512 FHalfT, AVX2 FHalfAvx2 for mbits >= 2): sign << 15 | magnitude << (10 - mbits) = value * 2^(bias - 15), for
-    // exponent fields of up to 5 bits; the scales carry 2^(15 - bias), which must not overflow.
+    // Half-precision patterns (AVX-512 FHalfT, AVX2 FHalfAvx2 for mbits >= 2): sign << 15 | magnitude <<
+    // (10 - mbits) = value * 2^(bias - 15), for exponent fields of up to 5 bits; the scales carry 2^(15 - bias),
+    // which must not overflow.
     const int half_mode = e.ebits > 5 ? 0 : e.bits <= 6 ? 1 : (e.ebits == 4 && e.mbits == 3) ? 2 : (e.ebits == 5 && e.mbits == 2) ? 3 : 0;
     const float max_scale = scale_range().hi;
     const float fix = std::ldexp(1.0f, 15 - e.bias);
