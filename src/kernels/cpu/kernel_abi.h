@@ -59,6 +59,11 @@ struct WeightView {
   const uint8_t* scales = nullptr;  // [tile][group][16] * scale_bytes
   int32_t scale_code = kScaleOne;
   int32_t scale_bytes = 0;
+  // Significant bits of any scale, and an exponent e with every |scale| < 2^e (0: not known). An int kernel's
+  // unit sum times its weight scale is then exact in float32 where bits(|sum|) + scale_sig_bits <= 24 and
+  // bits(|sum|) + scale_exp_max < 128 (the driver decides: ActView::f32_product).
+  int32_t scale_sig_bits = 0;
+  int32_t scale_exp_max = 0;
   int64_t ngroups = 1;              // groups per row (of padded K)
   int64_t group_chunks = 1;         // chunks per group
   const uint8_t* zeros = nullptr;   // [tile][group][16] zero points (minmax), or null
@@ -111,6 +116,9 @@ struct ActView {
   const float* msx = nullptr;       // [u][m] int kernels with weight mins: xsum * scale (value units)
   const float* gx = nullptr;        // [m] activation global scale, or null
   int32_t exact = 1;                // int kernels: float64 unit sums (the pseudo path's bits) or float32 (faster)
+  // Exact sums: every unit sum times its weight scale is exact in float32 (WeightView::scale_sig_bits), so the
+  // epilogue converts one product to float64 instead of the sum and the scale: the same value, fewer operations.
+  int32_t f32_product = 0;
   // AVX2 int8 kernel: chunks whose vpmaddubsw pair sums may accumulate in int16 before they are widened
   // (32767 / (2 * 2 * u8_max * max |x|), set by the driver; 0: widen every product pair).
   int32_t i16_chunks = 0;

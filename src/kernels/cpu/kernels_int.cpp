@@ -14,12 +14,27 @@ namespace fpq::cpu::detail::FPQ_ISA_NS {
 namespace {
 
 // After unit u (weight group g) of a register tile: fold the int32 dot products into the accumulators.
-template <int MR, int NV, bool Exact>
+// SC: the weight's scale code where the caller knows it at compile time (-1: read it from w).
+template <int MR, int NV, bool Exact, int SC = -1>
 FPQ_INLINE void unit_epilogue(const WeightView& w, const ActView& a, int64_t t0, int64_t m0, int64_t u, int64_t g,
                               VI (&idot)[MR][NV], typename AccFor<Exact>::T (&acc)[MR][NV]) {
   using Acc = typename AccFor<Exact>::T;
+  const int code = SC >= 0 ? SC : w.scale_code;
+  // (tiles t0.. share their group-of-four's scale block: consecutive entries of 16 lanes)
+  const uint8_t* sp = w.scales + group_index(w, t0, g) * w.scale_bytes;
+  const int64_t vstride = t0 % kTileGroup + NV <= kTileGroup ? int64_t(kTileRows) * w.scale_bytes : -1;
   for (int v = 0; v < NV; ++v) {
-    const auto sw = acc_scale(load_scales(w.scale_code, w.scales + group_index(w, t0 + v, g) * w.scale_bytes), Acc{});
+    const uint8_t* p = vstride > 0 ? sp + v * vstride : w.scales + group_index(w, t0 + v, g) * w.scale_bytes;
+    const VF swf = load_scales(code, p);
+    if constexpr (Exact) {
+      if (a.f32_product) {
+        // double(idot * sw) == double(idot) * double(sw): the float32 product is exact (driver's bound)
+        for (int r = 0; r < MR; ++r)
+          acc[r][v] = vd_fma_bc(vd_cvt(vf_mul(vf_cvt(idot[r][v]), swf)), a.sx + u * a.m + m0 + r, acc[r][v]);
+        continue;
+      }
+    }
+    const auto sw = acc_scale(swf, Acc{});
     for (int r = 0; r < MR; ++r) acc_unit(acc[r][v], idot[r][v], sw, a.sx + u * a.m + m0 + r);
   }
   if (w.mins) {
@@ -203,13 +218,29 @@ struct Int8Avx2Block {
   template <int MR, int NV>
   FPQ_INLINE void run(int64_t t0, int64_t m0) const {
     static_assert(MR == 1 || NV == 1, "several rows come with one weight tile (for_register_tiles<MR, 1, NV1>)");
-    if constexpr (MR == 1) vec<NV>(t0, m0);
-    else rows<MR>(t0, m0);
+    if constexpr (MR == 1) {
+      // The matrix-vector loop spends much of its time in the unit epilogue: the common scale codes get their
+      // own copy with the decode known at compile time.
+      switch (w.scale_code) {
+        case kScaleE8M0Fast: vec<NV, kScaleE8M0Fast>(t0, m0); break;
+        case kScaleE4M3Fast: vec<NV, kScaleE4M3Fast>(t0, m0); break;
+        case kScaleF16: vec<NV, kScaleF16>(t0, m0); break;
+        default: vec<NV, -1>(t0, m0); break;
+      }
+    } else {
+      rows<MR>(t0, m0);
+    }
   }
 
   // One activation row (matrix-vector, bound by memory): NV whole tiles in flight, both halves at once.
-  template <int NV>
+  template <int NV, int SC>
   __attribute__((noinline)) void vec(int64_t t0, int64_t m0) const {
+    if constexpr (NV == kTileGroup) {
+      if (t0 % kTileGroup == 0 && a.i16_chunks >= a.unit_chunks && !w.zeros) {
+        vec_group<SC>(t0, m0);
+        return;
+      }
+    }
     Acc dacc[1][NV];
     acc_begin<1, NV>(a, t0, m0, dacc);
     const int64_t uc = a.unit_chunks, nu = a.u1 > 0 ? a.u1 : a.nunits, flush = a.i16_chunks;
@@ -249,7 +280,53 @@ struct Int8Avx2Block {
         iacc[0][v] = {s32[v][0], s32[v][1]};
         if (w.zeros) iacc[0][v] = vi_sub(iacc[0][v], vi_mullo(vi_u8x16(w.zeros + group_index(w, t0 + v, g)), vi_set1(xs)));
       }
-      unit_epilogue<1, NV, Exact>(w, a, t0, m0, u, g, iacc, dacc);
+      unit_epilogue<1, NV, Exact, SC>(w, a, t0, m0, u, g, iacc, dacc);
+    }
+    acc_end<1, NV>(w, a, y, ldy, t0, m0, nu, dacc);
+  }
+
+  // vec<kTileGroup> over one whole group of interleaved tiles, each unit summed in int16 in one pass (FP4 x FP4,
+  // Q4_0 x Q8_1, int4 x int8, ...): the four tiles' chunks are one contiguous stream, walked by one pointer, and
+  // the unit's set-up is a few operations, where the general loop spent as many on addressing and spills as on
+  // its dot products (NVFP4's 16-column units). The same sums in the same order as vec: the same bits.
+  template <int SC>
+  __attribute__((noinline)) void vec_group(int64_t t0, int64_t m0) const {
+    constexpr int NV = kTileGroup;
+    Acc dacc[1][NV];
+    acc_begin<1, NV>(a, t0, m0, dacc);
+    const int64_t uc = a.unit_chunks, nu = a.u1 > 0 ? a.u1 : a.nunits, gc = w.group_chunks;
+    const int64_t cb = w.chunk_bytes, step = NV * cb, cs = a.cstride;
+    const uint8_t* wp = chunk_ptr(w, t0, a.u0 * uc);  // tile t0 + v at wp + v * cb
+    const int8_t* xp = act_row(a.xi8, a, m0) + a.u0 * uc * cs;
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t u = a.u0; u < nu; ++u) {
+      const int64_t g = uc == gc ? u : (u * uc) / gc;
+      __m256i acc[NV][2];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[v][0] = acc[v][1] = _mm256_setzero_si256();
+      for (int64_t c = 0; c < uc; ++c, wp += step, xp += cs) {
+        const uint8_t* pf = wp + kPrefetchChunks * step;  // (a prefetch past the end never faults)
+        for (int64_t b = 0; b < step; b += 64) __builtin_prefetch(pf + b);
+        const __m256i x0 = bcast4(xp), x1 = bcast4(xp + 4);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) {
+#pragma GCC unroll 2
+          for (int h = 0; h < 2; ++h) {
+            __m256i lo, hi;
+            half.get(wp + v * cb, h, lo, hi);
+            acc[v][h] = _mm256_add_epi16(acc[v][h], _mm256_add_epi16(_mm256_maddubs_epi16(lo, x0),
+                                                                     _mm256_maddubs_epi16(hi, x1)));
+          }
+        }
+      }
+      const int32_t xs = a.xsum[u * a.m + m0];
+      const __m256i base = _mm256_set1_epi32(int32_t(uint32_t(-w.offset) * uint32_t(xs)));
+      VI iacc[1][NV];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v)
+        iacc[0][v] = {_mm256_add_epi32(base, _mm256_madd_epi16(acc[v][0], ones)),
+                      _mm256_add_epi32(base, _mm256_madd_epi16(acc[v][1], ones))};
+      unit_epilogue<1, NV, Exact, SC>(w, a, t0, m0, u, g, iacc, dacc);
     }
     acc_end<1, NV>(w, a, y, ldy, t0, m0, nu, dacc);
   }

@@ -308,6 +308,17 @@ void stage_int(const PreparedWeight& w, const QuantizedTensor& x, const Plan& pl
     const int64_t pair = 2 * int64_t(std::max(w.u8_max, 1)) * std::max<int64_t>(max_abs(a), 1);
     v.i16_chunks = int32_t(std::min<int64_t>(32767 / pair / 2, 1 << 20));
   }
+  if (plan.kind == KernelKind::Int8Dot || plan.kind == KernelKind::Int16Dot) {
+    // |unit sum| <= unit * max|w| * max|x| (zero points and mins add terms of their own: not covered)
+    const int64_t bound = unit * int64_t(max_abs(w.info)) * int64_t(max_abs(a));
+    int bits = 0;
+    while (bits < 62 && (int64_t(1) << bits) <= bound) ++bits;
+    const detail::WeightView& wv = w.view;
+    v.f32_product = wv.scale_sig_bits > 0 && !w.info.has_zero_points && !w.info.has_mins &&
+                    bits + wv.scale_sig_bits <= 24 && bits + wv.scale_exp_max < 128;
+  } else {
+    v.f32_product = 0;
+  }
   v.xsum = st.xsum.as<int32_t>();
   v.sx = st.sx.as<float>();
   v.msx = w.info.has_mins ? st.msx.as<float>() : nullptr;

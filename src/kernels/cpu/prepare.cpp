@@ -280,14 +280,16 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
 
   // Scales without special bytes decode with a shift.
   int scode = sc;
+  int max_byte = 0;  // E8M0: the largest scale byte (its exponent bounds every scale)
   if (sc == detail::kScaleE8M0 || sc == detail::kScaleE4M3) {
     bool special = false;
     const uint8_t* s = p.scales.data();
-    for (int64_t t = 0; t < nt && !special; ++t)
+    for (int64_t t = 0; t < nt; ++t)
       for (int lane = 0; lane < kTileRows && t * kTileRows + lane < n; ++lane)
         for (int64_t g = 0; g < ngroups; ++g) {
           const uint8_t b = s[detail::tile_offset(t, g, ngroups) * kTileRows + lane];
           if (sc == detail::kScaleE8M0 ? (b == 0 || b == 0xFF) : (b & 0x80) || b == 0x7F) special = true;
+          max_byte = std::max<int>(max_byte, b);
         }
     if (!special) scode = sc == detail::kScaleE8M0 ? detail::kScaleE8M0Fast : detail::kScaleE4M3Fast;
   }
@@ -304,6 +306,10 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
   v.scales = p.scales.data();
   v.scale_code = scode;
   v.scale_bytes = sb;
+  // (E8M0 0xFF is NaN, which any product keeps; E4M3 magnitudes are below 448 < 2^9)
+  if (sc == detail::kScaleE8M0) v.scale_sig_bits = 1, v.scale_exp_max = max_byte - 127 + 1;
+  else if (sc == detail::kScaleE4M3) v.scale_sig_bits = 4, v.scale_exp_max = 9;
+  else if (sc == detail::kScaleOne) v.scale_sig_bits = 1, v.scale_exp_max = 1;
   v.ngroups = ngroups;
   v.group_chunks = p.gw / kChunkCols;
   v.zeros = ci.has_zero_points ? p.zeros.data() : nullptr;
