@@ -23,17 +23,22 @@ FPQ_INLINE void unit_epilogue(const WeightView& w, const ActView& a, int64_t t0,
   // (tiles t0.. share their group-of-four's scale block: consecutive entries of 16 lanes)
   const uint8_t* sp = w.scales + group_index(w, t0, g) * w.scale_bytes;
   const int64_t vstride = t0 % kTileGroup + NV <= kTileGroup ? int64_t(kTileRows) * w.scale_bytes : -1;
+  if constexpr (Exact) {
+    if (a.f32_product) {  // (never with zero points or mins: the driver's condition)
+      double sxd[MR];  // (converted once for all tiles)
+      for (int r = 0; r < MR; ++r) sxd[r] = double(a.sx[u * a.m + m0 + r]);
+      for (int v = 0; v < NV; ++v) {
+        const uint8_t* p = vstride > 0 ? sp + v * vstride : w.scales + group_index(w, t0 + v, g) * w.scale_bytes;
+        const VF swf = load_scales(code, p);
+        // double(idot * sw) == double(idot) * double(sw): the float32 product is exact (driver's bound)
+        for (int r = 0; r < MR; ++r) acc[r][v] = vd_fma_bcd(vd_cvt(vf_mul(vf_cvt(idot[r][v]), swf)), &sxd[r], acc[r][v]);
+      }
+      return;
+    }
+  }
   for (int v = 0; v < NV; ++v) {
     const uint8_t* p = vstride > 0 ? sp + v * vstride : w.scales + group_index(w, t0 + v, g) * w.scale_bytes;
     const VF swf = load_scales(code, p);
-    if constexpr (Exact) {
-      if (a.f32_product) {
-        // double(idot * sw) == double(idot) * double(sw): the float32 product is exact (driver's bound)
-        for (int r = 0; r < MR; ++r)
-          acc[r][v] = vd_fma_bc(vd_cvt(vf_mul(vf_cvt(idot[r][v]), swf)), a.sx + u * a.m + m0 + r, acc[r][v]);
-        continue;
-      }
-    }
     const auto sw = acc_scale(swf, Acc{});
     for (int r = 0; r < MR; ++r) acc_unit(acc[r][v], idot[r][v], sw, a.sx + u * a.m + m0 + r);
   }
