@@ -233,7 +233,11 @@ struct Int8Avx2Block {
         default: vec<NV, -1>(t0, m0); break;
       }
     } else {
-      rows<MR>(t0, m0);
+      switch (w.scale_code) {
+        case kScaleE8M0Fast: rows<MR, kScaleE8M0Fast>(t0, m0); break;
+        case kScaleE4M3Fast: rows<MR, kScaleE4M3Fast>(t0, m0); break;
+        default: rows<MR, -1>(t0, m0); break;
+      }
     }
   }
 
@@ -336,7 +340,7 @@ struct Int8Avx2Block {
     acc_end<1, NV>(w, a, y, ldy, t0, m0, nu, dacc);
   }
 
-  template <int MR>
+  template <int MR, int SC>
   __attribute__((noinline)) void rows(int64_t t0, int64_t m0) const {
     Acc dacc[MR][1];
     acc_begin<MR, 1>(a, t0, m0, dacc);
@@ -387,7 +391,7 @@ struct Int8Avx2Block {
                       _mm256_add_epi32(base.b, _mm256_load_si256((const __m256i*)(raw[r] + 8)))};
         if (w.zeros) iacc[r][0] = vi_sub(iacc[r][0], vi_mullo(vi_u8x16(w.zeros + group_index(w, t0, g)), vi_set1(xs)));
       }
-      unit_epilogue<MR, 1, Exact>(w, a, t0, m0, u, g, iacc, dacc);
+      unit_epilogue<MR, 1, Exact, SC>(w, a, t0, m0, u, g, iacc, dacc);
     }
     acc_end<MR, 1>(w, a, y, ldy, t0, m0, nu, dacc);
   }
