@@ -22,6 +22,7 @@ constexpr int kMRF64Panel = 12;
 // 51-65% of the read bandwidth on a Zen 3, with 4 59-88%)
 constexpr int kMRInt = 2, kNVInt = 1, kNV1Int = 4;
 constexpr int kMRInt16Avx2 = 6;  // int8 kernel with int16 sums (kernels_int.cpp): rows per half-tile pass
+constexpr int kMRInt16Both = 4;  // the same, one-pass units: rows per whole-tile pass (rows_both)
 constexpr int kMRInt16 = 1, kNVInt16 = 1, kNV1Int16 = 1;
 constexpr int kMRIntF = 2, kMRInt16F = 1;
 constexpr int kMRFloat = 3, kNVFloat = 1, kNV1Float = 2;

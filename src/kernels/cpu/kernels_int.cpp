@@ -232,6 +232,16 @@ struct Int8Avx2Block {
         case kScaleF16: vec<NV, kScaleF16>(t0, m0); break;
         default: vec<NV, -1>(t0, m0); break;
       }
+    } else if constexpr (MR <= kMRInt16Both) {
+      if (a.i16_chunks >= a.unit_chunks) {
+        switch (w.scale_code) {
+          case kScaleE8M0Fast: rows_both<MR, kScaleE8M0Fast>(t0, m0); break;
+          case kScaleE4M3Fast: rows_both<MR, kScaleE4M3Fast>(t0, m0); break;
+          default: rows_both<MR, -1>(t0, m0); break;
+        }
+        return;
+      }
+      rows<MR, -1>(t0, m0);
     } else {
       switch (w.scale_code) {
         case kScaleE8M0Fast: rows<MR, kScaleE8M0Fast>(t0, m0); break;
@@ -340,6 +350,53 @@ struct Int8Avx2Block {
     acc_end<1, NV>(w, a, y, ldy, t0, m0, nu, dacc);
   }
 
+  // Several rows, each unit summed in int16 in one pass (FP4 x FP4, Q4_0 x Q8_1, ...): both halves of the tile
+  // per chunk, so each activation broadcast feeds four vpmaddubsw instead of two (rows() walks the halves one
+  // after the other with more rows, for units that need several passes). The same int32 unit sums: the same bits.
+  template <int MR, int SC>
+  __attribute__((noinline)) void rows_both(int64_t t0, int64_t m0) const {
+    Acc dacc[MR][1];
+    acc_begin<MR, 1>(a, t0, m0, dacc);
+    const int64_t uc = a.unit_chunks, nu = a.u1 > 0 ? a.u1 : a.nunits, gc = w.group_chunks, cs = a.cstride;
+    const int8_t* xp = act_row(a.xi8, a, m0) + a.u0 * uc * cs;
+    const int64_t cb = w.chunk_bytes, step = kTileGroup * cb;  // chunk c + 1 of a tile: step bytes on
+    const uint8_t* wp = chunk_ptr(w, t0, a.u0 * uc);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t u = a.u0; u < nu; ++u) {
+      const int64_t g = uc == gc ? u : (u * uc) / gc;
+      __m256i acc[MR][2];
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+      for (int64_t c = 0; c < uc; ++c, wp += step, xp += cs) {
+        // (few rows: the weights stream from memory, see rows())
+        __builtin_prefetch(wp + kPrefetchChunks * step);
+        if (cb > 64) __builtin_prefetch(wp + kPrefetchChunks * step + 64);
+        __m256i lo0, hi0, lo1, hi1;
+        half.get(wp, 0, lo0, hi0);
+        half.get(wp, 1, lo1, hi1);
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r) {
+          const __m256i x0 = bcast4(xp + r * kChunkCols), x1 = bcast4(xp + r * kChunkCols + 4);
+          acc[r][0] = _mm256_add_epi16(acc[r][0], _mm256_add_epi16(_mm256_maddubs_epi16(lo0, x0),
+                                                                   _mm256_maddubs_epi16(hi0, x1)));
+          acc[r][1] = _mm256_add_epi16(acc[r][1], _mm256_add_epi16(_mm256_maddubs_epi16(lo1, x0),
+                                                                   _mm256_maddubs_epi16(hi1, x1)));
+        }
+      }
+      VI iacc[MR][1];
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) {
+        const int32_t xs = a.xsum[u * a.m + m0 + r];
+        const __m256i base = _mm256_set1_epi32(int32_t(uint32_t(-w.offset) * uint32_t(xs)));
+        iacc[r][0] = {_mm256_add_epi32(base, _mm256_madd_epi16(acc[r][0], ones)),
+                      _mm256_add_epi32(base, _mm256_madd_epi16(acc[r][1], ones))};
+        if (w.zeros) iacc[r][0] = vi_sub(iacc[r][0], vi_mullo(vi_u8x16(w.zeros + group_index(w, t0, g)), vi_set1(xs)));
+      }
+      unit_epilogue<MR, 1, Exact, SC>(w, a, t0, m0, u, g, iacc, dacc);
+    }
+    acc_end<MR, 1>(w, a, y, ldy, t0, m0, nu, dacc);
+  }
+
   template <int MR, int SC>
   __attribute__((noinline)) void rows(int64_t t0, int64_t m0) const {
     Acc dacc[MR][1];
@@ -406,12 +463,15 @@ void int8_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int6
   }
   const Dec dec(w);
   const Half half(w);
+  const bool both = a.i16_chunks >= a.unit_chunks;  // rows_both: fewer rows per register tile
   if (a.exact) {
     Int8Avx2Block<Dec, Half, true> block{w, a, dec, half, y, ldy};
-    for_register_tiles<kMRInt16Avx2, 1, kNV1Int>(t0, t1, m0, m1, block);
+    if (both) for_register_tiles<kMRInt16Both, 1, kNV1Int>(t0, t1, m0, m1, block);
+    else for_register_tiles<kMRInt16Avx2, 1, kNV1Int>(t0, t1, m0, m1, block);
   } else {
     Int8Avx2Block<Dec, Half, false> block{w, a, dec, half, y, ldy};
-    for_register_tiles<kMRInt16Avx2, 1, kNV1Int>(t0, t1, m0, m1, block);
+    if (both) for_register_tiles<kMRInt16Both, 1, kNV1Int>(t0, t1, m0, m1, block);
+    else for_register_tiles<kMRInt16Avx2, 1, kNV1Int>(t0, t1, m0, m1, block);
   }
 }
 #else
