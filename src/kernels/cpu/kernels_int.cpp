@@ -23,13 +23,15 @@ FPQ_INLINE void unit_epilogue(const WeightView& w, const ActView& a, int64_t t0,
   // (tiles t0.. share their group-of-four's scale block: consecutive entries of 16 lanes)
   const uint8_t* sp = w.scales + group_index(w, t0, g) * w.scale_bytes;
   const int64_t vstride = t0 % kTileGroup + NV <= kTileGroup ? int64_t(kTileRows) * w.scale_bytes : -1;
+  auto scales_of = [&](int v) {
+    return load_scales(code, vstride > 0 ? sp + v * vstride : w.scales + group_index(w, t0 + v, g) * w.scale_bytes);
+  };
   if constexpr (Exact) {
     if (a.f32_product) {  // (never with zero points or mins: the driver's condition)
       double sxd[MR];  // (converted once for all tiles)
       for (int r = 0; r < MR; ++r) sxd[r] = double(a.sx[u * a.m + m0 + r]);
       for (int v = 0; v < NV; ++v) {
-        const uint8_t* p = vstride > 0 ? sp + v * vstride : w.scales + group_index(w, t0 + v, g) * w.scale_bytes;
-        const VF swf = load_scales(code, p);
+        const VF swf = scales_of(v);
         // double(idot * sw) == double(idot) * double(sw): the float32 product is exact (driver's bound)
         for (int r = 0; r < MR; ++r) acc[r][v] = vd_fma_bcd(vd_cvt(vf_mul(vf_cvt(idot[r][v]), swf)), &sxd[r], acc[r][v]);
       }
@@ -37,9 +39,7 @@ FPQ_INLINE void unit_epilogue(const WeightView& w, const ActView& a, int64_t t0,
     }
   }
   for (int v = 0; v < NV; ++v) {
-    const uint8_t* p = vstride > 0 ? sp + v * vstride : w.scales + group_index(w, t0 + v, g) * w.scale_bytes;
-    const VF swf = load_scales(code, p);
-    const auto sw = acc_scale(swf, Acc{});
+    const auto sw = acc_scale(scales_of(v), Acc{});
     for (int r = 0; r < MR; ++r) acc_unit(acc[r][v], idot[r][v], sw, a.sx + u * a.m + m0 + r);
   }
   if (w.mins) {
@@ -209,6 +209,9 @@ FPQ_INLINE __m256i bcast4(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
+// Whether every unit's int16 pair sums fit one pass (FP4 x FP4, Q4_0 x Q8_1, ...): vec_group and rows_both.
+FPQ_INLINE bool one_pass_units(const ActView& a) { return a.i16_chunks >= a.unit_chunks; }
+
 // Register tiles of MR >= 2 rows and one weight tile (rows), or one row and NV tiles (vec).
 template <class Dec, class Half, bool Exact>
 struct Int8Avx2Block {
@@ -224,30 +227,26 @@ struct Int8Avx2Block {
   FPQ_INLINE void run(int64_t t0, int64_t m0) const {
     static_assert(MR == 1 || NV == 1, "several rows come with one weight tile (for_register_tiles<MR, 1, NV1>)");
     if constexpr (MR == 1) {
-      // The matrix-vector loop spends much of its time in the unit epilogue: the common scale codes get their
-      // own copy with the decode known at compile time.
-      switch (w.scale_code) {
-        case kScaleE8M0Fast: vec<NV, kScaleE8M0Fast>(t0, m0); break;
-        case kScaleE4M3Fast: vec<NV, kScaleE4M3Fast>(t0, m0); break;
-        case kScaleF16: vec<NV, kScaleF16>(t0, m0); break;
-        default: vec<NV, -1>(t0, m0); break;
-      }
+      with_scale_code([&]<int SC>() { vec<NV, SC>(t0, m0); });
     } else if constexpr (MR <= kMRInt16Both) {
-      if (a.i16_chunks >= a.unit_chunks) {
-        switch (w.scale_code) {
-          case kScaleE8M0Fast: rows_both<MR, kScaleE8M0Fast>(t0, m0); break;
-          case kScaleE4M3Fast: rows_both<MR, kScaleE4M3Fast>(t0, m0); break;
-          default: rows_both<MR, -1>(t0, m0); break;
-        }
-        return;
-      }
-      rows<MR, -1>(t0, m0);
+      // (int8_run tiles the rows for rows_both where the units are one pass; otherwise MR <= 4 is a remainder)
+      if (one_pass_units(a)) with_scale_code([&]<int SC>() { rows_both<MR, SC>(t0, m0); });
+      else with_scale_code([&]<int SC>() { rows<MR, SC>(t0, m0); });
     } else {
-      switch (w.scale_code) {
-        case kScaleE8M0Fast: rows<MR, kScaleE8M0Fast>(t0, m0); break;
-        case kScaleE4M3Fast: rows<MR, kScaleE4M3Fast>(t0, m0); break;
-        default: rows<MR, -1>(t0, m0); break;
-      }
+      with_scale_code([&]<int SC>() { rows<MR, SC>(t0, m0); });
+    }
+  }
+
+  // Calls f.template operator()<SC>() with the weight's scale code as a template argument where it is a common
+  // one (-1 otherwise): the unit epilogue is much of the loops' work, and its scale decode is then known at
+  // compile time.
+  template <class F>
+  FPQ_INLINE void with_scale_code(F&& f) const {
+    switch (w.scale_code) {
+      case kScaleE8M0Fast: f.template operator()<kScaleE8M0Fast>(); break;
+      case kScaleE4M3Fast: f.template operator()<kScaleE4M3Fast>(); break;
+      case kScaleF16: f.template operator()<kScaleF16>(); break;
+      default: f.template operator()<-1>(); break;
     }
   }
 
@@ -255,7 +254,7 @@ struct Int8Avx2Block {
   template <int NV, int SC>
   __attribute__((noinline)) void vec(int64_t t0, int64_t m0) const {
     if constexpr (NV == kTileGroup) {
-      if (t0 % kTileGroup == 0 && a.i16_chunks >= a.unit_chunks && !w.zeros) {
+      if (t0 % kTileGroup == 0 && one_pass_units(a) && !w.zeros) {
         vec_group<SC>(t0, m0);
         return;
       }
@@ -463,7 +462,7 @@ void int8_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int6
   }
   const Dec dec(w);
   const Half half(w);
-  const bool both = a.i16_chunks >= a.unit_chunks;  // rows_both: fewer rows per register tile
+  const bool both = one_pass_units(a);  // rows_both: fewer rows per register tile
   if (a.exact) {
     Int8Avx2Block<Dec, Half, true> block{w, a, dec, half, y, ldy};
     if (both) for_register_tiles<kMRInt16Both, 1, kNV1Int>(t0, t1, m0, m1, block);
