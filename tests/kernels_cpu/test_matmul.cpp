@@ -236,8 +236,10 @@ TEST(KernelsCpu, KernelKinds) {
   EXPECT_EQ(pick("int8", "int4_asym", Isa::Scalar, Sums::Float32), KernelKind::Float);
   if (detected_isa() >= Isa::Avx2) {
     EXPECT_EQ(pick("mxfp4", "mxfp4", Isa::Avx2), KernelKind::Int8Dot);
-    EXPECT_EQ(pick("int8", "int8", Isa::Avx2), KernelKind::Float64);  // vpmaddubsw would saturate
-    EXPECT_EQ(pick("mxfp6_e3m2", "mxfp6_e3m2", Isa::Avx2, Sums::Float32), KernelKind::Float);
+    // vpmaddubsw would saturate on these: int16 pairs (vpmaddwd) instead
+    EXPECT_EQ(pick("int8", "int8", Isa::Avx2), KernelKind::Int16Dot);
+    EXPECT_EQ(pick("q8_0", "q8_0", Isa::Avx2), KernelKind::Int16Dot);
+    EXPECT_EQ(pick("mxfp6_e3m2", "mxfp6_e3m2", Isa::Avx2), KernelKind::Int16Dot);
   }
   EXPECT_FALSE(has_real_kernel(parse_format("int4/fp16/g4"), nullptr));
   EXPECT_TRUE(has_real_kernel(parse_format("nvfp4"), nullptr));

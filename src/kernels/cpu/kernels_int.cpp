@@ -7,7 +7,8 @@
 // error ~1e-7) and run faster where the units are short (NVFP4's 16 columns): Acc = VF instead of VD.
 //   int8:  weights as unsigned bytes (value + offset), activations as signed bytes: vpdpbusd (AVX-512 VNNI),
 //          vpmaddubsw + vpmaddwd (AVX2). The offset comes back out through the activations' per-unit sums.
-//   int16: weights and activations as int16 pairs: vpdpwssd (AVX-512 VNNI). Not in the AVX2 variant.
+//   int16: weights and activations as int16 pairs: vpdpwssd (AVX-512 VNNI), vpmaddwd + vpaddd (AVX2; the pairs
+//          that vpmaddubsw would saturate: int8 x int8, q8_0 x q8_0, FP6 E3M2 x E3M2).
 #include "kernels/cpu/kernel_common.h"
 
 namespace fpq::cpu::detail::FPQ_ISA_NS {
@@ -486,7 +487,6 @@ struct H8Xor {};
 struct H8Id {};
 #endif
 
-#if FPQ_KISA != 1
 struct I16Nib {
   LutW lut;
   explicit I16Nib(const WeightView& w) : lut(w.lut_i16, 4) {}
@@ -572,7 +572,6 @@ void int16_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int
                int64_t m1) {
   run_blocks<Int16Block, kMRInt16, kMRInt16F, kNVInt16, kNV1Int16, Dec>(w, a, y, ldy, t0, t1, m0, m1);
 }
-#endif
 
 }  // namespace
 
@@ -589,15 +588,10 @@ void gemm_int8(const WeightView& w, const ActView& a, float* y, int64_t ldy, int
 
 void gemm_int16(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                 int64_t m1) {
-#if FPQ_KISA != 1
   if (w.storage == kNibble) int16_run<I16Nib>(w, a, y, ldy, t0, t1, m0, m1);
   else if (w.int_decode == kIntXor80) int16_run<I16SInt>(w, a, y, ldy, t0, t1, m0, m1);
   else if (w.int_decode == kIntIdentity) int16_run<I16UInt>(w, a, y, ldy, t0, t1, m0, m1);
   else int16_run<I16Lut>(w, a, y, ldy, t0, t1, m0, m1);
-#else
-  (void)w, (void)a, (void)y, (void)ldy, (void)t0, (void)t1, (void)m0, (void)m1;
-  __builtin_trap();  // the AVX2 variant has no int16 kernel; the driver never asks for it
-#endif
 }
 
 }  // namespace fpq::cpu::detail::FPQ_ISA_NS

@@ -75,7 +75,7 @@ Plan make_plan(const PreparedWeight& w, const Format* act, Isa isa) {
       return p;
     }
   }
-  if (isa != Isa::Avx2 && w.int16_capable) {
+  if (w.int16_capable) {
     const int64_t v = fit(((int64_t(1) << 31) - 1) / (std::max<int64_t>(ra, 1) * (2 * std::max<int64_t>(rw, 1) + 256)));
     if (v) {
       p.kind = KernelKind::Int16Dot;

@@ -404,6 +404,62 @@ FPQ_INLINE VI dpbusd(VI acc, VB w, const int8_t* x4) {
   return {_mm256_add_epi32(acc.a, _mm256_madd_epi16(_mm256_maddubs_epi16(w.a, x), ones)),
           _mm256_add_epi32(acc.b, _mm256_madd_epi16(_mm256_maddubs_epi16(w.b, x), ones))};
 }
+// vpdpwssd without VNNI: vpmaddwd (two int16 products summed into int32, exact) and an int32 add.
+FPQ_INLINE __m256i bcast_pair(const int16_t* x2) {
+  int32_t v;
+  std::memcpy(&v, x2, 4);
+  return _mm256_set1_epi32(v);
+}
+FPQ_INLINE VI dpwssd(VI acc, VI w, const int16_t* x2) {
+  const __m256i x = bcast_pair(x2);
+  return {_mm256_add_epi32(acc.a, _mm256_madd_epi16(w.a, x)), _mm256_add_epi32(acc.b, _mm256_madd_epi16(w.b, x))};
+}
+
+// int16 values of the codes in a quad of bytes: even = (v(b0), v(b2)), odd = (v(b1), v(b3)) per 32-bit lane.
+// AVX2 has no 16-bit permute: the low and the high bytes of the 64 int16 values are two 64-entry byte tables.
+struct LutW {
+  Lut64B lo, hi;
+  static Lut64B bytes_of(const int16_t* tab, int shift) {
+    uint8_t b[64];
+    for (int i = 0; i < 64; ++i) b[i] = uint8_t(uint16_t(tab[i]) >> shift);
+    return Lut64B(b);
+  }
+  LutW(const int16_t* tab, int) : lo(bytes_of(tab, 0)), hi(bytes_of(tab, 8)) {}
+};
+FPQ_INLINE void words_lut_half(const LutW& l, __m256i q, __m256i& even, __m256i& odd) {
+  // lut64_half for both tables, sharing the index arithmetic
+  const __m256i lo4 = _mm256_and_si256(q, _mm256_set1_epi8(0x0F));
+  const __m256i s4 = _mm256_slli_epi16(q, 3), s5 = _mm256_slli_epi16(q, 2);  // bit 4 / bit 5 -> bit 7
+  auto look = [&](const Lut64B& t) {
+    const __m256i r01 = _mm256_blendv_epi8(_mm256_shuffle_epi8(t.t0, lo4), _mm256_shuffle_epi8(t.t1, lo4), s4);
+    const __m256i r23 = _mm256_blendv_epi8(_mm256_shuffle_epi8(t.t2, lo4), _mm256_shuffle_epi8(t.t3, lo4), s4);
+    return _mm256_blendv_epi8(r01, r23, s5);
+  };
+  const __m256i L = look(l.lo), H = look(l.hi);
+  const __m256i m8 = _mm256_set1_epi16(0x00FF);
+  even = _mm256_or_si256(_mm256_and_si256(L, m8), _mm256_slli_epi16(H, 8));
+  odd = _mm256_or_si256(_mm256_srli_epi16(L, 8), _mm256_andnot_si256(m8, H));
+}
+FPQ_INLINE void words_lut(const LutW& l, VB q, VI& even, VI& odd) {
+  words_lut_half(l, q.a, even.a, odd.a);
+  words_lut_half(l, q.b, even.b, odd.b);
+}
+FPQ_INLINE void words_sint8_half(__m256i q, __m256i& even, __m256i& odd) {
+  even = _mm256_srai_epi16(_mm256_slli_epi16(q, 8), 8);
+  odd = _mm256_srai_epi16(q, 8);
+}
+FPQ_INLINE void words_sint8(VB q, VI& even, VI& odd) {
+  words_sint8_half(q.a, even.a, odd.a);
+  words_sint8_half(q.b, even.b, odd.b);
+}
+FPQ_INLINE void words_uint8_half(__m256i q, __m256i& even, __m256i& odd) {
+  even = _mm256_and_si256(q, _mm256_set1_epi16(0x00FF));
+  odd = _mm256_srli_epi16(q, 8);
+}
+FPQ_INLINE void words_uint8(VB q, VI& even, VI& odd) {
+  words_uint8_half(q.a, even.a, odd.a);
+  words_uint8_half(q.b, even.b, odd.b);
+}
 
 struct LutF16 {
   __m256 lo, hi;
