@@ -24,6 +24,7 @@ constexpr int kMRInt = 2, kNVInt = 1, kNV1Int = 4;
 constexpr int kMRInt16Avx2 = 6;  // int8 kernel with int16 sums (kernels_int.cpp): rows per half-tile pass
 constexpr int kMRInt16Both = 4;  // the same, one-pass units: rows per whole-tile pass (rows_both)
 constexpr int kMRInt16 = 3, kNVInt16 = 1, kNV1Int16 = 2;  // int16 kernel: 2 registers per accumulator
+constexpr int kMRInt16Half = 8;  // int16 kernel, several rows: rows per half-tile pass (Int16Avx2Block)
 constexpr int kMRIntF = 2, kMRInt16F = 3;
 constexpr int kMRFloat = 3, kNVFloat = 1, kNV1Float = 2;
 constexpr int kMRPanel = 4, kNVPanel = 1, kPanelMinRows = 16;

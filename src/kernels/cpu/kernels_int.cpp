@@ -567,11 +567,133 @@ struct Int16Block {
   }
 };
 
-template <class Dec>
+#if FPQ_KISA == 1
+// AVX2, several rows: Int16Block's register tile (two registers per accumulator, all of a chunk's decoded
+// words live) spills at 3 rows. Here a register tile is one half tile (8 weight rows, one register) x
+// kMRInt16Half rows, the two halves one after the other, as Int8Avx2Block::rows does; the int32 unit sums are
+// the same integers, so the results keep their bits. e[0..3]: the half's column pairs (0, 2), (1, 3), (4, 6),
+// (5, 7) as int16 words.
+struct H16Lut {
+  LutW lut;
+  explicit H16Lut(const WeightView& w) : lut(w.lut_i16, w.bits) {}
+  FPQ_INLINE void get(const uint8_t* chunk, int h, __m256i* e) const {
+    words_lut_half(lut, _mm256_load_si256((const __m256i*)(chunk + 32 * h)), e[0], e[1]);
+    words_lut_half(lut, _mm256_load_si256((const __m256i*)(chunk + 64 + 32 * h)), e[2], e[3]);
+  }
+};
+struct H16Nib {
+  LutW lut;
+  explicit H16Nib(const WeightView& w) : lut(w.lut_i16, 4) {}
+  FPQ_INLINE void get(const uint8_t* chunk, int h, __m256i* e) const {
+    const __m256i v = _mm256_load_si256((const __m256i*)(chunk + 32 * h)), m = _mm256_set1_epi8(0x0F);
+    words_lut_half(lut, _mm256_and_si256(v, m), e[0], e[1]);
+    words_lut_half(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), m), e[2], e[3]);
+  }
+};
+struct H16SInt {
+  explicit H16SInt(const WeightView&) {}
+  FPQ_INLINE void get(const uint8_t* chunk, int h, __m256i* e) const {
+    words_sint8_half(_mm256_load_si256((const __m256i*)(chunk + 32 * h)), e[0], e[1]);
+    words_sint8_half(_mm256_load_si256((const __m256i*)(chunk + 64 + 32 * h)), e[2], e[3]);
+  }
+};
+struct H16UInt {
+  explicit H16UInt(const WeightView&) {}
+  FPQ_INLINE void get(const uint8_t* chunk, int h, __m256i* e) const {
+    words_uint8_half(_mm256_load_si256((const __m256i*)(chunk + 32 * h)), e[0], e[1]);
+    words_uint8_half(_mm256_load_si256((const __m256i*)(chunk + 64 + 32 * h)), e[2], e[3]);
+  }
+};
+
+template <class Dec, class Half, bool Exact>
+struct Int16Avx2Block {
+  using Acc = typename AccFor<Exact>::T;
+  const WeightView& w;
+  const ActView& a;
+  const Dec& dec;
+  const Half& half;
+  float* y;
+  int64_t ldy;
+
+  template <int MR, int NV>
+  FPQ_INLINE void run(int64_t t0, int64_t m0) const {
+    if constexpr (MR == 1) {
+      Int16Block<Dec, Exact>{w, a, dec, y, ldy}.template run<1, NV>(t0, m0);
+    } else {
+      static_assert(NV == 1, "several rows come with one weight tile");
+      switch (w.scale_code) {  // the unit epilogue's scale decode known at compile time for the common codes
+        case kScaleE8M0Fast: rows<MR, kScaleE8M0Fast>(t0, m0); break;
+        case kScaleF16: rows<MR, kScaleF16>(t0, m0); break;
+        default: rows<MR, -1>(t0, m0); break;
+      }
+    }
+  }
+
+  template <int MR, int SC>
+  __attribute__((noinline)) void rows(int64_t t0, int64_t m0) const {
+    Acc dacc[MR][1];
+    acc_begin<MR, 1>(a, t0, m0, dacc);
+    const int64_t uc = a.unit_chunks, nu = a.u1 > 0 ? a.u1 : a.nunits;
+    const int16_t* xrow = act_row(a.xi16, a, m0);
+    for (int64_t u = a.u0; u < nu; ++u) {
+      const int64_t g = (u * uc) / w.group_chunks;
+      alignas(32) int32_t raw[MR][16];
+      for (int h = 0; h < 2; ++h) {
+        __m256i acc[MR];
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_si256();
+        for (int64_t c = u * uc; c < (u + 1) * uc; ++c) {
+          if (h == 0) prefetch_weights<MR, 1>(w, t0, c);  // (few rows: the weights stream from memory)
+          __m256i e[4];
+          half.get(chunk_ptr(w, t0, c), h, e);
+          const int16_t* xc = xrow + c * a.cstride;
+#pragma GCC unroll 16
+          for (int r = 0; r < MR; ++r) {
+            const int16_t* xp = xc + r * kChunkCols;
+            const __m256i p01 = _mm256_add_epi32(_mm256_madd_epi16(e[0], bcast_pair(xp)), _mm256_madd_epi16(e[1], bcast_pair(xp + 2)));
+            const __m256i p23 = _mm256_add_epi32(_mm256_madd_epi16(e[2], bcast_pair(xp + 4)), _mm256_madd_epi16(e[3], bcast_pair(xp + 6)));
+            acc[r] = _mm256_add_epi32(acc[r], _mm256_add_epi32(p01, p23));
+          }
+        }
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r) _mm256_store_si256((__m256i*)(raw[r] + 8 * h), acc[r]);
+      }
+      VI iacc[MR][1];
+      for (int r = 0; r < MR; ++r) {
+        iacc[r][0] = {_mm256_load_si256((const __m256i*)raw[r]), _mm256_load_si256((const __m256i*)(raw[r] + 8))};
+        if (w.zeros)
+          iacc[r][0] = vi_sub(iacc[r][0], vi_mullo(vi_u8x16(w.zeros + group_index(w, t0, g)), vi_set1(a.xsum[u * a.m + m0 + r])));
+      }
+      unit_epilogue<MR, 1, Exact, SC>(w, a, t0, m0, u, g, iacc, dacc);
+    }
+    acc_end<MR, 1>(w, a, y, ldy, t0, m0, nu, dacc);
+  }
+};
+
+template <class Dec, class Half>
+void int16_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
+               int64_t m1) {
+  const Dec dec(w);
+  const Half half(w);
+  if (a.exact) {
+    Int16Avx2Block<Dec, Half, true> block{w, a, dec, half, y, ldy};
+    for_register_tiles<kMRInt16Half, 1, kNV1Int16>(t0, t1, m0, m1, block);
+  } else {
+    Int16Avx2Block<Dec, Half, false> block{w, a, dec, half, y, ldy};
+    for_register_tiles<kMRInt16Half, 1, kNV1Int16>(t0, t1, m0, m1, block);
+  }
+}
+#else
+template <class Dec, class>
 void int16_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                int64_t m1) {
   run_blocks<Int16Block, kMRInt16, kMRInt16F, kNVInt16, kNV1Int16, Dec>(w, a, y, ldy, t0, t1, m0, m1);
 }
+struct H16Lut {};
+struct H16Nib {};
+struct H16SInt {};
+struct H16UInt {};
+#endif
 
 }  // namespace
 
@@ -588,10 +710,10 @@ void gemm_int8(const WeightView& w, const ActView& a, float* y, int64_t ldy, int
 
 void gemm_int16(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                 int64_t m1) {
-  if (w.storage == kNibble) int16_run<I16Nib>(w, a, y, ldy, t0, t1, m0, m1);
-  else if (w.int_decode == kIntXor80) int16_run<I16SInt>(w, a, y, ldy, t0, t1, m0, m1);
-  else if (w.int_decode == kIntIdentity) int16_run<I16UInt>(w, a, y, ldy, t0, t1, m0, m1);
-  else int16_run<I16Lut>(w, a, y, ldy, t0, t1, m0, m1);
+  if (w.storage == kNibble) int16_run<I16Nib, H16Nib>(w, a, y, ldy, t0, t1, m0, m1);
+  else if (w.int_decode == kIntXor80) int16_run<I16SInt, H16SInt>(w, a, y, ldy, t0, t1, m0, m1);
+  else if (w.int_decode == kIntIdentity) int16_run<I16UInt, H16UInt>(w, a, y, ldy, t0, t1, m0, m1);
+  else int16_run<I16Lut, H16Lut>(w, a, y, ldy, t0, t1, m0, m1);
 }
 
 }  // namespace fpq::cpu::detail::FPQ_ISA_NS
