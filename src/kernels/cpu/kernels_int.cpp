@@ -210,6 +210,19 @@ FPQ_INLINE __m256i bcast4(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
+// Calls f.template operator()<SC>() with scale code `code` as a template argument where it is a common one (-1
+// otherwise): the unit epilogue is much of the AVX2 loops' work, and its scale decode is then known at compile
+// time.
+template <class F>
+FPQ_INLINE void with_scale_code(int code, F&& f) {
+  switch (code) {
+    case kScaleE8M0Fast: f.template operator()<kScaleE8M0Fast>(); break;
+    case kScaleE4M3Fast: f.template operator()<kScaleE4M3Fast>(); break;
+    case kScaleF16: f.template operator()<kScaleF16>(); break;
+    default: f.template operator()<-1>(); break;
+  }
+}
+
 // Whether every unit's int16 pair sums fit one pass (FP4 x FP4, Q4_0 x Q8_1, ...): vec_group and rows_both.
 FPQ_INLINE bool one_pass_units(const ActView& a) { return a.i16_chunks >= a.unit_chunks; }
 
@@ -228,26 +241,13 @@ struct Int8Avx2Block {
   FPQ_INLINE void run(int64_t t0, int64_t m0) const {
     static_assert(MR == 1 || NV == 1, "several rows come with one weight tile (for_register_tiles<MR, 1, NV1>)");
     if constexpr (MR == 1) {
-      with_scale_code([&]<int SC>() { vec<NV, SC>(t0, m0); });
+      with_scale_code(w.scale_code, [&]<int SC>() { vec<NV, SC>(t0, m0); });
     } else if constexpr (MR <= kMRInt16Both) {
       // (int8_run tiles the rows for rows_both where the units are one pass; otherwise MR <= 4 is a remainder)
-      if (one_pass_units(a)) with_scale_code([&]<int SC>() { rows_both<MR, SC>(t0, m0); });
-      else with_scale_code([&]<int SC>() { rows<MR, SC>(t0, m0); });
+      if (one_pass_units(a)) with_scale_code(w.scale_code, [&]<int SC>() { rows_both<MR, SC>(t0, m0); });
+      else with_scale_code(w.scale_code, [&]<int SC>() { rows<MR, SC>(t0, m0); });
     } else {
-      with_scale_code([&]<int SC>() { rows<MR, SC>(t0, m0); });
-    }
-  }
-
-  // Calls f.template operator()<SC>() with the weight's scale code as a template argument where it is a common
-  // one (-1 otherwise): the unit epilogue is much of the loops' work, and its scale decode is then known at
-  // compile time.
-  template <class F>
-  FPQ_INLINE void with_scale_code(F&& f) const {
-    switch (w.scale_code) {
-      case kScaleE8M0Fast: f.template operator()<kScaleE8M0Fast>(); break;
-      case kScaleE4M3Fast: f.template operator()<kScaleE4M3Fast>(); break;
-      case kScaleF16: f.template operator()<kScaleF16>(); break;
-      default: f.template operator()<-1>(); break;
+      with_scale_code(w.scale_code, [&]<int SC>() { rows<MR, SC>(t0, m0); });
     }
   }
 
@@ -621,11 +621,7 @@ struct Int16Avx2Block {
       Int16Block<Dec, Exact>{w, a, dec, y, ldy}.template run<1, NV>(t0, m0);
     } else {
       static_assert(NV == 1, "several rows come with one weight tile");
-      switch (w.scale_code) {  // the unit epilogue's scale decode known at compile time for the common codes
-        case kScaleE8M0Fast: rows<MR, kScaleE8M0Fast>(t0, m0); break;
-        case kScaleF16: rows<MR, kScaleF16>(t0, m0); break;
-        default: rows<MR, -1>(t0, m0); break;
-      }
+      with_scale_code(w.scale_code, [&]<int SC>() { rows<MR, SC>(t0, m0); });
     }
   }
 
