@@ -245,9 +245,11 @@ struct Int8Avx2Block {
     } else if constexpr (MR <= kMRInt16Both) {
       // (int8_run tiles the rows for rows_both where the units are one pass; otherwise MR <= 4 is a remainder)
       if (one_pass_units(a)) with_scale_code(w.scale_code, [&]<int SC>() { rows_both<MR, SC>(t0, m0); });
+      else if (a.i16_chunks == 1) with_scale_code(w.scale_code, [&]<int SC>() { rows_f1<MR, SC>(t0, m0); });
       else with_scale_code(w.scale_code, [&]<int SC>() { rows<MR, SC>(t0, m0); });
     } else {
-      with_scale_code(w.scale_code, [&]<int SC>() { rows<MR, SC>(t0, m0); });
+      if (a.i16_chunks == 1) with_scale_code(w.scale_code, [&]<int SC>() { rows_f1<MR, SC>(t0, m0); });
+      else with_scale_code(w.scale_code, [&]<int SC>() { rows<MR, SC>(t0, m0); });
     }
   }
 
@@ -390,6 +392,55 @@ struct Int8Avx2Block {
         const __m256i base = _mm256_set1_epi32(int32_t(uint32_t(-w.offset) * uint32_t(xs)));
         iacc[r][0] = {_mm256_add_epi32(base, _mm256_madd_epi16(acc[r][0], ones)),
                       _mm256_add_epi32(base, _mm256_madd_epi16(acc[r][1], ones))};
+        if (w.zeros) iacc[r][0] = vi_sub(iacc[r][0], vi_mullo(vi_u8x16(w.zeros + group_index(w, t0, g)), vi_set1(xs)));
+      }
+      unit_epilogue<MR, 1, Exact, SC>(w, a, t0, m0, u, g, iacc, dacc);
+    }
+    acc_end<MR, 1>(w, a, y, ldy, t0, m0, nu, dacc);
+  }
+
+  // Several rows, units that widen their int16 pair sums every chunk (i16_chunks == 1: MXFP6 E2M3 x E2M3, whose
+  // pair sums reach 2 x 124 x 60): the int32 sums of a half tile stay in registers, where rows() (any flush)
+  // keeps them in memory (a load, an add and a store per row and chunk: the bulk of its loop). The same int32
+  // unit sums (integer additions in another order): the same bits.
+  template <int MR, int SC>
+  __attribute__((noinline)) void rows_f1(int64_t t0, int64_t m0) const {
+    Acc dacc[MR][1];
+    acc_begin<MR, 1>(a, t0, m0, dacc);
+    const int64_t uc = a.unit_chunks, nu = a.u1 > 0 ? a.u1 : a.nunits, cs = a.cstride;
+    const int64_t cb = w.chunk_bytes, step = kTileGroup * cb;  // chunk c + 1 of a tile: step bytes on
+    const int8_t* xrow = act_row(a.xi8, a, m0);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t u = a.u0; u < nu; ++u) {
+      const int64_t g = (u * uc) / w.group_chunks;
+      __m256i s[2][MR];
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r) s[h][r] = _mm256_setzero_si256();
+        const uint8_t* wp = chunk_ptr(w, t0, u * uc);
+        const int8_t* xp = xrow + u * uc * cs;
+        for (int64_t c = 0; c < uc; ++c, wp += step, xp += cs) {
+          if (h == 0) {  // (see rows(): few rows stream the weights from memory)
+            __builtin_prefetch(wp + kPrefetchChunks * step);
+            if (cb > 64) __builtin_prefetch(wp + kPrefetchChunks * step + 64);
+          }
+          __m256i lo, hi;
+          half.get(wp, h, lo, hi);
+#pragma GCC unroll 16
+          for (int r = 0; r < MR; ++r) {
+            const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(xp + r * kChunkCols)),
+                                               _mm256_maddubs_epi16(hi, bcast4(xp + r * kChunkCols + 4)));
+            s[h][r] = _mm256_add_epi32(s[h][r], _mm256_madd_epi16(p, ones));
+          }
+        }
+      }
+      VI iacc[MR][1];
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) {
+        const int32_t xs = a.xsum[u * a.m + m0 + r];
+        const __m256i base = _mm256_set1_epi32(int32_t(uint32_t(-w.offset) * uint32_t(xs)));
+        iacc[r][0] = {_mm256_add_epi32(base, s[0][r]), _mm256_add_epi32(base, s[1][r])};
         if (w.zeros) iacc[r][0] = vi_sub(iacc[r][0], vi_mullo(vi_u8x16(w.zeros + group_index(w, t0, g)), vi_set1(xs)));
       }
       unit_epilogue<MR, 1, Exact, SC>(w, a, t0, m0, u, g, iacc, dacc);
