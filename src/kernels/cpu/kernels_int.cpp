@@ -9,6 +9,9 @@
 //          vpmaddubsw + vpmaddwd (AVX2). The offset comes back out through the activations' per-unit sums.
 //   int16: weights and activations as int16 pairs: vpdpwssd (AVX-512 VNNI), vpmaddwd + vpaddd (AVX2; the pairs
 //          that vpmaddubsw would saturate: int8 x int8, q8_0 x q8_0, FP6 E3M2 x E3M2).
+#include <cstdlib>
+#include <type_traits>
+
 #include "kernels/cpu/kernel_common.h"
 
 namespace fpq::cpu::detail::FPQ_ISA_NS {
@@ -236,6 +239,10 @@ struct Int8Avx2Block {
   const Half& half;
   float* y;
   int64_t ldy;
+  // rows_f1 only: the weight tile's chunks [panel_c0, ..) already decoded, 128 bytes each as H8Id reads them
+  // (int8_run decodes each tile's K block once for all its row tiles), or null: read the prepared weight.
+  const uint8_t* panel = nullptr;
+  int64_t panel_c0 = 0;
 
   template <int MR, int NV>
   FPQ_INLINE void run(int64_t t0, int64_t m0) const {
@@ -408,7 +415,8 @@ struct Int8Avx2Block {
     Acc dacc[MR][1];
     acc_begin<MR, 1>(a, t0, m0, dacc);
     const int64_t uc = a.unit_chunks, nu = a.u1 > 0 ? a.u1 : a.nunits, cs = a.cstride;
-    const int64_t cb = w.chunk_bytes, step = kTileGroup * cb;  // chunk c + 1 of a tile: step bytes on
+    // chunk c + 1 of a tile: step bytes on
+    const int64_t cb = panel ? 128 : w.chunk_bytes, step = panel ? cb : kTileGroup * cb;
     const int8_t* xrow = act_row(a.xi8, a, m0);
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t u = a.u0; u < nu; ++u) {
@@ -418,10 +426,10 @@ struct Int8Avx2Block {
       for (int h = 0; h < 2; ++h) {
 #pragma GCC unroll 16
         for (int r = 0; r < MR; ++r) s[h][r] = _mm256_setzero_si256();
-        const uint8_t* wp = chunk_ptr(w, t0, u * uc);
+        const uint8_t* wp = panel ? panel + (u * uc - panel_c0) * cb : chunk_ptr(w, t0, u * uc);
         const int8_t* xp = xrow + u * uc * cs;
         for (int64_t c = 0; c < uc; ++c, wp += step, xp += cs) {
-          if (h == 0) {  // (see rows(): few rows stream the weights from memory)
+          if (h == 0 && !panel) {  // (see rows(): few rows stream the weights from memory)
             __builtin_prefetch(wp + kPrefetchChunks * step);
             if (cb > 64) __builtin_prefetch(wp + kPrefetchChunks * step + 64);
           }
@@ -505,6 +513,43 @@ struct Int8Avx2Block {
   }
 };
 
+// Many rows of a weight whose codes decode through the 64-entry table (5- and 6-bit codes: ~6 operations per
+// register, as many as the products of 2 rows): each tile's chunks of this call are decoded once into a
+// buffer (16 KB for a 1024-column K block: it stays in L1) and every row tile reads them as plain bytes. The
+// same bytes in the same kernel (rows_f1): the same bits.
+constexpr int64_t kDecodeOnceRows = 2 * kMRInt16Avx2;
+
+template <class Dec, bool Exact>
+void decode_once(const WeightView& w, const ActView& a, const Dec& dec, const H8Lut64& half, float* y, int64_t ldy,
+                 int64_t t0, int64_t t1, int64_t m0, int64_t m1) {
+  const int64_t uc = a.unit_chunks, nu = a.u1 > 0 ? a.u1 : a.nunits, c0 = a.u0 * uc, c1 = nu * uc;
+  uint8_t* buf = static_cast<uint8_t*>(std::aligned_alloc(64, size_t((c1 - c0) * 128)));
+  if (!buf) __builtin_trap();
+  const H8Id id(w);
+  Int8Avx2Block<Dec, H8Id, Exact> block{w, a, dec, id, y, ldy, buf, c0};
+  const int64_t rows = m1 - m0, ntiles = (rows + kMRInt16Avx2 - 1) / kMRInt16Avx2, base = rows / ntiles,
+                extra = rows % ntiles;
+  for (int64_t t = t0; t < t1; ++t) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const uint8_t* src = chunk_ptr(w, t, c);
+      uint8_t* dst = buf + (c - c0) * 128;
+      for (int h = 0; h < 2; ++h) {
+        __m256i lo, hi;
+        half.get(src, h, lo, hi);
+        _mm256_store_si256((__m256i*)(dst + 32 * h), lo);
+        _mm256_store_si256((__m256i*)(dst + 64 + 32 * h), hi);
+      }
+    }
+    for (int64_t i = 0, m = m0; i < ntiles; ++i) {
+      const int mr = int(base + (i < extra ? 1 : 0));
+      auto f = [&]<int R, int V>() { block.template run<R, V>(t, m); };
+      with_mr<kMRInt16Avx2, 1>(mr, f);
+      m += mr;
+    }
+  }
+  std::free(buf);
+}
+
 template <class Dec, class Half>
 void int8_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
               int64_t m1) {
@@ -515,6 +560,13 @@ void int8_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int6
   const Dec dec(w);
   const Half half(w);
   const bool both = one_pass_units(a);  // rows_both: fewer rows per register tile
+  if constexpr (std::is_same_v<Half, H8Lut64>) {
+    if (a.i16_chunks == 1 && !both && m1 - m0 >= kDecodeOnceRows) {
+      if (a.exact) decode_once<Dec, true>(w, a, dec, half, y, ldy, t0, t1, m0, m1);
+      else decode_once<Dec, false>(w, a, dec, half, y, ldy, t0, t1, m0, m1);
+      return;
+    }
+  }
   if (a.exact) {
     Int8Avx2Block<Dec, Half, true> block{w, a, dec, half, y, ldy};
     if (both) for_register_tiles<kMRInt16Both, 1, kNV1Int>(t0, t1, m0, m1, block);
