@@ -708,6 +708,14 @@ struct H16UInt {
   }
 };
 
+// Words already decoded (int16_run's decode_once_words buffer): 256 bytes per chunk, half h at 128 * h.
+struct H16Words {
+  explicit H16Words(const WeightView&) {}
+  FPQ_INLINE void get(const uint8_t* chunk, int h, __m256i* e) const {
+    for (int i = 0; i < 4; ++i) e[i] = _mm256_load_si256((const __m256i*)(chunk + 128 * h + 32 * i));
+  }
+};
+
 template <class Dec, class Half, bool Exact>
 struct Int16Avx2Block {
   using Acc = typename AccFor<Exact>::T;
@@ -717,6 +725,9 @@ struct Int16Avx2Block {
   const Half& half;
   float* y;
   int64_t ldy;
+  // The weight tile's chunks [panel_c0, ..) already decoded (H16Words), or null: read the prepared weight.
+  const uint8_t* panel = nullptr;
+  int64_t panel_c0 = 0;
 
   template <int MR, int NV>
   FPQ_INLINE void run(int64_t t0, int64_t m0) const {
@@ -742,9 +753,9 @@ struct Int16Avx2Block {
 #pragma GCC unroll 16
         for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_si256();
         for (int64_t c = u * uc; c < (u + 1) * uc; ++c) {
-          if (h == 0) prefetch_weights<MR, 1>(w, t0, c);  // (few rows: the weights stream from memory)
+          if (h == 0 && !panel) prefetch_weights<MR, 1>(w, t0, c);  // (few rows: the weights stream from memory)
           __m256i e[4];
-          half.get(chunk_ptr(w, t0, c), h, e);
+          half.get(panel ? panel + (c - panel_c0) * 256 : chunk_ptr(w, t0, c), h, e);
           const int16_t* xc = xrow + c * a.cstride;
 #pragma GCC unroll 16
           for (int r = 0; r < MR; ++r) {
@@ -769,11 +780,52 @@ struct Int16Avx2Block {
   }
 };
 
+// Many rows of a weight whose codes become int16 words through tables (words_lut_half: ~20 operations per 32
+// codes, as many as the products of 3 rows): as decode_once, each tile's chunks of this call are decoded once
+// (16 KB for a 512-column K block) and every row tile loads the words. The same words: the same bits.
+constexpr int64_t kDecodeOnceRows16 = 2 * kMRInt16Half;
+
+template <class Dec, class Half, bool Exact>
+void decode_once_words(const WeightView& w, const ActView& a, const Dec& dec, const Half& half, float* y,
+                       int64_t ldy, int64_t t0, int64_t t1, int64_t m0, int64_t m1) {
+  const int64_t uc = a.unit_chunks, nu = a.u1 > 0 ? a.u1 : a.nunits, c0 = a.u0 * uc, c1 = nu * uc;
+  uint8_t* buf = static_cast<uint8_t*>(std::aligned_alloc(64, size_t((c1 - c0) * 256)));
+  if (!buf) __builtin_trap();
+  const H16Words words(w);
+  Int16Avx2Block<Dec, H16Words, Exact> block{w, a, dec, words, y, ldy, buf, c0};
+  const int64_t rows = m1 - m0, ntiles = (rows + kMRInt16Half - 1) / kMRInt16Half, base = rows / ntiles,
+                extra = rows % ntiles;
+  for (int64_t t = t0; t < t1; ++t) {
+    for (int64_t c = c0; c < c1; ++c) {
+      uint8_t* dst = buf + (c - c0) * 256;
+      for (int h = 0; h < 2; ++h) {
+        __m256i e[4];
+        half.get(chunk_ptr(w, t, c), h, e);
+        for (int i = 0; i < 4; ++i) _mm256_store_si256((__m256i*)(dst + 128 * h + 32 * i), e[i]);
+      }
+    }
+    for (int64_t i = 0, m = m0; i < ntiles; ++i) {
+      const int mr = int(base + (i < extra ? 1 : 0));
+      auto f = [&]<int R, int V>() { block.template run<R, V>(t, m); };
+      with_mr<kMRInt16Half, 1>(mr, f);
+      m += mr;
+    }
+  }
+  std::free(buf);
+}
+
 template <class Dec, class Half>
 void int16_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                int64_t m1) {
   const Dec dec(w);
   const Half half(w);
+  if constexpr (std::is_same_v<Half, H16Lut> || std::is_same_v<Half, H16Nib>) {
+    if (m1 - m0 >= kDecodeOnceRows16) {
+      if (a.exact) decode_once_words<Dec, Half, true>(w, a, dec, half, y, ldy, t0, t1, m0, m1);
+      else decode_once_words<Dec, Half, false>(w, a, dec, half, y, ldy, t0, t1, m0, m1);
+      return;
+    }
+  }
   if (a.exact) {
     Int16Avx2Block<Dec, Half, true> block{w, a, dec, half, y, ldy};
     for_register_tiles<kMRInt16Half, 1, kNV1Int16>(t0, t1, m0, m1, block);
