@@ -306,6 +306,23 @@ TEST(KernelsCpu, ThreadCountIndependent) {
 // - The float64 kernel (FP8 activations, asymmetric ones): for any weight format, as it multiplies the very
 //   float32 dequantized values (E4M3 activations: E5M2's wider exponent range can make even a float64 sum of
 //   random data round, in the reference loop as much as in the kernel).
+// x . w^T as the pseudo path finishes it: float64 sums of the operands dequantized without their tensor scales,
+// then float(S * (g_x * g_w)).
+std::vector<float> exact_product(const QuantizedTensor& xq, const QuantizedTensor& wq) {
+  const int64_t m = xq.rows, n = wq.rows, k = xq.cols;
+  std::vector<float> wu(size_t(n * k)), xu(size_t(m * k));
+  dequantize_rows(wq, 0, n, wu.data(), false);
+  dequantize_rows(xq, 0, m, xu.data(), false);
+  std::vector<float> want(size_t(m * n));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t q = 0; q < k; ++q) s += double(xu[size_t(i * k + q)]) * double(wu[size_t(j * k + q)]);
+      want[size_t(i * n + j)] = float(s * (double(xq.global(i)) * double(wq.global(j))));
+    }
+  return want;
+}
+
 TEST(KernelsCpu, ExactSumsBitIdenticalToExactProduct) {
   std::mt19937_64 rng(test::fresh_seed());
   IsaGuard ig;
@@ -329,16 +346,7 @@ TEST(KernelsCpu, ExactSumsBitIdenticalToExactProduct) {
                  " K=" + std::to_string(k));
     const auto w = random_matrix(rng, n, k), x = random_matrix(rng, m, k);
     const QuantizedTensor wq = quantize(wf, w.data(), n, k), xq = quantize(af, x.data(), m, k);
-    std::vector<float> wu(size_t(n * k)), xu(size_t(m * k));
-    dequantize_rows(wq, 0, n, wu.data(), false);
-    dequantize_rows(xq, 0, m, xu.data(), false);
-    std::vector<float> want(size_t(m * n));
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) {
-        double s = 0;
-        for (int64_t q = 0; q < k; ++q) s += double(xu[size_t(i * k + q)]) * double(wu[size_t(j * k + q)]);
-        want[size_t(i * n + j)] = float(s * (double(xq.global(i)) * double(wq.global(j))));
-      }
+    const std::vector<float> want = exact_product(xq, wq);
     const auto pw = prepare_weight(wq);
     int exact_runs = 0;
     for (Isa isa : all_isas()) {
@@ -354,6 +362,37 @@ TEST(KernelsCpu, ExactSumsBitIdenticalToExactProduct) {
                            << " outputs differ from the exact product";
     }
     EXPECT_GT(exact_runs, 0) << "no variant ran an exact kernel";  // the scalar variant always should
+  }
+}
+
+// Many rows: the AVX2 kernels decode a table-decoded weight's tile once per K block for all row tiles
+// (decode_once: 5-6-bit codes into bytes; decode_once_words: codes into int16 words), and E2M3 x E2M3 widens its
+// int16 sums every chunk (rows_f1). M = 45 (row tiles of 6 / 8 rows and a shorter one), K = 2112 (two full
+// K blocks and a part), N = 50 (a partial tile): the same bits as the exact product on every variant.
+TEST(KernelsCpu, ManyRowsTableDecodedWeightsExact) {
+  std::mt19937_64 rng(test::fresh_seed());
+  IsaGuard ig;
+  const char* pairs[][2] = {{"mxfp6_e2m3", "mxfp6_e2m3"}, {"mxfp6_e3m2", "mxfp6_e3m2"}, {"mxfp4", "mxfp6_e3m2"},
+                            {"fp6_e3m2", "mxfp6_e2m3"}, {"e2m3/e8m0/g64", "mxfp6_e2m3"}};
+  const int64_t m = 45, n = 50, k = 2112;
+  for (const auto& pr : pairs) {
+    SCOPED_TRACE(std::string(pr[0]) + " x " + pr[1]);
+    const Format wf = parse_format(pr[0]), af = parse_format(pr[1]);
+    const auto w = random_matrix(rng, n, k), x = random_matrix(rng, m, k);
+    const QuantizedTensor wq = quantize(wf, w.data(), n, k), xq = quantize(af, x.data(), m, k);
+    const std::vector<float> want = exact_product(xq, wq);
+    const auto pw = prepare_weight(wq);
+    for (Isa isa : all_isas()) {
+      set_isa(isa);
+      const KernelKind kind = kernel_kind(*pw, &af, isa, m);
+      EXPECT_TRUE(kind == KernelKind::Int8Dot || kind == KernelKind::Int16Dot) << isa_name(isa) << ": " << kernel_kind_name(kind);
+      std::vector<float> y(size_t(m * n), -1.0f);
+      matmul_quantized(*pw, xq, y.data());
+      int64_t differ = 0;
+      for (size_t i = 0; i < y.size(); ++i) differ += f2u_bits(y[i]) != f2u_bits(want[i]);
+      EXPECT_EQ(differ, 0) << isa_name(isa) << " (" << kernel_kind_name(kind) << "): " << differ << " of "
+                           << y.size() << " outputs differ from the exact product";
+    }
   }
 }
 
