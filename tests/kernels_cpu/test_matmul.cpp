@@ -365,15 +365,17 @@ TEST(KernelsCpu, ExactSumsBitIdenticalToExactProduct) {
   }
 }
 
-// Many rows: the AVX2 kernels decode a table-decoded weight's tile once per K block for all row tiles
-// (decode_once: 5-6-bit codes into bytes; decode_once_words: codes into int16 words), and E2M3 x E2M3 widens its
-// int16 sums every chunk (rows_f1). M = 45 (row tiles of 6 / 8 rows and a shorter one), K = 2112 (two full
-// K blocks and a part), N = 50 (a partial tile): the same bits as the exact product on every variant.
-TEST(KernelsCpu, ManyRowsTableDecodedWeightsExact) {
+// Many rows through the AVX2 kernels' own many-row paths: a table-decoded weight's tile decoded once per K
+// block for all row tiles (decode_once: 5-6-bit codes into bytes; decode_once_words: codes into int16 words),
+// E2M3 x E2M3 widening its int16 sums every chunk (rows_f1), the float64 kernel's panels (FP8). M = 45 (row
+// tiles of 5 to 8 rows), K = 2112 (two full K blocks and a part), N = 50 (a partial tile): the same bits as the
+// exact product on every variant.
+TEST(KernelsCpu, ManyRowsExactKernels) {
   std::mt19937_64 rng(test::fresh_seed());
   IsaGuard ig;
   const char* pairs[][2] = {{"mxfp6_e2m3", "mxfp6_e2m3"}, {"mxfp6_e3m2", "mxfp6_e3m2"}, {"mxfp4", "mxfp6_e3m2"},
-                            {"fp6_e3m2", "mxfp6_e2m3"}, {"e2m3/e8m0/g64", "mxfp6_e2m3"}};
+                            {"fp6_e3m2", "mxfp6_e2m3"}, {"e2m3/e8m0/g64", "mxfp6_e2m3"},
+                            {"fp8_e4m3", "fp8_e4m3"},     {"mxfp8_e4m3", "mxfp8_e4m3"}};
   const int64_t m = 45, n = 50, k = 2112;
   for (const auto& pr : pairs) {
     SCOPED_TRACE(std::string(pr[0]) + " x " + pr[1]);
@@ -385,7 +387,8 @@ TEST(KernelsCpu, ManyRowsTableDecodedWeightsExact) {
     for (Isa isa : all_isas()) {
       set_isa(isa);
       const KernelKind kind = kernel_kind(*pw, &af, isa, m);
-      EXPECT_TRUE(kind == KernelKind::Int8Dot || kind == KernelKind::Int16Dot) << isa_name(isa) << ": " << kernel_kind_name(kind);
+      EXPECT_TRUE(kind == KernelKind::Int8Dot || kind == KernelKind::Int16Dot || kind == KernelKind::Float64)
+          << isa_name(isa) << ": " << kernel_kind_name(kind);
       std::vector<float> y(size_t(m * n), -1.0f);
       matmul_quantized(*pw, xq, y.data());
       int64_t differ = 0;
