@@ -76,7 +76,7 @@ void matmul_pseudo(const QuantizedTensor* x_q, const float* x_float, int64_t m, 
 // Which kernel computes a (weight, activation) pair with the given instruction-set variant.
 enum class KernelKind {
   Int8Dot,   // exact int8 dot products per group (VNNI vpdpbusd / AVX2 vpmaddubsw / scalar)
-  Int16Dot,  // exact int16 dot products per group (VNNI vpdpwssd / scalar); never on AVX2
+  Int16Dot,  // exact int16 dot products per group (VNNI vpdpwssd / AVX2 vpmaddwd / scalar)
   Bf16Dot,   // AVX-512 only, M >= 8: codes exact in bfloat16 (FP8, FP6, FP4 values), vdpbf16ps per <= 64 columns
   Float,     // weight codes decoded to float32 in registers, FMA with float activations
   Float64,   // Sums::Exact, quantized activations no integer kernel serves: dequantized values, float64 FMA
