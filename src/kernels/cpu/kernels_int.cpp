@@ -513,41 +513,49 @@ struct Int8Avx2Block {
   }
 };
 
-// Many rows of a weight whose codes decode through the 64-entry table (5- and 6-bit codes: ~6 operations per
-// register, as many as the products of 2 rows): each tile's chunks of this call are decoded once into a
-// buffer (16 KB for a 1024-column K block: it stays in L1) and every row tile reads them as plain bytes. The
-// same bytes in the same kernel (rows_f1): the same bits.
-constexpr int64_t kDecodeOnceRows = 2 * kMRInt16Avx2;
-
-template <class Dec, bool Exact>
-void decode_once(const WeightView& w, const ActView& a, const Dec& dec, const H8Lut64& half, float* y, int64_t ldy,
-                 int64_t t0, int64_t t1, int64_t m0, int64_t m1) {
+// Many rows of a weight whose codes decode through tables (5- and 6-bit codes into bytes: ~6 operations per
+// register, as many as the products of 2 rows; codes into int16 words: ~20 per 32 codes, the products of 3 rows):
+// each tile's chunks of this call are decoded once, `chunk_bytes` each, into a buffer (16 KB for a K block: it
+// stays in L1) that every row tile then reads as plain bytes or words: make_block(buf, c0) builds the register
+// tile block reading it, decode(t, c, dst) fills one chunk. The same bytes and words in the same kernel: the
+// same bits.
+template <int MR, int64_t chunk_bytes, class MakeBlock, class Decode>
+void decode_once(const ActView& a, int64_t t0, int64_t t1, int64_t m0, int64_t m1, MakeBlock&& make_block,
+                 Decode&& decode) {
   const int64_t uc = a.unit_chunks, nu = a.u1 > 0 ? a.u1 : a.nunits, c0 = a.u0 * uc, c1 = nu * uc;
-  uint8_t* buf = static_cast<uint8_t*>(std::aligned_alloc(64, size_t((c1 - c0) * 128)));
+  uint8_t* buf = static_cast<uint8_t*>(std::aligned_alloc(64, size_t((c1 - c0) * chunk_bytes)));
   if (!buf) __builtin_trap();
-  const H8Id id(w);
-  Int8Avx2Block<Dec, H8Id, Exact> block{w, a, dec, id, y, ldy, buf, c0};
-  const int64_t rows = m1 - m0, ntiles = (rows + kMRInt16Avx2 - 1) / kMRInt16Avx2, base = rows / ntiles,
-                extra = rows % ntiles;
+  auto block = make_block(buf, c0);
+  const int64_t rows = m1 - m0, ntiles = (rows + MR - 1) / MR, base = rows / ntiles, extra = rows % ntiles;
   for (int64_t t = t0; t < t1; ++t) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const uint8_t* src = chunk_ptr(w, t, c);
-      uint8_t* dst = buf + (c - c0) * 128;
-      for (int h = 0; h < 2; ++h) {
-        __m256i lo, hi;
-        half.get(src, h, lo, hi);
-        _mm256_store_si256((__m256i*)(dst + 32 * h), lo);
-        _mm256_store_si256((__m256i*)(dst + 64 + 32 * h), hi);
-      }
-    }
+    for (int64_t c = c0; c < c1; ++c) decode(t, c, buf + (c - c0) * chunk_bytes);
     for (int64_t i = 0, m = m0; i < ntiles; ++i) {
       const int mr = int(base + (i < extra ? 1 : 0));
       auto f = [&]<int R, int V>() { block.template run<R, V>(t, m); };
-      with_mr<kMRInt16Avx2, 1>(mr, f);
+      with_mr<MR, 1>(mr, f);
       m += mr;
     }
   }
   std::free(buf);
+}
+constexpr int64_t kDecodeOnceRows = 2 * kMRInt16Avx2;  // int8 kernel: from two row tiles on
+
+// decode_once for the int8 kernel's rows_f1: 128 bytes per chunk, as H8Id reads them.
+template <class Dec, bool Exact>
+void decode_once_bytes(const WeightView& w, const ActView& a, const Dec& dec, const H8Lut64& half, float* y,
+                       int64_t ldy, int64_t t0, int64_t t1, int64_t m0, int64_t m1) {
+  const H8Id id(w);
+  decode_once<kMRInt16Avx2, 128>(
+      a, t0, t1, m0, m1,
+      [&](const uint8_t* buf, int64_t c0) { return Int8Avx2Block<Dec, H8Id, Exact>{w, a, dec, id, y, ldy, buf, c0}; },
+      [&](int64_t t, int64_t c, uint8_t* dst) {
+        for (int h = 0; h < 2; ++h) {
+          __m256i lo, hi;
+          half.get(chunk_ptr(w, t, c), h, lo, hi);
+          _mm256_store_si256((__m256i*)(dst + 32 * h), lo);
+          _mm256_store_si256((__m256i*)(dst + 64 + 32 * h), hi);
+        }
+      });
 }
 
 template <class Dec, class Half>
@@ -562,8 +570,8 @@ void int8_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int6
   const bool both = one_pass_units(a);  // rows_both: fewer rows per register tile
   if constexpr (std::is_same_v<Half, H8Lut64>) {
     if (a.i16_chunks == 1 && !both && m1 - m0 >= kDecodeOnceRows) {
-      if (a.exact) decode_once<Dec, true>(w, a, dec, half, y, ldy, t0, t1, m0, m1);
-      else decode_once<Dec, false>(w, a, dec, half, y, ldy, t0, t1, m0, m1);
+      if (a.exact) decode_once_bytes<Dec, true>(w, a, dec, half, y, ldy, t0, t1, m0, m1);
+      else decode_once_bytes<Dec, false>(w, a, dec, half, y, ldy, t0, t1, m0, m1);
       return;
     }
   }
@@ -780,38 +788,25 @@ struct Int16Avx2Block {
   }
 };
 
-// Many rows of a weight whose codes become int16 words through tables (words_lut_half: ~20 operations per 32
-// codes, as many as the products of 3 rows): as decode_once, each tile's chunks of this call are decoded once
-// (16 KB for a 512-column K block) and every row tile loads the words. The same words: the same bits.
+// decode_once for the int16 kernel: 256 bytes of words per chunk, as H16Words reads them.
 constexpr int64_t kDecodeOnceRows16 = 2 * kMRInt16Half;
 
 template <class Dec, class Half, bool Exact>
 void decode_once_words(const WeightView& w, const ActView& a, const Dec& dec, const Half& half, float* y,
                        int64_t ldy, int64_t t0, int64_t t1, int64_t m0, int64_t m1) {
-  const int64_t uc = a.unit_chunks, nu = a.u1 > 0 ? a.u1 : a.nunits, c0 = a.u0 * uc, c1 = nu * uc;
-  uint8_t* buf = static_cast<uint8_t*>(std::aligned_alloc(64, size_t((c1 - c0) * 256)));
-  if (!buf) __builtin_trap();
   const H16Words words(w);
-  Int16Avx2Block<Dec, H16Words, Exact> block{w, a, dec, words, y, ldy, buf, c0};
-  const int64_t rows = m1 - m0, ntiles = (rows + kMRInt16Half - 1) / kMRInt16Half, base = rows / ntiles,
-                extra = rows % ntiles;
-  for (int64_t t = t0; t < t1; ++t) {
-    for (int64_t c = c0; c < c1; ++c) {
-      uint8_t* dst = buf + (c - c0) * 256;
-      for (int h = 0; h < 2; ++h) {
-        __m256i e[4];
-        half.get(chunk_ptr(w, t, c), h, e);
-        for (int i = 0; i < 4; ++i) _mm256_store_si256((__m256i*)(dst + 128 * h + 32 * i), e[i]);
-      }
-    }
-    for (int64_t i = 0, m = m0; i < ntiles; ++i) {
-      const int mr = int(base + (i < extra ? 1 : 0));
-      auto f = [&]<int R, int V>() { block.template run<R, V>(t, m); };
-      with_mr<kMRInt16Half, 1>(mr, f);
-      m += mr;
-    }
-  }
-  std::free(buf);
+  decode_once<kMRInt16Half, 256>(
+      a, t0, t1, m0, m1,
+      [&](const uint8_t* buf, int64_t c0) {
+        return Int16Avx2Block<Dec, H16Words, Exact>{w, a, dec, words, y, ldy, buf, c0};
+      },
+      [&](int64_t t, int64_t c, uint8_t* dst) {
+        for (int h = 0; h < 2; ++h) {
+          __m256i e[4];
+          half.get(chunk_ptr(w, t, c), h, e);
+          for (int i = 0; i < 4; ++i) _mm256_store_si256((__m256i*)(dst + 128 * h + 32 * i), e[i]);
+        }
+      });
 }
 
 template <class Dec, class Half>
