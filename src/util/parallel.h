@@ -8,6 +8,10 @@ namespace fpq {
 
 // Number of worker threads (including the caller). Default: FPQ_NUM_THREADS, else hardware concurrency.
 int num_threads();
+// Whether the pool's threads are pinned, one per CPU of the process's affinity set: the caller (from its first
+// parallel_for) to the first, worker i to the i-th. On by default where there are at least as many CPUs as
+// threads; FPQ_PIN_THREADS=0 turns it off.
+bool threads_pinned();
 // Changes the pool size (>= 1). Not safe while a parallel_for is running.
 void set_num_threads(int n);
 

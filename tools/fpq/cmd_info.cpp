@@ -17,7 +17,8 @@ static void register_info(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Show the build, threads and kernel variant in use");
   cmd->callback([] {
     std::printf("fpq %s\n", FPQ_VERSION);
-    std::printf("threads: %d (FPQ_NUM_THREADS)\n", num_threads());
+    std::printf("threads: %d (FPQ_NUM_THREADS), %s (FPQ_PIN_THREADS)\n", num_threads(),
+                threads_pinned() ? "pinned one per CPU" : "not pinned");
 #ifdef FPQ_HAVE_KERNELS_CPU
     std::printf("cpu kernels: %s (FPQ_ISA)\n", cpu::active_isa_name());
 #endif
