@@ -16,6 +16,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "kernels/cpu/f32_gemm.h"
 #include "model/linear_backend.h"
 #include "util/error.h"
 #include "util/parallel.h"
@@ -94,8 +95,7 @@ class PseudoMatmul final : public MatmulBackend {
       x = xd.data();
     }
     if (!d.w) fail("internal: pseudo matmul prepared for quantized activations got float ones");
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, x, int(k), d.w, int(k), 0.0f, y,
-                int(n));
+    cpu::f32_gemm_nt(m, n, k, x, d.w, y);
   }
 };
 

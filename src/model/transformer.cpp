@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 
+#include "kernels/cpu/f32_gemm.h"
 #include "util/error.h"
 #include "util/parallel.h"
 
@@ -146,11 +147,47 @@ void Transformer::rope(float* x, int64_t n, int64_t heads, int64_t pos0) const {
   });
 }
 
+// One query (generation): one head per task on fpq's threads, float32 products of fpq's own (OpenBLAS's would
+// run on its own threads, which then spin beside fpq's pinned ones). The same softmax as attention().
+void Transformer::attention_one(int64_t layer, const float* q, KvCache& cache, float* out) const {
+  const ModelConfig& c = config_;
+  const int64_t hd = c.head_dim, nh = c.num_heads, group = c.num_heads / c.num_kv_heads;
+  const int64_t len = cache.length() + 1;  // the new token's key and value are in the cache already
+  const int64_t first_key = c.sliding_window > 0 ? std::max<int64_t>(0, len - c.sliding_window) : 0;
+  const int64_t keys = len - first_key;
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  std::vector<float> scores(size_t(nh * keys));
+  parallel_for(nh, 1, [&](int64_t h0, int64_t h1) {
+    for (int64_t h = h0; h < h1; ++h) {
+      const int64_t kh = h / group;
+      float* s = scores.data() + h * keys;
+      cpu::f32_dot_rows(keys, hd, cache.keys(layer, kh) + first_key * hd, hd, q + h * hd, s);
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j < keys; ++j) {
+        s[j] *= scale;
+        mx = std::max(mx, s[j]);
+      }
+      double sum = 0;
+      for (int64_t j = 0; j < keys; ++j) {
+        s[j] = std::exp(s[j] - mx);
+        sum += s[j];
+      }
+      const float inv = float(1.0 / sum);
+      for (int64_t j = 0; j < keys; ++j) s[j] *= inv;
+      cpu::f32_gemv_t(keys, hd, cache.values(layer, kh) + first_key * hd, hd, s, out + h * hd);
+    }
+  });
+}
+
 void Transformer::attention(int64_t layer, const float* q, int64_t n, KvCache& cache, float* out) const {
   const ModelConfig& c = config_;
   const int64_t hd = c.head_dim, nh = c.num_heads, group = c.num_heads / c.num_kv_heads;
   const int64_t pos0 = cache.length();
   const float scale = float(1.0 / std::sqrt(double(hd)));
+  if (n == 1) {
+    attention_one(layer, q, cache, out);
+    return;
+  }
   // Queries in blocks: block [t0, t1) only needs keys 0 .. pos0 + t1 - 1 (causal), which skips the masked
   // upper triangle of the score matrix for long prompts.
   constexpr int64_t kBlock = 256;
@@ -254,8 +291,7 @@ void Transformer::head(const float* hidden, int64_t n, float* logits) const {
   std::vector<float> xn(size_t(n * h));
   rms_norm(hidden, final_norm_.data(), n, h, config_.rms_norm_eps, xn.data());
   const float* w = lm_head_.empty() ? embed_.data() : lm_head_.data();
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(vocab), int(h), 1.0f, xn.data(), int(h), w, int(h), 0.0f,
-              logits, int(vocab));
+  cpu::f32_gemm_nt(n, vocab, h, xn.data(), w, logits);
 }
 
 void Transformer::forward(const int32_t* tokens, int64_t n, KvCache& cache, float* logits, bool last_only) const {

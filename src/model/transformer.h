@@ -82,6 +82,7 @@ class Transformer {
 
  private:
   void attention(int64_t layer, const float* q, int64_t n, KvCache& cache, float* out) const;
+  void attention_one(int64_t layer, const float* q, KvCache& cache, float* out) const;
   void rope(float* x, int64_t n, int64_t heads, int64_t pos0) const;
 
   ModelConfig config_;

@@ -72,6 +72,13 @@ TEST_P(TinyModels, HfFolderMatchesFloat64Reference) {
   const auto ours = our_logits(model, tokens);
   const auto ref = reference_logits("hf", dir.path().string(), tokens);
   EXPECT_LT(test::rel_l2(ours, ref), 1e-4);
+  // Generation: the last tokens one at a time through the KV cache (the one-query attention, grouped heads).
+  const int64_t n = int64_t(tokens.size()), vocab = model.config().vocab_size, first = n - 9;
+  KvCache cache(model.config(), n);
+  std::vector<float> step(size_t(n * vocab));
+  model.forward(tokens.data(), first, cache, step.data());
+  for (int64_t t = first; t < n; ++t) model.forward(tokens.data() + t, 1, cache, step.data() + t * vocab);
+  EXPECT_LT(test::rel_l2(step.data() + first * vocab, ref.data() + first * vocab, size_t((n - first) * vocab)), 1e-4);
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, TinyModels, ::testing::Values("llama", "llama3", "qwen2", "qwen3"));

@@ -173,6 +173,10 @@ struct EncodeParams {
                   uint8_t* codes);                                                                            \
   /* llama.cpp Q8: qs[i] = (int8) roundf(x[i] * id[i / 32]); returns nothing (sums done by the caller). */     \
   void encode_q8_row(const float* x, int64_t n, const float* id, int8_t* qs);                                  \
+  /* y[r] = dot(w + r * ldw, x) over k columns, r < rows (float32; kernels_f32.cpp). */                       \
+  void f32_dot_rows(const float* w, int64_t ldw, const float* x, int64_t k, int64_t rows, float* y);         \
+  /* y[c] = sum over r < rows of p[r] * v[r * ldv + c], c < cols (float32). */                                 \
+  void f32_gemv_t(const float* v, int64_t ldv, const float* p, int64_t rows, int64_t cols, float* y);         \
   }
 
 FPQ_KCPU_DECLARE_VARIANT(scalar)

@@ -1,9 +1,9 @@
 // The pseudo path (the reference): dequantize both operands exactly as fpq::dequantize does, then OpenBLAS
 // sgemm, Y = X . W^T.
-#include <cblas.h>
 
 #include <vector>
 
+#include "kernels/cpu/f32_gemm.h"
 #include "kernels/cpu/matmul.h"
 #include "util/error.h"
 
@@ -23,8 +23,7 @@ void matmul_pseudo(const QuantizedTensor* x_q, const float* x_float, int64_t m, 
   std::vector<float> xf;
   if (x_q) xf = dequantize(*x_q);
   const float* xp = x_q ? xf.data() : x_float;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, xp, int(k), wf.data(), int(k),
-              0.0f, y, int(n));
+  f32_gemm_nt(m, n, k, xp, wf.data(), y);
 }
 
 }  // namespace fpq::cpu
