@@ -100,6 +100,7 @@ TEST_F(Parallel, RethrowsTheChunksException) {
 TEST_F(Parallel, PinsOneThreadPerCpuAndUnpinsWhenTold) {
   const int cpus = kAllowedCpus;
   if (cpus < 2) GTEST_SKIP() << "one CPU allowed: nothing to pin";
+  unsetenv("FPQ_PIN_THREADS");  // (the default, whatever the environment says)
   fpq::set_num_threads(2);
   ASSERT_TRUE(fpq::threads_pinned());
   const auto pinned = placement(2);

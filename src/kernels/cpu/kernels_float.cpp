@@ -223,6 +223,7 @@ struct FloatBlock {
     // Decoders that produce value * 2^-e (half patterns) carry the 2^e in the scales.
     const bool fix = Dec::kHalfScale;
     const VF vfix = vf_set1(w.half_fix);
+    int64_t group = 0, next_group = 0;
     for (int64_t c0 = 0; c0 < w.nchunks; c0 += kBlockChunks) {
       const int64_t c1 = min64(w.nchunks, c0 + kBlockChunks);
 #pragma GCC unroll 32
@@ -230,9 +231,12 @@ struct FloatBlock {
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) gacc[r][v] = vf_zero();
       for (int64_t c = c0; c < c1; ++c) {
-        if (M != kSingle && c % gc == 0)  // a new scale group
+        if (M != kSingle && c == next_group) {  // a new scale group (counted: no division per chunk)
 #pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) gd[v] = load_group<M>(w, t0 + v, c / gc, fix, vfix);
+          for (int v = 0; v < NV; ++v) gd[v] = load_group<M>(w, t0 + v, group, fix, vfix);
+          ++group;
+          next_group += gc;
+        }
         prefetch_weights<MR, NV>(w, t0, c);
         accumulate_chunk<MR, NV>(t0, c, xrow, gd, gacc);
       }
