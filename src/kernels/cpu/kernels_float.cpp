@@ -56,7 +56,7 @@ struct FNibI8 {
 // magnitude stays in bits 0..bits-2); per two columns of 8 rows one byte shuffle puts that byte in the high byte
 // of each 16-bit lane ([c0 rows 0-3, c1 rows 0-3] per 128-bit lane), an arithmetic shift by mbits - 2 and a mask
 // place the fields (Shift), one qword permute gathers each column's 8 halves, and two conversions finish.
-// Fold: the group scales carry 2^(15 - bias) (kScaled weights only); otherwise one multiply per column restores
+// Fold: the group scales carry 2^(15 - bias) (kScaled and kScaledSum weights only); otherwise one multiply per column restores
 // the value, so the products are FArith's either way (same bits).
 template <bool Fold, bool Shift>
 struct FHalfAvx2 {
@@ -174,7 +174,10 @@ struct FTable {
 // Mode: Single = one scale per row (sum over K, scale once); Scaled = per-group scales multiplied into the
 // decoded weights (w = value * s, exactly the dequantized value of fpq::dequantize before its global scale);
 // Zero = asymmetric (w = (q - z) * s); Mins = llama.cpp Q4_1 (w = q * d + m).
-enum Mode { kSingle, kScaled, kZero, kMins };
+// kScaledSum: kScaled whose groups span >= kScaledSumMinChunks chunks, each group's scale applied to its sum
+// (FloatBlock::kFactored); weight-only products only (ActView::weight_only).
+enum Mode { kSingle, kScaled, kZero, kMins, kScaledSum };
+constexpr int64_t kScaledSumMinChunks = 4;
 // A group's data of tile t: scales (times the decoder's power-of-two fix), zero points, mins (as the mode needs).
 struct GroupData {
   VF s, z, m;
@@ -208,16 +211,36 @@ struct FloatBlock {
   float* y;
   int64_t ldy;
 
+  // Scaled groups of >= 32 columns (kScaledSum: MXFP, int4 g32+) sum the decoded values times x per segment (a
+  // group, or its part inside a 64-column block) from zero and apply the group's scale to that sum once:
+  // acc = fma(S, s, acc). The per-column multiply by the scale was a fifth of a matrix-vector product's
+  // operations (a decode, a multiply and an FMA per 8 weights and column). Shorter groups (NVFP4's 16 columns)
+  // keep the multiply: their panels (many rows) would fold four segments per block, 25% slower at M = 512.
+  // Other modes add the block's sum.
+  static constexpr bool kFactored = M == kScaledSum;
+  FPQ_INLINE static VF weight_value(VF v, const GroupData& d) { return kFactored ? v : dequant<M>(v, d); }
+
   template <int MR, int NV>
-  __attribute__((noinline)) void run(int64_t t0, int64_t m0) const {
-    const float* xrow = act_row(a.xf, a, m0);  // + c * cstride + r * 8 + j
-    // Two-level sum (the float32 rounding error grows with the square root of the block, not of K): a block
-    // of kBlockChunks chunks is summed into gacc from zero, then added to acc.
-    VF acc[MR][NV], gacc[MR][NV];
+  FPQ_INLINE static void fold(VF (&acc)[MR][NV], VF (&seg)[MR][NV], const GroupData* gd) {
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[r][v] = vf_zero();
+      for (int v = 0; v < NV; ++v) {
+        acc[r][v] = kFactored ? vf_fma(seg[r][v], gd[v].s, acc[r][v]) : vf_add(acc[r][v], seg[r][v]);
+        seg[r][v] = vf_zero();
+      }
+  }
+
+  template <int MR, int NV>
+  __attribute__((noinline)) void run(int64_t t0, int64_t m0) const {
+    const float* xrow = act_row(a.xf, a, m0);  // + c * cstride + r * 8 + j
+    // Two-level sum (the float32 rounding error grows with the square root of the block, not of K): a segment
+    // of at most kBlockChunks chunks is summed into seg from zero, then folded into acc.
+    VF acc[MR][NV], seg[MR][NV];
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = seg[r][v] = vf_zero();
     GroupData gd[NV]{};
     const int64_t gc = M == kSingle ? w.nchunks : w.group_chunks;
     // Decoders that produce value * 2^-e (half patterns) carry the 2^e in the scales.
@@ -226,24 +249,18 @@ struct FloatBlock {
     int64_t group = 0, next_group = 0;
     for (int64_t c0 = 0; c0 < w.nchunks; c0 += kBlockChunks) {
       const int64_t c1 = min64(w.nchunks, c0 + kBlockChunks);
-#pragma GCC unroll 32
-      for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) gacc[r][v] = vf_zero();
       for (int64_t c = c0; c < c1; ++c) {
         if (M != kSingle && c == next_group) {  // a new scale group (counted: no division per chunk)
+          if (kFactored && c != c0) fold<MR, NV>(acc, seg, gd);
 #pragma GCC unroll 4
           for (int v = 0; v < NV; ++v) gd[v] = load_group<M>(w, t0 + v, group, fix, vfix);
           ++group;
           next_group += gc;
         }
         prefetch_weights<MR, NV>(w, t0, c);
-        accumulate_chunk<MR, NV>(t0, c, xrow, gd, gacc);
+        accumulate_chunk<MR, NV>(t0, c, xrow, gd, seg);
       }
-#pragma GCC unroll 32
-      for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[r][v] = vf_add(acc[r][v], gacc[r][v]);
+      fold<MR, NV>(acc, seg, gd);
     }
     if constexpr (M == kSingle) {
 #pragma GCC unroll 4
@@ -276,10 +293,21 @@ struct FloatBlock {
     const int64_t ntiles = (rows + kMRPanel - 1) / kMRPanel, base = rows / ntiles, extra = rows % ntiles;
     for (int64_t c0 = cb; c0 < ce; c0 += kBlockChunks) {
       const int64_t c1 = min64(ce, c0 + kBlockChunks);
+      // The block's segments (run()'s): [seg_c[i], seg_c[i + 1]) with the scales seg_s[i] (kFactored).
+      int64_t seg_c[kBlockChunks + 1];
+      alignas(64) float seg_s[kBlockChunks][NV * kTileRows];
+      int nseg = 0;
       for (int64_t c = c0; c < c1; ++c) {
-        if (M != kSingle && (c % gc == 0 || c == cb))
+        if (M != kSingle && (c % gc == 0 || c == cb)) {
 #pragma GCC unroll 4
           for (int v = 0; v < NV; ++v) gd[v] = load_group<M>(w, t0 + v, c / gc, fix, vfix);
+        }
+        if (c == c0 || (kFactored && c % gc == 0)) {
+          seg_c[nseg] = c;
+          if (kFactored)
+            for (int v = 0; v < NV; ++v) vf_store(seg_s[nseg] + v * kTileRows, gd[v].s, kTileRows);
+          ++nseg;
+        }
         VB q[NV][Dec::kQuads];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) dec.load(chunk_ptr(w, t0 + v, c), q[v]);
@@ -287,15 +315,20 @@ struct FloatBlock {
         for (int j = 0; j < kChunkCols; ++j) {
 #pragma GCC unroll 4
           for (int v = 0; v < NV; ++v) {
-            const VF wv = dequant<M>(dec.col(q[v], j), gd[v]);
+            const VF wv = weight_value(dec.col(q[v], j), gd[v]);
             vf_store(wbuf + (((c - c0) * kChunkCols + j) * NV + v) * kTileRows, wv, kTileRows);
           }
         }
       }
+      seg_c[nseg] = c1;
       for (int64_t i = 0, m = m0; i < ntiles; ++i) {
         const int mr = int(base + (i < extra ? 1 : 0));
-        auto f = [&]<int R, int V>() { panel_tile<R, NV>(m, m0, c0, c1 - c0, wbuf, fbuf); };
-        with_mr<kMRPanel, NV>(mr, f);
+        for (int sg = 0; sg < nseg; ++sg) {
+          const float* wseg = wbuf + (seg_c[sg] - c0) * kChunkCols * NV * kTileRows;
+          const float* sc = kFactored ? seg_s[sg] : nullptr;
+          auto f = [&]<int R, int V>() { panel_tile<R, NV>(m, m0, seg_c[sg], seg_c[sg + 1] - seg_c[sg], wseg, sc, fbuf); };
+          with_mr<kMRPanel, NV>(mr, f);
+        }
         m += mr;
       }
     }
@@ -319,10 +352,11 @@ struct FloatBlock {
     }
   }
 
-  // fbuf[rows m..m+MR) += sum over the panel's columns of w * x (from zero), in column order.
+  // fbuf[rows m..m+MR) += sum over the segment's columns of w * x (from zero), in column order; with scales
+  // (kFactored: NV x 16 floats) fbuf = fma(sum, scale, fbuf), as run() folds a segment.
   template <int MR, int NV>
   __attribute__((noinline)) void panel_tile(int64_t m, int64_t m0, int64_t c0, int64_t nch, const float* wbuf,
-                                            float* fbuf) const {
+                                            const float* scale, float* fbuf) const {
     const float* xrow = act_row(a.xf, a, m);
     VF g[MR][NV];
 #pragma GCC unroll 32
@@ -349,7 +383,8 @@ struct FloatBlock {
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
         float* p = fb + (r * NV + v) * kTileRows;
-        vf_store(p, vf_add(vf_load(p), g[r][v]), kTileRows);
+        vf_store(p, scale ? vf_fma(g[r][v], vf_load(scale + v * kTileRows), vf_load(p)) : vf_add(vf_load(p), g[r][v]),
+                 kTileRows);
       }
   }
 
@@ -365,7 +400,7 @@ struct FloatBlock {
     for (int j = 0; j < kChunkCols; ++j) {
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
-        const VF wv = dequant<M>(dec.col(q[v], j), gd[v]);
+        const VF wv = weight_value(dec.col(q[v], j), gd[v]);
 #pragma GCC unroll 32
         for (int r = 0; r < MR; ++r) acc[r][v] = vf_fma(wv, vf_bcast(xc + r * kChunkCols + j), acc[r][v]);
       }
@@ -626,6 +661,7 @@ void float_mode(const WeightView& w, const ActView& a, float* y, int64_t ldy, in
   if (w.zeros) float_run<Dec, kZero>(w, a, y, ldy, t0, t1, m0, m1);
   else if (w.mins) float_run<Dec, kMins>(w, a, y, ldy, t0, t1, m0, m1);
   else if (w.ngroups == 1) float_run<Dec, kSingle>(w, a, y, ldy, t0, t1, m0, m1);
+  else if (a.weight_only && w.group_chunks >= kScaledSumMinChunks) float_run<Dec, kScaledSum>(w, a, y, ldy, t0, t1, m0, m1);
   else float_run<Dec, kScaled>(w, a, y, ldy, t0, t1, m0, m1);
 }
 

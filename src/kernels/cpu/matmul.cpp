@@ -420,6 +420,7 @@ void matmul_weight_only(const PreparedWeight& w, const float* x, int64_t m, floa
   const Isa isa = active_isa();
   ActStage st;
   detail::stage_float(w, x, m, w.gw, st);
+  st.view.weight_only = 1;
   detail::run(w, KernelKind::Float, st.view, m, y, isa);
 }
 
