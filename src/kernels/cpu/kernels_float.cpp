@@ -323,12 +323,8 @@ struct FloatBlock {
       seg_c[nseg] = c1;
       for (int64_t i = 0, m = m0; i < ntiles; ++i) {
         const int mr = int(base + (i < extra ? 1 : 0));
-        for (int sg = 0; sg < nseg; ++sg) {
-          const float* wseg = wbuf + (seg_c[sg] - c0) * kChunkCols * NV * kTileRows;
-          const float* sc = kFactored ? seg_s[sg] : nullptr;
-          auto f = [&]<int R, int V>() { panel_tile<R, NV>(m, m0, seg_c[sg], seg_c[sg + 1] - seg_c[sg], wseg, sc, fbuf); };
-          with_mr<kMRPanel, NV>(mr, f);
-        }
+        auto f = [&]<int R, int V>() { panel_tile<R, NV>(m, m0, c0, seg_c, nseg, seg_s, wbuf, fbuf); };
+        with_mr<kMRPanel, NV>(mr, f);
         m += mr;
       }
     }
@@ -352,40 +348,45 @@ struct FloatBlock {
     }
   }
 
-  // fbuf[rows m..m+MR) += sum over the segment's columns of w * x (from zero), in column order; with scales
-  // (kFactored: NV x 16 floats) fbuf = fma(sum, scale, fbuf), as run() folds a segment.
+  // For each segment sg of the block (chunks [seg_c[sg], seg_c[sg + 1]), the block starting at chunk c0):
+  // fbuf[rows m..m+MR) += the sum over the segment's columns of w * x (from zero, in column order); with scales
+  // (kFactored: seg_s[sg], NV x 16 floats) fbuf = fma(sum, scale, fbuf), as run() folds a segment.
   template <int MR, int NV>
-  __attribute__((noinline)) void panel_tile(int64_t m, int64_t m0, int64_t c0, int64_t nch, const float* wbuf,
-                                            const float* scale, float* fbuf) const {
+  __attribute__((noinline)) void panel_tile(int64_t m, int64_t m0, int64_t c0, const int64_t* seg_c, int nseg,
+                                            const float (*seg_s)[NV * kTileRows], const float* wbuf,
+                                            float* fbuf) const {
     const float* xrow = act_row(a.xf, a, m);
-    VF g[MR][NV];
-#pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) g[r][v] = vf_zero();
-    for (int64_t cc = 0; cc < nch; ++cc) {
-      const float* xc = xrow + (c0 + cc) * a.cstride;
-      const float* wc = wbuf + cc * kChunkCols * NV * kTileRows;
-#pragma GCC unroll 8
-      for (int j = 0; j < kChunkCols; ++j) {
-        VF wv[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) wv[v] = vf_load(wc + (j * NV + v) * kTileRows);
-#pragma GCC unroll 32
-        for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) g[r][v] = vf_fma_bc(wv[v], xc + r * kChunkCols + j, g[r][v]);
-      }
-    }
     float* fb = fbuf + (m - m0) * NV * kTileRows;
+    for (int sg = 0; sg < nseg; ++sg) {
+      VF g[MR][NV];
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r)
+      for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
-        float* p = fb + (r * NV + v) * kTileRows;
-        vf_store(p, scale ? vf_fma(g[r][v], vf_load(scale + v * kTileRows), vf_load(p)) : vf_add(vf_load(p), g[r][v]),
-                 kTileRows);
+        for (int v = 0; v < NV; ++v) g[r][v] = vf_zero();
+      for (int64_t c = seg_c[sg]; c < seg_c[sg + 1]; ++c) {
+        const float* xc = xrow + c * a.cstride;
+        const float* wc = wbuf + (c - c0) * kChunkCols * NV * kTileRows;
+#pragma GCC unroll 8
+        for (int j = 0; j < kChunkCols; ++j) {
+          VF wv[NV];
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) wv[v] = vf_load(wc + (j * NV + v) * kTileRows);
+#pragma GCC unroll 32
+          for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) g[r][v] = vf_fma_bc(wv[v], xc + r * kChunkCols + j, g[r][v]);
+        }
       }
+#pragma GCC unroll 32
+      for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+          float* p = fb + (r * NV + v) * kTileRows;
+          vf_store(p, kFactored ? vf_fma(g[r][v], vf_load(seg_s[sg] + v * kTileRows), vf_load(p))
+                                : vf_add(vf_load(p), g[r][v]),
+                   kTileRows);
+        }
+    }
   }
 
   // acc[r][v] = fma(w(t0 + v, k), x[r][k], acc[r][v]) for the 8 columns k of chunk c, in order.
