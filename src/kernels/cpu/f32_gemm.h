@@ -1,6 +1,6 @@
 #pragma once
 // Float32 products for the runtime's unquantized parts (the output layer, the unquantized baseline's linear
-// layers, attention) and for the benchmarks' baseline.
+// layers, attention). The pseudo reference and the benchmarks' baseline call OpenBLAS directly.
 #include <cstdint>
 
 namespace fpq::cpu {
