@@ -365,6 +365,26 @@ TEST_F(Cuda, WeightOnlyMatmulTallWeight) {
   }
 }
 
+// Warps' K ranges (KT * w / warps tiles) that start mid-group: at K = 2304 (36 tiles) a 4-tile stage of a
+// 128-column group can touch 3 scale groups, the split kernel's ranges (M = 8) likewise; N = 6000 (375 row
+// tiles) also makes CTAs take a second row tile through the same rings.
+TEST_F(Cuda, WeightOnlyMatmulStagesAcrossGroups) {
+  const int64_t n = 6000, k = 2304;
+  for (const char* name : {"int4", "e2m1/e8m0/g128", "int4/fp16/g64", "mxfp4", "nvfp4", "q4_0", "fp6_e3m2"}) {
+    const Format f = parse_format(name);
+    const QuantizedTensor wq = quantize(f, random_matrix(n, k).data(), n, k);
+    const std::vector<float> wd = dequantize(wq);
+    const PreparedWeight pw = prepare_weight_cuda(wq);
+    for (int64_t m : {1, 3, 8}) {
+      const std::string tag = fmt::format("W {} {}x{} M={}", name, n, k, m);
+      SCOPED_TRACE(tag);
+      std::vector<float> seen;
+      const std::vector<float> y = weight_only_product(pw, random_matrix(m, k), DType::BF16, m, &seen);
+      EXPECT_LT(rel_err(y, reference_product(seen, wd, m, n, k)), 1e-5) << tag;
+    }
+  }
+}
+
 // The split kernel's scratch buffer (per stream, reused): a launch for a short weight between two for a tall
 // one asks for fewer counters than the buffer holds; its partial sums must not land on the counters the tall
 // weight's launches use (they did: the second tall launch then left row tiles unwritten).

@@ -45,10 +45,13 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
 // memory: mxfp6_e2m3 1.04-1.12x at M = 1; fp6_e3m2's per-row scales 0.95-0.97x, so they keep two).
 __host__ __device__ constexpr int stage_tiles(int bits, bool fold) { return bits == 4 || (bits == 6 && fold) ? 4 : 2; }
 __host__ __device__ constexpr int hi_lane_bytes(int bits) { return bits == 8 ? 16 : bits == 6 ? 8 : bits == 5 ? 4 : 0; }
-// Scale groups a stage can touch.
+// Scale groups a stage can touch. Stages start on tile boundaries, which are group boundaries only where the
+// group divides 64: a warp's K range starts at tile KT * w / warps (a split's at KT * s / S), so a stage of 4
+// tiles of a 128-column group can start mid-group and touch 3 groups (the region once held 2, and the copy
+// overran into the next slot: int4 g128 at K = 2304 gave wrong rows).
 __host__ __device__ inline int stage_groups(int group, int st) {
   const int cols = st * 64;
-  return group <= cols && cols % group == 0 ? cols / group : cols / group + 2;
+  return 64 % group == 0 ? cols / group : (cols - 1) / group + 2;
 }
 __host__ __device__ inline int scale_region(int group, int sb, int st) {
   return (stage_groups(group, st) * 16 * sb + 15) / 16 * 16;
