@@ -2,7 +2,6 @@
 // with its natural activation format, against an OpenBLAS float32 sgemm of the same shape and the machine's
 // memory read bandwidth, both measured in the same run.
 
-#include <cblas.h>
 
 #include <algorithm>
 #include <chrono>
@@ -27,6 +26,7 @@
 #include "formats/quantize.h"
 #include "kernels/cpu/bandwidth.h"
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/f32_gemm.h"
 #include "kernels/cpu/matmul.h"
 #include "util/error.h"
 #include "util/file_io.h"
@@ -266,15 +266,8 @@ void run_bench(const BenchGemmArgs& args) {
             else cpu::matmul_weight_only(pw, x.data(), m, y.data());
           };
           std::vector<float> ys(static_cast<size_t>(m * n));
-          auto sgemm = [&] {
-            // (one row: sgemv, as sgemm packs the whole weight for a single row: 3x slower)
-            if (m == 1)
-              cblas_sgemv(CblasRowMajor, CblasNoTrans, int(n), int(k), 1.0f, w.data(), int(k), x.data(), 1, 0.0f,
-                          ys.data(), 1);
-            else
-              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, x.data(), int(k),
-                          w.data(), int(k), 0.0f, ys.data(), int(n));
-          };
+          // (one row: sgemv, as sgemm packs the whole weight for a single row: 3x slower)
+          auto sgemm = [&] { cpu::openblas_gemm_nt(m, n, k, x.data(), w.data(), ys.data()); };
           // The matrix-vector rows also interleave a pass of the bandwidth probe: their "% BW" compares with the
           // bandwidth the machine gave at the same time.
           std::vector<std::function<void()>> baselines;

@@ -45,8 +45,14 @@ void f32_gemv(int64_t n, int64_t k, const float* w, int64_t ldw, const float* x,
 
 void f32_gemm_nt(int64_t m, int64_t n, int64_t k, const float* x, const float* w, float* y) {
   if (m <= 0 || n <= 0) return;
+  if (m == 1) f32_gemv(n, k, w, k, x, y);
+  else openblas_gemm_nt(m, n, k, x, w, y);
+}
+
+void openblas_gemm_nt(int64_t m, int64_t n, int64_t k, const float* x, const float* w, float* y) {
+  if (m <= 0 || n <= 0) return;
   if (m == 1)
-    f32_gemv(n, k, w, k, x, y);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, int(n), int(k), 1.0f, w, int(k), x, 1, 0.0f, y, 1);
   else
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, x, int(k), w, int(k), 0.0f, y,
                 int(n));

@@ -1,6 +1,6 @@
 #pragma once
 // Float32 products for the runtime's unquantized parts (the output layer, the unquantized baseline's linear
-// layers, attention). The pseudo reference and the benchmarks' baseline call OpenBLAS directly.
+// layers, attention); openblas_gemm_nt for the pseudo reference and the benchmarks' baseline.
 #include <cstdint>
 
 namespace fpq::cpu {
@@ -10,6 +10,10 @@ namespace fpq::cpu {
 // for a single row (3x slower than its sgemv: 4096x14336 17.8 vs 5.9 ms on the 2-core Zen 3), and its sgemv
 // runs on OpenBLAS's own threads, which then spin beside fpq's pinned ones through the next quantized layers.
 void f32_gemm_nt(int64_t m, int64_t n, int64_t k, const float* x, const float* w, float* y);
+
+// The same product by OpenBLAS alone (sgemv for one row, sgemm otherwise): the pseudo reference, which stays
+// independent of fpq's kernels, and the benchmarks' float32 baseline.
+void openblas_gemm_nt(int64_t m, int64_t n, int64_t k, const float* x, const float* w, float* y);
 
 // y (n) = w (n x k, row stride ldw) · x, split over fpq's threads by rows; the same bits for any thread count.
 void f32_gemv(int64_t n, int64_t k, const float* w, int64_t ldw, const float* x, float* y);

@@ -1,10 +1,10 @@
 // The pseudo path (the reference): dequantize both operands exactly as fpq::dequantize does, then OpenBLAS
 // sgemm, Y = X . W^T.
 
-#include <cblas.h>
 
 #include <vector>
 
+#include "kernels/cpu/f32_gemm.h"
 #include "kernels/cpu/matmul.h"
 #include "util/error.h"
 
@@ -24,13 +24,8 @@ void matmul_pseudo(const QuantizedTensor* x_q, const float* x_float, int64_t m, 
   std::vector<float> xf;
   if (x_q) xf = dequantize(*x_q);
   const float* xp = x_q ? xf.data() : x_float;
-  // (OpenBLAS, not fpq's own matrix-vector product: the reference stays independent of fpq's kernels; one row
-  // takes sgemv, as sgemm packs the whole weight for it)
-  if (m == 1)
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, int(n), int(k), 1.0f, wf.data(), int(k), xp, 1, 0.0f, y, 1);
-  else
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, xp, int(k), wf.data(), int(k),
-                0.0f, y, int(n));
+  // (OpenBLAS, not fpq's own matrix-vector product: the reference stays independent of fpq's kernels)
+  openblas_gemm_nt(m, n, k, xp, wf.data(), y);
 }
 
 }  // namespace fpq::cpu
