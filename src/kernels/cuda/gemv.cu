@@ -651,6 +651,37 @@ int blocks_per_sm(K kernel, int threads, size_t smem, LaunchCache& c) {
   return b;
 }
 
+// Tuning knobs for before / after runs on a GPU without a rebuild (read once; unset: the measured defaults).
+//   FPQ_GEMV_RING_KB    ring budget per CTA in KB (default 110 for 4-bit codes, so that two 16-warp CTAs share an
+//                       SM, else 200); when set, up to 8 stages per warp instead of 4
+//   FPQ_GEMV_RT2_TILES  row tiles per SM from which M <= 8 runs two row tiles per 8-warp CTA (default 8)
+//   FPQ_GEMV_SPLIT      0: M >= 2 without the split kernel (default 1: with it where it applies)
+//   FPQ_GEMV_SPLIT_M    smallest M for the split kernel (default 5)
+//   FPQ_GEMV_SPLIT_S    K splits of the split kernel, a power of two (default 0: chosen per shape)
+//   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
+//   FPQ_GEMV_SREG_PAD   bytes added to each row tile's scale region in a slot (default 0)
+int tuning_knob(const char* name, int fallback, int lo, int hi) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  if (*end != '\0' || x < lo || x > hi) fail_message("bad FPQ_GEMV_* tuning value (an integer in range expected)");
+  return int(x);
+}
+struct Tuning {
+  int ring_kb = tuning_knob("FPQ_GEMV_RING_KB", -1, 8, 200);
+  int rt2_tiles = tuning_knob("FPQ_GEMV_RT2_TILES", 8, 0, 1 << 20);
+  int split = tuning_knob("FPQ_GEMV_SPLIT", 1, 0, 1);
+  int split_m = tuning_knob("FPQ_GEMV_SPLIT_M", 5, 2, 33);
+  int split_s = tuning_knob("FPQ_GEMV_SPLIT_S", 0, 0, 64);
+  int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
+  int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
+};
+const Tuning& tuning() {
+  static const Tuning t;
+  return t;
+}
+
 // One stage of a warp's weight ring: its data bytes (codes, high planes, scales), where the scales start, and
 // the slot it occupies (data + its barrier's 8 bytes).
 struct RingStage {
@@ -660,8 +691,8 @@ struct RingStage {
 template <int BITS, int MODE, int RT>
 RingStage ring_stage(const GemvParams& p) {
   RingStage r;
-  r.data = slot_bytes(BITS, p.w.group, p.w.sb, RT, is_fold(MODE));
-  r.sreg = scale_region(p.w.group, p.w.sb, stage_tiles(BITS, is_fold(MODE)));
+  r.sreg = scale_region(p.w.group, p.w.sb, stage_tiles(BITS, is_fold(MODE))) + tuning().sreg_pad;
+  r.data = slot_bytes(BITS, p.w.group, p.w.sb, RT, is_fold(MODE)) + RT * tuning().sreg_pad + tuning().slot_pad;
   r.slot = size_t(r.data) + 8;
   return r;
 }
@@ -680,32 +711,6 @@ void start_kernel(K kernel, int64_t grid, int warps, size_t smem, CUstream_st* s
         what);
 }
 
-// Tuning knobs for before / after runs on a GPU without a rebuild (read once; unset: the measured defaults).
-//   FPQ_GEMV_RING_KB    ring budget per CTA in KB (default 110 for 4-bit codes, so that two 16-warp CTAs share an
-//                       SM, else 200); when set, up to 8 stages per warp instead of 4
-//   FPQ_GEMV_RT2_TILES  row tiles per SM from which M <= 8 runs two row tiles per 8-warp CTA (default 8)
-//   FPQ_GEMV_SPLIT      0: M >= 2 without the split kernel (default 1: with it where it applies)
-//   FPQ_GEMV_SPLIT_M    smallest M for the split kernel (default 5)
-//   FPQ_GEMV_SPLIT_S    K splits of the split kernel, a power of two (default 0: chosen per shape)
-int tuning_knob(const char* name, int fallback, int lo, int hi) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return fallback;
-  char* end = nullptr;
-  const long x = std::strtol(v, &end, 10);
-  if (*end != '\0' || x < lo || x > hi) fail_message("bad FPQ_GEMV_* tuning value (an integer in range expected)");
-  return int(x);
-}
-struct Tuning {
-  int ring_kb = tuning_knob("FPQ_GEMV_RING_KB", -1, 8, 200);
-  int rt2_tiles = tuning_knob("FPQ_GEMV_RT2_TILES", 8, 0, 1 << 20);
-  int split = tuning_knob("FPQ_GEMV_SPLIT", 1, 0, 1);
-  int split_m = tuning_knob("FPQ_GEMV_SPLIT_M", 5, 2, 33);
-  int split_s = tuning_knob("FPQ_GEMV_SPLIT_S", 0, 0, 64);
-};
-const Tuning& tuning() {
-  static const Tuning t;
-  return t;
-}
 
 // The M = 1 paths that stage the activation row in shared memory.
 constexpr bool row_smem_kind(int fast, int nt, int bits, bool fold) {
