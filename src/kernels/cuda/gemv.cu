@@ -711,7 +711,6 @@ void start_kernel(K kernel, int64_t grid, int warps, size_t smem, CUstream_st* s
         what);
 }
 
-
 // The M = 1 paths that stage the activation row in shared memory.
 constexpr bool row_smem_kind(int fast, int nt, int bits, bool fold) {
   return fast != 0 && nt == 1 && (bits == 4 || bits == 8 || (bits == 6 && fold));
