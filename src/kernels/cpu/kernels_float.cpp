@@ -26,25 +26,42 @@ struct FNib {
 };
 #if FPQ_KISA == 1
 // AVX2, <= 4-bit codes with an int8 view (WeightView::lut_s8: E2M1, int4, Q4_0, ...): one byte shuffle turns 32
-// codes into their int8s, and a column of 8 rows comes out of a shift pair and a conversion; the scales carry
-// the 2^-shift (kHalfScale), so the products and their rounding are FNib's. FNib's two vpermps and a blend per
-// 8 codes kept the matrix-vector product at ~5 GB/s on a Zen 3 (bound by the permute port, llvm-mca).
+// codes into their int8s (value * 2^shift, the scales carrying the 2^-shift: kHalfScale), so the products and
+// their rounding are FNib's. FNib's two vpermps and a blend per 8 codes kept the matrix-vector product at ~5 GB/s
+// on a Zen 3 (bound by the permute port, llvm-mca). A column of 8 rows then comes out of
+//   Top = false: a shift pair and a conversion (the int8 itself);
+//   Top = true:  one byte shuffle that puts the column's byte in the top byte of each 32-bit lane (zeros below)
+//                and the conversion: int8 * 2^24, the scales carrying 2^-24 more (WeightView::s8_top). The
+//                decode of a matrix-vector product is its bottleneck: 1.26x faster decode on a Zen 3 core. Only
+//                with per-group scales (a per-row scale applies to the sum, zero points and mins are added
+//                unscaled) and activations whose products cannot overflow (ActView::weight_only).
+template <bool Top>
 struct FNibI8 {
   static constexpr bool kHalfScale = true;
+  static constexpr bool kGroupScalesOnly = Top;
   static constexpr int kQuads = 2;
   __m256i tab, mask;
   explicit FNibI8(const WeightView& w)
       : tab(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)w.lut_s8))), mask(_mm256_set1_epi8(0x0F)) {}
+  static float scale_fix(const WeightView& w) { return Top ? w.half_fix * 0x1p-24f : w.half_fix; }
   FPQ_INLINE void load(const uint8_t* p, VB* q) const {
     const VB v = vb_load(p);
     q[0] = {_mm256_shuffle_epi8(tab, _mm256_and_si256(v.a, mask)), _mm256_shuffle_epi8(tab, _mm256_and_si256(v.b, mask))};
     q[1] = {_mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v.a, 4), mask)),
             _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v.b, 4), mask))};
   }
-  // Byte b of every 32-bit lane (row), sign-extended, as float.
+  // Byte b of every 32-bit lane (row) as float: sign-extended (Top = false), or times 2^24 (Top = true).
   static FPQ_INLINE __m256 byte_col(__m256i v, int b) {
-    const __m256i t = b == 3 ? v : _mm256_slli_epi32(v, 24 - 8 * b);
-    return _mm256_cvtepi32_ps(_mm256_srai_epi32(t, 24));
+    if constexpr (Top) {
+      const int8_t z = -128;
+      const __m256i ctl = _mm256_setr_epi8(z, z, z, char(b), z, z, z, char(4 + b), z, z, z, char(8 + b), z, z, z,
+                                           char(12 + b), z, z, z, char(b), z, z, z, char(4 + b), z, z, z,
+                                           char(8 + b), z, z, z, char(12 + b));
+      return _mm256_cvtepi32_ps(_mm256_shuffle_epi8(v, ctl));
+    } else {
+      const __m256i t = b == 3 ? v : _mm256_slli_epi32(v, 24 - 8 * b);
+      return _mm256_cvtepi32_ps(_mm256_srai_epi32(t, 24));
+    }
   }
   FPQ_INLINE VF col(const VB* q, int j) const { return {byte_col(q[j >> 2].a, j & 3), byte_col(q[j >> 2].b, j & 3)}; }
 };
@@ -171,6 +188,18 @@ struct FTable {
   FPQ_INLINE VF col(const VB* q, int j) const { return dec_table(lut, q[j >> 2], j & 3, bits); }
 };
 
+// The power of two a kHalfScale decoder leaves to the scales, and whether it serves per-group scales only.
+template <class Dec>
+FPQ_INLINE float scale_fix(const WeightView& w) {
+  if constexpr (requires { Dec::scale_fix(w); }) return Dec::scale_fix(w);
+  else return w.half_fix;
+}
+template <class Dec>
+constexpr bool group_scales_only() {
+  if constexpr (requires { Dec::kGroupScalesOnly; }) return Dec::kGroupScalesOnly;
+  else return false;
+}
+
 // Mode: Single = one scale per row (sum over K, scale once); Scaled = per-group scales multiplied into the
 // decoded weights (w = value * s, exactly the dequantized value of fpq::dequantize before its global scale);
 // Zero = asymmetric (w = (q - z) * s); Mins = llama.cpp Q4_1 (w = q * d + m).
@@ -245,8 +274,15 @@ struct FloatBlock {
     const int64_t gc = M == kSingle ? w.nchunks : w.group_chunks;
     // Decoders that produce value * 2^-e (half patterns) carry the 2^e in the scales.
     const bool fix = Dec::kHalfScale;
-    const VF vfix = vf_set1(w.half_fix);
+    const VF vfix = vf_set1(scale_fix<Dec>(w));
     int64_t group = 0, next_group = 0;
+    // Weight and activation pointers advance by a stride per chunk (an index product per chunk and tile cost
+    // the matrix-vector product a quarter of its instructions).
+    const uint8_t* wp[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) wp[v] = chunk_ptr(w, t0 + v, 0);
+    const int64_t wstride = kTileGroup * int64_t(w.chunk_bytes), xstride = a.cstride;
+    const float* xc = xrow;
     for (int64_t c0 = 0; c0 < w.nchunks; c0 += kBlockChunks) {
       const int64_t c1 = min64(w.nchunks, c0 + kBlockChunks);
       for (int64_t c = c0; c < c1; ++c) {
@@ -257,8 +293,18 @@ struct FloatBlock {
           ++group;
           next_group += gc;
         }
-        prefetch_weights<MR, NV>(w, t0, c);
-        accumulate_chunk<MR, NV>(t0, c, xrow, gd, seg);
+        if constexpr (MR == 1) {
+          // (past the last chunk these point beyond the codes; a prefetch never faults)
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) {
+            __builtin_prefetch(wp[v] + kPrefetchChunks * wstride);
+            if (w.chunk_bytes > 64) __builtin_prefetch(wp[v] + kPrefetchChunks * wstride + 64);
+          }
+        }
+        accumulate_chunk<MR, NV>(wp, xc, gd, seg);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) wp[v] += wstride;
+        xc += xstride;
       }
       fold<MR, NV>(acc, seg, gd);
     }
@@ -289,7 +335,7 @@ struct FloatBlock {
     GroupData gd[NV]{};
     const int64_t gc = M == kSingle ? w.nchunks : w.group_chunks;
     const bool fix = Dec::kHalfScale;
-    const VF vfix = vf_set1(w.half_fix);
+    const VF vfix = vf_set1(scale_fix<Dec>(w));
     const int64_t ntiles = (rows + kMRPanel - 1) / kMRPanel, base = rows / ntiles, extra = rows % ntiles;
     for (int64_t c0 = cb; c0 < ce; c0 += kBlockChunks) {
       const int64_t c1 = min64(ce, c0 + kBlockChunks);
@@ -389,14 +435,14 @@ struct FloatBlock {
     }
   }
 
-  // acc[r][v] = fma(w(t0 + v, k), x[r][k], acc[r][v]) for the 8 columns k of chunk c, in order.
+  // acc[r][v] = fma(w(t0 + v, k), x[r][k], acc[r][v]) for the 8 columns k of a chunk (tile t0 + v's codes at
+  // wp[v], the activations at xc), in order.
   template <int MR, int NV>
-  FPQ_INLINE void accumulate_chunk(int64_t t0, int64_t c, const float* xrow, const GroupData* gd,
+  FPQ_INLINE void accumulate_chunk(const uint8_t* const* wp, const float* xc, const GroupData* gd,
                                    VF (&acc)[MR][NV]) const {
     VB q[NV][Dec::kQuads];
-    const float* xc = xrow + c * a.cstride;
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) dec.load(chunk_ptr(w, t0 + v, c), q[v]);
+    for (int v = 0; v < NV; ++v) dec.load(wp[v], q[v]);
 #pragma GCC unroll 8
     for (int j = 0; j < kChunkCols; ++j) {
 #pragma GCC unroll 4
@@ -659,10 +705,12 @@ void float_run(const WeightView& w, const ActView& a, float* y, int64_t ldy, int
 template <class Dec>
 void float_mode(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                 int64_t m1) {
-  if (w.zeros) float_run<Dec, kZero>(w, a, y, ldy, t0, t1, m0, m1);
-  else if (w.mins) float_run<Dec, kMins>(w, a, y, ldy, t0, t1, m0, m1);
-  else if (w.ngroups == 1) float_run<Dec, kSingle>(w, a, y, ldy, t0, t1, m0, m1);
-  else if (a.weight_only && w.group_chunks >= kScaledSumMinChunks) float_run<Dec, kScaledSum>(w, a, y, ldy, t0, t1, m0, m1);
+  if constexpr (!group_scales_only<Dec>()) {
+    if (w.zeros) return float_run<Dec, kZero>(w, a, y, ldy, t0, t1, m0, m1);
+    if (w.mins) return float_run<Dec, kMins>(w, a, y, ldy, t0, t1, m0, m1);
+    if (w.ngroups == 1) return float_run<Dec, kSingle>(w, a, y, ldy, t0, t1, m0, m1);
+  }
+  if (a.weight_only && w.group_chunks >= kScaledSumMinChunks) float_run<Dec, kScaledSum>(w, a, y, ldy, t0, t1, m0, m1);
   else float_run<Dec, kScaled>(w, a, y, ldy, t0, t1, m0, m1);
 }
 
@@ -673,14 +721,16 @@ FPQ_INLINE bool fold_half_fix(const WeightView& w, bool half_ok) {
 }
 
 // Calls f.template operator()<Dec>() with the decoder of the weight's codes (half_ok: decoders whose scales
-// carry a power of two may serve -- AVX2's int8 view, and the half patterns' folded form (fold_half_fix)).
+// carry a power of two may serve -- AVX2's int8 view, and the half patterns' folded form (fold_half_fix); top_ok:
+// also the int8 view's 2^24 form, FNibI8<true>, whose group sums need bounded activations).
 template <class F>
-void with_decoder(const WeightView& w, bool half_ok, F&& f) {
+void with_decoder(const WeightView& w, bool half_ok, bool top_ok, F&& f) {
   switch (w.float_decode) {
     case kDecLut16:
 #if FPQ_KISA == 1
       if (half_ok && w.lut_s8) {
-        f.template operator()<FNibI8>();
+        if (top_ok && w.s8_top) f.template operator()<FNibI8<true>>();
+        else f.template operator()<FNibI8<false>>();
         break;
       }
 #endif
@@ -716,13 +766,14 @@ void with_decoder(const WeightView& w, bool half_ok, F&& f) {
 
 void gemm_float(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                 int64_t m1) {
-  with_decoder(w, true, [&]<class Dec>() { float_mode<Dec>(w, a, y, ldy, t0, t1, m0, m1); });
+  // Quantized activations (weight_only 0) never take group sums (kScaledSum); float ones only where bounded.
+  with_decoder(w, true, a.weight_only != 1, [&]<class Dec>() { float_mode<Dec>(w, a, y, ldy, t0, t1, m0, m1); });
 }
 
 void gemm_float64(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                   int64_t m1) {
   // (half patterns only with the value restored per column: a scale carrying 2^(15 - bias) could overflow)
-  with_decoder(w, false, [&]<class Dec>() { float64_run<Dec>(w, a, y, ldy, t0, t1, m0, m1); });
+  with_decoder(w, false, false, [&]<class Dec>() { float64_run<Dec>(w, a, y, ldy, t0, t1, m0, m1); });
 }
 
 void gemm_bf16(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,

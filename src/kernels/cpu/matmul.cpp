@@ -3,8 +3,10 @@
 // with fpq::parallel_for. Each output element is computed by one kernel call over all of K, so the result does
 // not depend on how the work is split.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -410,6 +412,22 @@ bool has_real_kernel(const Format& w, const Format* act) {
   return w.group % detail::kChunkCols == 0;
 }
 
+namespace {
+// Whether every finite |x| is below 2^90 (ActView::weight_only 2; NaN and infinities propagate the same either way).
+bool activations_bounded(const float* x, int64_t n) {
+  std::atomic<bool> ok{true};
+  parallel_for(n, 1 << 16, [&](int64_t a, int64_t b) {
+    bool big = false;
+    for (int64_t i = a; i < b; ++i) {
+      const float v = std::fabs(x[i]);
+      big |= v >= 0x1p90f && v != std::numeric_limits<float>::infinity();
+    }
+    if (big) ok.store(false, std::memory_order_relaxed);
+  });
+  return ok.load();
+}
+}  // namespace
+
 void matmul_weight_only(const PreparedWeight& w, const float* x, int64_t m, float* y) {
   detail::check_y(y, m);
   if (m == 0) return;
@@ -420,7 +438,7 @@ void matmul_weight_only(const PreparedWeight& w, const float* x, int64_t m, floa
   const Isa isa = active_isa();
   ActStage st;
   detail::stage_float(w, x, m, w.gw, st);
-  st.view.weight_only = 1;
+  st.view.weight_only = activations_bounded(x, m * w.k) ? 2 : 1;
   detail::run(w, KernelKind::Float, st.view, m, y, isa);
 }
 

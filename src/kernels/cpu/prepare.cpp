@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <cstring>
 
 #include "formats/ggml_blocks.h"
@@ -326,15 +327,23 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
   struct ScaleRange {
     float lo = std::numeric_limits<float>::infinity(), hi = 0.0f;
   };
-  auto scale_range = [&] {
-    ScaleRange sr;
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t g = 0; g < ngroups; ++g) {
-        const float sv = std::fabs(sc == detail::kScaleOne ? 1.0f : decode_scale(f.scale, w.row_scales(r) + g * sb));
-        if (!std::isfinite(sv)) continue;
-        sr.hi = std::max(sr.hi, sv);
-        if (sv != 0.0f) sr.lo = std::min(sr.lo, sv);
-      }
+  std::optional<ScaleRange> scale_range_memo;  // computed once, on first use
+  auto scale_range = [&]() -> ScaleRange {
+    if (scale_range_memo) return *scale_range_memo;
+    ScaleRange& sr = scale_range_memo.emplace();
+    for (int64_t t = 0; t < nt; ++t)
+      for (int lane = 0; lane < kTileRows && t * kTileRows + lane < n; ++lane)
+        for (int64_t g = 0; g < ngroups; ++g) {
+          const uint8_t* sp = p.scales.data() + (detail::tile_offset(t, g, ngroups) * kTileRows + lane) * sb;
+          uint16_t h = 0;
+          if (f.is_ggml()) std::memcpy(&h, sp, 2);
+          const float sv = std::fabs(sc == detail::kScaleOne ? 1.0f
+                                     : f.is_ggml()           ? f16_to_f32(h)
+                                                             : decode_scale(f.scale, sp));
+          if (!std::isfinite(sv)) continue;
+          sr.hi = std::max(sr.hi, sv);
+          if (sv != 0.0f) sr.lo = std::min(sr.lo, sv);
+        }
     return sr;
   };
 
@@ -353,6 +362,10 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
       for (int c = 0; c < 16; ++c) lut_s8[c] = int8_t(c < (1 << ci.bits) ? ci.ints[c] : 0);
       v.lut_s8 = lut_s8;
       v.half_fix = fix;
+      // int8 * 2^24 (kernels_float.cpp FNibI8<true>): only where the scales multiply each weight or its group
+      // sum, and stay normal times 2^-24.
+      v.s8_top = !ci.has_zero_points && !ci.has_mins && ngroups > 1 &&
+                 !(scale_range().lo * fix * 0x1p-24f < std::numeric_limits<float>::min());
     }
   } else if (ci.is_int_type && ci.bits == 8) {
     v.float_decode = ci.is_signed_int ? detail::kDecSInt8 : detail::kDecUInt8;
