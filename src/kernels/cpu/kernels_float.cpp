@@ -53,6 +53,8 @@ struct FNibI8 {
   // Byte b of every 32-bit lane (row) as float: sign-extended (Top = false), or times 2^24 (Top = true).
   static FPQ_INLINE __m256 byte_col(__m256i v, int b) {
     if constexpr (Top) {
+      // (byte 3 is in place: a mask, which any vector port runs, instead of a shuffle, which two of four do)
+      if (b == 3) return _mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(int(0xFF000000u))));
       const int8_t z = -128;
       const __m256i ctl = _mm256_setr_epi8(z, z, z, char(b), z, z, z, char(4 + b), z, z, z, char(8 + b), z, z, z,
                                            char(12 + b), z, z, z, char(b), z, z, z, char(4 + b), z, z, z,
