@@ -92,8 +92,9 @@ struct WeightView {
   // 2^-int_shift stays a normal float: [16] code -> that int8. The AVX2 float kernel decodes through it, with
   // the scales times half_fix = 2^-int_shift (exact); null otherwise.
   const int8_t* lut_s8 = nullptr;
-  // lut_s8 may also serve as int8 * 2^24 (one byte shuffle puts a column's int8 in the top byte of each 32-bit
-  // lane, and the conversion reads it there): set where the scales times half_fix * 2^-24 stay normal too.
+  // The int8 values (lut_s8's, or kDecSInt8's codes) may also decode as int8 * 2^24 (one byte shuffle puts a
+  // column's byte in the top byte of each 32-bit lane, and the conversion reads it there): set where the weight
+  // has per-group scales only and every scale times its power-of-two fix times 2^-24 stays normal.
   int32_t s8_top = 0;
 };
 
@@ -129,8 +130,10 @@ struct ActView {
   // apply a group's scale to its sum (kScaledSum): with quantized activations the products stay those of the
   // pseudo path, whose roundings `real-fast` tracks through the layers' re-quantized activations (the other
   // rounding moved a 192-token MXFP8 W8A8 perplexity by 3.8% where the products' own error is ~3e-8).
-  // 2: also every finite |x| < 2^90, so a segment's sum of 64 products of decoded values below 2^31
-  // (WeightView::s8_top: int8 * 2^24) and x stays below 2^127.
+  // 2: also every finite nonzero |x| in [2^-100, 2^90), so a segment's sum of 64 products of decoded values
+  // below 2^31 (WeightView::s8_top: int8 * 2^24) and x stays below 2^127, and no product or sum of the values
+  // rounds below FLT_MIN: decoders whose values carry a power of two (the scales its inverse) then give the
+  // group sums' bits; with 1 they do not serve kScaledSum.
   int32_t weight_only = 0;
   // Int kernels, long K: only units [u0, u1) (u1 0 = all) per call, the driver walking K in blocks so that a
   // register tile's stretch of activations and weights stays in L1. The running sums go through `partial`

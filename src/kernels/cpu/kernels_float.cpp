@@ -25,16 +25,26 @@ struct FNib {
   FPQ_INLINE VF col(const VB* q, int j) const { return dec_nib(lut, q[0], j); }
 };
 #if FPQ_KISA == 1
+// Byte b of every 32-bit lane of v, times 2^24, as float: one byte shuffle puts it in the top byte with zeros
+// below (byte 3 is in place: a mask, which any vector port runs, instead of a shuffle, which two of four do),
+// and the conversion reads it signed. A shift pair and a conversion (the int8 itself) cost one operation more
+// on the shuffle ports, which bound the weight-only matrix-vector product (1.26x decode speed on a Zen 3).
+FPQ_INLINE __m256 top_byte_f32(__m256i v, int b) {
+  if (b == 3) return _mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(int(0xFF000000u))));
+  const int8_t z = -128;
+  const __m256i ctl = _mm256_setr_epi8(z, z, z, char(b), z, z, z, char(4 + b), z, z, z, char(8 + b), z, z, z,
+                                       char(12 + b), z, z, z, char(b), z, z, z, char(4 + b), z, z, z, char(8 + b), z,
+                                       z, z, char(12 + b));
+  return _mm256_cvtepi32_ps(_mm256_shuffle_epi8(v, ctl));
+}
 // AVX2, <= 4-bit codes with an int8 view (WeightView::lut_s8: E2M1, int4, Q4_0, ...): one byte shuffle turns 32
 // codes into their int8s (value * 2^shift, the scales carrying the 2^-shift: kHalfScale), so the products and
 // their rounding are FNib's. FNib's two vpermps and a blend per 8 codes kept the matrix-vector product at ~5 GB/s
 // on a Zen 3 (bound by the permute port, llvm-mca). A column of 8 rows then comes out of
 //   Top = false: a shift pair and a conversion (the int8 itself);
-//   Top = true:  one byte shuffle that puts the column's byte in the top byte of each 32-bit lane (zeros below)
-//                and the conversion: int8 * 2^24, the scales carrying 2^-24 more (WeightView::s8_top). The
-//                decode of a matrix-vector product is its bottleneck: 1.26x faster decode on a Zen 3 core. Only
-//                with per-group scales (a per-row scale applies to the sum, zero points and mins are added
-//                unscaled) and activations whose products cannot overflow (ActView::weight_only).
+//   Top = true:  top_byte_f32: int8 * 2^24, the scales carrying 2^-24 more (WeightView::s8_top). Only with
+//                per-group scales (a per-row scale applies to the sum, zero points and mins are added unscaled)
+//                and activations whose group sums stay in float32's normal range (ActView::weight_only).
 template <bool Top>
 struct FNibI8 {
   static constexpr bool kHalfScale = true;
@@ -52,18 +62,9 @@ struct FNibI8 {
   }
   // Byte b of every 32-bit lane (row) as float: sign-extended (Top = false), or times 2^24 (Top = true).
   static FPQ_INLINE __m256 byte_col(__m256i v, int b) {
-    if constexpr (Top) {
-      // (byte 3 is in place: a mask, which any vector port runs, instead of a shuffle, which two of four do)
-      if (b == 3) return _mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(int(0xFF000000u))));
-      const int8_t z = -128;
-      const __m256i ctl = _mm256_setr_epi8(z, z, z, char(b), z, z, z, char(4 + b), z, z, z, char(8 + b), z, z, z,
-                                           char(12 + b), z, z, z, char(b), z, z, z, char(4 + b), z, z, z,
-                                           char(8 + b), z, z, z, char(12 + b));
-      return _mm256_cvtepi32_ps(_mm256_shuffle_epi8(v, ctl));
-    } else {
-      const __m256i t = b == 3 ? v : _mm256_slli_epi32(v, 24 - 8 * b);
-      return _mm256_cvtepi32_ps(_mm256_srai_epi32(t, 24));
-    }
+    if constexpr (Top) return top_byte_f32(v, b);
+    const __m256i t = b == 3 ? v : _mm256_slli_epi32(v, 24 - 8 * b);
+    return _mm256_cvtepi32_ps(_mm256_srai_epi32(t, 24));
   }
   FPQ_INLINE VF col(const VB* q, int j) const { return {byte_col(q[j >> 2].a, j & 3), byte_col(q[j >> 2].b, j & 3)}; }
 };
@@ -166,6 +167,24 @@ struct FSInt {
   }
   FPQ_INLINE VF col(const VB* q, int j) const { return dec_sint8(q[j >> 2], j & 3, mul); }
 };
+#if FPQ_KISA == 1
+// AVX2, signed 8-bit codes (Q8_0, MXINT8) with per-group scales: code * 2^24 (top_byte_f32), the scales carrying
+// float_mul * 2^-24 (WeightView::s8_top): two operations per column of 8 rows where FSInt takes four.
+struct FSIntTop {
+  static constexpr bool kHalfScale = true;
+  static constexpr bool kGroupScalesOnly = true;
+  static constexpr int kQuads = 2;
+  explicit FSIntTop(const WeightView&) {}
+  static float scale_fix(const WeightView& w) { return w.float_mul * 0x1p-24f; }
+  FPQ_INLINE void load(const uint8_t* p, VB* q) const {
+    q[0] = vb_load(p);
+    q[1] = vb_load(p + 64);
+  }
+  FPQ_INLINE VF col(const VB* q, int j) const {
+    return {top_byte_f32(q[j >> 2].a, j & 3), top_byte_f32(q[j >> 2].b, j & 3)};
+  }
+};
+#endif
 struct FUInt {
   static constexpr bool kHalfScale = false;
   static constexpr int kQuads = 2;
@@ -722,16 +741,16 @@ FPQ_INLINE bool fold_half_fix(const WeightView& w, bool half_ok) {
   return half_ok && w.ngroups > 1 && !w.zeros && !w.mins;
 }
 
-// Calls f.template operator()<Dec>() with the decoder of the weight's codes (half_ok: decoders whose scales
-// carry a power of two may serve -- AVX2's int8 view, and the half patterns' folded form (fold_half_fix); top_ok:
-// also the int8 view's 2^24 form, FNibI8<true>, whose group sums need bounded activations).
+// Calls f.template operator()<Dec>() with the decoder of the weight's codes (half_ok: decoders whose values
+// carry a power of two, the scales its inverse, may serve -- AVX2's int8 views (FNibI8, FSIntTop) and the half
+// patterns' folded form (fold_half_fix)).
 template <class F>
-void with_decoder(const WeightView& w, bool half_ok, bool top_ok, F&& f) {
+void with_decoder(const WeightView& w, bool half_ok, F&& f) {
   switch (w.float_decode) {
     case kDecLut16:
 #if FPQ_KISA == 1
       if (half_ok && w.lut_s8) {
-        if (top_ok && w.s8_top) f.template operator()<FNibI8<true>>();
+        if (w.s8_top) f.template operator()<FNibI8<true>>();
         else f.template operator()<FNibI8<false>>();
         break;
       }
@@ -758,7 +777,15 @@ void with_decoder(const WeightView& w, bool half_ok, bool top_ok, F&& f) {
 #endif
       f.template operator()<FArith>();
       break;
-    case kDecSInt8: f.template operator()<FSInt>(); break;
+    case kDecSInt8:
+#if FPQ_KISA == 1
+      if (half_ok && w.s8_top) {
+        f.template operator()<FSIntTop>();
+        break;
+      }
+#endif
+      f.template operator()<FSInt>();
+      break;
     case kDecUInt8: f.template operator()<FUInt>(); break;
     default: f.template operator()<FTable>(); break;
   }
@@ -768,14 +795,18 @@ void with_decoder(const WeightView& w, bool half_ok, bool top_ok, F&& f) {
 
 void gemm_float(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                 int64_t m1) {
-  // Quantized activations (weight_only 0) never take group sums (kScaledSum); float ones only where bounded.
-  with_decoder(w, true, a.weight_only != 1, [&]<class Dec>() { float_mode<Dec>(w, a, y, ldy, t0, t1, m0, m1); });
+  // A power of two carried by the decoded values moves kScaledSum's group sums (weight-only activations, groups
+  // of >= 32 columns) by the same factor, which changes their bits where the sums would overflow or round below
+  // FLT_MIN: only for activations checked to stay clear of both (ActView::weight_only 2). Per-weight scale
+  // products (kScaled) are the same real numbers either way.
+  const bool half_ok = a.weight_only != 1 || w.group_chunks < kScaledSumMinChunks;
+  with_decoder(w, half_ok, [&]<class Dec>() { float_mode<Dec>(w, a, y, ldy, t0, t1, m0, m1); });
 }
 
 void gemm_float64(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,
                   int64_t m1) {
   // (half patterns only with the value restored per column: a scale carrying 2^(15 - bias) could overflow)
-  with_decoder(w, false, false, [&]<class Dec>() { float64_run<Dec>(w, a, y, ldy, t0, t1, m0, m1); });
+  with_decoder(w, false, [&]<class Dec>() { float64_run<Dec>(w, a, y, ldy, t0, t1, m0, m1); });
 }
 
 void gemm_bf16(const WeightView& w, const ActView& a, float* y, int64_t ldy, int64_t t0, int64_t t1, int64_t m0,

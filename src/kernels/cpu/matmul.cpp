@@ -413,16 +413,17 @@ bool has_real_kernel(const Format& w, const Format* act) {
 }
 
 namespace {
-// Whether every finite |x| is below 2^90 (ActView::weight_only 2; NaN and infinities propagate the same either way).
+// Whether every finite nonzero |x| lies in [2^-100, 2^90) (ActView::weight_only 2; zeros, NaN and infinities
+// give the same results either way).
 bool activations_bounded(const float* x, int64_t n) {
   std::atomic<bool> ok{true};
   parallel_for(n, 1 << 16, [&](int64_t a, int64_t b) {
-    bool big = false;
+    bool out = false;
     for (int64_t i = a; i < b; ++i) {
       const float v = std::fabs(x[i]);
-      big |= v >= 0x1p90f && v != std::numeric_limits<float>::infinity();
+      out |= (v >= 0x1p90f && v != std::numeric_limits<float>::infinity()) || (v < 0x1p-100f && v != 0.0f);
     }
-    if (big) ok.store(false, std::memory_order_relaxed);
+    if (out) ok.store(false, std::memory_order_relaxed);
   });
   return ok.load();
 }

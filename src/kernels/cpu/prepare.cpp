@@ -372,6 +372,10 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
     // value = int * 2^-mbits (mxint8: 2^-6); ggml Q8 and int8/uint8: 1.
     const int frac = f.is_ggml() ? 0 : f.element->mbits;
     v.float_mul = std::ldexp(1.0f, -frac);
+    // code * 2^24 on AVX2 (kernels_float.cpp FSIntTop), as for the 4-bit int8 view above.
+    if (ci.is_signed_int)
+      v.s8_top = !ci.has_zero_points && !ci.has_mins && ngroups > 1 &&
+                 !(scale_range().lo * v.float_mul * 0x1p-24f < std::numeric_limits<float>::min());
   } else if (!ci.is_int_type && !p.specials_present) {
     v.float_decode = detail::kDecFloat;
     const ElementType& e = *f.element;
