@@ -482,7 +482,8 @@ TEST(KernelsCpu, WeightOnlyActivationRange) {
   IsaGuard ig;
   for (const char* fname : {"mxfp4", "int4", "q4_0", "nvfp4", "q8_0", "mxint8", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp8_e4m3"})
     for (int e : {60, 95, 110, -110, -140}) {
-      const int64_t n = 37, k = 512;
+      // 520 rows: tasks of 4 or 8 tiles, so M = 1 takes four-tile register tiles, and a last single tile
+      const int64_t n = 520, k = 512;
       const std::vector<float> w = random_matrix(rng, n, k);
       const QuantizedTensor wq = quantize(parse_format(fname), w.data(), n, k);
       const std::vector<float> wd = dequantize(wq);

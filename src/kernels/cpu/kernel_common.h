@@ -26,7 +26,7 @@ constexpr int kMRInt16Both = 4;  // the same, one-pass units: rows per whole-til
 constexpr int kMRInt16 = 3, kNVInt16 = 1, kNV1Int16 = 2;  // int16 kernel: 2 registers per accumulator
 constexpr int kMRInt16Half = 8;  // int16 kernel, several rows: rows per half-tile pass (Int16Avx2Block)
 constexpr int kMRIntF = 2, kMRInt16F = 3;
-constexpr int kMRFloat = 3, kNVFloat = 1, kNV1Float = 2;
+constexpr int kMRFloat = 3, kNVFloat = 1, kNV1Float = 4;  // (M = 1: 4 tiles in two passes, FloatBlock::kPassTiles)
 constexpr int kMRPanel = 4, kNVPanel = 1, kPanelMinRows = 16;
 constexpr int kMRF64 = 2, kNVF64 = 1, kNV1F64 = 2;
 constexpr int kMRF64Panel = 2;

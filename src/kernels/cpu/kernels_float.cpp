@@ -173,6 +173,7 @@ struct FSInt {
 struct FSIntTop {
   static constexpr bool kHalfScale = true;
   static constexpr bool kGroupScalesOnly = true;
+  static constexpr bool kBlockPasses = true;  // memory-bound at M = 1 (FloatBlock::kPassTiles)
   static constexpr int kQuads = 2;
   explicit FSIntTop(const WeightView&) {}
   static float scale_fix(const WeightView& w) { return w.float_mul * 0x1p-24f; }
@@ -209,11 +210,17 @@ struct FTable {
   FPQ_INLINE VF col(const VB* q, int j) const { return dec_table(lut, q[j >> 2], j & 3, bits); }
 };
 
-// The power of two a kHalfScale decoder leaves to the scales, and whether it serves per-group scales only.
+// The power of two a kHalfScale decoder leaves to the scales, whether the matrix-vector case reads its four
+// interleaved tiles block by block (FloatBlock::kPassTiles), and whether it serves per-group scales only.
 template <class Dec>
 FPQ_INLINE float scale_fix(const WeightView& w) {
   if constexpr (requires { Dec::scale_fix(w); }) return Dec::scale_fix(w);
   else return w.half_fix;
+}
+template <class Dec>
+constexpr bool block_passes() {
+  if constexpr (requires { Dec::kBlockPasses; }) return Dec::kBlockPasses;
+  else return false;
 }
 template <class Dec>
 constexpr bool group_scales_only() {
@@ -281,17 +288,32 @@ struct FloatBlock {
       }
   }
 
+  // Tiles per pass over a block: the AVX2 matrix-vector case takes the four interleaved tiles of a stream
+  // (tile_offset: their chunks side by side) in two passes of two per 64-column block, so each block's
+  // 512-byte stretches of 8-bit codes are read whole and close together while only two tiles' sums and codes
+  // occupy the registers (all four at once spilled): Q8_0 1.1-1.3x at 4096x14336 (memory-bound). Decoders
+  // without Dec::kBlockPasses (compute-bound here: 4- and 6-bit codes) run the pairs over the whole K one after
+  // the other (the passes cost them ~10%). Each tile's operations and their order stay the same.
+  template <int MR, int NV>
+  static constexpr int kPassTiles = (FPQ_KISA == 1 && MR == 1 && NV == 4) ? 2 : NV;
+
   template <int MR, int NV>
   __attribute__((noinline)) void run(int64_t t0, int64_t m0) const {
+    constexpr int NS = kPassTiles<MR, NV>, NP = NV / NS;
+    if constexpr (NP > 1 && !block_passes<Dec>()) {
+      for (int p = 0; p < NP; ++p) run<MR, NS>(t0 + p * NS, m0);
+      return;
+    }
     const float* xrow = act_row(a.xf, a, m0);  // + c * cstride + r * 8 + j
     // Two-level sum (the float32 rounding error grows with the square root of the block, not of K): a segment
     // of at most kBlockChunks chunks is summed into seg from zero, then folded into acc.
-    VF acc[MR][NV], seg[MR][NV];
+    VF acc[NP][MR][NS], seg[MR][NS];
+    for (int p = 0; p < NP; ++p)
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r)
+      for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[r][v] = seg[r][v] = vf_zero();
-    GroupData gd[NV]{};
+        for (int v = 0; v < NS; ++v) acc[p][r][v] = seg[r][v] = vf_zero();
+    GroupData gd[NP][NS]{};
     const int64_t gc = M == kSingle ? w.nchunks : w.group_chunks;
     // Decoders that produce value * 2^-e (half patterns) carry the 2^e in the scales.
     const bool fix = Dec::kHalfScale;
@@ -299,46 +321,56 @@ struct FloatBlock {
     int64_t group = 0, next_group = 0;
     // Weight and activation pointers advance by a stride per chunk (an index product per chunk and tile cost
     // the matrix-vector product a quarter of its instructions).
-    const uint8_t* wp[NV];
+    const uint8_t* wp[NP][NS];
+    for (int p = 0; p < NP; ++p)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) wp[v] = chunk_ptr(w, t0 + v, 0);
+      for (int v = 0; v < NS; ++v) wp[p][v] = chunk_ptr(w, t0 + p * NS + v, 0);
     const int64_t wstride = kTileGroup * int64_t(w.chunk_bytes), xstride = a.cstride;
-    const float* xc = xrow;
     for (int64_t c0 = 0; c0 < w.nchunks; c0 += kBlockChunks) {
       const int64_t c1 = min64(w.nchunks, c0 + kBlockChunks);
-      for (int64_t c = c0; c < c1; ++c) {
-        if (M != kSingle && c == next_group) {  // a new scale group (counted: no division per chunk)
-          if (kFactored && c != c0) fold<MR, NV>(acc, seg, gd);
+      const int64_t group0 = group, next_group0 = next_group;
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p) {
+        group = group0, next_group = next_group0;
+        const float* xc = xrow + c0 * xstride;
+        for (int64_t c = c0; c < c1; ++c) {
+          if (M != kSingle && c == next_group) {  // a new scale group (counted: no division per chunk)
+            if (kFactored && c != c0) fold<MR, NS>(acc[p], seg, gd[p]);
 #pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) gd[v] = load_group<M>(w, t0 + v, group, fix, vfix);
-          ++group;
-          next_group += gc;
-        }
-        if constexpr (MR == 1) {
-          // (past the last chunk these point beyond the codes; a prefetch never faults)
-#pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) {
-            __builtin_prefetch(wp[v] + kPrefetchChunks * wstride);
-            if (w.chunk_bytes > 64) __builtin_prefetch(wp[v] + kPrefetchChunks * wstride + 64);
+            for (int v = 0; v < NS; ++v) gd[p][v] = load_group<M>(w, t0 + p * NS + v, group, fix, vfix);
+            ++group;
+            next_group += gc;
           }
+          if (MR == 1 && p == 0) {
+            // (all NV tiles' lines; past the last chunk these point beyond the codes: a prefetch never faults)
+            for (int q = 0; q < NP; ++q)
+#pragma GCC unroll 4
+              for (int v = 0; v < NS; ++v) {
+                __builtin_prefetch(wp[q][v] + kPrefetchChunks * wstride);
+                if (w.chunk_bytes > 64) __builtin_prefetch(wp[q][v] + kPrefetchChunks * wstride + 64);
+              }
+          }
+          accumulate_chunk<MR, NS>(wp[p], xc, gd[p], seg);
+#pragma GCC unroll 4
+          for (int v = 0; v < NS; ++v) wp[p][v] += wstride;
+          xc += xstride;
         }
-        accumulate_chunk<MR, NV>(wp, xc, gd, seg);
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) wp[v] += wstride;
-        xc += xstride;
+        fold<MR, NS>(acc[p], seg, gd[p]);
       }
-      fold<MR, NV>(acc, seg, gd);
     }
-    if constexpr (M == kSingle) {
+    VF out[MR][NV];
+    for (int p = 0; p < NP; ++p)
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
-        VF s = load_scales(w.scale_code, w.scales + group_index(w, t0 + v, 0) * w.scale_bytes);
-        if (fix) s = vf_mul(s, vfix);
+      for (int v = 0; v < NS; ++v) {
+        VF s = vf_zero();
+        if constexpr (M == kSingle) {
+          s = load_scales(w.scale_code, w.scales + group_index(w, t0 + p * NS + v, 0) * w.scale_bytes);
+          if (fix) s = vf_mul(s, vfix);
+        }
 #pragma GCC unroll 32
-        for (int r = 0; r < MR; ++r) acc[r][v] = vf_mul(acc[r][v], s);
+        for (int r = 0; r < MR; ++r) out[r][p * NS + v] = M == kSingle ? vf_mul(acc[p][r][v], s) : acc[p][r][v];
       }
-    }
-    store_tile<MR, NV>(w, a, y, ldy, t0, m0, acc);
+    store_tile<MR, NV>(w, a, y, ldy, t0, m0, out);
   }
 
   // Many activation rows: decode a block of 64 columns of NV tiles once into an L1 buffer (a 16 x 64 panel per
