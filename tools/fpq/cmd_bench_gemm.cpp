@@ -70,14 +70,6 @@ Pair parse_pair(const std::string& s) {
   return p;
 }
 
-std::pair<int64_t, int64_t> parse_shape(const std::string& s) {
-  const size_t x = s.find_first_of("xX");
-  if (x == std::string::npos) fail("bad shape '{}' (use NxK, e.g. 4096x14336)", s);
-  const int64_t n = std::atoll(s.substr(0, x).c_str()), k = std::atoll(s.substr(x + 1).c_str());
-  if (n <= 0 || k <= 0) fail("bad shape '{}' (use NxK, e.g. 4096x14336)", s);
-  return {n, k};
-}
-
 // Normal-ish values from a counter-based generator (fast, parallel, reproducible).
 std::vector<float> random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
   std::vector<float> x(static_cast<size_t>(rows * cols));

@@ -346,6 +346,13 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
         }
     return sr;
   };
+  // Whether the int8 values may decode as int8 * 2^24 (kernels_float.cpp FNibI8<true>, FSIntTop;
+  // WeightView::s8_top): per-group scales only (multiplying each weight or its group sum), each staying normal
+  // times fix * 2^-24.
+  auto s8_top_ok = [&](float fix) {
+    return !ci.has_zero_points && !ci.has_mins && ngroups > 1 &&
+           !(scale_range().lo * fix * 0x1p-24f < std::numeric_limits<float>::min());
+  };
 
   // Float decoding.
   if (nib) {
@@ -362,20 +369,14 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
       for (int c = 0; c < 16; ++c) lut_s8[c] = int8_t(c < (1 << ci.bits) ? ci.ints[c] : 0);
       v.lut_s8 = lut_s8;
       v.half_fix = fix;
-      // int8 * 2^24 (kernels_float.cpp FNibI8<true>): only where the scales multiply each weight or its group
-      // sum, and stay normal times 2^-24.
-      v.s8_top = !ci.has_zero_points && !ci.has_mins && ngroups > 1 &&
-                 !(scale_range().lo * fix * 0x1p-24f < std::numeric_limits<float>::min());
+      v.s8_top = s8_top_ok(fix);
     }
   } else if (ci.is_int_type && ci.bits == 8) {
     v.float_decode = ci.is_signed_int ? detail::kDecSInt8 : detail::kDecUInt8;
     // value = int * 2^-mbits (mxint8: 2^-6); ggml Q8 and int8/uint8: 1.
     const int frac = f.is_ggml() ? 0 : f.element->mbits;
     v.float_mul = std::ldexp(1.0f, -frac);
-    // code * 2^24 on AVX2 (kernels_float.cpp FSIntTop), as for the 4-bit int8 view above.
-    if (ci.is_signed_int)
-      v.s8_top = !ci.has_zero_points && !ci.has_mins && ngroups > 1 &&
-                 !(scale_range().lo * v.float_mul * 0x1p-24f < std::numeric_limits<float>::min());
+    if (ci.is_signed_int) v.s8_top = s8_top_ok(v.float_mul);
   } else if (!ci.is_int_type && !p.specials_present) {
     v.float_decode = detail::kDecFloat;
     const ElementType& e = *f.element;
