@@ -13,8 +13,11 @@
 #   scripts/gpu-check.sh [options]        # on the GPU machine (repo root, .carry/ present)
 #
 # The default model (98 MB) is larger than what one call of the device tool carries besides the binaries:
-# `--prepare --model` also splits it into .carry-m1/ and .carry-m2/ (carry each in its own call while the
-# machine stays warm; the run joins them from .carry-m1/, .carry-m2/ and checks the size).
+# `--prepare --model` also splits it into .carry-m1/ and .carry-m2/. A path one device call carries is gone from
+# the working tree in the next call, so each half is kept outside it while the machine stays warm:
+#   scripts/gpu-check.sh --keep-parts     # GPU machine, once with .carry-m1 carried, once with .carry-m2
+# and the run joins the halves from .carry-mN/ or the kept copies (${TMPDIR:-/tmp}/fpq-model-parts/) and checks
+# the size and SHA-256.
 #
 # Options for the run: --quick (one benchmark shape), --no-sanitizer, --no-bench, --no-tests, --no-decode,
 # --no-eval, --eval-only, --tokens N (perplexity token budget, default 16384).
@@ -64,6 +67,19 @@ if [[ "${1:-}" == "--prepare" ]]; then
     for d in .carry-m1 .carry-m2; do grep -qx "/$d/" "$ROOT/.git/info/exclude" 2>/dev/null || echo "/$d/" >>"$ROOT/.git/info/exclude"; done
   fi
   du -sh "$CARRY" "$ROOT"/.carry-m* 2>/dev/null
+  exit 0
+fi
+
+PARTS="${TMPDIR:-/tmp}/fpq-model-parts"
+if [[ "${1:-}" == "--keep-parts" ]]; then
+  mkdir -p "$PARTS"
+  kept=0
+  for d in .carry-m1 .carry-m2; do
+    if [[ -f "$ROOT/$d/part" ]]; then cp "$ROOT/$d/part" "$PARTS/$d.part" && kept=1; fi
+    if [[ -f "$ROOT/$d/INFO" ]]; then cp "$ROOT/$d/INFO" "$PARTS/$d.INFO"; fi
+  done
+  [[ $kept == 1 ]] || { echo "gpu-check.sh: no .carry-m1/ or .carry-m2/ carried in this call" >&2; exit 2; }
+  ls -la "$PARTS"
   exit 0
 fi
 
@@ -137,10 +153,14 @@ if [[ $DECODE == 1 ]]; then
 fi
 if [[ $EVAL == 1 ]]; then
   MODEL=""
-  if [[ -f "$ROOT/.carry-m1/part" && -f "$ROOT/.carry-m2/part" ]]; then
-    read -r NAME SIZE SUM <"$ROOT/.carry-m1/INFO"
+  part_of() {  # the carried half, else the kept copy
+    if [[ -f "$ROOT/$1/$2" ]]; then echo "$ROOT/$1/$2"; elif [[ -f "$PARTS/$1.$2" ]]; then echo "$PARTS/$1.$2"; fi
+  }
+  P1="$(part_of .carry-m1 part)"; P2="$(part_of .carry-m2 part)"; I1="$(part_of .carry-m1 INFO)"
+  if [[ -n "$P1" && -n "$P2" && -n "$I1" ]]; then
+    read -r NAME SIZE SUM <"$I1"
     MODEL="$RUN/$NAME"
-    cat "$ROOT/.carry-m1/part" "$ROOT/.carry-m2/part" >"$MODEL"
+    cat "$P1" "$P2" >"$MODEL"
     if [[ "$(stat -c %s "$MODEL")" != "$SIZE" || "$(sha256sum "$MODEL" | cut -c1-64)" != "$SUM" ]]; then
       echo "model parts do not join to $NAME ($SIZE bytes)"; MODEL=""; STATUS=1
     fi
