@@ -106,5 +106,17 @@ TEST(Cli, BadInputGivesOneLineErrorAndNoOutputFile) {
   EXPECT_EQ(unknown.output.rfind("fpq: error: ", 0), 0u) << unknown.output;
 }
 
+// The benchmarks' NxK shapes: whole positive numbers on both sides, or one clean error before any work.
+TEST(Cli, BenchRejectsBadShapes) {
+  for (const char* shape : {"64x64x2", "100ax64", "64x", "x64", "0x64", "64x-64", "99999999999x64", "4kx64"}) {
+    SCOPED_TRACE(shape);
+    expect_clean_failure(fpq(std::string("bench matvec mxfp4 --calls 1 --shape ") + shape), "bad shape");
+    expect_clean_failure(fpq(std::string("bench gemm --m 1 --no-sgemm --repeats 1 --min-time 0 --formats mxfp4:f32 --shapes ") + shape),
+                         "bad shape");
+  }
+  const auto ok = fpq("bench matvec mxfp4 --calls 1 --shape 64X64");
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+}
+
 }  // namespace
 }  // namespace fpq
