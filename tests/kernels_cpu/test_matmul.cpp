@@ -510,6 +510,30 @@ TEST(KernelsCpu, WeightOnlyActivationRange) {
     }
 }
 
+// NVFP4 weights store value * s per group and apply the global scale (~amax / 2688) last, so activations near
+// 2^118 make the unscaled products overflow float32 although the product itself (~2^123) is finite: such
+// activations take the float64 kernel. (A random seed of WeightOnlyActivationRange hit this as inf.)
+TEST(KernelsCpu, WeightOnlyHugeActivationsGlobalScale) {
+  std::mt19937_64 rng(test::fresh_seed());
+  IsaGuard ig;
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (const char* fname : {"nvfp4", "mxfp4", "fp6_e3m2"}) {
+    const int64_t n = 37, k = 512;
+    std::vector<float> w(size_t(n * k));
+    for (float& v : w) v = nd(rng);
+    const QuantizedTensor wq = quantize(parse_format(fname), w.data(), n, k);
+    const std::vector<float> wd = dequantize(wq);
+    const auto pw = prepare_weight(wq);
+    for (int64_t m : {1, 3}) {
+      std::vector<float> x(size_t(m * k));
+      for (float& v : x) v = std::ldexp(nd(rng) > 0 ? 1.0f : -1.0f, 118 - int(rng() % 3));
+      const std::vector<float> ref = product_f64(x, wd, m, n, k);
+      for (float v : ref) ASSERT_TRUE(std::isfinite(v));
+      check_weight_only_every_isa(*pw, x, m, n, &ref, std::string(fname) + " activations ~2^118");
+    }
+  }
+}
+
 TEST(KernelsCpu, WeightOnlyBf16) {
   std::mt19937_64 rng(test::fresh_seed());
   IsaGuard ig;

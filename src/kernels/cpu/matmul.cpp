@@ -180,32 +180,50 @@ void stage_float(const PreparedWeight& w, const float* x, int64_t m, int64_t uni
   v.nunits = nu;
 }
 
-// The float64 kernel's activations: the dequantized values without the global scale (exact in float32,
-// as the pseudo path computes them), widened to float64; the global scale per row goes to gx.
-void stage_double(const PreparedWeight& w, const QuantizedTensor& x, ActStage& st) {
-  const int64_t m = x.rows, k = w.k, kp = w.view.kp, nc = kp / kChunkCols, rb = row_block(m);
+// The float64 kernel's activations, widened to float64 from the float32 rows that row(r, dst) writes; gx (the
+// activations' global scale per row) where given.
+template <class RowFn>
+void stage_double_rows(const PreparedWeight& w, int64_t m, RowFn&& row_of, const float* gx_src, ActStage& st) {
+  const int64_t k = w.k, kp = w.view.kp, nc = kp / kChunkCols, rb = row_block(m);
   st.xd.resize(size_t(act_elems(m, kp) * 8));
   double* xd = st.xd.as<double>();
-  const bool has_global = !x.format.is_ggml() && !x.global_scale.empty();
-  if (has_global) st.gx.resize(size_t(m * 4));
+  if (gx_src) {
+    st.gx.resize(size_t(m * 4));
+    std::memcpy(st.gx.data(), gx_src, size_t(m) * 4);
+  }
   parallel_for(m, std::max<int64_t>(1, 8192 / kp), [&](int64_t r0, int64_t r1) {
     std::vector<float> row(static_cast<size_t>(k));
     for (int64_t r = r0; r < r1; ++r) {
-      dequantize_rows(x, r, r + 1, row.data(), false);
+      const float* src = row_of(r, row.data());
       for (int64_t c = 0; c < nc; ++c) {
         double* dst = xd + act_offset(r, c, rb, kp);
         for (int64_t j = 0; j < kChunkCols; ++j) {
           const int64_t col = c * kChunkCols + j;
-          dst[j] = col < k ? double(row[size_t(col)]) : 0.0;
+          dst[j] = col < k ? double(src[col]) : 0.0;
         }
       }
-      if (has_global) st.gx.as<float>()[r] = x.global(r);
     }
   });
   ActView& v = st.view;
   set_layout(v, m, kp);
   v.xd = xd;
-  v.gx = has_global ? st.gx.as<float>() : nullptr;
+  v.gx = gx_src ? st.gx.as<float>() : nullptr;
+}
+
+// Quantized activations for the float64 kernel: the dequantized values without the global scale (exact in
+// float32, as the pseudo path computes them); the global scale per row goes to gx.
+void stage_double(const PreparedWeight& w, const QuantizedTensor& x, ActStage& st) {
+  const int64_t m = x.rows;
+  std::vector<float> gx;
+  if (!x.format.is_ggml() && !x.global_scale.empty())
+    for (int64_t r = 0; r < m; ++r) gx.push_back(x.global(r));
+  stage_double_rows(
+      w, m,
+      [&](int64_t r, float* buf) {
+        dequantize_rows(x, r, r + 1, buf, false);
+        return static_cast<const float*>(buf);
+      },
+      gx.empty() ? nullptr : gx.data(), st);
 }
 
 // Integer lanes of quantized activations (codes -> value * 2^shift), per-unit sums and scales.
@@ -413,19 +431,24 @@ bool has_real_kernel(const Format& w, const Format* act) {
 }
 
 namespace {
-// Whether every finite nonzero |x| lies in [2^-100, 2^90) (ActView::weight_only 2; zeros, NaN and infinities
-// give the same results either way).
-bool activations_bounded(const float* x, int64_t n) {
-  std::atomic<bool> ok{true};
+// Where the finite nonzero |x| lie: 0 = all in [2^-100, 2^90) (ActView::weight_only 2), 1 = some below
+// 2^-100 only (weight_only 1), 2 = some at or above 2^90 (the float64 kernel). Zeros, NaN and infinities give
+// the same results either way.
+int activation_range(const float* x, int64_t n) {
+  std::atomic<int> worst{0};
   parallel_for(n, 1 << 16, [&](int64_t a, int64_t b) {
-    bool out = false;
+    bool tiny = false, huge = false;
     for (int64_t i = a; i < b; ++i) {
       const float v = std::fabs(x[i]);
-      out |= (v >= 0x1p90f && v != std::numeric_limits<float>::infinity()) || (v < 0x1p-100f && v != 0.0f);
+      huge |= v >= 0x1p90f && v != std::numeric_limits<float>::infinity();
+      tiny |= v < 0x1p-100f && v != 0.0f;
     }
-    if (out) ok.store(false, std::memory_order_relaxed);
+    const int r = huge ? 2 : tiny ? 1 : 0;
+    int cur = worst.load(std::memory_order_relaxed);
+    while (r > cur && !worst.compare_exchange_weak(cur, r, std::memory_order_relaxed)) {
+    }
   });
-  return ok.load();
+  return worst.load();
 }
 }  // namespace
 
@@ -438,8 +461,19 @@ void matmul_weight_only(const PreparedWeight& w, const float* x, int64_t m, floa
   }
   const Isa isa = active_isa();
   ActStage st;
+  const int range = activation_range(x, m * w.k);
+  if (range == 2) {
+    // Activations at 2^90 and beyond: the float32 kernels sum x times the weights before their global scale
+    // (up to 2688 for NVFP4) and before the group scale (kScaledSum), so those sums can overflow where the
+    // product itself is finite. The float64 kernel (exact sums, scales applied in float64) cannot.
+    detail::stage_double_rows(
+        w, m, [&](int64_t r, float*) { return x + r * w.k; }, nullptr, st);
+    st.view.exact = 1;
+    detail::run(w, KernelKind::Float64, st.view, m, y, isa);
+    return;
+  }
   detail::stage_float(w, x, m, w.gw, st);
-  st.view.weight_only = activations_bounded(x, m * w.k) ? 2 : 1;
+  st.view.weight_only = range == 0 ? 2 : 1;
   detail::run(w, KernelKind::Float, st.view, m, y, isa);
 }
 
