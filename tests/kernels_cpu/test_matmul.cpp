@@ -693,5 +693,51 @@ TEST(KernelsCpu, IsaSelection) {
   EXPECT_NE(std::string(active_isa_name()).find(isa_name(detected_isa())), std::string::npos);
 }
 
+// Activations scaled to 2^112 and 2^-100, every pair, both sums: the kernels' float32 intermediates (sums of
+// values before their scales, unit scales carrying the integer views' powers of two) would leave float32's range
+// where the product does not (an E5M2 code is up to 57344 before its per-row scale, an NVFP4 one 2688 before
+// the global scale); the driver sends such operands to the float64 kernel (operand_range.h). Against the
+// float64 product of the dequantized operands, and the pseudo path where its own float32 products stay finite.
+// (Not below 2^-100: NVFP4 activations would dequantize to subnormals, and the reference would be the inexact one.)
+TEST(KernelsCpu, ExtremeMagnitudesEveryPair) {
+  std::mt19937_64 rng(test::fresh_seed());
+  IsaGuard guard;
+  static const std::vector<Format> afs = act_formats();
+  std::vector<const Format*> acts{nullptr};
+  for (const Format& af : afs) acts.push_back(&af);
+  for (const int e : {112, -100})
+    for (const Format& wf : weight_formats())
+      for (const Format* af : acts) {
+        const int64_t k = pick_k(rng, wf, af), m = 1 + int64_t(rng() % 4), n = 37;
+        const std::vector<float> w = random_matrix(rng, n, k);
+        std::vector<float> x = random_matrix(rng, m, k);
+        for (float& v : x) v = std::ldexp(v, e);
+        const QuantizedTensor wq = quantize(wf, w.data(), n, k);
+        const QuantizedTensor xq = af ? quantize(*af, x.data(), m, k) : QuantizedTensor{};
+        const std::vector<float> ref = product_f64(af ? dequantize(xq) : x, dequantize(wq), m, n, k);
+        if (!std::all_of(ref.begin(), ref.end(), [](float v) { return std::isfinite(v); })) continue;
+        std::vector<float> pseudo(size_t(m * n));
+        matmul_pseudo(af ? &xq : nullptr, x.data(), m, wq, pseudo.data());
+        const bool pseudo_finite = std::all_of(pseudo.begin(), pseudo.end(), [](float v) { return std::isfinite(v); });
+        const auto pw = prepare_weight(wq);
+        for (const Sums sums : af ? std::vector<Sums>{Sums::Exact, Sums::Float32} : std::vector<Sums>{Sums::Exact})
+          for (Isa isa : all_isas()) {
+            set_isa(isa);
+            SCOPED_TRACE(pair_name(wf, af) + " x 2^" + std::to_string(e) + " M=" + std::to_string(m) + " " +
+                         isa_name(isa) + (sums == Sums::Exact ? " exact" : " float32 sums"));
+            std::vector<float> y(size_t(m * n), -12345.0f);
+            if (af) {
+              matmul_quantized(*pw, xq, y.data(), sums);
+            } else {
+              matmul_weight_only(*pw, x.data(), m, y.data());
+            }
+            EXPECT_LT(test::rel_l2(y, ref), 1e-5);
+            if (pseudo_finite) {  // (few outputs: the pseudo path's float32 sums alone reach 1e-6 at times)
+              EXPECT_LT(test::rel_l2(y, pseudo), 1e-5);
+            }
+          }
+      }
+}
+
 }  // namespace
 }  // namespace fpq::cpu

@@ -12,6 +12,7 @@
 
 #include "formats/ggml_blocks.h"
 #include "formats/packing.h"
+#include "kernels/cpu/operand_range.h"
 #include "kernels/cpu/prepared.h"
 #include "util/error.h"
 #include "util/half.h"
@@ -430,28 +431,6 @@ bool has_real_kernel(const Format& w, const Format* act) {
   return w.group % detail::kChunkCols == 0;
 }
 
-namespace {
-// Where the finite nonzero |x| lie: 0 = all in [2^-100, 2^90) (ActView::weight_only 2), 1 = some below
-// 2^-100 only (weight_only 1), 2 = some at or above 2^90 (the float64 kernel). Zeros, NaN and infinities give
-// the same results either way.
-int activation_range(const float* x, int64_t n) {
-  std::atomic<int> worst{0};
-  parallel_for(n, 1 << 16, [&](int64_t a, int64_t b) {
-    bool tiny = false, huge = false;
-    for (int64_t i = a; i < b; ++i) {
-      const float v = std::fabs(x[i]);
-      huge |= v >= 0x1p90f && v != std::numeric_limits<float>::infinity();
-      tiny |= v < 0x1p-100f && v != 0.0f;
-    }
-    const int r = huge ? 2 : tiny ? 1 : 0;
-    int cur = worst.load(std::memory_order_relaxed);
-    while (r > cur && !worst.compare_exchange_weak(cur, r, std::memory_order_relaxed)) {
-    }
-  });
-  return worst.load();
-}
-}  // namespace
-
 void matmul_weight_only(const PreparedWeight& w, const float* x, int64_t m, float* y) {
   detail::check_y(y, m);
   if (m == 0) return;
@@ -461,11 +440,13 @@ void matmul_weight_only(const PreparedWeight& w, const float* x, int64_t m, floa
   }
   const Isa isa = active_isa();
   ActStage st;
-  const int range = activation_range(x, m * w.k);
-  if (range == 2) {
-    // Activations at 2^90 and beyond: the float32 kernels sum x times the weights before their global scale
-    // (up to 2688 for NVFP4) and before the group scale (kScaledSum), so those sums can overflow where the
-    // product itself is finite. The float64 kernel (exact sums, scales applied in float64) cannot.
+  // The finite nonzero |x| (zeros, NaN and infinities give the same results in every kernel).
+  const detail::OperandRange xr = detail::float_range(x, m * w.k);
+  if (xr.hi >= 0x1p90 || !detail::float32_safe(w.range, xr, w.k, false)) {
+    // Activations at 2^90 and beyond, or large enough for these weights: the float32 kernels sum x times the
+    // weights before their global scale (up to 2688 for NVFP4) and before the group scale (kScaledSum), so those
+    // sums can overflow where the product itself is finite. The float64 kernel (exact sums, scales applied in
+    // float64) cannot.
     detail::stage_double_rows(
         w, m, [&](int64_t r, float*) { return x + r * w.k; }, nullptr, st);
     st.view.exact = 1;
@@ -473,7 +454,8 @@ void matmul_weight_only(const PreparedWeight& w, const float* x, int64_t m, floa
     return;
   }
   detail::stage_float(w, x, m, w.gw, st);
-  st.view.weight_only = range == 0 ? 2 : 1;
+  // 2: every finite nonzero |x| in [2^-100, 2^90) (ActView::weight_only)
+  st.view.weight_only = xr.lo == 0 || xr.lo >= 0x1p-100 ? 2 : 1;
   detail::run(w, KernelKind::Float, st.view, m, y, isa);
 }
 
@@ -497,6 +479,11 @@ void matmul_quantized(const PreparedWeight& w, const QuantizedTensor& x, float* 
   detail::Plan plan = detail::make_plan(w, &x.format, isa);
   detail::maybe_bf16(w, x.format, isa, x.rows, plan);
   detail::maybe_float64(&x.format, sums, plan);
+  // Operands whose magnitudes could take the float32 kernels' intermediates out of float32's normal range (sums
+  // before the global scales, unit scales times the integer views' powers of two): the float64 kernel, which
+  // gives the pseudo path's bits. Never for the magnitudes of real models (operand_range.h).
+  if (plan.kind != KernelKind::Float64 && !detail::float32_safe(w.range, detail::operand_range(x, plan.act), w.k))
+    plan.kind = KernelKind::Float64;
   ActStage st;
   if (plan.kind == KernelKind::Float64) {
     detail::stage_double(w, x, st);
@@ -506,7 +493,7 @@ void matmul_quantized(const PreparedWeight& w, const QuantizedTensor& x, float* 
     const std::vector<float> xf = dequantize(x);
     detail::stage_float(w, xf.data(), x.rows, plan.unit, st);
   }
-  st.view.exact = sums == Sums::Exact ? 1 : 0;
+  st.view.exact = sums == Sums::Exact || plan.kind == KernelKind::Float64 ? 1 : 0;
   detail::run(w, plan.kind, st.view, x.rows, y, isa);
 }
 

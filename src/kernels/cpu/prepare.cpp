@@ -9,6 +9,7 @@
 
 #include "formats/ggml_blocks.h"
 #include "formats/packing.h"
+#include "kernels/cpu/operand_range.h"
 #include "kernels/cpu/prepared.h"
 #include "util/error.h"
 #include "util/half.h"
@@ -187,6 +188,7 @@ std::shared_ptr<const PreparedWeight> prepare_weight(const QuantizedTensor& w) {
     return pw;
   }
   p.tiled = true;
+  p.range = detail::operand_range(w, ci);
   p.gw = per_row ? kp : glen;
   const int64_t ngroups = per_row ? 1 : k / glen;
   const int64_t nt = (n + kTileRows - 1) / kTileRows;

@@ -68,6 +68,15 @@ struct CodeInfo {
 
 CodeInfo code_info(const Format& f);
 
+// The magnitudes an operand brings into a real kernel (operand_range.h).
+// Kernels multiply a code's value by its group scale before or after summing (per-row scales: after), so
+// both count: lo and hi bound |value| and |value x scale| over the nonzero values, before the global scale.
+struct OperandRange {
+  double lo = 0;      // smallest nonzero |value| or |value x scale| (ggml Q4_1 mins count as terms); 0: none
+  double hi = 0;      // largest |value| or |value x scale| (+ |min|)
+  double glo = 1, ghi = 1;  // smallest and largest nonzero |global scale| (1 without)
+};
+
 // The (scale) group length a tensor applies along its rows of `k` values (ggml blocks: 32; per row: k).
 int64_t group_len(const Format& f, int64_t k);
 
@@ -86,6 +95,7 @@ struct PreparedWeight {
   detail::AlignedBuffer codes, scales, zeros, mins, row_global, luts;
   detail::WeightView view;
   size_t format_bytes = 0;       // codes + scales (+ zero points, ggml extras) of the source tensor
+  detail::OperandRange range;    // of the source tensor (the driver's float32-range check)
 };
 
 }  // namespace fpq::cpu
