@@ -37,10 +37,19 @@ int32_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& 
   return order[n - 1];
 }
 
+void check_generate_options(const GenerateOptions& opt) {
+  if (opt.max_new_tokens < 0) fail("--max-tokens must not be negative");
+  // (all of them, not only where sampling reads them: greedy decoding would otherwise accept any value)
+  if (!(opt.sampling.temperature >= 0.0f) || !std::isfinite(opt.sampling.temperature))
+    fail("--temperature must be a finite number >= 0 (0: greedy), got {}", opt.sampling.temperature);
+  if (!(opt.sampling.top_p > 0.0f && opt.sampling.top_p <= 1.0f))
+    fail("--top-p must be in (0, 1], got {}", opt.sampling.top_p);
+}
+
 GenerateResult generate(const Transformer& model, const Tokenizer& tok, const std::vector<int32_t>& prompt,
                         const GenerateOptions& opt, const std::function<void(int32_t)>& on_token) {
   if (prompt.empty()) fail("the prompt has no tokens");
-  if (opt.max_new_tokens < 0) fail("--max-tokens must not be negative");
+  check_generate_options(opt);
   GenerateResult r;
   r.prompt_tokens = prompt;
   const int64_t vocab = model.config().vocab_size;

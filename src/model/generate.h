@@ -30,6 +30,8 @@ struct GenerateResult {
 
 // Picks the next token from one row of logits.
 int32_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& opt, uint64_t step);
+// Fails with one line unless max_new_tokens >= 0, temperature is finite and >= 0, and top_p is in (0, 1].
+void check_generate_options(const GenerateOptions& opt);
 
 // `on_token` (optional) receives each new token as it is produced.
 GenerateResult generate(const Transformer& model, const Tokenizer& tok, const std::vector<int32_t>& prompt,

@@ -72,6 +72,20 @@ void write_file_atomic(const fs::path& path, std::span<const uint8_t> bytes) {
   });
 }
 
+void check_output_path(const fs::path& path, const char* what, bool folder) {
+  if (path.empty()) fail("{}: empty output path", what);
+  std::error_code ec;
+  if (!folder && fs::is_directory(path, ec)) fail("{} '{}' is a folder; name a file", what, path.string());
+  const fs::path parent = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+  if (folder && fs::exists(path, ec) && !fs::is_directory(path, ec))
+    fail("{} '{}' is a file; name a folder", what, path.string());
+  if (!fs::is_directory(parent, ec))
+    fail("{}: cannot write '{}': folder '{}' does not exist", what, path.string(), parent.string());
+  if (::access(parent.c_str(), W_OK) != 0)
+    fail("{}: cannot write '{}': folder '{}' is not writable ({})", what, path.string(), parent.string(),
+         std::strerror(errno));
+}
+
 void write_dir_atomic(const fs::path& dir, const std::function<void(const fs::path&)>& f) {
   const fs::path tmp = temp_sibling(dir);
   std::error_code ec;

@@ -18,6 +18,10 @@ std::string read_file_text(const std::filesystem::path& path);
 void write_file_atomic(const std::filesystem::path& path, const std::function<void(std::FILE*)>& writer);
 void write_file_atomic(const std::filesystem::path& path, std::span<const uint8_t> bytes);
 
+// Fails (one line naming `what` and the problem) unless `path` can become a file (`folder`: a folder, replacing
+// one there) with its parent folder present and writable. Commands call it before long work, so a mistyped output path does not cost the run.
+void check_output_path(const std::filesystem::path& path, const char* what, bool folder = false);
+
 // Writes `f(tmp_dir)` into a temporary directory beside `dir`, then renames it to `dir` (replacing an
 // existing one). The temporary directory is removed on failure.
 void write_dir_atomic(const std::filesystem::path& dir, const std::function<void(const std::filesystem::path&)>& f);

@@ -118,5 +118,32 @@ TEST(Cli, BenchRejectsBadShapes) {
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
 }
 
+// Options that cannot work fail at once, with one line, before any model loads or any work runs: output paths
+// in missing folders (found only at the end of an evaluation before), negative counts (read as "all"), and
+// sampling settings that greedy decoding used to ignore.
+TEST(Cli, BadOptionsFailBeforeAnyWork) {
+  test::TempDir dir;
+  std::vector<float> x(2 * 32, 1.0f);
+  write_npy(dir / "x.npy", {2, 32}, x.data());
+  const std::string in = (dir / "x.npy").string(), missing = (dir / "no" / "such").string();
+  expect_clean_failure(fpq("qdq --format mxfp4 " + in + " " + missing + "/y.npy"), "does not exist");
+  expect_clean_failure(fpq("qdq --format mxfp4 " + in + " " + dir.path().string()), "is a folder");
+  expect_clean_failure(fpq("quantize --format mxfp4 " + in + " " + missing + "/y.safetensors"), "does not exist");
+  expect_clean_failure(fpq("quantize --format mxfp4 --out " + in), "is a file");
+  // (each run kept small, so that a build without the checks fails the test quickly instead of working for hours)
+  const std::string small_eval = "eval -f mxfp4 --tasks wikitext2 --ctx 32 --windows 0:1 --no-baseline --kernels pseudo ";
+  expect_clean_failure(fpq(small_eval + "--json " + missing + "/r.json"), "does not exist");
+  expect_clean_failure(fpq("bench gemm --m 1 --shapes 64x64 --formats mxfp4:f32 --repeats 1 --min-time 0 --no-sgemm "
+                           "--bandwidth-mb 1 --probe-mb 1 --json " + missing + "/r.json"),
+                       "does not exist");
+  expect_clean_failure(fpq("demo --json " + missing + "/r.json"), "does not exist");
+  for (const char* opt : {"--limit-tokens -3", "--limit -1", "--w-group-size -16", "--a-group-size 1.5"})
+    expect_clean_failure(fpq(small_eval + opt), "whole number >= 0");
+  expect_clean_failure(fpq("generate --prompt hi --top-p 2"), "--top-p");
+  expect_clean_failure(fpq("generate --prompt hi --top-p nan"), "--top-p");
+  expect_clean_failure(fpq("generate --prompt hi --temperature -1"), "--temperature");
+  EXPECT_FALSE(std::filesystem::exists(dir / "no"));
+}
+
 }  // namespace
 }  // namespace fpq

@@ -375,7 +375,10 @@ static void register_bench_gemm(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--json", a->json, "Also write the results as JSON");
   cmd->add_option("--isa", a->isa, "Kernel variant: scalar, avx2, avx512 (default: the best this CPU has)");
-  cmd->callback([a] { run_bench(*a); });
+  cmd->callback([a] {
+    if (!a->json.empty()) check_output_path(a->json, "--json");
+    run_bench(*a);
+  });
 }
 
 static const CommandRegistrar registrar(80, register_bench_gemm);

@@ -57,6 +57,7 @@ static void register_bench_model(CLI::App& app) {
   cmd->add_option("--repeats", a->opt.repeats, "Timed repeats (median reported)");
   cmd->add_option("--json", a->json_out, "Also write JSON here");
   cmd->callback([a] {
+    if (!a->json_out.empty()) check_output_path(a->json_out, "--json");
     const std::filesystem::path path = a->model.empty() ? default_model_path() : std::filesystem::path(a->model);
     std::vector<QuantRecipe> recipes;
     for (const auto& f : a->formats) recipes.push_back(recipe_for(f, a->a_bits, a->a_format));

@@ -47,6 +47,7 @@ static void register_demo(CLI::App& app) {
   cmd->add_option("--seed", a->seed, "Seed of the generated matrix");
   cmd->add_option("--json", a->json_out, "Also write the results as JSON to this file");
   cmd->callback([a] {
+    if (!a->json_out.empty()) check_output_path(a->json_out, "--json");
     if (a->cols % 128 != 0) fail("--cols must be a multiple of 128 (got {})", a->cols);
     const auto w = weight_like(a->rows, a->cols, a->seed);
     double norm2 = 0;

@@ -62,8 +62,8 @@ static void register_eval(CLI::App& app) {
                                              "q4_0, fp6_e3m2, ...), ELEMENT/SCALE/GROUP, or nvfp|mxfp|fp|int with --w-bits");
   cmd->add_option("--w-bits", a->w_bits, "Weight bits (for format families; checked against named formats)");
   cmd->add_option("--a-bits", a->a_bits, "Activation bits: 4, 6, 8, or 16 for float activations (weight-only)");
-  cmd->add_option("--w-group-size", a->w_group, "Weight group size (0: the format's own)");
-  cmd->add_option("--a-group-size", a->a_group, "Activation group size (0: the format's own)");
+  cmd->add_option("--w-group-size", a->w_group, "Weight group size (0: the format's own)")->check(non_negative_count());
+  cmd->add_option("--a-group-size", a->a_group, "Activation group size (0: the format's own)")->check(non_negative_count());
   cmd->add_option("--a-format", a->a_format, "Explicit activation format (overrides the natural partner)");
   cmd->add_option("--w-observer", a->w_observer, "Weight scale observer: absmax (default) or mse");
   cmd->add_option("--kernel-1", a->kernel1, "First kernel row: real, pseudo, real-fast (float32 group sums), cuda");
@@ -74,8 +74,8 @@ static void register_eval(CLI::App& app) {
   cmd->add_option("--data", a->data, "WikiText-2 raw test file (default: DATA_DIR/wiki.test.raw)");
   cmd->add_option("--data-dir", a->data_dir, "Folder with evaluation data (default: $FPQ_DATA or ../shared/data)");
   cmd->add_option("--task-data", a->task_data, "TASK=PATH of a task's jsonl (repeatable)");
-  cmd->add_option("--limit", a->limit, "Examples per task (0: all)");
-  cmd->add_option("--limit-tokens", a->limit_tokens, "WikiText-2 token budget (0: all)");
+  cmd->add_option("--limit", a->limit, "Examples per task (0: all)")->check(non_negative_count());
+  cmd->add_option("--limit-tokens", a->limit_tokens, "WikiText-2 token budget (0: all)")->check(non_negative_count());
   cmd->add_option("--windows", a->windows,
                   "Only WikiText-2 windows A:B (0-based, B exclusive; B empty or past the end: to the end): one shard of a long run; "
                   "scripts/results/merge_shards.py merges shards");
@@ -143,7 +143,7 @@ static void register_eval(CLI::App& app) {
     }
     plan.ctx = a->ctx;
     plan.quant_backend = a->quant_backend;
-    if (!a->json_out.empty() && std::filesystem::is_directory(a->json_out)) fail("--json '{}' is a directory", a->json_out);
+    if (!a->json_out.empty()) check_output_path(a->json_out, "--json");
     if (!plan.recipes.empty()) {
       const auto& first = plan.recipes.front();
       const bool needs = quant::method_needs_hessian(first.method.method) || quant::method_needs_channel_stats(first.method.method);

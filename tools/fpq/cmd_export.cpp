@@ -42,8 +42,7 @@ static void register_export(CLI::App& app) {
     const bool gguf = a->to == "gguf";
     if (!gguf && a->to != "compressed-tensors") fail("unknown --to '{}' (gguf or compressed-tensors)", a->to);
     if (!gguf && (a->f16 || !a->name.empty())) fail("--f16 and --name are GGUF options");
-    if (const auto parent = std::filesystem::path(a->out).parent_path(); !parent.empty() && !std::filesystem::is_directory(parent))
-      fail("cannot write '{}': folder '{}' does not exist", a->out, parent.string());
+    check_output_path(a->out, "--out", !gguf);
     const std::filesystem::path path = a->q.model.empty() ? default_model_path() : std::filesystem::path(a->q.model);
     LoadedModel lm = load_model(path);
     if (lm.is_checkpoint()) {

@@ -41,6 +41,10 @@ static void register_generate(CLI::App& app) {
   cmd->add_option("--seed", a->seed, "Sampling seed");
   cmd->add_flag("--raw", a->raw, "Print only the generated text (no statistics)");
   cmd->callback([a] {
+    GenerateOptions opt;
+    opt.max_new_tokens = a->max_tokens;
+    opt.sampling = {a->temperature, a->top_p, a->seed};
+    check_generate_options(opt);  // before the model loads
     const std::filesystem::path path = a->model.empty() ? default_model_path() : std::filesystem::path(a->model);
     LoadedModel lm = load_model(path);
     Transformer& model = *lm.model;
@@ -58,9 +62,6 @@ static void register_generate(CLI::App& app) {
     const Tokenizer& tok = lm.tokenizer();
     const std::string text = a->chat ? chatml_prompt(a->prompt) : a->prompt;
     const auto prompt = tok.encode(text, tok.add_bos_by_default());
-    GenerateOptions opt;
-    opt.max_new_tokens = a->max_tokens;
-    opt.sampling = {a->temperature, a->top_p, a->seed};
     if (!a->raw) std::printf("%s", text.c_str());
     std::string pending;
     const auto r = generate(model, tok, prompt, opt, [&](int32_t t) {

@@ -4,6 +4,7 @@
 #include "commands.h"
 #include "format_options.h"
 #include "util/error.h"
+#include "util/file_io.h"
 #include "util/npy.h"
 
 namespace fpq::cli {
@@ -23,6 +24,7 @@ static void register_qdq(CLI::App& app) {
   cmd->add_option("input", a->in, "Input .npy (float32)")->required();
   cmd->add_option("output", a->out, "Output .npy (float32)")->required();
   cmd->callback([a] {
+    check_output_path(a->out, "output");
     const Format f = a->fmt.resolve_format();
     const QuantizeOptions opt = a->fmt.resolve_options();
     NpyArray arr = read_npy(a->in);

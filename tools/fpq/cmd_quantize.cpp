@@ -49,6 +49,7 @@ static void register_quantize(CLI::App& app) {
         fail("tensor mode needs INPUT.npy and OUTPUT.safetensors (or use --model ... --out DIR for a model)");
       const Format f = a->fmt.resolve_format();
       const QuantizeOptions opt = a->fmt.resolve_options();
+      check_output_path(a->out_file, "output");
       const NpyArray arr = read_npy(a->in);
       if (arr.shape.empty()) fail("'{}' is a scalar; need at least one axis", a->in);
       const int64_t cols = arr.shape.back();
@@ -59,6 +60,8 @@ static void register_quantize(CLI::App& app) {
     }
     if (!a->in.empty() || !a->out_file.empty()) fail("model mode takes no positional files; write the checkpoint with --out DIR");
     if (a->out_dir.empty()) fail("model mode needs --out DIR");
+    check_output_path(a->out_dir, "--out", true);
+    if (!a->report_json.empty()) check_output_path(a->report_json, "--report-json");
     a->model.format = a->fmt.format;
     if (a->fmt.group_size) a->model.w_group = *a->fmt.group_size;
     const auto opts = a->model.resolve();

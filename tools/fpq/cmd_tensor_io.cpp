@@ -4,6 +4,7 @@
 #include "commands.h"
 #include "formats/quantized_io.h"
 #include "util/error.h"
+#include "util/file_io.h"
 #include "util/npy.h"
 
 namespace fpq::cli {
@@ -20,6 +21,7 @@ static void register_tensor_io(CLI::App& app) {
   dc->add_option("input", d->in, "Input .safetensors")->required();
   dc->add_option("output", d->out, "Output .npy")->required();
   dc->callback([d] {
+    check_output_path(d->out, "output");
     std::vector<int64_t> shape;
     const QuantizedTensor qt = load_quantized(d->in, &shape);
     const std::vector<float> x = dequantize(qt);

@@ -14,4 +14,7 @@ struct CommandRegistrar {
 // Registers every command on the app, in order.
 void register_all(CLI::App& app);
 
+// Option check: a whole number >= 0 (CLI11's NonNegativeNumber prints the double range in its message).
+CLI::Validator non_negative_count();
+
 }  // namespace fpq::cli
