@@ -139,6 +139,11 @@ TEST(Cli, BadOptionsFailBeforeAnyWork) {
   expect_clean_failure(fpq("demo --json " + missing + "/r.json"), "does not exist");
   for (const char* opt : {"--limit-tokens -3", "--limit -1", "--w-group-size -16", "--a-group-size 1.5"})
     expect_clean_failure(fpq(small_eval + opt), "whole number >= 0");
+  const std::string small_bench = "bench gemm --m 1 --shapes 64x64 --formats mxfp4:f32 --no-sgemm --bandwidth-mb 1 --probe-mb 1 ";
+  expect_clean_failure(fpq(small_bench + "--repeats 0"), "whole number >= 1");  // (timed nothing: "0 us")
+  expect_clean_failure(fpq(small_bench + "--min-time nan"), "number >= 0");
+  expect_clean_failure(fpq(small_bench + "--rotate-mb -5"), "number > 0");
+  expect_clean_failure(fpq("demo --rows 0"), "whole number >= 1");
   expect_clean_failure(fpq("generate --prompt hi --top-p 2"), "--top-p");
   expect_clean_failure(fpq("generate --prompt hi --top-p nan"), "--top-p");
   expect_clean_failure(fpq("generate --prompt hi --temperature -1"), "--temperature");

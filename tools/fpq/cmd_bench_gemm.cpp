@@ -359,13 +359,20 @@ static void register_bench_gemm(CLI::App& app) {
                   "WEIGHT:ACTIVATION pairs (activation f32 = weight-only), e.g. nvfp4:nvfp4,fp6_e3m2:f32")
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--repeats", a->repeats, "Timed runs per measurement (at least; see --min-time)")->capture_default_str();
-  cmd->add_option("--min-time", a->min_time, "Keep repeating until this many seconds have run")->capture_default_str();
+  cmd->add_option("--repeats", a->repeats, "Timed runs per measurement (at least; see --min-time)")
+      ->check(positive_count())
+      ->capture_default_str();
+  cmd->add_option("--min-time", a->min_time, "Keep repeating until this many seconds have run")
+      ->check(non_negative_number())
+      ->capture_default_str();
   cmd->add_option("--rotate-mb", a->rotate_mb, "Cycle through weight copies totalling this many MB (defeats caches)")
+      ->check(positive_number())
       ->capture_default_str();
   cmd->add_option("--bandwidth-mb", a->bandwidth_mb, "Buffer size of the per-shape read-bandwidth probe")
+      ->check(positive_number())
       ->capture_default_str();
   cmd->add_option("--probe-mb", a->probe_mb, "Buffer size of the probe interleaved with the M = 1 rows")
+      ->check(positive_number())
       ->capture_default_str();
   cmd->add_flag("!--no-sgemm", a->sgemm, "Skip the OpenBLAS sgemm baseline");
   cmd->add_option("--sums", a->sums,

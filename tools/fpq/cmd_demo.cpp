@@ -42,8 +42,8 @@ static void register_demo(CLI::App& app) {
   auto a = std::make_shared<DemoArgs>();
   auto* cmd = app.add_subcommand("demo", "Quantize a generated heavy-tailed weight-like matrix to every format and "
                                          "print error vs bits per value");
-  cmd->add_option("--rows", a->rows, "Rows of the matrix")->check(CLI::PositiveNumber);
-  cmd->add_option("--cols", a->cols, "Columns (a multiple of 128)")->check(CLI::PositiveNumber);
+  cmd->add_option("--rows", a->rows, "Rows of the matrix")->check(positive_count());
+  cmd->add_option("--cols", a->cols, "Columns (a multiple of 128)")->check(positive_count());
   cmd->add_option("--seed", a->seed, "Seed of the generated matrix");
   cmd->add_option("--json", a->json_out, "Also write the results as JSON to this file");
   cmd->callback([a] {

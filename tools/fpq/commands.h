@@ -14,7 +14,11 @@ struct CommandRegistrar {
 // Registers every command on the app, in order.
 void register_all(CLI::App& app);
 
-// Option check: a whole number >= 0 (CLI11's NonNegativeNumber prints the double range in its message).
+// Option checks with one-line messages (CLI11's NonNegativeNumber / PositiveNumber print the whole double
+// range): a whole number >= 0 or >= 1; a finite number >= 0 or > 0.
 CLI::Validator non_negative_count();
+CLI::Validator positive_count();
+CLI::Validator non_negative_number();
+CLI::Validator positive_number();
 
 }  // namespace fpq::cli
