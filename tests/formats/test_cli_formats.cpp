@@ -147,6 +147,7 @@ TEST(Cli, BadOptionsFailBeforeAnyWork) {
   expect_clean_failure(fpq("generate --prompt hi --top-p 2"), "--top-p");
   expect_clean_failure(fpq("generate --prompt hi --top-p nan"), "--top-p");
   expect_clean_failure(fpq("generate --prompt hi --temperature -1"), "--temperature");
+  expect_clean_failure(fpq("generate --prompt hi -f mxfp4 --kernel bogus"), "unknown kernel");  // (not after quantizing)
   EXPECT_FALSE(std::filesystem::exists(dir / "no"));
 }
 

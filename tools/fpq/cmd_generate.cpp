@@ -45,6 +45,7 @@ static void register_generate(CLI::App& app) {
     opt.max_new_tokens = a->max_tokens;
     opt.sampling = {a->temperature, a->top_p, a->seed};
     check_generate_options(opt);  // before the model loads
+    (void)kernel_backends(a->kernel);  // (a bad --kernel name before the quantization, not after)
     const std::filesystem::path path = a->model.empty() ? default_model_path() : std::filesystem::path(a->model);
     LoadedModel lm = load_model(path);
     Transformer& model = *lm.model;
