@@ -246,7 +246,8 @@ NB_MODULE(_fpq, m) {
   m.def("matmul", &matmul_array, nb::arg("x"), nb::arg("w"), nb::arg("act_format") = nb::none(),
         nb::arg("kernel") = "real", nb::arg("sums") = "exact",
         "Y = X . W^T. act_format None: weight-only (float32 activations); else X is quantized per row and group to "
-        "it first. kernel 'real' (packed codes in registers) or 'pseudo' (dequantize, then OpenBLAS sgemm); "
+        "it first (NVFP4's global scale over all of X; 'e2m1/e4m3/g16/rowglobal' takes one per row, as the model "
+        "runtime does). kernel 'real' (packed codes in registers) or 'pseudo' (dequantize, then OpenBLAS sgemm); "
         "sums 'exact' (the pseudo path's float64 group sums) or 'float32'.");
 
   // The quant_gemm API (llama.cpp blocks, byte for byte as ggml's reference quantizers).
