@@ -158,6 +158,9 @@ int64_t block_rows(const BytesIn& q, int64_t k, int block_bytes, const char* wha
 }
 
 }  // namespace
+
+void register_model(nb::module_& m);  // model.cpp
+
 }  // namespace fpq::python
 
 NB_MODULE(_fpq, m) {
@@ -287,4 +290,6 @@ NB_MODULE(_fpq, m) {
       },
       nb::arg("weight_q"), nb::arg("activation_q"), nb::arg("M"), nb::arg("N"), nb::arg("K"),
       "C[M, N] = W[M, K] . A[N, K]^T, W in Q4_0 ([M, K/32, 18]) and A in Q8_1 ([N, K/32, 36]).");
+
+  register_model(m);
 }

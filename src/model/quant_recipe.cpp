@@ -86,7 +86,7 @@ QuantRecipe make_recipe(const std::string& format, int w_bits, int a_bits, int w
 double quantize_model_rtn(Transformer& model, const QuantRecipe& recipe, bool progress) {
   const auto t0 = std::chrono::steady_clock::now();
   auto layers = model.linears();
-  Progress bar("quantize " + recipe.name, int64_t(layers.size()), "layers");
+  Progress bar("quantize " + recipe.name, int64_t(layers.size()), "layers", progress);
   for (auto& [name, lin] : layers) {
     if (recipe.weight) {
       std::vector<float> w = lin->weight_as_float();

@@ -117,5 +117,64 @@ class Bindings(unittest.TestCase):
                 self.assertIn(needle, str(cm.exception))
 
 
+class ModelApi(unittest.TestCase):
+    """fpq.Model on the embedded default model, checked against numpy computations on its own logits."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.model = fpq.Model()
+        cls.text = ("The quick brown fox jumps over the lazy dog. A second sentence follows the first one, and a "
+                    "third one after it, so that the text is long enough for two windows of thirty-two tokens.")
+
+    def test_config_and_tokenizer(self):
+        c = self.model.config
+        self.assertEqual((c["vocab_size"], c["num_layers"], c["hidden_size"]), (49152, 30, 576))
+        ids = self.model.encode("Hello world")
+        self.assertEqual(self.model.decode(ids), "Hello world")
+
+    def test_perplexity_is_exp_mean_nll_of_the_logits(self):
+        ctx = 32
+        r = self.model.perplexity(self.text, ctx=ctx, progress=False)
+        tokens = self.model.encode(self.text)  # tokenized once, as the WikiText-2 protocol does
+        nll = []
+        for w in range(len(tokens) // ctx):
+            window = tokens[w * ctx:(w + 1) * ctx]
+            logits = self.model.logits(window).astype(np.float64)
+            logp = logits - logits.max(axis=1, keepdims=True)
+            logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+            nll += [-logp[i, window[i + 1]] for i in range(ctx - 1)]
+        self.assertEqual((r["windows"], r["tokens_scored"]), (len(tokens) // ctx, len(nll)))
+        self.assertAlmostEqual(r["ppl"], float(np.exp(np.mean(nll))), delta=1e-6 * r["ppl"])
+
+    def test_greedy_generation_follows_the_argmax(self):
+        prompt = "The capital of France is"
+        ids = self.model.encode(prompt)  # as generate() encodes it
+        n = len(ids)
+        for _ in range(4):  # greedy continuation from the full-sequence logits (no KV cache)
+            ids.append(int(np.argmax(self.model.logits(ids)[-1])))
+        self.assertEqual(self.model.generate(prompt, max_tokens=4), self.model.decode(ids[n:]))
+
+    def test_quantized_real_and_pseudo_agree(self):
+        ppl = {}
+        for kernel in ("real", "pseudo"):
+            m = fpq.Model()
+            m.quantize("mxfp4", a_bits=4, kernel=kernel, progress=False)
+            self.assertEqual(m.recipe, "mxfp4 W4A4")
+            ppl[kernel] = m.perplexity(self.text, ctx=32, progress=False)["ppl"]
+            with self.assertRaises(ValueError):
+                m.quantize("nvfp4")
+        self.assertAlmostEqual(ppl["real"], ppl["pseudo"], delta=1e-3 * ppl["pseudo"])
+
+    def test_bad_arguments(self):
+        for call, needle in [(lambda: self.model.decode([10 ** 9]), "vocabulary"),
+                             (lambda: self.model.perplexity(self.text, ctx=1), "ctx"),
+                             (lambda: self.model.generate("x", top_p=3), "top-p"),
+                             (lambda: fpq.Model("/nonexistent/model.gguf"), "not found"),
+                             (lambda: self.model.quantize("mxfp4", kernel="bogus"), "unknown kernel")]:
+            with self.subTest(needle=needle):
+                with self.assertRaises(ValueError) as cm:
+                    call()
+                self.assertIn(needle, str(cm.exception))
+
 if __name__ == "__main__":
     unittest.main()
