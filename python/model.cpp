@@ -47,7 +47,8 @@ void quantize(PyModel& m, const std::string& format, int w_bits, int a_bits, std
   if (m.recipe != "unquantized")
     fail("the model is already quantized ({}); load a fresh fpq.Model for another format", m.recipe);
   const QuantRecipe r = make_recipe(format, w_bits, a_bits, 0, 0, a_format.value_or(""));
-  const auto [qb, mb] = kernel_backends(kernel);  // (a bad name before the work)
+  check_kernel_runs_here(kernel);  // (a bad name, or no GPU for 'cuda', before the work)
+  const auto [qb, mb] = kernel_backends(kernel);
   nb::gil_scoped_release release;
   quantize_model_rtn(*m.lm.model, r, progress);
   set_model_backends(*m.lm.model, qb, mb);

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "model/linear_backend.h"
 #include "util/error.h"
 #include "util/progress.h"
 
@@ -111,6 +112,16 @@ std::pair<std::string, std::string> kernel_backends(const std::string& kernel) {
   if (kernel == "cuda") return {"cuda", "cuda"};
   if (kernel == "auto") return {"", ""};
   fail("unknown kernel '{}' (pseudo, real, real-fast, cuda, auto)", kernel);
+}
+
+void check_kernel_runs_here(const std::string& kernel) {
+  const auto [qb, mb] = kernel_backends(kernel);
+  ensure_builtin_backends();
+  // (a small MXFP4 W4A4 layer: what every backend serves when it can run at all)
+  const Format f = parse_format("mxfp4");
+  const LinearSpec spec{256, 256, &f, &f};
+  (void)resolve_activation_quantizer(qb, spec);
+  (void)resolve_matmul_backend(mb, spec);
 }
 
 }  // namespace fpq

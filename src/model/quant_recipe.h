@@ -42,4 +42,8 @@ void set_model_backends(Transformer& model, const std::string& quant_backend, co
 // Backend pair of a kernel name: "pseudo" -> (reference, pseudo), "real" -> (auto, real), "cuda" -> (cuda, cuda).
 std::pair<std::string, std::string> kernel_backends(const std::string& kernel);
 
+// Fails (the backend's own reason, e.g. no GPU) unless the named kernel's backends can run a 4-bit layer on this
+// machine: commands call it before loading and quantizing a model, not when the first layer runs.
+void check_kernel_runs_here(const std::string& kernel);
+
 }  // namespace fpq

@@ -64,7 +64,7 @@ static void register_bench_model(CLI::App& app) {
     if (a->device == "cuda")
       for (auto& k : a->kernels)
         if (k == "real") k = "cuda";
-    for (const auto& k : a->kernels) (void)kernel_backends(k);
+    for (const auto& k : a->kernels) check_kernel_runs_here(k);  // names, and a GPU for 'cuda', before any work
     ModelSource src(path);
     Transformer model(src);
     Table t({"format", "kernel", "weights MB", "prompt tok/s", "gen tok/s", "gen speedup"},

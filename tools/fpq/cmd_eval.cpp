@@ -107,7 +107,7 @@ static void register_eval(CLI::App& app) {
     if (a->device == "cuda")
       for (auto& k : plan.kernels)
         if (k == "real") k = "cuda";
-    for (const auto& k : plan.kernels) (void)kernel_backends(k);  // validate names early
+    for (const auto& k : plan.kernels) check_kernel_runs_here(k);  // names, and a GPU for 'cuda', before any work
     plan.baseline = !a->no_baseline;
     plan.tasks = split_commas(a->tasks);
     for (const auto& t : plan.tasks)

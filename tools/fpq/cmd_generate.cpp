@@ -45,7 +45,8 @@ static void register_generate(CLI::App& app) {
     opt.max_new_tokens = a->max_tokens;
     opt.sampling = {a->temperature, a->top_p, a->seed};
     check_generate_options(opt);  // before the model loads
-    (void)kernel_backends(a->kernel);  // (a bad --kernel name before the quantization, not after)
+    if (!a->format.empty()) check_kernel_runs_here(a->kernel);  // (a bad --kernel, or no GPU, before quantizing)
+    else (void)kernel_backends(a->kernel);
     const std::filesystem::path path = a->model.empty() ? default_model_path() : std::filesystem::path(a->model);
     LoadedModel lm = load_model(path);
     Transformer& model = *lm.model;
