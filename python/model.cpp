@@ -73,18 +73,12 @@ void register_model(nb::module_& mod) {
       .def(nb::new_(&load), nb::arg("path") = nb::none())
       .def_prop_ro("path", [](const PyModel& m) { return m.path; })
       .def_prop_ro("recipe", [](const PyModel& m) { return m.recipe; }, "'unquantized' or e.g. 'nvfp4 W4A4'.")
-      .def_prop_ro("config", [](const PyModel& m) {
-        const ModelConfig& c = m.lm.model->config();
-        nb::dict d;
-        d["model_type"] = c.model_type;
-        d["vocab_size"] = c.vocab_size;
-        d["hidden_size"] = c.hidden_size;
-        d["intermediate_size"] = c.intermediate_size;
-        d["num_layers"] = c.num_layers;
-        d["num_heads"] = c.num_heads;
-        d["num_kv_heads"] = c.num_kv_heads;
-        return d;
-      })
+      .def_prop_ro(
+          "config",
+          [](const PyModel& m) {
+            return nb::module_::import_("json").attr("loads")(hf_config_json(m.lm.model->config()).dump());
+          },
+          "The model's configuration as a Hugging Face config.json dict.")
       .def_prop_ro("weight_bytes", [](const PyModel& m) { return m.lm.model->weight_bytes(); },
                    "Bytes of all weights as stored (embeddings and norms in float32; projections as packed codes and scales "
                    "once quantized).")

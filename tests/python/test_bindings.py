@@ -128,7 +128,7 @@ class ModelApi(unittest.TestCase):
 
     def test_config_and_tokenizer(self):
         c = self.model.config
-        self.assertEqual((c["vocab_size"], c["num_layers"], c["hidden_size"]), (49152, 30, 576))
+        self.assertEqual((c["vocab_size"], c["num_hidden_layers"], c["hidden_size"]), (49152, 30, 576))
         ids = self.model.encode("Hello world")
         self.assertEqual(self.model.decode(ids), "Hello world")
 
