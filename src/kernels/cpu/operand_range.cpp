@@ -39,10 +39,6 @@ void widen(OperandRange& r, double lo, double hi) {
   if (std::isfinite(hi)) r.hi = std::max(r.hi, hi);
 }
 
-void merge(OperandRange& into, const OperandRange& part) {
-  widen(into, part.lo, part.hi);
-}
-
 }  // namespace
 
 OperandRange operand_range(const QuantizedTensor& q, const CodeInfo& ci) {
@@ -65,10 +61,7 @@ OperandRange operand_range(const QuantizedTensor& q, const CodeInfo& ci) {
     for (int64_t r = r0; r < r1; ++r) {
       OperandRange& p = parts[size_t(r)];
       if (f.is_ggml()) {
-        const int bb = f.layout == Layout::GgmlQ4_0 ? kQ4_0Bytes
-                       : f.layout == Layout::GgmlQ4_1 ? kQ4_1Bytes
-                       : f.layout == Layout::GgmlQ8_0 ? kQ8_0Bytes
-                                                      : kQ8_1Bytes;
+        const int bb = ggml_bytes(f.layout);
         const uint8_t* src = q.row_codes(r);
         for (int64_t b = 0; b < q.cols / kGgmlBlock; ++b) {
           uint16_t h;
@@ -90,7 +83,7 @@ OperandRange operand_range(const QuantizedTensor& q, const CodeInfo& ci) {
       }
     }
   });
-  for (const OperandRange& p : parts) merge(out, p);
+  for (const OperandRange& p : parts) widen(out, p.lo, p.hi);
   return out;
 }
 

@@ -81,6 +81,16 @@ CodeInfo code_info(const Format& f) {
   return ci;
 }
 
+int ggml_bytes(Layout l) {
+  switch (l) {
+    case Layout::GgmlQ4_0: return kQ4_0Bytes;
+    case Layout::GgmlQ4_1: return kQ4_1Bytes;
+    case Layout::GgmlQ8_0: return kQ8_0Bytes;
+    case Layout::GgmlQ8_1: return kQ8_1Bytes;
+    default: return 0;
+  }
+}
+
 }  // namespace detail
 
 namespace {
@@ -101,16 +111,6 @@ int scale_code(const Format& f) {
   return detail::kScaleOne;
 }
 
-int ggml_bytes(Layout l) {
-  switch (l) {
-    case Layout::GgmlQ4_0: return kQ4_0Bytes;
-    case Layout::GgmlQ4_1: return kQ4_1Bytes;
-    case Layout::GgmlQ8_0: return kQ8_0Bytes;
-    case Layout::GgmlQ8_1: return kQ8_1Bytes;
-    default: return 0;
-  }
-}
-
 // Unpacks row r of w into one code per byte; for ggml blocks also returns the f16 scale (and min) per block.
 void unpack_row(const QuantizedTensor& w, int64_t r, uint8_t* codes, uint16_t* d, uint16_t* m) {
   const int64_t k = w.cols;
@@ -119,7 +119,7 @@ void unpack_row(const QuantizedTensor& w, int64_t r, uint8_t* codes, uint16_t* d
     case Layout::Planar: unpack_codes(src, 0, k, w.format.element->bits, codes); return;
     case Layout::GgmlQ4_0:
     case Layout::GgmlQ4_1: {
-      const int bb = ggml_bytes(w.format.layout), qo = w.format.layout == Layout::GgmlQ4_0 ? 2 : 4;
+      const int bb = detail::ggml_bytes(w.format.layout), qo = w.format.layout == Layout::GgmlQ4_0 ? 2 : 4;
       for (int64_t b = 0; b < k / kGgmlBlock; ++b) {
         const uint8_t* blk = src + b * bb;
         std::memcpy(&d[b], blk, 2);
@@ -133,7 +133,7 @@ void unpack_row(const QuantizedTensor& w, int64_t r, uint8_t* codes, uint16_t* d
     }
     case Layout::GgmlQ8_0:
     case Layout::GgmlQ8_1: {
-      const int bb = ggml_bytes(w.format.layout), qo = w.format.layout == Layout::GgmlQ8_0 ? 2 : 4;
+      const int bb = detail::ggml_bytes(w.format.layout), qo = w.format.layout == Layout::GgmlQ8_0 ? 2 : 4;
       for (int64_t b = 0; b < k / kGgmlBlock; ++b) {
         const uint8_t* blk = src + b * bb;
         std::memcpy(&d[b], blk, 2);

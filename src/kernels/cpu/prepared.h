@@ -67,6 +67,8 @@ struct CodeInfo {
 };
 
 CodeInfo code_info(const Format& f);
+// Bytes of one llama.cpp block of a ggml layout (0 for planar).
+int ggml_bytes(Layout l);
 
 // The magnitudes an operand brings into a real kernel (operand_range.h).
 // Kernels multiply a code's value by its group scale before or after summing (per-row scales: after), so
