@@ -195,6 +195,58 @@ TEST_F(CudaModel, Float32WeightOnlyProduct) {
   }
 }
 
+// Activations at the edges of float32's range: the weight-only kernels sum x times element x group scale before
+// the global scales (NVFP4: codes x E4M3 scales reach 2688), so 2^112 overflowed where the product is finite. The
+// range guard splits such rows as x * 2^-e and scales the sums back: powers of two, so the result must equal the
+// unscaled run's times 2^e bit for bit, and the float64 product to float32 rounding.
+TEST_F(CudaModel, Float32WeightOnlyProductAtExtremeMagnitudes) {
+  for (const char* name : {"mxfp4", "nvfp4", "fp6_e3m2", "int4", "q4_0", "q8_0", "mxfp8_e4m3", "fp8_e4m3"}) {
+    const Format f = parse_format(name);
+    const int64_t m = 1 + int64_t(rng() % 4), n = 40, k = 512;
+    const QuantizedTensor wq = quantize(f, random_matrix(n, k).data(), n, k);
+    const std::vector<float> wd = dequantize(wq);
+    const std::vector<float> x = random_matrix(m, k);
+    const PreparedWeight pw = prepare_weight_cuda(wq);
+    auto run = [&](const std::vector<float>& xs) {
+      DeviceBuffer dx = to_device(xs.data(), xs.size() * 4);
+      DeviceBuffer dy(size_t(m * n) * 4);
+      dy.fill_bytes(0xFF);
+      matmul_weight_only_f32_cuda(pw, dx.as<float>(), m, dy.as<float>());
+      synchronize();
+      std::vector<float> y(size_t(m * n));
+      dy.download(y.data(), y.size() * 4);
+      return y;
+    };
+    const std::vector<float> y0 = run(x);
+    for (const int e : {112, -100}) {
+      SCOPED_TRACE(fmt::format("{} x 2^{} M={}", name, e, m));
+      std::vector<float> xs(x.size());
+      for (size_t i = 0; i < x.size(); ++i) xs[i] = std::ldexp(x[i], e);
+      std::vector<float> ref(size_t(m * n));
+      bool finite = true;
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double acc = 0;
+          for (int64_t q = 0; q < k; ++q) acc += double(xs[size_t(i * k + q)]) * double(wd[size_t(j * k + q)]);
+          ref[size_t(i * n + j)] = float(acc);
+          finite = finite && std::isfinite(ref[size_t(i * n + j)]);
+        }
+      const std::vector<float> y = run(xs);
+      if (finite) {
+        EXPECT_LT(rel_err(y, ref), 1e-6);
+      }
+      int64_t bad = 0, checked = 0;
+      for (size_t i = 0; i < y.size(); ++i) {
+        const float want = std::ldexp(y0[i], e);
+        if (!std::isnormal(want) && want != 0.0f) continue;  // (2^e times a result outside the normal range rounds)
+        ++checked;
+        bad += f32_bits(y[i]) != f32_bits(want);
+      }
+      EXPECT_EQ(bad, 0) << "of " << checked << " outputs differ from 2^e times the unscaled run";
+    }
+  }
+}
+
 // The linear module with the "cuda" backends against the CPU's pseudo path on the same layer.
 TEST_F(CudaModel, LinearModuleCudaBackendsMatchPseudo) {
   struct Case {

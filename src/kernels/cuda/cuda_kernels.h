@@ -145,6 +145,9 @@ struct PreparedWeight {
   ScaleType scale = ScaleType::None;
   int group = 0;          // values per scale (k for one per row)
   float global = 1.0f;    // per-tensor global scale
+  // floor(log2) of the largest |element x group scale| (before the global scales), for the float32 entry point's
+  // range guard (matmul_weight_only_f32_cuda); 0 for an all-zero weight.
+  int value_log2 = 0;
   // Fused fold (decode kernel): every 1-byte group scale s of this weight times 2^(127 - bias - fold_shift) is a
   // normal bf16 and every element x scale x 2^-fold_shift is exact in bf16, so one multiply per code pair both
   // decodes and scales it; the sums are multiplied by 2^fold_shift at the end. fold_ok = false: not exact.

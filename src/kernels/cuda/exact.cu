@@ -9,7 +9,10 @@
 //   Where every step is exact, S equals the CPU's float64 sum bit for bit (for realistic scale ranges).
 // * decode_act_kernel: planar activation codes -> their exact bf16 values and decoded group scales.
 // * split3_kernel / sum3_kernel: float32 activations as hi + mid + lo bf16 parts (exact), so the bf16
-//   weight-only kernels see float32 inputs; the three products are added in float32.
+//   weight-only kernels see float32 inputs; the three products are added in float32. With a range guard
+//   (amax_kernel first): activations whose products could leave float32's range inside the weight-only kernel
+//   (sums of x times element x group scale come before the global scales) are split as x * 2^-e, e =
+//   floor(log2(max |x|)), and the sums multiplied by 2^e at the end -- exact, powers of two.
 #include "kernels/cuda/device_common.cuh"
 #include "kernels/cuda/frag.cuh"
 
@@ -163,9 +166,30 @@ __global__ void decode_act_kernel(DecodeActParams p) {
   }
 }
 
-__global__ void split3_kernel(const float* x, int64_t n, uint16_t* out) {
+// max |x| as float32 bits (non-negative floats order as their bits; NaN bits sort above Inf).
+__global__ void amax_kernel(const float* x, int64_t n, unsigned* amax) {
+  unsigned a = 0;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    a = max(a, __float_as_uint(x[i]) & 0x7FFFFFFFu);
+  for (int o = 16; o > 0; o >>= 1) a = max(a, __shfl_xor_sync(0xFFFFFFFFu, a, o));
+  if ((threadIdx.x & 31) == 0 && a != 0) atomicMax(amax, a);
+}
+
+// The guard's exponent e (x is split as x * 2^-e, sums multiplied by 2^e): floor(log2(max |x|)) where the
+// largest product times k could pass 2^100, the smallest could fall under 2^-90 or the activations' low bf16
+// parts under 2^-76; otherwise 0 (no change). Non-finite activations: 0 (they propagate as they are).
+__device__ __forceinline__ int guard_exp(const unsigned* amax, int w_log2, int k_log2) {
+  if (amax == nullptr) return 0;
+  const unsigned a = *amax;
+  if (a == 0 || a >= 0x7F800000u) return 0;
+  const int e = floor_log2_dev(__uint_as_float(a));
+  return (e + w_log2 + k_log2 > 100 || e + w_log2 < -90 || e < -60) ? e : 0;
+}
+
+__global__ void split3_kernel(const float* x, int64_t n, uint16_t* out, const unsigned* amax, int w_log2, int k_log2) {
+  const int e = guard_exp(amax, w_log2, k_log2);
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float v = x[i];
+    const float v = e == 0 ? x[i] : ldexpf(x[i], -e);
     const uint16_t hi = f32_to_bf16_dev(v);
     const float r1 = __fsub_rn(v, bf16_to_f32_dev(hi));
     const uint16_t mid = f32_to_bf16_dev(r1);
@@ -177,9 +201,12 @@ __global__ void split3_kernel(const float* x, int64_t n, uint16_t* out) {
   }
 }
 
-__global__ void sum3_kernel(const float* y3, int64_t n, float* y) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    y[i] = __fadd_rn(__fadd_rn(y3[i], y3[n + i]), y3[2 * n + i]);
+__global__ void sum3_kernel(const float* y3, int64_t n, float* y, const unsigned* amax, int w_log2, int k_log2) {
+  const int e = guard_exp(amax, w_log2, k_log2);
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float s = __fadd_rn(__fadd_rn(y3[i], y3[n + i]), y3[2 * n + i]);
+    y[i] = e == 0 ? s : ldexpf(s, e);
+  }
 }
 
 int grid_of(int64_t work) {
@@ -216,15 +243,22 @@ void launch_decode_act(const DecodeActParams& p, CUstream_st* stream) {
   check_launch("decode_act_kernel");
 }
 
-void launch_split3(const float* x, int64_t n, uint16_t* out, CUstream_st* stream) {
+void launch_amax(const float* x, int64_t n, unsigned* amax, CUstream_st* stream) {
+  check(cudaMemsetAsync(amax, 0, sizeof(unsigned), stream), "cudaMemsetAsync");
   if (n == 0) return;
-  split3_kernel<<<grid_of(n), 256, 0, stream>>>(x, n, out);
+  amax_kernel<<<grid_of(n), 256, 0, stream>>>(x, n, amax);
+  check_launch("amax_kernel");
+}
+
+void launch_split3(const float* x, int64_t n, uint16_t* out, const RangeGuard& g, CUstream_st* stream) {
+  if (n == 0) return;
+  split3_kernel<<<grid_of(n), 256, 0, stream>>>(x, n, out, g.amax, g.w_log2, g.k_log2);
   check_launch("split3_kernel");
 }
 
-void launch_sum3(const float* y3, int64_t n, float* y, CUstream_st* stream) {
+void launch_sum3(const float* y3, int64_t n, float* y, const RangeGuard& g, CUstream_st* stream) {
   if (n == 0) return;
-  sum3_kernel<<<grid_of(n), 256, 0, stream>>>(y3, n, y);
+  sum3_kernel<<<grid_of(n), 256, 0, stream>>>(y3, n, y, g.amax, g.w_log2, g.k_log2);
   check_launch("sum3_kernel");
 }
 

@@ -115,6 +115,7 @@ struct GemvParams {
   int pdl = 0;         // programmatic dependent launch
   // Set by launch_gemv for the split kernel (M >= 2): K splits, their partial sums, a counter per row tile.
   int splits = 1;
+  int split_async = 0;  // stage the split's activations by cp.async (FPQ_GEMV_SPLIT_ASYNC) instead of registers
   float* ws = nullptr;
   unsigned* counters = nullptr;
 };
@@ -167,8 +168,15 @@ struct DecodeActParams {
   float* scale_out = nullptr;      // rows x groups
 };
 void launch_decode_act(const DecodeActParams& p, CUstream_st* stream);
-void launch_split3(const float* x, int64_t n, uint16_t* out, CUstream_st* stream);
-void launch_sum3(const float* y3, int64_t n, float* y, CUstream_st* stream);
+// The float32 entry point's range guard (exact.cu): max |x| on the device (amax: float32 bits), the weight's
+// value_log2 and ceil(log2(k)); split3 / sum3 prescale by the exponent it implies (amax null: no guard).
+struct RangeGuard {
+  const unsigned* amax = nullptr;
+  int w_log2 = 0, k_log2 = 0;
+};
+void launch_amax(const float* x, int64_t n, unsigned* amax, CUstream_st* stream);
+void launch_split3(const float* x, int64_t n, uint16_t* out, const RangeGuard& g, CUstream_st* stream);
+void launch_sum3(const float* y3, int64_t n, float* y, const RangeGuard& g, CUstream_st* stream);
 
 void launch_q4_0_q8_1(const void* w, const void* a, int64_t n, int64_t m, int64_t k, float* y, CUstream_st* stream);
 

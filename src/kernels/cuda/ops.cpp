@@ -510,11 +510,18 @@ void matmul_weight_only_f32_cuda(const PreparedWeight& w, const float* x, int64_
   if (m <= 0 || w.n == 0) return;
   void* parts = nullptr;
   void* y3 = nullptr;
-  check(cudaMallocAsync(&parts, size_t(3 * m * w.k) * 2, stream), "cudaMallocAsync");
+  const size_t parts_bytes = (size_t(3 * m * w.k) * 2 + 15) / 16 * 16;
+  check(cudaMallocAsync(&parts, parts_bytes + 16, stream), "cudaMallocAsync");
   check(cudaMallocAsync(&y3, size_t(3 * m * w.n) * sizeof(float), stream), "cudaMallocAsync");
-  detail::launch_split3(x, m * w.k, static_cast<uint16_t*>(parts), stream);
+  detail::RangeGuard guard;
+  unsigned* amax = reinterpret_cast<unsigned*>(static_cast<char*>(parts) + parts_bytes);
+  guard.amax = amax;
+  guard.w_log2 = w.value_log2;
+  while ((int64_t(1) << guard.k_log2) < w.k) ++guard.k_log2;
+  detail::launch_amax(x, m * w.k, amax, stream);
+  detail::launch_split3(x, m * w.k, static_cast<uint16_t*>(parts), guard, stream);
   matmul_weight_only_cuda(w, parts, DType::BF16, 3 * m, y3, DType::F32, stream);
-  detail::launch_sum3(static_cast<const float*>(y3), m * w.n, y, stream);
+  detail::launch_sum3(static_cast<const float*>(y3), m * w.n, y, guard, stream);
   check(cudaFreeAsync(parts, stream), "cudaFreeAsync");
   check(cudaFreeAsync(y3, stream), "cudaFreeAsync");
 }

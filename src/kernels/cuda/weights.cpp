@@ -214,6 +214,20 @@ PreparedWeight prepare_weight_cuda(const QuantizedTensor& w) {
   }
 
   if (sb == 1) choose_fused_fold(p, sraw.data(), sraw.size());
+  // The largest |element| times the largest |group scale| (a bound, from the tables, not the codes).
+  float emax = 0.0f, smax = synth_scale ? 1.0f : 0.0f;
+  for (uint32_t c = 0; c < (1u << p.bits); ++c)
+    if (const float v = std::fabs(e->decode(c)); std::isfinite(v)) emax = std::max(emax, v);
+  if (!synth_scale)
+    for (size_t i = 0; i + size_t(sb) <= sraw.size(); i += size_t(sb))
+      if (const float s = std::fabs(decode_scale(st, sraw.data() + i)); std::isfinite(s)) smax = std::max(smax, s);
+  // The kernels' sums see element x scale (folded: x 2^-fold_shift as well) or the element alone (scales applied
+  // after a row's or a group's sum): the largest of the three.
+  if (emax > 0) {
+    p.value_log2 = std::ilogb(emax);
+    if (smax > 0) p.value_log2 = std::max(p.value_log2, std::ilogb(double(emax) * double(smax)));
+    if (smax > 0 && p.fold_ok) p.value_log2 = std::max(p.value_log2, std::ilogb(double(emax) * double(smax)) - p.fold_shift);
+  }
   p.plane4 = to_device(plane4.data(), plane4.size());
   if (hi_bytes) p.plane_hi = to_device(plane_hi.data(), plane_hi.size());
   p.scales = to_device(scales.data(), scales.size());
