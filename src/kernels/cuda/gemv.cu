@@ -346,29 +346,17 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 :
     const uint32_t* xw = static_cast<const uint32_t*>(p.x);
     for (int i = kt_begin * 32 + lane; i < kt_end * 32; i += 32) xs_words[i] = xw[i];
   }
-  if constexpr (KS) {
+  if constexpr (KS) {  // the split's activations, 16 bytes at a time (the host checked the alignment)
+    // (Staging them by cp.async instead, all of a thread's copies in flight and no registers between, measured
+    // 1-6% slower on an H100: docs/BENCHMARKS.md, 2026-12-05.)
     const int vpr = (ks1 - ks0) * 8;  // 16-byte words per row
-    if (p.split_async) {
-      // The split's activations, 16 bytes at a time (the host checked the alignment), by cp.async: every copy
-      // of a thread in flight at once and no registers between load and store (ncu: a quarter of the M = 16
-      // kernel's stalls sat on the stores of the register-staged version and its index division per word).
-      const uint32_t xk = smem_addr(xs_words);
-      for (int r = 0; r < NT * 8; ++r) {
-        const uint16_t* src = x + int64_t(r < p.m ? r : int(p.m) - 1) * p.ldx + int64_t(ks0) * 64;
-        for (int v = threadIdx.x; v < vpr; v += kWarps * 32)
-          cp_async16(xk + uint32_t(r) * xk_stride + uint32_t(v) * 16u, src + v * 8);
-      }
-      cp_async_commit();
-      cp_async_wait<0>();  // this thread's copies; the barrier below publishes them to the CTA
-    } else {
-      uint8_t* xk = reinterpret_cast<uint8_t*>(xs_words);
+    uint8_t* xk = reinterpret_cast<uint8_t*>(xs_words);
 #pragma unroll 4
-      for (int i = threadIdx.x; i < NT * 8 * vpr; i += kWarps * 32) {
-        const int r = i / vpr, v = i - r * vpr;
-        const int m = r < p.m ? r : int(p.m) - 1;
-        const uint4 val = *reinterpret_cast<const uint4*>(x + int64_t(m) * p.ldx + int64_t(ks0) * 64 + v * 8);
-        *reinterpret_cast<uint4*>(xk + uint32_t(r) * xk_stride + uint32_t(v) * 16u) = val;
-      }
+    for (int i = threadIdx.x; i < NT * 8 * vpr; i += kWarps * 32) {
+      const int r = i / vpr, v = i - r * vpr;
+      const int m = r < p.m ? r : int(p.m) - 1;
+      const uint4 val = *reinterpret_cast<const uint4*>(x + int64_t(m) * p.ldx + int64_t(ks0) * 64 + v * 8);
+      *reinterpret_cast<uint4*>(xk + uint32_t(r) * xk_stride + uint32_t(v) * 16u) = val;
     }
   }
   // The lookup table, the RMSNorm row and the split's activations are the CTA's; barriers and a plain row
@@ -672,7 +660,6 @@ int blocks_per_sm(K kernel, int threads, size_t smem, LaunchCache& c) {
 //   FPQ_GEMV_SPLIT      0: M >= 2 without the split kernel (default 1: with it where it applies)
 //   FPQ_GEMV_SPLIT_M    smallest M for the split kernel (default 5)
 //   FPQ_GEMV_SPLIT_S    K splits of the split kernel, a power of two (default 0: chosen per shape)
-//   FPQ_GEMV_SPLIT_ASYNC 1: the split kernel stages its activations by cp.async (default 0: through registers)
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
 //   FPQ_GEMV_SREG_PAD   bytes added to each row tile's scale region in a slot (default 0)
 int tuning_knob(const char* name, int fallback, int lo, int hi) {
@@ -689,7 +676,6 @@ struct Tuning {
   int split = tuning_knob("FPQ_GEMV_SPLIT", 1, 0, 1);
   int split_m = tuning_knob("FPQ_GEMV_SPLIT_M", 5, 2, 33);
   int split_s = tuning_knob("FPQ_GEMV_SPLIT_S", 0, 0, 64);
-  int split_async = tuning_knob("FPQ_GEMV_SPLIT_ASYNC", 0, 0, 1);
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
 };
@@ -794,7 +780,6 @@ bool launch_split_rt(GemvParams p, CUstream_st* stream) {
   const int64_t ctas_per_split = std::max<int64_t>(1, std::min<int64_t>((units + W - 1) / W, int64_t(per_sm) * sm_count() / S));
   p.x_smem = 0;
   p.splits = int(S);
-  p.split_async = tuning().split_async;
   const size_t ws_bytes = size_t(units) * size_t(S) * kSl * 32 * sizeof(float);
   const size_t counter_bytes = (size_t(units) * sizeof(unsigned) + 255) / 256 * 256;
   const SplitScratch scratch = split_scratch(stream, counter_bytes, ws_bytes);

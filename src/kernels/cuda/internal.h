@@ -115,7 +115,6 @@ struct GemvParams {
   int pdl = 0;         // programmatic dependent launch
   // Set by launch_gemv for the split kernel (M >= 2): K splits, their partial sums, a counter per row tile.
   int splits = 1;
-  int split_async = 0;  // stage the split's activations by cp.async (FPQ_GEMV_SPLIT_ASYNC) instead of registers
   float* ws = nullptr;
   unsigned* counters = nullptr;
 };
