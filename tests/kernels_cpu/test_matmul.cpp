@@ -534,6 +534,50 @@ TEST(KernelsCpu, WeightOnlyHugeActivationsGlobalScale) {
   }
 }
 
+// Weight-only rows of tiny activations (all of a row near or below FLT_MIN: 2^-112 .. 2^-140, next to ordinary
+// rows): the float kernels multiply decoded values carrying powers of two and apply scales after the sums, so
+// such rows lost most of their bits. Each output must be the float64 product rounded to float32 within 1e-5 of
+// its row's size, give or take the subnormal grid's own rounding, and the same bits on every variant.
+TEST(KernelsCpu, WeightOnlyTinyActivationRows) {
+  std::mt19937_64 rng(test::fresh_seed());
+  IsaGuard ig;
+  for (const Format& wf : weight_formats()) {
+    const int64_t m = 4, n = 21, k = wf.group > 0 ? std::max<int64_t>(256, wf.group * 2) : 256;
+    const std::vector<float> w = random_matrix(rng, n, k);
+    std::vector<float> x = random_matrix(rng, m, k);
+    const int exps[4] = {-112, 0, -128 - int(rng() % 13), -140};
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t c = 0; c < k; ++c) x[size_t(r * k + c)] = std::ldexp(x[size_t(r * k + c)], exps[r]);
+    const QuantizedTensor wq = quantize(wf, w.data(), n, k);
+    const std::vector<float> wd = dequantize(wq);
+    const auto pw = prepare_weight(wq);
+    std::vector<float> first;
+    for (Isa isa : all_isas()) {
+      set_isa(isa);
+      SCOPED_TRACE(wf.name + " " + isa_name(isa));
+      std::vector<float> y(size_t(m * n), -12345.0f);
+      matmul_weight_only(*pw, x.data(), m, y.data());
+      for (int64_t r = 0; r < m; ++r) {
+        double num = 0, den = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          double acc = 0;
+          for (int64_t c = 0; c < k; ++c) acc += double(x[size_t(r * k + c)]) * double(wd[size_t(j * k + c)]);
+          const double d = double(y[size_t(r * n + j)]) - double(float(acc));
+          num += d * d;
+          den += acc * acc;
+        }
+        EXPECT_LE(std::sqrt(num), 1e-5 * std::sqrt(den) + 2 * std::sqrt(double(n)) * 0x1p-149)
+            << "row " << r << " (x ~ 2^" << exps[r] << ")";
+      }
+      if (first.empty()) {
+        first = y;
+      } else {
+        EXPECT_EQ(0, std::memcmp(first.data(), y.data(), first.size() * 4)) << "differs from the first variant";
+      }
+    }
+  }
+}
+
 TEST(KernelsCpu, WeightOnlyBf16) {
   std::mt19937_64 rng(test::fresh_seed());
   IsaGuard ig;

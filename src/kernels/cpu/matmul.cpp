@@ -434,14 +434,40 @@ bool has_real_kernel(const Format& w, const Format* act) {
 void matmul_weight_only(const PreparedWeight& w, const float* x, int64_t m, float* y) {
   detail::check_y(y, m);
   if (m == 0) return;
+  // The finite nonzero |x| of each row (zeros, NaN and infinities give the same results in every kernel).
+  std::vector<detail::OperandRange> rows = detail::float_row_ranges(x, m, w.k);
+  // Rows whose every |x| is below 2^-60 (subnormal ones included) would lose their bits to the kernels' scaled
+  // sums near FLT_MIN: they run as x * 2^-e (e = floor(log2 max |x|), exact) and their outputs are multiplied
+  // by 2^e. Rows with a few tiny values among ordinary ones need nothing: those values' products are lost in
+  // the row's sums anyway.
+  std::vector<int> row_exp;
+  std::vector<float> scaled;
+  for (int64_t r = 0; r < m; ++r) {
+    if (rows[size_t(r)].hi == 0 || rows[size_t(r)].hi >= 0x1p-60) continue;
+    if (row_exp.empty()) {
+      row_exp.assign(size_t(m), 0);
+      scaled.assign(x, x + m * w.k);
+    }
+    const int e = std::ilogb(rows[size_t(r)].hi);
+    row_exp[size_t(r)] = e;
+    for (float* p = scaled.data() + r * w.k; p < scaled.data() + (r + 1) * w.k; ++p) *p = std::ldexp(*p, -e);
+    rows[size_t(r)].lo = std::ldexp(rows[size_t(r)].lo, -e);
+    rows[size_t(r)].hi = std::ldexp(rows[size_t(r)].hi, -e);
+  }
+  if (!row_exp.empty()) x = scaled.data();
+  auto unscale = [&] {
+    for (int64_t r = 0; r < int64_t(row_exp.size()); ++r)
+      if (row_exp[size_t(r)] != 0)
+        for (float* p = y + r * w.n; p < y + (r + 1) * w.n; ++p) *p = std::ldexp(*p, row_exp[size_t(r)]);
+  };
   if (!w.tiled) {
     matmul_pseudo(nullptr, x, m, w.fallback, y);
+    unscale();
     return;
   }
   const Isa isa = active_isa();
   ActStage st;
-  // The finite nonzero |x| (zeros, NaN and infinities give the same results in every kernel).
-  const detail::OperandRange xr = detail::float_range(x, m * w.k);
+  const detail::OperandRange xr = detail::merged(rows);
   if (xr.hi >= 0x1p90 || !detail::float32_safe(w.range, xr, w.k, false)) {
     // Activations at 2^90 and beyond, or large enough for these weights: the float32 kernels sum x times the
     // weights before their global scale (up to 2688 for NVFP4) and before the group scale (kScaledSum), so those
@@ -451,12 +477,14 @@ void matmul_weight_only(const PreparedWeight& w, const float* x, int64_t m, floa
         w, m, [&](int64_t r, float*) { return x + r * w.k; }, nullptr, st);
     st.view.exact = 1;
     detail::run(w, KernelKind::Float64, st.view, m, y, isa);
+    unscale();
     return;
   }
   detail::stage_float(w, x, m, w.gw, st);
   // 2: every finite nonzero |x| in [2^-100, 2^90) (ActView::weight_only)
   st.view.weight_only = xr.lo == 0 || xr.lo >= 0x1p-100 ? 2 : 1;
   detail::run(w, KernelKind::Float, st.view, m, y, isa);
+  unscale();
 }
 
 void matmul_weight_only_bf16(const PreparedWeight& w, const uint16_t* x, int64_t m, float* y) {

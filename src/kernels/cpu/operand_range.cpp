@@ -87,20 +87,26 @@ OperandRange operand_range(const QuantizedTensor& q, const CodeInfo& ci) {
   return out;
 }
 
-OperandRange float_range(const float* x, int64_t n) {
-  OperandRange out;
-  std::mutex mu;
-  parallel_for(n, 1 << 16, [&](int64_t a, int64_t b) {
-    float lo = 0, hi = 0;
-    for (int64_t i = a; i < b; ++i) {
-      const float v = std::fabs(x[i]);
-      if (v == 0 || !(v <= std::numeric_limits<float>::max())) continue;  // zeros, infinities, NaN
-      lo = lo == 0 ? v : std::min(lo, v);
-      hi = std::max(hi, v);
+std::vector<OperandRange> float_row_ranges(const float* x, int64_t m, int64_t k) {
+  std::vector<OperandRange> rows(size_t(std::max<int64_t>(m, 0)));
+  parallel_for(m, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float lo = 0, hi = 0;
+      for (const float* p = x + r * k; p < x + (r + 1) * k; ++p) {
+        const float v = std::fabs(*p);
+        if (v == 0 || !(v <= std::numeric_limits<float>::max())) continue;  // zeros, infinities, NaN
+        lo = lo == 0 ? v : std::min(lo, v);
+        hi = std::max(hi, v);
+      }
+      widen(rows[size_t(r)], lo, hi);
     }
-    const std::lock_guard<std::mutex> lock(mu);
-    widen(out, lo, hi);
   });
+  return rows;
+}
+
+OperandRange merged(const std::vector<OperandRange>& parts) {
+  OperandRange out;
+  for (const OperandRange& p : parts) widen(out, p.lo, p.hi);
   return out;
 }
 
