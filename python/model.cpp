@@ -1,5 +1,5 @@
 // fpq.Model: load a Llama/Qwen-family model (GGUF file, Hugging Face folder, fpq checkpoint; default: the embedded
-// SmolLM2-135M-Instruct), quantize its projections (round to nearest), pick the kernels, and run it: logits,
+// SmolLM2-135M-Instruct), quantize its projections (rtn, gptq, mr-gptq, 4o6, arc), pick the kernels, and run it: logits,
 // perplexity of a text, generation. The model layer's own functions; the GIL is released while they run.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "eval/perplexity.h"
+#include "model/calibrate.h"
 #include "model/checkpoint.h"
 #include "model/generate.h"
 #include "model/model_source.h"
@@ -43,16 +44,42 @@ std::unique_ptr<PyModel> load(std::optional<std::string> path) {
 }
 
 void quantize(PyModel& m, const std::string& format, int w_bits, int a_bits, std::optional<std::string> a_format,
-              const std::string& kernel, bool progress) {
+              const std::string& kernel, bool progress, const std::string& method, std::optional<std::string> calib_text,
+              int64_t num_sequences, int64_t seq_len) {
   if (m.recipe != "unquantized")
     fail("the model is already quantized ({}); load a fresh fpq.Model for another format", m.recipe);
   const QuantRecipe r = make_recipe(format, w_bits, a_bits, 0, 0, a_format.value_or(""));
   check_kernel_runs_here(kernel);  // (a bad name, or no GPU for 'cuda', before the work)
   const auto [qb, mb] = kernel_backends(kernel);
+  const quant::Method qm = quant::parse_method(method);
+  if (qm == quant::Method::Rtn) {
+    if (calib_text) fail("method 'rtn' takes no calibration text");
+    nb::gil_scoped_release release;
+    quantize_model_rtn(*m.lm.model, r, progress);
+    set_model_backends(*m.lm.model, qb, mb);
+    m.recipe = r.name;
+    m.kernel = kernel;
+    return;
+  }
+  if (!r.weight) fail("method '{}' needs a weight format (got '{}')", method, format);
+  const bool needs_calib = quant::method_needs_hessian(qm) || quant::method_needs_channel_stats(qm);
+  if (needs_calib && !calib_text) fail("method '{}' needs calibration text (calib_text=...)", quant::method_name(qm));
+  if (num_sequences < 1 || seq_len < 2) fail("num_sequences must be >= 1 and seq_len >= 2");
+  ModelQuantOptions o;  // the method's defaults, as `fpq quantize --method` without further options
+  o.recipe = r;
+  o.recipe.name += " " + std::string(quant::method_name(qm));
+  o.method = quant::method_defaults(qm);
+  o.calibration.num_sequences = num_sequences;
+  o.calibration.seq_len = seq_len;
+  o.progress = progress;
   nb::gil_scoped_release release;
-  quantize_model_rtn(*m.lm.model, r, progress);
+  const std::vector<int32_t> tokens =
+      calib_text ? m.lm.tokenizer().encode(*calib_text, false) : std::vector<int32_t>{};
+  if (calib_text && int64_t(tokens.size()) < seq_len)
+    fail("the calibration text has {} tokens, fewer than one sequence of {}", tokens.size(), seq_len);
+  quantize_model(*m.lm.model, tokens, o);
   set_model_backends(*m.lm.model, qb, mb);
-  m.recipe = r.name;
+  m.recipe = o.recipe.name;
   m.kernel = kernel;
 }
 
@@ -84,10 +111,13 @@ void register_model(nb::module_& mod) {
                    "once quantized).")
       .def("quantize", &quantize, nb::arg("format"), nb::arg("w_bits") = 0, nb::arg("a_bits") = 16,
            nb::arg("a_format") = nb::none(), nb::arg("kernel") = "auto", nb::arg("progress") = true,
-           "Round-to-nearest quantization of every decoder projection: format a registry name or "
-           "ELEMENT/SCALE/GROUP (or a family nvfp|mxfp|fp|int with w_bits); a_bits 16 keeps activations float, "
-           "4/6/8 quantize them to the format's natural partner (or a_format). kernel: real, pseudo, real-fast, "
-           "cuda or auto. progress: a bar with ETA on stderr.")
+           nb::arg("method") = "rtn", nb::arg("calib_text") = nb::none(), nb::arg("num_sequences") = 32,
+           nb::arg("seq_len") = 512,
+           "Quantize every decoder projection: format a registry name or ELEMENT/SCALE/GROUP (or a family "
+           "nvfp|mxfp|fp|int with w_bits); a_bits 16 keeps activations float, 4/6/8 quantize them to the format's "
+           "natural partner (or a_format). method: rtn, gptq, mr-gptq, 4o6 or arc with its defaults (gptq, mr-gptq "
+           "and arc calibrate on calib_text: num_sequences windows of seq_len tokens). kernel: real, pseudo, "
+           "real-fast, cuda or auto. progress: a bar with ETA on stderr.")
       .def("encode", [](const PyModel& m, const std::string& text, std::optional<bool> add_bos) {
         const Tokenizer& tok = m.lm.tokenizer();
         return tok.encode(text, add_bos.value_or(tok.add_bos_by_default()));

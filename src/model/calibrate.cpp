@@ -83,7 +83,8 @@ ModelQuantReport quantize_model(Transformer& model, const std::vector<int32_t>& 
   for (size_t s = 0; s < windows.size(); ++s) model.embed(windows[s].data(), seq, hidden[s].data());
   KvCache cache(c, std::max<int64_t>(seq, 1));
 
-  Progress bar(fmt::format("quantize {} {}", rep.method, opt.recipe.name), model.num_layers() * 7, "layers");
+  Progress bar(fmt::format("quantize {} {}", rep.method, opt.recipe.name), model.num_layers() * 7, "layers",
+               opt.progress);
   for (int64_t li = 0; li < model.num_layers(); ++li) {
     DecoderLayer& L = model.layer(li);
     const auto& groups = projection_groups();

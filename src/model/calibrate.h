@@ -28,6 +28,7 @@ struct ModelQuantOptions {
   quant::MethodOptions method;
   CalibrationOptions calibration;
   bool fuse_global_scales = true;  // q/k/v and gate/up share one weight global scale (FP-Quant's default)
+  bool progress = true;            // a bar with ETA on stderr
 };
 
 struct ModelQuantReport {

@@ -165,6 +165,29 @@ class ModelApi(unittest.TestCase):
                 m.quantize("nvfp4")
         self.assertAlmostEqual(ppl["real"], ppl["pseudo"], delta=1e-3 * ppl["pseudo"])
 
+    def test_methods(self):
+        ppl = {}
+        for method, kernel, calib in [("rtn", "real", None), ("4o6", "real", None), ("4o6", "pseudo", None),
+                                      ("arc", "real", self.text * 4)]:
+            m = fpq.Model()
+            m.quantize("nvfp4", a_bits=4, kernel=kernel, method=method, calib_text=calib, num_sequences=2, seq_len=32,
+                       progress=False)
+            self.assertEqual(m.recipe, "nvfp4 W4A4" + ("" if method == "rtn" else " " + method))
+            ppl[method, kernel] = m.perplexity(self.text, ctx=32, progress=False)["ppl"]
+        self.assertTrue(all(np.isfinite(v) for v in ppl.values()))
+        # the methods change the weights (other perplexities than RTN's); real and pseudo agree on them
+        self.assertNotEqual(ppl["4o6", "real"], ppl["rtn", "real"])
+        self.assertNotEqual(ppl["arc", "real"], ppl["rtn", "real"])
+        self.assertAlmostEqual(ppl["4o6", "real"], ppl["4o6", "pseudo"], delta=1e-3 * ppl["4o6", "pseudo"])
+        for kwargs, needle in [(dict(method="gptq"), "needs calibration text"),
+                               (dict(calib_text="some text"), "takes no calibration text"),
+                               (dict(method="bogus"), "unknown quantization method"),
+                               (dict(method="arc", calib_text="too short", seq_len=64), "fewer than one sequence")]:
+            with self.subTest(needle=needle):
+                with self.assertRaises(ValueError) as cm:
+                    fpq.Model().quantize("nvfp4", a_bits=4, progress=False, **kwargs)
+                self.assertIn(needle, str(cm.exception))
+
     def test_bad_arguments(self):
         for call, needle in [(lambda: self.model.decode([10 ** 9]), "vocabulary"),
                              (lambda: self.model.perplexity(self.text, ctx=1), "ctx"),
