@@ -225,8 +225,10 @@ PreparedWeight prepare_weight_cuda(const QuantizedTensor& w) {
   // after a row's or a group's sum): the largest of the three.
   if (emax > 0) {
     p.value_log2 = std::ilogb(emax);
-    if (smax > 0) p.value_log2 = std::max(p.value_log2, std::ilogb(double(emax) * double(smax)));
-    if (smax > 0 && p.fold_ok) p.value_log2 = std::max(p.value_log2, std::ilogb(double(emax) * double(smax)) - p.fold_shift);
+    if (smax > 0) {
+      const int scaled = std::ilogb(double(emax) * double(smax));
+      p.value_log2 = std::max({p.value_log2, scaled, p.fold_ok ? scaled - p.fold_shift : scaled});
+    }
   }
   p.plane4 = to_device(plane4.data(), plane4.size());
   if (hi_bytes) p.plane_hi = to_device(plane_hi.data(), plane_hi.size());
