@@ -4,7 +4,8 @@
 // (or --quick: one shape). For each (shape, M): cuBLASLt bf16 (bf16 out, fp32 accumulation, its heuristic's
 // first algorithm) and fpq's kernels:
 //   W4A16 mxfp4 / nvfp4 / int4 (g128) / q4_0, W6A16 fp6_e3m2 / mxfp6_e2m3, W5A16 fp5_e2m2, W8A16 fp8_e4m3 /
-//   int8 (bf16 activations, weight-only matmul), W4A4 mxfp4 / nvfp4 and W8A8 mxfp8 / fp8_e4m3 (activation
+//   int8 (bf16 activations, weight-only matmul; FPQ_CUDA_PROMOTE=0 sends int4 / q4_0 prefill back to the decode
+//   kernel, for A/B runs), W4A4 mxfp4 / nvfp4 and W8A8 mxfp8 / fp8_e4m3 (activation
 //   quantization included in the time), Q4_0 x Q8_1 (activation quantization included).
 // Times are medians of individually event-timed runs after warm-up; weights rotate over enough copies to
 // exceed the L2 cache. --chain adds, for M = 1, the time per kernel in a chain of dependent launches as a
@@ -338,7 +339,6 @@ int main(int argc, char** argv) {
 
         for (const char* f : wonly) {
           if (!wanted(f)) continue;
-          if (m >= 2048 && (std::string(f) == "int4" || std::string(f) == "q4_0")) continue;  // decode-kernel loop
           auto& v = pw[f];
           const double us = time_us([&](int i) {
             matmul_weight_only_cuda(v[size_t(i) % v.size()], x.data(), DType::BF16, m, y.data(), DType::BF16);

@@ -385,6 +385,33 @@ TEST_F(Cuda, WeightOnlyMatmulStagesAcrossGroups) {
   }
 }
 
+// Prefill (M > 32) of weights whose group scales cannot be folded into the bf16 operand exactly (INT4 / Q4_0 /
+// Q8_0 with fp16 scales, E8M0 scales on integer codes, E2M1 with fp16 scales): the tensor-core kernel's
+// per-group promotion. K = 2304 (36 tiles) at N = 136 makes the prefill kernel split K four ways, at tile 9,
+// 18 and 27: mid-group for 128-column groups, so a split starts and ends inside a group. Groups of 16 and 32
+// end inside a tile (the kernel waits there); 64 and 128 end with a tile or beyond it.
+TEST_F(Cuda, WeightOnlyPrefillPromotesGroupScales) {
+  const WeightCase weights[] = {
+      {"int4", 136, 2304},          {"q4_0", 136, 2304},           {"q8_0", 136, 2304},
+      {"int4/fp16/g128", 136, 2304}, {"int4/fp16/g64", 200, 512},  {"int4/fp16/g16", 72, 384},
+      {"int4/e8m0/g32", 136, 2304}, {"e2m1/fp16/g32", 40, 1024},    {"int8/fp16/g128", 72, 2304},
+  };
+  for (const WeightCase& wc : weights) {
+    const Format f = parse_format(wc.format);
+    const std::vector<float> wf = random_matrix(wc.n, wc.k);
+    const QuantizedTensor wq = quantize(f, wf.data(), wc.n, wc.k);
+    const std::vector<float> wd = dequantize(wq);
+    const PreparedWeight pw = prepare_weight_cuda(wq);
+    for (int64_t m : {33, 130, 257}) {
+      const std::string tag = fmt::format("W {} {}x{} M={}", wc.format, wc.n, wc.k, m);
+      SCOPED_TRACE(tag);
+      std::vector<float> seen;
+      const std::vector<float> y = weight_only_product(pw, random_matrix(m, wc.k), DType::BF16, m, &seen);
+      EXPECT_LT(rel_err(y, reference_product(seen, wd, m, wc.n, wc.k)), 1e-5) << tag;
+    }
+  }
+}
+
 // The split kernel's scratch buffer (per stream, reused): a launch for a short weight between two for a tall
 // one asks for fewer counters than the buffer holds; its partial sums must not land on the counters the tall
 // weight's launches use (they did: the second tall launch then left row tiles unwritten).

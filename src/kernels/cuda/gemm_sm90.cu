@@ -103,6 +103,32 @@ __device__ __forceinline__ void wgmma_rs_n128(float (&d)[64], const uint32_t* a,
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(1));
 }
 
+// The same with a run-time scale-d: accumulate = 0 starts the accumulators afresh (the promoting kernel's
+// per-group partial sums).
+__device__ __forceinline__ void wgmma_rs_n128_acc(float (&d)[64], const uint32_t* a, uint64_t db, int accumulate) {
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+      "}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n"
+      "}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
+}
+
 template <int N>
 __device__ __forceinline__ void fence_acc(float (&d)[N]) {
 #pragma unroll
@@ -129,7 +155,8 @@ struct Ctx {
   uint32_t a_dst;      // shared offset of chunk q = 0 within a stage
 };
 
-// A weight tile in registers: codes and, when folding, the raw 1-byte scales of rows (g, g + 8) per step.
+// A weight tile in registers: codes and, when folding or promoting, the raw scales of rows (g, g + 8) per step
+// (1-byte scales in the low 16 bits, 2-byte scales in both halves).
 template <int BITS>
 struct WRegs {
   WTile<BITS> c;
@@ -154,9 +181,19 @@ __device__ __forceinline__ void load_act(const Ctx& c, int s, int kt) {
 // Warps past the weight's last row tile load row tile 0 instead (c.rt is clamped at the start): their sums are
 // never stored, and the load needs no branch. (With the branch, ptxas waited for the warp's outstanding loads
 // there: Nsight Compute put 12% of all stall samples on it; without it the prefill kernel runs 1-7% faster.)
-template <int BITS, bool FOLD>
+template <int BITS, bool FOLD, bool PROMOTE = false>
 __device__ __forceinline__ void load_w(const Ctx& c, WRegs<BITS>& r, int kt) {
   load_wtile<BITS>(r.c, c.p->w, c.rt, kt, c.lane);
+  if constexpr (PROMOTE) {
+    const WeightView& w = c.p->w;
+    const uint8_t* base = w.scales + (c.rt * w.n_groups * 16 + 2 * c.g) * w.sb;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const uint8_t* sp = base + int64_t(group_of(c.G, kt * 4 + j)) * 16 * w.sb;
+      r.sc[j] = w.sb == 2 ? __ldg(reinterpret_cast<const uint32_t*>(sp))
+                          : uint32_t(__ldg(reinterpret_cast<const uint16_t*>(sp)));
+    }
+  }
   if constexpr (FOLD) {
     const uint8_t* base = c.p->w.scales + (c.rt * c.p->w.n_groups * 16 + 2 * c.g);
 #pragma unroll
@@ -210,10 +247,85 @@ __device__ __forceinline__ void rs_step(const Ctx& c, int it, float (&d)[BN / 2]
   if (it + 3 < c.nkt) load_w<BITS, FOLD>(c, rn, c.kb + it + 3);
 }
 
+// ---- The promoting variant: group scales that cannot be folded into the bf16 operand exactly (INT4 / Q4_0 /
+// Q8_0 with fp16 scales, ...). The codes go to wgmma unscaled (exact bf16 values); each scale group's products
+// land in a fresh accumulator set t (scale-d = 0 at the group's first step, or at a split's first step) and,
+// when the group ends (or the split does), t times the group scales of rows g, g + 8 is added to d in float32:
+// the decode kernel's per-group promotion. A group that ends with a tile is promoted after the next tile's
+// weights are converted (its wgmma still in flight meanwhile); one that ends inside a tile (groups of 16 / 32)
+// waits there. BN = 128 only: d and t take 128 registers.
+__device__ __forceinline__ bool group_starts(const GroupInfo& G, int ks) {
+  return G.pow2 ? (ks & (G.spg - 1)) == 0 : ks == group_of(G, ks) * G.spg;
+}
+__device__ __forceinline__ bool group_ends(const GroupInfo& G, int ks) { return group_starts(G, ks + 1); }
+
+__device__ __forceinline__ void promote_group(const WeightView& w, float (&d)[64], const float (&t)[64], uint32_t raw) {
+  float s_lo, s_hi;
+  if (w.sb == 1) {
+    s_lo = scale_code_value(w.scale, raw & 0xFFu);
+    s_hi = scale_code_value(w.scale, (raw >> 8) & 0xFFu);
+  } else {
+    s_lo = scale_wide_value(w.scale, raw & 0xFFFFu);
+    s_hi = scale_wide_value(w.scale, raw >> 16);
+  }
+  // t[cc * 4 + h * 2 + e] belongs to weight row g + 8h.
+#pragma unroll
+  for (int i = 0; i < 64; ++i) d[i] = fmaf(t[i], (i & 2) ? s_hi : s_lo, d[i]);
+}
+
+// One k-tile of the promoting kernel: wgmma on tile `it` (A registers ac, raw scales sc) into t; meanwhile tile
+// it + 1's registers an / sn are made from rn, and rn is refilled with tile it + 3.
+template <int BITS, int DEC>
+__device__ __forceinline__ void rs_step_promote(const Ctx& c, int it, float (&d)[64], float (&t)[64],
+                                                const uint32_t (&ac)[16], const uint32_t (&sc)[4], uint32_t (&an)[16],
+                                                uint32_t (&sn)[4], WRegs<BITS>& rn) {
+  cp_async_wait<kStages - 2>();
+  fence_proxy_async();
+  __syncthreads();
+  const uint32_t stage = c.act_base + uint32_t((it % kStages) * act_stage_bytes(128));
+  const int ks0 = (c.kb + it) * 4;
+  const bool last_tile = it == c.nkt - 1;
+  bool pending = false;
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    const int ks = ks0 + kk;
+    const bool fresh = (it == 0 && kk == 0) || group_starts(c.G, ks);
+    wgmma_rs_n128_acc(t, &ac[4 * kk], make_desc(stage + uint32_t(kk * 32)), fresh ? 0 : 1);
+    if (group_ends(c.G, ks) || (last_tile && kk == 3)) {
+      if (kk < 3) {
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_acc(t);
+        promote_group(c.p->w, d, t, sc[kk]);
+        wgmma_fence();
+      } else {
+        pending = true;
+      }
+    }
+  }
+  wgmma_commit();
+  wgmma_wait<1>();  // tile it - 1 is done: its stage is free
+  __syncthreads();
+  if (it + kStages - 1 < c.nkt) load_act<128>(c, (it + kStages - 1) % kStages, c.kb + it + kStages - 1);
+  cp_async_commit();
+  if (it + 1 < c.nkt) {
+    convert<BITS, DEC, false>(c, rn, an);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) sn[j] = rn.sc[j];
+  }
+  if (it + 3 < c.nkt) load_w<BITS, false, true>(c, rn, c.kb + it + 3);
+  if (pending) {
+    wgmma_wait<0>();
+    fence_acc(t);
+    promote_group(c.p->w, d, t, sc[3]);
+  }
+}
+
 __device__ __forceinline__ float row_scale_w(const GemmParams& p, int64_t n) {
   const WeightView& w = p.w;
   float s = 1.0f;
-  if (!p.fold_b && w.scale != kScaleNone) {
+  if (!p.fold_b && !p.promote && w.scale != kScaleNone) {
     const int64_t rt = n >> 4;
     const int r = int(n & 15);
     const uint8_t* sp = w.scales + ((rt * w.n_groups) * 16 + 2 * (r & 7) + (r >> 3)) * w.sb;
@@ -230,8 +342,9 @@ __device__ __forceinline__ void store_out(const GemmParams& p, int64_t m, int64_
   else static_cast<__half*>(p.y)[o] = __float2half_rn(v);
 }
 
-template <int BITS, int DEC, int BN, bool FOLD>
+template <int BITS, int DEC, int BN, bool FOLD, bool PROMOTE>
 __global__ void __launch_bounds__(kThreads, 1) gemm_rs_kernel(GemmParams p) {
+  static_assert(!PROMOTE || (BN == 128 && !FOLD), "the promoting kernel is BN = 128, unfolded");
   constexpr int NACC = BN / 2;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
@@ -272,7 +385,33 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_rs_kernel(GemmParams p) {
 #pragma unroll
   for (int i = 0; i < NACC; ++i) d[i] = 0.0f;
 
-  if (c.nkt > 0) {
+  if constexpr (PROMOTE) {
+    if (c.nkt > 0) {
+      for (int s = 0; s < kStages - 1; ++s) {
+        if (s < c.nkt) load_act<BN>(c, s, c.kb + s);
+        cp_async_commit();
+      }
+      WRegs<BITS> raw0, raw1;
+      uint32_t A0[16], A1[16], S0[4], S1[4];
+      float t[NACC];
+#pragma unroll
+      for (int i = 0; i < NACC; ++i) t[i] = 0.0f;
+      load_w<BITS, false, true>(c, raw0, c.kb);
+      if (c.nkt > 1) load_w<BITS, false, true>(c, raw1, c.kb + 1);
+      convert<BITS, DEC, false>(c, raw0, A0);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) S0[j] = raw0.sc[j];
+      if (c.nkt > 2) load_w<BITS, false, true>(c, raw0, c.kb + 2);
+      fence_acc(d);
+      fence_acc(t);
+      for (int it = 0; it < c.nkt; it += 2) {
+        rs_step_promote<BITS, DEC>(c, it, d, t, A0, S0, A1, S1, raw1);
+        if (it + 1 < c.nkt) rs_step_promote<BITS, DEC>(c, it + 1, d, t, A1, S1, A0, S0, raw0);
+      }
+      wgmma_wait<0>();
+      fence_acc(d);
+    }
+  } else if (c.nkt > 0) {
     for (int s = 0; s < kStages - 1; ++s) {
       if (s < c.nkt) load_act<BN>(c, s, c.kb + s);
       cp_async_commit();
@@ -327,15 +466,19 @@ __global__ void splitk_reduce(GemmParams p) {
   }
 }
 
-template <int BITS, int DEC, int BN, bool FOLD>
+template <int BITS, int DEC, int BN, bool FOLD, bool PROMOTE = false>
 void launch_fold(const GemmParams& p, const dim3& grid, CUstream_st* stream) {
   const int smem = smem_bytes(BN);
-  check(cudaFuncSetAttribute(gemm_rs_kernel<BITS, DEC, BN, FOLD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+  check(cudaFuncSetAttribute(gemm_rs_kernel<BITS, DEC, BN, FOLD, PROMOTE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             smem),
         "cudaFuncSetAttribute");
-  gemm_rs_kernel<BITS, DEC, BN, FOLD><<<grid, kThreads, smem, stream>>>(p);
+  gemm_rs_kernel<BITS, DEC, BN, FOLD, PROMOTE><<<grid, kThreads, smem, stream>>>(p);
 }
 template <int BITS, int DEC, int BN>
 void launch_one(const GemmParams& p, const dim3& grid, CUstream_st* stream) {
+  if constexpr (BN == 128) {
+    if (p.promote) return launch_fold<BITS, DEC, BN, false, true>(p, grid, stream);
+  }
   if constexpr (DEC == kDecE2M1 || DEC == kDecFp) {
     if (p.fold_b) return launch_fold<BITS, DEC, BN, true>(p, grid, stream);
   }
@@ -373,10 +516,16 @@ bool gemm_supported(const WeightView& w, int fold_b) {
   return true;
 }
 
-static int64_t gemm_bn(int64_t m) { return m > 128 ? 256 : 128; }
+bool gemm_promote_supported(const WeightView& w) {
+  if (w.scale == kScaleNone || !(w.sb == 1 || w.sb == 2)) return false;
+  if (w.group % 16 != 0 || w.group >= w.k) return false;
+  return gemm_supported(w, 0);
+}
 
-int gemm_choose_splits(int64_t m, int64_t n, int64_t k) {
-  const int64_t bn = gemm_bn(m);
+static int64_t gemm_bn(int64_t m, bool promote) { return promote || m <= 128 ? 128 : 256; }
+
+int gemm_choose_splits(int64_t m, int64_t n, int64_t k, bool promote) {
+  const int64_t bn = gemm_bn(m, promote);
   const int64_t tiles = ((m + bn - 1) / bn) * ((n + kWRows - 1) / kWRows);
   const int64_t kt = (k + 63) / 64;
   const int64_t sms = sm_count();
@@ -388,7 +537,7 @@ int gemm_choose_splits(int64_t m, int64_t n, int64_t k) {
 
 void launch_gemm(GemmParams p, CUstream_st* stream) {
   if (p.m == 0 || p.w.n == 0) return;
-  const int64_t bn = gemm_bn(p.m);
+  const int64_t bn = gemm_bn(p.m, p.promote != 0);
   const dim3 grid(unsigned((p.m + bn - 1) / bn), unsigned((p.w.n + kWRows - 1) / kWRows), unsigned(p.splits));
   if (bn == 256) launch_bn<256>(p, grid, stream);
   else launch_bn<128>(p, grid, stream);

@@ -130,6 +130,7 @@ struct GemmParams {
   const float* a_row_scale = nullptr;  // optional per-row factor of A
   const float* a_global = nullptr;     // optional device scalar
   int fold_b = 1;                      // 1: fold B's group scales into the bf16 operand; 0: per-row scale in epilogue
+  int promote = 0;                     // 1: B's group scales applied per group in float32 (fold_b = 0)
   void* y = nullptr;
   int ytype = kF32;
   int64_t ldy = 0;
@@ -138,9 +139,12 @@ struct GemmParams {
 };
 // Returns false when the shape/format is not handled (the caller falls back).
 bool gemm_supported(const WeightView& w, int fold_b);
+// Group-scaled weights whose scales cannot be folded (GemmParams::promote): 1- or 2-byte scales, groups of a
+// multiple of 16 columns.
+bool gemm_promote_supported(const WeightView& w);
 void launch_gemm(GemmParams p, CUstream_st* stream);
 // Chooses the split-K factor for a shape (1 = none).
-int gemm_choose_splits(int64_t m, int64_t n, int64_t k);
+int gemm_choose_splits(int64_t m, int64_t n, int64_t k, bool promote = false);
 
 // exact.cu: the model runtime's exact products (see the file's header).
 struct ExactParams {

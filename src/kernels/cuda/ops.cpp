@@ -1,4 +1,5 @@
 // Host entry points: checks, buffer management and dispatch to the kernels.
+#include <cstdlib>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -92,7 +93,7 @@ detail::WeightView view_of(const PreparedWeight& w) {
 }
 
 void run_gemm(detail::GemmParams gp, cudaStream_t stream) {
-  gp.splits = detail::gemm_choose_splits(gp.m, gp.w.n, gp.w.k);
+  gp.splits = detail::gemm_choose_splits(gp.m, gp.w.n, gp.w.k, gp.promote != 0);
   void* ws = nullptr;
   if (gp.splits > 1) {
     check(cudaMallocAsync(&ws, size_t(gp.splits) * gp.m * gp.w.n * sizeof(float), stream), "cudaMallocAsync");
@@ -293,13 +294,23 @@ void matmul_weight_only_cuda(const PreparedWeight& w, const void* x, DType xtype
   const detail::WeightView v = view_of(w);
   const int fold = w.group < w.k ? 1 : 0;
   const bool aligned = reinterpret_cast<uintptr_t>(x) % 16 == 0 && ldx % 8 == 0;  // cp.async of 16-byte chunks
-  if (m > 32 && xtype == DType::BF16 && aligned && detail::gemm_supported(v, fold) && (!fold || weight_fold_exact(w))) {
+  // Prefill on the tensor cores: group scales folded into the bf16 operand where that is exact, else applied
+  // per group in float32 (promote); the decode kernel, 32 rows at a time, for the rest.
+  const bool folds = detail::gemm_supported(v, fold) && (!fold || weight_fold_exact(w));
+  // FPQ_CUDA_PROMOTE=0 keeps such weights on the decode kernel (the route before the promoting kernel, for A/B runs).
+  static const bool promote_on = [] {
+    const char* e = std::getenv("FPQ_CUDA_PROMOTE");
+    return !(e && std::string(e) == "0");
+  }();
+  const bool promote = promote_on && !folds && fold && detail::gemm_promote_supported(v);
+  if (m > 32 && xtype == DType::BF16 && aligned && (folds || promote)) {
     detail::GemmParams gp;
     gp.w = v;
     gp.a = static_cast<const uint16_t*>(x);
     gp.lda = ldx;
     gp.m = m;
-    gp.fold_b = fold;
+    gp.fold_b = promote ? 0 : fold;
+    gp.promote = promote ? 1 : 0;
     gp.y = y;
     gp.ytype = dtype_code(ytype);
     gp.ldy = w.n;
