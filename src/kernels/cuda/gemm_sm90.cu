@@ -25,6 +25,9 @@ constexpr int kThreads = 256;
 
 __host__ __device__ constexpr int act_stage_bytes(int bn) { return bn * 128; }
 __host__ __device__ constexpr int smem_bytes(int bn) { return kStages * act_stage_bytes(bn) + 512 + 1024; }
+// The promoting kernel with activation group scales (Q4_0 x Q8_1) stages them after the activation tiles:
+// per stage the 2 groups of 32 columns x 128 rows as float32.
+constexpr int kActScaleStageBytes = 2 * 128 * 4;
 
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 
@@ -259,7 +262,30 @@ __device__ __forceinline__ bool group_starts(const GroupInfo& G, int ks) {
 }
 __device__ __forceinline__ bool group_ends(const GroupInfo& G, int ks) { return group_starts(G, ks + 1); }
 
-__device__ __forceinline__ void promote_group(const WeightView& w, float (&d)[64], const float (&t)[64], uint32_t raw) {
+__device__ __forceinline__ float2 lds_f2(uint32_t addr) {
+  float2 v;
+  asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(addr));
+  return v;
+}
+
+// Activation group scales of tile kt -> stage s (PROMOTE == 2): threads 0..63 copy 16 bytes each, rows past M
+// and groups past K zero-filled.
+__device__ __forceinline__ void load_act_scales(const Ctx& c, int s, int kt) {
+  if (threadIdx.x >= 64) return;
+  const GemmParams& p = *c.p;
+  const int gl = threadIdx.x >> 5, q = threadIdx.x & 31;
+  const int64_t grp = int64_t(kt) * 2 + gl;
+  const int64_t row = c.m0 + 4 * q;
+  const bool ok = grp < p.w.k / 32 && row < p.m;
+  const float* src = ok ? p.a_gscale + grp * p.a_gscale_ld + row : p.a_gscale;
+  const uint32_t dst = c.act_base + uint32_t(kStages * act_stage_bytes(128) + s * kActScaleStageBytes + gl * 512 + q * 16);
+  cp_async16(dst, src, ok);
+}
+
+template <int PROMOTE>
+__device__ __forceinline__ void promote_group(const Ctx& c, float (&d)[64], const float (&t)[64], uint32_t raw,
+                                              int stage, int kk) {
+  const WeightView& w = c.p->w;
   float s_lo, s_hi;
   if (w.sb == 1) {
     s_lo = scale_code_value(w.scale, raw & 0xFFu);
@@ -268,14 +294,29 @@ __device__ __forceinline__ void promote_group(const WeightView& w, float (&d)[64
     s_lo = scale_wide_value(w.scale, raw & 0xFFFFu);
     s_hi = scale_wide_value(w.scale, raw >> 16);
   }
-  // t[cc * 4 + h * 2 + e] belongs to weight row g + 8h.
+  // t[cc * 4 + h * 2 + e] belongs to weight row g + 8h and activation row 8cc + 2(lane & 3) + e.
+  if constexpr (PROMOTE == 2) {
+    // Both operands' group scales (groups of 32: steps kk = 0, 1 are the tile's first group, 2, 3 its second);
+    // f16 x f16 products are exact in float32.
+    const uint32_t sa = c.act_base + uint32_t(kStages * act_stage_bytes(128) + stage * kActScaleStageBytes +
+                                              (kk >> 1) * 512 + (c.lane & 3) * 8);
 #pragma unroll
-  for (int i = 0; i < 64; ++i) d[i] = fmaf(t[i], (i & 2) ? s_hi : s_lo, d[i]);
+    for (int cc = 0; cc < 16; ++cc) {
+      const float2 a = lds_f2(sa + uint32_t(cc * 32));
+      d[cc * 4 + 0] = fmaf(t[cc * 4 + 0], s_lo * a.x, d[cc * 4 + 0]);
+      d[cc * 4 + 1] = fmaf(t[cc * 4 + 1], s_lo * a.y, d[cc * 4 + 1]);
+      d[cc * 4 + 2] = fmaf(t[cc * 4 + 2], s_hi * a.x, d[cc * 4 + 2]);
+      d[cc * 4 + 3] = fmaf(t[cc * 4 + 3], s_hi * a.y, d[cc * 4 + 3]);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 64; ++i) d[i] = fmaf(t[i], (i & 2) ? s_hi : s_lo, d[i]);
+  }
 }
 
 // One k-tile of the promoting kernel: wgmma on tile `it` (A registers ac, raw scales sc) into t; meanwhile tile
 // it + 1's registers an / sn are made from rn, and rn is refilled with tile it + 3.
-template <int BITS, int DEC>
+template <int BITS, int DEC, int PROMOTE>
 __device__ __forceinline__ void rs_step_promote(const Ctx& c, int it, float (&d)[64], float (&t)[64],
                                                 const uint32_t (&ac)[16], const uint32_t (&sc)[4], uint32_t (&an)[16],
                                                 uint32_t (&sn)[4], WRegs<BITS>& rn) {
@@ -297,7 +338,7 @@ __device__ __forceinline__ void rs_step_promote(const Ctx& c, int it, float (&d)
         wgmma_commit();
         wgmma_wait<0>();
         fence_acc(t);
-        promote_group(c.p->w, d, t, sc[kk]);
+        promote_group<PROMOTE>(c, d, t, sc[kk], it % kStages, kk);
         wgmma_fence();
       } else {
         pending = true;
@@ -307,7 +348,10 @@ __device__ __forceinline__ void rs_step_promote(const Ctx& c, int it, float (&d)
   wgmma_commit();
   wgmma_wait<1>();  // tile it - 1 is done: its stage is free
   __syncthreads();
-  if (it + kStages - 1 < c.nkt) load_act<128>(c, (it + kStages - 1) % kStages, c.kb + it + kStages - 1);
+  if (it + kStages - 1 < c.nkt) {
+    load_act<128>(c, (it + kStages - 1) % kStages, c.kb + it + kStages - 1);
+    if constexpr (PROMOTE == 2) load_act_scales(c, (it + kStages - 1) % kStages, c.kb + it + kStages - 1);
+  }
   cp_async_commit();
   if (it + 1 < c.nkt) {
     convert<BITS, DEC, false>(c, rn, an);
@@ -318,7 +362,7 @@ __device__ __forceinline__ void rs_step_promote(const Ctx& c, int it, float (&d)
   if (pending) {
     wgmma_wait<0>();
     fence_acc(t);
-    promote_group(c.p->w, d, t, sc[3]);
+    promote_group<PROMOTE>(c, d, t, sc[3], it % kStages, 3);
   }
 }
 
@@ -342,7 +386,7 @@ __device__ __forceinline__ void store_out(const GemmParams& p, int64_t m, int64_
   else static_cast<__half*>(p.y)[o] = __float2half_rn(v);
 }
 
-template <int BITS, int DEC, int BN, bool FOLD, bool PROMOTE>
+template <int BITS, int DEC, int BN, bool FOLD, int PROMOTE>
 __global__ void __launch_bounds__(kThreads, 1) gemm_rs_kernel(GemmParams p) {
   static_assert(!PROMOTE || (BN == 128 && !FOLD), "the promoting kernel is BN = 128, unfolded");
   constexpr int NACC = BN / 2;
@@ -388,7 +432,10 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_rs_kernel(GemmParams p) {
   if constexpr (PROMOTE) {
     if (c.nkt > 0) {
       for (int s = 0; s < kStages - 1; ++s) {
-        if (s < c.nkt) load_act<BN>(c, s, c.kb + s);
+        if (s < c.nkt) {
+          load_act<BN>(c, s, c.kb + s);
+          if constexpr (PROMOTE == 2) load_act_scales(c, s, c.kb + s);
+        }
         cp_async_commit();
       }
       WRegs<BITS> raw0, raw1;
@@ -405,8 +452,8 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_rs_kernel(GemmParams p) {
       fence_acc(d);
       fence_acc(t);
       for (int it = 0; it < c.nkt; it += 2) {
-        rs_step_promote<BITS, DEC>(c, it, d, t, A0, S0, A1, S1, raw1);
-        if (it + 1 < c.nkt) rs_step_promote<BITS, DEC>(c, it + 1, d, t, A1, S1, A0, S0, raw0);
+        rs_step_promote<BITS, DEC, PROMOTE>(c, it, d, t, A0, S0, A1, S1, raw1);
+        if (it + 1 < c.nkt) rs_step_promote<BITS, DEC, PROMOTE>(c, it + 1, d, t, A1, S1, A0, S0, raw0);
       }
       wgmma_wait<0>();
       fence_acc(d);
@@ -466,9 +513,9 @@ __global__ void splitk_reduce(GemmParams p) {
   }
 }
 
-template <int BITS, int DEC, int BN, bool FOLD, bool PROMOTE = false>
+template <int BITS, int DEC, int BN, bool FOLD, int PROMOTE = 0>
 void launch_fold(const GemmParams& p, const dim3& grid, CUstream_st* stream) {
-  const int smem = smem_bytes(BN);
+  const int smem = smem_bytes(BN) + (PROMOTE == 2 ? kStages * kActScaleStageBytes : 0);
   check(cudaFuncSetAttribute(gemm_rs_kernel<BITS, DEC, BN, FOLD, PROMOTE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              smem),
         "cudaFuncSetAttribute");
@@ -477,7 +524,11 @@ void launch_fold(const GemmParams& p, const dim3& grid, CUstream_st* stream) {
 template <int BITS, int DEC, int BN>
 void launch_one(const GemmParams& p, const dim3& grid, CUstream_st* stream) {
   if constexpr (BN == 128) {
-    if (p.promote) return launch_fold<BITS, DEC, BN, false, true>(p, grid, stream);
+    if (p.promote) {
+      if (!p.a_gscale) return launch_fold<BITS, DEC, BN, false, 1>(p, grid, stream);
+      if constexpr (BITS == 4 && DEC == kDecInt4) return launch_fold<BITS, DEC, BN, false, 2>(p, grid, stream);
+      fail_message("launch_gemm: activation group scales need int4 weights in groups of 32");
+    }
   }
   if constexpr (DEC == kDecE2M1 || DEC == kDecFp) {
     if (p.fold_b) return launch_fold<BITS, DEC, BN, true>(p, grid, stream);

@@ -131,6 +131,10 @@ struct GemmParams {
   const float* a_global = nullptr;     // optional device scalar
   int fold_b = 1;                      // 1: fold B's group scales into the bf16 operand; 0: per-row scale in epilogue
   int promote = 0;                     // 1: B's group scales applied per group in float32 (fold_b = 0)
+  // With promote, int4 weights in groups of 32 and K a multiple of 64: A's group scales too (Q4_0 x Q8_1),
+  // group-major: a_gscale[g * a_gscale_ld + row], a_gscale_ld a multiple of 4.
+  const float* a_gscale = nullptr;
+  int64_t a_gscale_ld = 0;
   void* y = nullptr;
   int ytype = kF32;
   int64_t ldy = 0;
@@ -182,5 +186,12 @@ void launch_split3(const float* x, int64_t n, uint16_t* out, const RangeGuard& g
 void launch_sum3(const float* y3, int64_t n, float* y, const RangeGuard& g, CUstream_st* stream);
 
 void launch_q4_0_q8_1(const void* w, const void* a, int64_t n, int64_t m, int64_t k, float* y, CUstream_st* stream);
+// Q4_0 weight blocks -> a prepared int4 weight's planes (plane4: n_tiles x k_tiles x 512 bytes) and fp16 scales
+// (n_tiles x n_groups x 16).
+void launch_repack_q4_0(const void* w, int64_t n, int64_t k, int64_t n_tiles, int64_t k_tiles, int64_t n_groups,
+                        uint8_t* plane4, uint16_t* scales, CUstream_st* stream);
+// Q8_1 activation blocks -> bf16 codes (m x k) and float32 block scales, group-major (scales[b * ld + row]).
+void launch_unpack_q8_1(const void* a, int64_t m, int64_t k, int64_t ld, uint16_t* codes, float* scales,
+                        CUstream_st* stream);
 
 }  // namespace fpq::cuda::detail

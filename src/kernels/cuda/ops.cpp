@@ -92,6 +92,19 @@ detail::WeightView view_of(const PreparedWeight& w) {
   return v;
 }
 
+// FPQ_CUDA_PROMOTE=0 keeps group scales that cannot be folded (and Q4_0 x Q8_1 beyond M = 8) off the promoting
+// tensor-core kernel: the routes before it, for A/B runs.
+bool promote_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("FPQ_CUDA_PROMOTE");
+    return !(e && std::string(e) == "0");
+  }();
+  return on;
+}
+
+// Q4_0 x Q8_1 batches up to this size take the dp4a kernel (one pass of its 8 activation rows).
+constexpr int64_t kQ4Q8DotMaxM = 8;
+
 void run_gemm(detail::GemmParams gp, cudaStream_t stream) {
   gp.splits = detail::gemm_choose_splits(gp.m, gp.w.n, gp.w.k, gp.promote != 0);
   void* ws = nullptr;
@@ -297,12 +310,7 @@ void matmul_weight_only_cuda(const PreparedWeight& w, const void* x, DType xtype
   // Prefill on the tensor cores: group scales folded into the bf16 operand where that is exact, else applied
   // per group in float32 (promote); the decode kernel, 32 rows at a time, for the rest.
   const bool folds = detail::gemm_supported(v, fold) && (!fold || weight_fold_exact(w));
-  // FPQ_CUDA_PROMOTE=0 keeps such weights on the decode kernel (the route before the promoting kernel, for A/B runs).
-  static const bool promote_on = [] {
-    const char* e = std::getenv("FPQ_CUDA_PROMOTE");
-    return !(e && std::string(e) == "0");
-  }();
-  const bool promote = promote_on && !folds && fold && detail::gemm_promote_supported(v);
+  const bool promote = promote_enabled() && !folds && fold && detail::gemm_promote_supported(v);
   if (m > 32 && xtype == DType::BF16 && aligned && (folds || promote)) {
     detail::GemmParams gp;
     gp.w = v;
@@ -540,7 +548,50 @@ void matmul_weight_only_f32_cuda(const PreparedWeight& w, const float* x, int64_
 void matmul_q4_0_q8_1_cuda(const void* w_blocks, const void* a_blocks, int64_t n, int64_t m, int64_t k, float* y,
                            cudaStream_t stream) {
   if (k % 32 != 0) fail("matmul_q4_0_q8_1_cuda: K = {} is not a multiple of 32", k);
-  detail::launch_q4_0_q8_1(w_blocks, a_blocks, n, m, k, y, stream);
+  if (m <= kQ4Q8DotMaxM || n == 0 || !promote_enabled()) return detail::launch_q4_0_q8_1(w_blocks, a_blocks, n, m, k, y, stream);
+  // Prefill: both operands converted (exactly) for the tensor-core kernel, which promotes each 32-column group's
+  // integer sum with d_w * d_a as the dp4a kernel does.
+  detail::WeightView v;
+  v.n = n;
+  v.k = k;
+  v.n_tiles = (n + 15) / 16;
+  v.k_tiles = (k + 63) / 64;
+  v.bits = 4;
+  v.is_int = 1;
+  v.scale = detail::kScaleF16;
+  v.sb = 2;
+  v.group = 32;
+  v.n_groups = v.k_tiles * 2;
+  const int64_t lds = (m + 3) / 4 * 4;
+  const size_t plane_bytes = size_t(v.n_tiles * v.k_tiles * 512), scale_bytes = size_t(v.n_tiles * v.n_groups * 32);
+  const size_t code_bytes = size_t(m * k * 2), ascale_bytes = size_t(k / 32 * lds * 4);
+  auto up16 = [](size_t b) { return (b + 255) / 256 * 256; };
+  void* mem = nullptr;
+  check(cudaMallocAsync(&mem, up16(plane_bytes) + up16(scale_bytes) + up16(code_bytes) + up16(ascale_bytes), stream),
+        "cudaMallocAsync");
+  uint8_t* p = static_cast<uint8_t*>(mem);
+  uint8_t* plane4 = p;
+  uint16_t* wscales = reinterpret_cast<uint16_t*>(p + up16(plane_bytes));
+  uint16_t* codes = reinterpret_cast<uint16_t*>(p + up16(plane_bytes) + up16(scale_bytes));
+  float* ascales = reinterpret_cast<float*>(p + up16(plane_bytes) + up16(scale_bytes) + up16(code_bytes));
+  detail::launch_repack_q4_0(w_blocks, n, k, v.n_tiles, v.k_tiles, v.n_groups, plane4, wscales, stream);
+  detail::launch_unpack_q8_1(a_blocks, m, k, lds, codes, ascales, stream);
+  v.plane4 = plane4;
+  v.scales = reinterpret_cast<const uint8_t*>(wscales);
+  detail::GemmParams gp;
+  gp.w = v;
+  gp.a = codes;
+  gp.lda = k;
+  gp.m = m;
+  gp.fold_b = 0;
+  gp.promote = 1;
+  gp.a_gscale = ascales;
+  gp.a_gscale_ld = lds;
+  gp.y = y;
+  gp.ytype = detail::kF32;
+  gp.ldy = n;
+  run_gemm(gp, stream);
+  check(cudaFreeAsync(mem, stream), "cudaFreeAsync");
 }
 
 }  // namespace fpq::cuda
