@@ -6,7 +6,7 @@
 //   W4A16 mxfp4 / nvfp4 / int4 (g128) / q4_0, W6A16 fp6_e3m2 / mxfp6_e2m3, W5A16 fp5_e2m2, W8A16 fp8_e4m3 /
 //   int8 (bf16 activations, weight-only matmul; FPQ_CUDA_PROMOTE=0 sends int4 / q4_0 prefill back to the decode
 //   kernel, for A/B runs), W4A4 mxfp4 / nvfp4 and W8A8 mxfp8 / fp8_e4m3 (activation
-//   quantization included in the time), Q4_0 x Q8_1 (activation quantization included; dp4a up to M = 8, then
+//   quantization included in the time), Q4_0 x Q8_1 (activation quantization included; dp4a up to M = 16, then
 //   the tensor-core kernel).
 // Times are medians of individually event-timed runs after warm-up; weights rotate over enough copies to
 // exceed the L2 cache. --chain adds, for M = 1, the time per kernel in a chain of dependent launches as a
@@ -398,7 +398,7 @@ int main(int argc, char** argv) {
             quantize_activations_cuda(q81, x.data(), DType::BF16, m, sh.k, q);
             matmul_q4_0_q8_1_cuda(q40[size_t(i) % q40.size()].data(), q.codes.data(), sh.n, m, sh.k, y.as<float>());
           });
-          const bool dot = m <= 8 || (std::getenv("FPQ_CUDA_PROMOTE") && std::string(std::getenv("FPQ_CUDA_PROMOTE")) == "0");
+          const bool dot = m <= 16 || (std::getenv("FPQ_CUDA_PROMOTE") && std::string(std::getenv("FPQ_CUDA_PROMOTE")) == "0");
           rows.push_back({sname, m, fmt::format("q4_0 x q8_1 ({}, act quant incl.)", dot ? "dp4a" : "tensor cores"), us, cublas_us,
                           double(q40_bytes) + act_bytes + double(m * sh.n * 4)});
         }

@@ -533,9 +533,9 @@ TEST_F(Cuda, QuantizedMatmulMatchesFloat64) {
 
 TEST_F(Cuda, Q4_0TimesQ8_1MatchesFloat64) {
   const Format q4 = parse_format("q4_0"), q8 = parse_format("q8_1");
-  // M <= 8: the dp4a kernel; beyond: the tensor-core kernel (K = 416 and 2080 end in half a 64-column tile;
+  // M <= 16: the dp4a kernel; beyond: the tensor-core kernel (K = 416 and 2080 end in half a 64-column tile;
   // N = 136, K = 2304 splits K four ways).
-  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 40, 416}, {7, 33, 2080}, {9, 40, 416},
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 40, 416}, {7, 33, 2080}, {9, 40, 416}, {17, 40, 416},
                          {33, 100, 256}, {130, 136, 2304}, {257, 72, 2080}, {16, 200, 1024}}) {
     const std::string tag = fmt::format("q4_0 x q8_1 M={} N={} K={}", m, n, k);
     SCOPED_TRACE(tag);

@@ -238,7 +238,7 @@ void matmul_weight_only_f32_cuda(const PreparedWeight& w, const float* x, int64_
 
 // llama.cpp Q4_0 weight blocks (N x K/32 blocks of 18 bytes, as fpq::quantize stores q4_0) times Q8_1
 // activation blocks (M x K/32 blocks of 36 bytes): Y (M x N, float32) with exact integer dot products per
-// block, scaled by d_w * d_a in float32 (the stored s = d * sum is not used). M <= 8: dp4a; larger M: both
+// block, scaled by d_w * d_a in float32 (the stored s = d * sum is not used). M <= 16: dp4a; larger M: both
 // operands converted exactly (int4 planes, bf16 codes) for the tensor-core prefill kernel.
 void matmul_q4_0_q8_1_cuda(const void* w_blocks, const void* a_blocks, int64_t n, int64_t m, int64_t k, float* y,
                            cudaStream_t stream = nullptr);
