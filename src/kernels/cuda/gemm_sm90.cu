@@ -366,6 +366,75 @@ __device__ __forceinline__ void rs_step_promote(const Ctx& c, int it, float (&d)
   }
 }
 
+// ---- The rescaling variant (PROMOTE == 3, PreparedWeight::rescale_ok: integer codes, fp16 scales): one
+// accumulator set, so BN = 256 as in the folding kernel. The sums are kept in units of the current group's scale
+// u (per weight row): when a group starts -- after the previous group's wgmma has finished -- they are
+// multiplied by u / s_new and u = s_new; the epilogue multiplies by u. One float32 rounding per group and row
+// more than the two-set kernel (a relative 2^-24 each); a zero scale (its codes are all zero) keeps u.
+__device__ __forceinline__ void scale_pair(const WeightView& w, uint32_t raw, float& lo, float& hi) {
+  if (w.sb == 1) {
+    lo = scale_code_value(w.scale, raw & 0xFFu);
+    hi = scale_code_value(w.scale, (raw >> 8) & 0xFFu);
+  } else {
+    lo = scale_wide_value(w.scale, raw & 0xFFFFu);
+    hi = scale_wide_value(w.scale, raw >> 16);
+  }
+}
+
+template <int N>
+__device__ __forceinline__ void rescale_to(const WeightView& w, float (&d)[N], float (&u)[2], uint32_t raw) {
+  float s[2], r[2];
+  scale_pair(w, raw, s[0], s[1]);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    r[h] = s[h] != 0.0f ? __fdiv_rn(u[h], s[h]) : 1.0f;
+    u[h] = s[h] != 0.0f ? s[h] : u[h];
+  }
+#pragma unroll
+  for (int i = 0; i < N; ++i) d[i] *= r[(i >> 1) & 1];
+}
+
+template <int BITS, int DEC, int BN>
+__device__ __forceinline__ void rs_step_rescale(const Ctx& c, int it, float (&d)[BN / 2], float (&u)[2],
+                                                const uint32_t (&ac)[16], const uint32_t (&sc)[4], uint32_t (&an)[16],
+                                                uint32_t (&sn)[4], WRegs<BITS>& rn) {
+  cp_async_wait<kStages - 2>();
+  fence_proxy_async();
+  __syncthreads();
+  const uint32_t stage = c.act_base + uint32_t((it % kStages) * act_stage_bytes(BN));
+  const int ks0 = (c.kb + it) * 4;
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    if (kk > 0 && group_starts(c.G, ks0 + kk)) {  // a group starts inside the tile: the previous one finishes first
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_acc(d);
+      rescale_to(c.p->w, d, u, sc[kk]);
+      wgmma_fence();
+    }
+    const uint64_t db = make_desc(stage + uint32_t(kk * 32));
+    if constexpr (BN == 256) wgmma_rs_n256(d, &ac[4 * kk], db);
+    else wgmma_rs_n128(d, &ac[4 * kk], db);
+  }
+  wgmma_commit();
+  wgmma_wait<1>();  // tile it - 1 is done: its stage is free
+  __syncthreads();
+  if (it + kStages - 1 < c.nkt) load_act<BN>(c, (it + kStages - 1) % kStages, c.kb + it + kStages - 1);
+  cp_async_commit();
+  if (it + 1 < c.nkt) {
+    convert<BITS, DEC, false>(c, rn, an);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) sn[j] = rn.sc[j];
+  }
+  if (it + 3 < c.nkt) load_w<BITS, false, true>(c, rn, c.kb + it + 3);
+  if (it + 1 < c.nkt && group_starts(c.G, ks0 + 4)) {  // the next tile starts a group
+    wgmma_wait<0>();
+    fence_acc(d);
+    rescale_to(c.p->w, d, u, sn[0]);
+  }
+}
+
 __device__ __forceinline__ float row_scale_w(const GemmParams& p, int64_t n) {
   const WeightView& w = p.w;
   float s = 1.0f;
@@ -388,7 +457,7 @@ __device__ __forceinline__ void store_out(const GemmParams& p, int64_t m, int64_
 
 template <int BITS, int DEC, int BN, bool FOLD, int PROMOTE>
 __global__ void __launch_bounds__(kThreads, 1) gemm_rs_kernel(GemmParams p) {
-  static_assert(!PROMOTE || (BN == 128 && !FOLD), "the promoting kernel is BN = 128, unfolded");
+  static_assert(!PROMOTE || (!FOLD && (PROMOTE == 3 || BN == 128)), "the two-set promoting kernel is BN = 128");
   constexpr int NACC = BN / 2;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
@@ -429,7 +498,31 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_rs_kernel(GemmParams p) {
 #pragma unroll
   for (int i = 0; i < NACC; ++i) d[i] = 0.0f;
 
-  if constexpr (PROMOTE) {
+  float u[2] = {1.0f, 1.0f};  // PROMOTE == 3: the scale units of rows g, g + 8
+  if constexpr (PROMOTE == 3) {
+    if (c.nkt > 0) {
+      for (int s = 0; s < kStages - 1; ++s) {
+        if (s < c.nkt) load_act<BN>(c, s, c.kb + s);
+        cp_async_commit();
+      }
+      WRegs<BITS> raw0, raw1;
+      uint32_t A0[16], A1[16], S0[4], S1[4];
+      load_w<BITS, false, true>(c, raw0, c.kb);
+      if (c.nkt > 1) load_w<BITS, false, true>(c, raw1, c.kb + 1);
+      convert<BITS, DEC, false>(c, raw0, A0);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) S0[j] = raw0.sc[j];
+      if (c.nkt > 2) load_w<BITS, false, true>(c, raw0, c.kb + 2);
+      rescale_to(w, d, u, S0[0]);  // the sums are 0: this sets u to the first group's scale
+      fence_acc(d);
+      for (int it = 0; it < c.nkt; it += 2) {
+        rs_step_rescale<BITS, DEC, BN>(c, it, d, u, A0, S0, A1, S1, raw1);
+        if (it + 1 < c.nkt) rs_step_rescale<BITS, DEC, BN>(c, it + 1, d, u, A1, S1, A0, S0, raw0);
+      }
+      wgmma_wait<0>();
+      fence_acc(d);
+    }
+  } else if constexpr (PROMOTE) {
     if (c.nkt > 0) {
       for (int s = 0; s < kStages - 1; ++s) {
         if (s < c.nkt) {
@@ -486,7 +579,7 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_rs_kernel(GemmParams p) {
   for (int h = 0; h < 2; ++h) {
     const int64_t n = n0 + warp * 16 + c.g + h * 8;
     if (n >= w.n) continue;
-    const float rb = partial ? 1.0f : alpha * row_scale_w(p, n);
+    const float rb = (partial ? 1.0f : alpha * row_scale_w(p, n)) * u[h];  // u: 1 unless PROMOTE == 3
 #pragma unroll
     for (int cc = 0; cc < BN / 8; ++cc) {
 #pragma unroll
@@ -524,11 +617,15 @@ void launch_fold(const GemmParams& p, const dim3& grid, CUstream_st* stream) {
 template <int BITS, int DEC, int BN>
 void launch_one(const GemmParams& p, const dim3& grid, CUstream_st* stream) {
   if constexpr (BN == 128) {
-    if (p.promote) {
+    if (p.promote && gemm_two_sets(p)) {
       if (!p.a_gscale) return launch_fold<BITS, DEC, BN, false, 1>(p, grid, stream);
       if constexpr (BITS == 4 && DEC == kDecInt4) return launch_fold<BITS, DEC, BN, false, 2>(p, grid, stream);
       fail_message("launch_gemm: activation group scales need int4 weights in groups of 32");
     }
+  }
+  if (p.promote && !gemm_two_sets(p)) {
+    if constexpr (DEC == kDecInt4 || DEC == kDecInt8) return launch_fold<BITS, DEC, BN, false, 3>(p, grid, stream);
+    fail_message("launch_gemm: the rescaling kernel takes integer codes");
   }
   if constexpr (DEC == kDecE2M1 || DEC == kDecFp) {
     if (p.fold_b) return launch_fold<BITS, DEC, BN, true>(p, grid, stream);
@@ -573,10 +670,15 @@ bool gemm_promote_supported(const WeightView& w) {
   return gemm_supported(w, 0);
 }
 
-static int64_t gemm_bn(int64_t m, bool promote) { return promote || m <= 128 ? 128 : 256; }
+bool gemm_two_sets(const GemmParams& p) {
+  // Until the rescaling kernel has run on a GPU: opt-in (FPQ_CUDA_PROMOTE=rescale sets promote_sets = -1).
+  return p.promote && (p.a_gscale || p.promote_sets >= 0 || !p.w.rescale_ok);
+}
 
-int gemm_choose_splits(int64_t m, int64_t n, int64_t k, bool promote) {
-  const int64_t bn = gemm_bn(m, promote);
+static int64_t gemm_bn(int64_t m, bool two_sets) { return two_sets || m <= 128 ? 128 : 256; }
+
+int gemm_choose_splits(int64_t m, int64_t n, int64_t k, bool two_sets) {
+  const int64_t bn = gemm_bn(m, two_sets);
   const int64_t tiles = ((m + bn - 1) / bn) * ((n + kWRows - 1) / kWRows);
   const int64_t kt = (k + 63) / 64;
   const int64_t sms = sm_count();
@@ -588,7 +690,7 @@ int gemm_choose_splits(int64_t m, int64_t n, int64_t k, bool promote) {
 
 void launch_gemm(GemmParams p, CUstream_st* stream) {
   if (p.m == 0 || p.w.n == 0) return;
-  const int64_t bn = gemm_bn(p.m, p.promote != 0);
+  const int64_t bn = gemm_bn(p.m, gemm_two_sets(p));
   const dim3 grid(unsigned((p.m + bn - 1) / bn), unsigned((p.w.n + kWRows - 1) / kWRows), unsigned(p.splits));
   if (bn == 256) launch_bn<256>(p, grid, stream);
   else launch_bn<128>(p, grid, stream);

@@ -95,6 +95,7 @@ struct WeightView {
   int group = 0;         // values per scale group (k for one per row)
   int64_t n_groups = 0;  // scale groups per row in the prepared (padded) scale array
   int fold_ok = 0, fold_shift = 0;  // PreparedWeight's fused fold
+  int rescale_ok = 0;               // PreparedWeight::rescale_ok
 };
 
 struct GemvParams {
@@ -131,6 +132,7 @@ struct GemmParams {
   const float* a_global = nullptr;     // optional device scalar
   int fold_b = 1;                      // 1: fold B's group scales into the bf16 operand; 0: per-row scale in epilogue
   int promote = 0;                     // 1: B's group scales applied per group in float32 (fold_b = 0)
+  int promote_sets = 0;                // with promote: 1 = two accumulator sets even where w.rescale_ok
   // With promote, int4 weights in groups of 32 and K a multiple of 64: A's group scales too (Q4_0 x Q8_1),
   // group-major: a_gscale[g * a_gscale_ld + row], a_gscale_ld a multiple of 4.
   const float* a_gscale = nullptr;
@@ -146,9 +148,11 @@ bool gemm_supported(const WeightView& w, int fold_b);
 // Group-scaled weights whose scales cannot be folded (GemmParams::promote): 1- or 2-byte scales, groups of a
 // multiple of 16 columns.
 bool gemm_promote_supported(const WeightView& w);
+// Whether this product takes the promoting kernel's two accumulator sets (BN = 128) rather than one rescaled set.
+bool gemm_two_sets(const GemmParams& p);
 void launch_gemm(GemmParams p, CUstream_st* stream);
 // Chooses the split-K factor for a shape (1 = none).
-int gemm_choose_splits(int64_t m, int64_t n, int64_t k, bool promote = false);
+int gemm_choose_splits(int64_t m, int64_t n, int64_t k, bool two_sets = false);
 
 // exact.cu: the model runtime's exact products (see the file's header).
 struct ExactParams {

@@ -89,25 +89,28 @@ detail::WeightView view_of(const PreparedWeight& w) {
   v.n_groups = (w.k_tiles * 64 + w.group - 1) / w.group;
   v.fold_ok = w.fold_ok ? 1 : 0;
   v.fold_shift = w.fold_shift;
+  v.rescale_ok = w.rescale_ok ? 1 : 0;
   return v;
 }
 
 // FPQ_CUDA_PROMOTE=0 keeps group scales that cannot be folded (and Q4_0 x Q8_1 beyond M = 16) off the promoting
-// tensor-core kernel: the routes before it, for A/B runs.
-bool promote_enabled() {
-  static const bool on = [] {
+// tensor-core kernel: the routes before it; FPQ_CUDA_PROMOTE=sets makes it keep two accumulator sets even where
+// the weight allows one rescaled set. For A/B runs.
+const std::string& promote_mode() {
+  static const std::string mode = [] {
     const char* e = std::getenv("FPQ_CUDA_PROMOTE");
-    return !(e && std::string(e) == "0");
+    return std::string(e ? e : "");
   }();
-  return on;
+  return mode;
 }
+bool promote_enabled() { return promote_mode() != "0"; }
 
 // Q4_0 x Q8_1 batches up to this size take the dp4a kernel (H100, 2026-12-06: at M = 16 it took 170 us for
 // 4096 x 14336 against 206 us for the conversions + tensor-core kernel; at M = 128, 1092 against 228).
 constexpr int64_t kQ4Q8DotMaxM = 16;
 
 void run_gemm(detail::GemmParams gp, cudaStream_t stream) {
-  gp.splits = detail::gemm_choose_splits(gp.m, gp.w.n, gp.w.k, gp.promote != 0);
+  gp.splits = detail::gemm_choose_splits(gp.m, gp.w.n, gp.w.k, detail::gemm_two_sets(gp));
   void* ws = nullptr;
   if (gp.splits > 1) {
     check(cudaMallocAsync(&ws, size_t(gp.splits) * gp.m * gp.w.n * sizeof(float), stream), "cudaMallocAsync");
@@ -320,6 +323,7 @@ void matmul_weight_only_cuda(const PreparedWeight& w, const void* x, DType xtype
     gp.m = m;
     gp.fold_b = promote ? 0 : fold;
     gp.promote = promote ? 1 : 0;
+    gp.promote_sets = promote_mode() == "rescale" ? -1 : promote_mode() == "sets" ? 1 : 0;
     gp.y = y;
     gp.ytype = dtype_code(ytype);
     gp.ldy = w.n;

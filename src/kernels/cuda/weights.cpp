@@ -214,6 +214,24 @@ PreparedWeight prepare_weight_cuda(const QuantizedTensor& w) {
   }
 
   if (sb == 1) choose_fused_fold(p, sraw.data(), sraw.size());
+  // fp16 scales only: the sums in units of a scale stay within float32 (s >= 2^-24).
+  if (p.is_int && st == ScaleType::F16 && group < K) {
+    double lo = INFINITY, hi = 0.0;
+    bool ok = true;
+    for (int64_t r = 0; r < N && ok; ++r)
+      for (int64_t gi = 0; gi < K / group && ok; ++gi) {
+        const float s = decode_scale(st, sraw.data() + (r * (K / group) + gi) * sb);
+        if (!std::isfinite(s) || s < 0) ok = false;
+        else if (s == 0) {
+          const uint8_t* c = codes.data() + r * K + gi * group;
+          ok = std::all_of(c, c + group, [](uint8_t v) { return v == 0; });
+        } else {
+          lo = std::min(lo, double(s));
+          hi = std::max(hi, double(s));
+        }
+      }
+    p.rescale_ok = ok && (hi == 0.0 || hi / lo <= 0x1p64);
+  }
   // The largest |element| times the largest |group scale| (a bound, from the tables, not the codes).
   float emax = 0.0f, smax = synth_scale ? 1.0f : 0.0f;
   for (uint32_t c = 0; c < (1u << p.bits); ++c)
