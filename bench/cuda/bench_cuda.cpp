@@ -153,6 +153,8 @@ PreparedWeight clone(const PreparedWeight& w) {
   c.global = w.global;
   c.fold_ok = w.fold_ok;
   c.fold_shift = w.fold_shift;
+  c.rescale_ok = w.rescale_ok;
+  c.value_log2 = w.value_log2;
   auto dup = [](const DeviceBuffer& b) {
     DeviceBuffer d(b.size());
     if (b.size()) ck(cudaMemcpy(d.data(), b.data(), b.size(), cudaMemcpyDeviceToDevice), "clone");
