@@ -154,8 +154,9 @@ struct PreparedWeight {
   bool fold_ok = false;
   int fold_shift = 0;
   // The prefill kernel may keep its sums in units of the current group's scale (rescaling them by s_old / s_new
-  // at each group, GemmParams::promote with one accumulator set): integer codes, finite non-negative scales
-  // within 2^64 of each other, and groups whose scale is 0 hold only zero codes (their products must vanish).
+  // at each group, GemmParams::promote with one accumulator set): integer codes, finite fp16 scales
+  // (either sign) within 2^64 of each other in magnitude, and groups whose scale is 0 hold only zero codes (their
+  // products must vanish).
   bool rescale_ok = false;
   DeviceBuffer plane4, plane_hi, scales, row_global;  // row_global: float per row (per-row global) or empty
   size_t device_bytes() const { return plane4.size() + plane_hi.size() + scales.size() + row_global.size(); }

@@ -567,7 +567,7 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_rs_kernel(GemmParams p) {
         const int64_t m = c.m0 + cc * 8 + 2 * t + e;
         if (m >= p.m) continue;
         const float v = d[cc * 4 + h * 2 + e];
-        if (partial) p.workspace[(int64_t(blockIdx.z) * p.m + m) * w.n + n] = v;
+        if (partial) p.workspace[(int64_t(blockIdx.z) * p.m + m) * w.n + n] = v * rb;  // rb = u[h] here
         else store_out(p, m, n, v * rb * (p.a_row_scale ? p.a_row_scale[m] : 1.0f));
       }
     }
@@ -651,8 +651,7 @@ bool gemm_promote_supported(const WeightView& w) {
 }
 
 bool gemm_two_sets(const GemmParams& p) {
-  // Until the rescaling kernel has run on a GPU: opt-in (FPQ_CUDA_PROMOTE=rescale sets promote_sets = -1).
-  return p.promote && (p.a_gscale || p.promote_sets >= 0 || !p.w.rescale_ok);
+  return p.promote && (p.a_gscale || p.promote_sets > 0 || !p.w.rescale_ok);
 }
 
 static int64_t gemm_bn(int64_t m, bool two_sets) { return two_sets || m <= 128 ? 128 : 256; }

@@ -323,7 +323,7 @@ void matmul_weight_only_cuda(const PreparedWeight& w, const void* x, DType xtype
     gp.m = m;
     gp.fold_b = promote ? 0 : fold;
     gp.promote = promote ? 1 : 0;
-    gp.promote_sets = promote_mode() == "rescale" ? -1 : promote_mode() == "sets" ? 1 : 0;
+    gp.promote_sets = promote_mode() == "sets" ? 1 : 0;
     gp.y = y;
     gp.ytype = dtype_code(ytype);
     gp.ldy = w.n;

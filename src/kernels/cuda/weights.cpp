@@ -221,13 +221,13 @@ PreparedWeight prepare_weight_cuda(const QuantizedTensor& w) {
     for (int64_t r = 0; r < N && ok; ++r)
       for (int64_t gi = 0; gi < K / group && ok; ++gi) {
         const float s = decode_scale(st, sraw.data() + (r * (K / group) + gi) * sb);
-        if (!std::isfinite(s) || s < 0) ok = false;
+        if (!std::isfinite(s)) ok = false;
         else if (s == 0) {
           const uint8_t* c = codes.data() + r * K + gi * group;
           ok = std::all_of(c, c + group, [](uint8_t v) { return v == 0; });
         } else {
-          lo = std::min(lo, double(s));
-          hi = std::max(hi, double(s));
+          lo = std::min(lo, std::fabs(double(s)));  // llama.cpp's q4_0 scales are signed: u / s takes the sign
+          hi = std::max(hi, std::fabs(double(s)));
         }
       }
     p.rescale_ok = ok && (hi == 0.0 || hi / lo <= 0x1p64);
