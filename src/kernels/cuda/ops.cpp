@@ -94,8 +94,9 @@ detail::WeightView view_of(const PreparedWeight& w) {
 }
 
 // FPQ_CUDA_PROMOTE=0 keeps group scales that cannot be folded (and Q4_0 x Q8_1 beyond M = 16) off the promoting
-// tensor-core kernel: the routes before it; FPQ_CUDA_PROMOTE=sets makes it keep two accumulator sets even where
-// the weight allows one rescaled set. For A/B runs.
+// tensor-core kernel: the routes before it, for A/B runs. FPQ_CUDA_PROMOTE=rescale lets weights with
+// PreparedWeight::rescale_ok take the one-set rescaling kernel: opt-in until its split-K fix (18a6649) has run on
+// a GPU.
 const std::string& promote_mode() {
   static const std::string mode = [] {
     const char* e = std::getenv("FPQ_CUDA_PROMOTE");
@@ -323,7 +324,7 @@ void matmul_weight_only_cuda(const PreparedWeight& w, const void* x, DType xtype
     gp.m = m;
     gp.fold_b = promote ? 0 : fold;
     gp.promote = promote ? 1 : 0;
-    gp.promote_sets = promote_mode() == "sets" ? 1 : 0;
+    gp.promote_sets = promote_mode() == "rescale" ? 0 : 1;
     gp.y = y;
     gp.ytype = dtype_code(ytype);
     gp.ldy = w.n;
