@@ -296,6 +296,28 @@ __device__ __forceinline__ void promote_group(const Ctx& c, float (&d)[64], cons
 
 // One k-tile of the promoting kernel: wgmma on tile `it` (A registers ac, raw scales sc) into t; meanwhile tile
 // it + 1's registers an / sn are made from rn, and rn is refilled with tile it + 3.
+// The promoting kernels' second half of a k-tile step, once its wgmma are issued: commit them, wait for tile
+// it - 1's, refill its stage with tile it + 3's activations (and activation scales), make tile it + 1's
+// registers an / sn from rn and refill rn with tile it + 3's weight.
+template <int BITS, int DEC, int BN, bool ACT_SCALES>
+__device__ __forceinline__ void promote_step_refill(const Ctx& c, int it, uint32_t (&an)[16], uint32_t (&sn)[4],
+                                                    WRegs<BITS>& rn) {
+  wgmma_commit();
+  wgmma_wait<1>();  // tile it - 1 is done: its stage is free
+  __syncthreads();
+  if (it + kStages - 1 < c.nkt) {
+    load_act<BN>(c, (it + kStages - 1) % kStages, c.kb + it + kStages - 1);
+    if constexpr (ACT_SCALES) load_act_scales(c, (it + kStages - 1) % kStages, c.kb + it + kStages - 1);
+  }
+  cp_async_commit();
+  if (it + 1 < c.nkt) {
+    convert<BITS, DEC, false>(c, rn, an);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) sn[j] = rn.sc[j];
+  }
+  if (it + 3 < c.nkt) load_w<BITS, false, true>(c, rn, c.kb + it + 3);
+}
+
 template <int BITS, int DEC, int PROMOTE>
 __device__ __forceinline__ void rs_step_promote(const Ctx& c, int it, float (&d)[64], float (&t)[64],
                                                 const uint32_t (&ac)[16], const uint32_t (&sc)[4], uint32_t (&an)[16],
@@ -325,20 +347,7 @@ __device__ __forceinline__ void rs_step_promote(const Ctx& c, int it, float (&d)
       }
     }
   }
-  wgmma_commit();
-  wgmma_wait<1>();  // tile it - 1 is done: its stage is free
-  __syncthreads();
-  if (it + kStages - 1 < c.nkt) {
-    load_act<128>(c, (it + kStages - 1) % kStages, c.kb + it + kStages - 1);
-    if constexpr (PROMOTE == 2) load_act_scales(c, (it + kStages - 1) % kStages, c.kb + it + kStages - 1);
-  }
-  cp_async_commit();
-  if (it + 1 < c.nkt) {
-    convert<BITS, DEC, false>(c, rn, an);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) sn[j] = rn.sc[j];
-  }
-  if (it + 3 < c.nkt) load_w<BITS, false, true>(c, rn, c.kb + it + 3);
+  promote_step_refill<BITS, DEC, 128, PROMOTE == 2>(c, it, an, sn, rn);
   if (pending) {
     wgmma_wait<0>();
     fence_acc(t);
@@ -397,17 +406,7 @@ __device__ __forceinline__ void rs_step_rescale(const Ctx& c, int it, float (&d)
     if constexpr (BN == 256) wgmma_rs_n256(d, &ac[4 * kk], db);
     else wgmma_rs_n128(d, &ac[4 * kk], db);
   }
-  wgmma_commit();
-  wgmma_wait<1>();  // tile it - 1 is done: its stage is free
-  __syncthreads();
-  if (it + kStages - 1 < c.nkt) load_act<BN>(c, (it + kStages - 1) % kStages, c.kb + it + kStages - 1);
-  cp_async_commit();
-  if (it + 1 < c.nkt) {
-    convert<BITS, DEC, false>(c, rn, an);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) sn[j] = rn.sc[j];
-  }
-  if (it + 3 < c.nkt) load_w<BITS, false, true>(c, rn, c.kb + it + 3);
+  promote_step_refill<BITS, DEC, BN, false>(c, it, an, sn, rn);
   if (it + 1 < c.nkt && group_starts(c.G, ks0 + 4)) {  // the next tile starts a group
     wgmma_wait<0>();
     fence_acc(d);
