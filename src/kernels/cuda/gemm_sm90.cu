@@ -296,6 +296,26 @@ __device__ __forceinline__ void promote_group(const Ctx& c, float (&d)[64], cons
 
 // One k-tile of the promoting kernel: wgmma on tile `it` (A registers ac, raw scales sc) into t; meanwhile tile
 // it + 1's registers an / sn are made from rn, and rn is refilled with tile it + 3.
+// The promoting kernels' start: the first kStages - 1 activation stages in flight, tiles 0 and 1 of the
+// weight loaded, tile 0 converted (A0, its raw scales S0), raw0 refilled with tile 2.
+template <int BITS, int DEC, int BN, bool ACT_SCALES>
+__device__ __forceinline__ void promote_prologue(const Ctx& c, WRegs<BITS>& raw0, WRegs<BITS>& raw1, uint32_t (&A0)[16],
+                                                 uint32_t (&S0)[4]) {
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < c.nkt) {
+      load_act<BN>(c, s, c.kb + s);
+      if constexpr (ACT_SCALES) load_act_scales(c, s, c.kb + s);
+    }
+    cp_async_commit();
+  }
+  load_w<BITS, false, true>(c, raw0, c.kb);
+  if (c.nkt > 1) load_w<BITS, false, true>(c, raw1, c.kb + 1);
+  convert<BITS, DEC, false>(c, raw0, A0);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) S0[j] = raw0.sc[j];
+  if (c.nkt > 2) load_w<BITS, false, true>(c, raw0, c.kb + 2);
+}
+
 // The promoting kernels' second half of a k-tile step, once its wgmma are issued: commit them, wait for tile
 // it - 1's, refill its stage with tile it + 3's activations (and activation scales), make tile it + 1's
 // registers an / sn from rn and refill rn with tile it + 3's weight.
@@ -480,18 +500,9 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_rs_kernel(GemmParams p) {
   float u[2] = {1.0f, 1.0f};  // PROMOTE == 3: the scale units of rows g, g + 8
   if constexpr (PROMOTE == 3) {
     if (c.nkt > 0) {
-      for (int s = 0; s < kStages - 1; ++s) {
-        if (s < c.nkt) load_act<BN>(c, s, c.kb + s);
-        cp_async_commit();
-      }
       WRegs<BITS> raw0, raw1;
       uint32_t A0[16], A1[16], S0[4], S1[4];
-      load_w<BITS, false, true>(c, raw0, c.kb);
-      if (c.nkt > 1) load_w<BITS, false, true>(c, raw1, c.kb + 1);
-      convert<BITS, DEC, false>(c, raw0, A0);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) S0[j] = raw0.sc[j];
-      if (c.nkt > 2) load_w<BITS, false, true>(c, raw0, c.kb + 2);
+      promote_prologue<BITS, DEC, BN, false>(c, raw0, raw1, A0, S0);
       rescale_to(w, d, u, S0[0]);  // the sums are 0: this sets u to the first group's scale
       fence_acc(d);
       for (int it = 0; it < c.nkt; it += 2) {
@@ -503,24 +514,12 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_rs_kernel(GemmParams p) {
     }
   } else if constexpr (PROMOTE) {
     if (c.nkt > 0) {
-      for (int s = 0; s < kStages - 1; ++s) {
-        if (s < c.nkt) {
-          load_act<BN>(c, s, c.kb + s);
-          if constexpr (PROMOTE == 2) load_act_scales(c, s, c.kb + s);
-        }
-        cp_async_commit();
-      }
       WRegs<BITS> raw0, raw1;
       uint32_t A0[16], A1[16], S0[4], S1[4];
       float t[NACC];
 #pragma unroll
       for (int i = 0; i < NACC; ++i) t[i] = 0.0f;
-      load_w<BITS, false, true>(c, raw0, c.kb);
-      if (c.nkt > 1) load_w<BITS, false, true>(c, raw1, c.kb + 1);
-      convert<BITS, DEC, false>(c, raw0, A0);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) S0[j] = raw0.sc[j];
-      if (c.nkt > 2) load_w<BITS, false, true>(c, raw0, c.kb + 2);
+      promote_prologue<BITS, DEC, BN, PROMOTE == 2>(c, raw0, raw1, A0, S0);
       fence_acc(d);
       fence_acc(t);
       for (int it = 0; it < c.nkt; it += 2) {
