@@ -1,9 +1,9 @@
 // Host entry points: checks, buffer management and dispatch to the kernels.
-#include <cstdlib>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "formats/ggml_blocks.h"
