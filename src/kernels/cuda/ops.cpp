@@ -553,6 +553,7 @@ void matmul_weight_only_f32_cuda(const PreparedWeight& w, const float* x, int64_
 
 void matmul_q4_0_q8_1_cuda(const void* w_blocks, const void* a_blocks, int64_t n, int64_t m, int64_t k, float* y,
                            cudaStream_t stream) {
+  if (m < 0 || n < 0 || k < 0) fail("matmul_q4_0_q8_1_cuda: negative size (M = {}, N = {}, K = {})", m, n, k);
   if (k % 32 != 0) fail("matmul_q4_0_q8_1_cuda: K = {} is not a multiple of 32", k);
   if (m <= kQ4Q8DotMaxM || n == 0 || !promote_enabled()) return detail::launch_q4_0_q8_1(w_blocks, a_blocks, n, m, k, y, stream);
   // Prefill: both operands converted (exactly) for the tensor-core kernel, which promotes each 32-column group's
