@@ -5,7 +5,7 @@
 // first algorithm) and fpq's kernels:
 //   W4A16 mxfp4 / nvfp4 / int4 (g128) / q4_0, W6A16 fp6_e3m2 / mxfp6_e2m3, W5A16 fp5_e2m2, W8A16 fp8_e4m3 /
 //   int8 (bf16 activations, weight-only matmul; FPQ_CUDA_PROMOTE=0 sends int4 / q4_0 prefill back to the decode
-//   kernel, for A/B runs), W4A4 mxfp4 / nvfp4 and W8A8 mxfp8 / fp8_e4m3 (activation
+//   kernel, =sets / =rescale force one promoting kernel, for A/B runs), W4A4 mxfp4 / nvfp4 and W8A8 mxfp8 / fp8_e4m3 (activation
 //   quantization included in the time), Q4_0 x Q8_1 (activation quantization included; dp4a up to M = 16, then
 //   the tensor-core kernel).
 // Times are medians of individually event-timed runs after warm-up; weights rotate over enough copies to
