@@ -648,11 +648,19 @@ bool gemm_promote_supported(const WeightView& w) {
   return gemm_supported(w, 0);
 }
 
+// Up to this many activation rows the tile is 128 wide whatever the kernel.
+constexpr int64_t kNarrowTileMaxM = 128;
+
+// The rescaling kernel's gain is its 256-wide tile; with a 128-wide one its per-group rescales only cost (H100,
+// 2026-12-06, M = 128: q4_0 0.92-0.98x of two sets, int4 1.04x), so by default (promote_sets == 0) it runs where
+// the tile is 256 wide. promote_sets: 1 = two sets always, -1 = rescale at every M (A/B runs).
 bool gemm_two_sets(const GemmParams& p) {
-  return p.promote && (p.a_gscale || p.promote_sets > 0 || !p.w.rescale_ok);
+  if (!p.promote) return false;
+  if (p.a_gscale || p.promote_sets > 0 || !p.w.rescale_ok) return true;
+  return p.promote_sets == 0 && p.m <= kNarrowTileMaxM;
 }
 
-static int64_t gemm_bn(int64_t m, bool two_sets) { return two_sets || m <= 128 ? 128 : 256; }
+static int64_t gemm_bn(int64_t m, bool two_sets) { return two_sets || m <= kNarrowTileMaxM ? 128 : 256; }
 
 int gemm_choose_splits(int64_t m, int64_t n, int64_t k, bool two_sets) {
   const int64_t bn = gemm_bn(m, two_sets);

@@ -132,7 +132,8 @@ struct GemmParams {
   const float* a_global = nullptr;     // optional device scalar
   int fold_b = 1;                      // 1: fold B's group scales into the bf16 operand; 0: per-row scale in epilogue
   int promote = 0;                     // 1: B's group scales applied per group in float32 (fold_b = 0)
-  int promote_sets = 1;                // with promote: 0 = one rescaled set where w.rescale_ok, 1 = two sets
+  int promote_sets = 1;                // with promote: 1 = two sets; 0 = one rescaled set where w.rescale_ok
+                                       // and the tile is 256 wide; -1 = rescaled wherever w.rescale_ok
   // With promote, int4 weights in groups of 32 and K a multiple of 64: A's group scales too (Q4_0 x Q8_1),
   // group-major: a_gscale[g * a_gscale_ld + row], a_gscale_ld a multiple of 4.
   const float* a_gscale = nullptr;

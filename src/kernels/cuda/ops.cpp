@@ -94,10 +94,9 @@ detail::WeightView view_of(const PreparedWeight& w) {
 }
 
 // FPQ_CUDA_PROMOTE=0 keeps group scales that cannot be folded (and Q4_0 x Q8_1 beyond M = 16) off the promoting
-// tensor-core kernel: the routes before it, for A/B runs. Beyond M = 128 (kRescaleMinM), weights with
-// PreparedWeight::rescale_ok take the one-set rescaling kernel, whose 256-row tiles need that many activation rows
-// (H100, 2026-12-06, against the two-set kernel: M = 2048 int4 1.16-1.42x, q4_0 1.05-1.26x; M = 128 int4 1.04x but
-// q4_0 0.92-0.94x). FPQ_CUDA_PROMOTE=sets / rescale force one kernel at every M.
+// tensor-core kernel: the routes before it, for A/B runs. By default weights with PreparedWeight::rescale_ok take
+// the one-set rescaling kernel where its tile is 256 wide (gemm_two_sets); FPQ_CUDA_PROMOTE=sets / rescale force
+// one kernel at every M.
 const std::string& promote_mode() {
   static const std::string mode = [] {
     const char* e = std::getenv("FPQ_CUDA_PROMOTE");
@@ -106,11 +105,7 @@ const std::string& promote_mode() {
   return mode;
 }
 bool promote_enabled() { return promote_mode() != "0"; }
-constexpr int64_t kRescaleMinM = 129;
-bool promote_two_sets(int64_t m) {
-  const std::string& mode = promote_mode();
-  return mode == "sets" || (mode != "rescale" && m < kRescaleMinM);
-}
+int promote_sets() { return promote_mode() == "sets" ? 1 : promote_mode() == "rescale" ? -1 : 0; }
 
 // Q4_0 x Q8_1 batches up to this size take the dp4a kernel (H100, 2026-12-06: at M = 16 it took 170 us for
 // 4096 x 14336 against 206 us for the conversions + tensor-core kernel; at M = 128, 1092 against 228).
@@ -330,7 +325,7 @@ void matmul_weight_only_cuda(const PreparedWeight& w, const void* x, DType xtype
     gp.m = m;
     gp.fold_b = promote ? 0 : fold;
     gp.promote = promote ? 1 : 0;
-    gp.promote_sets = promote_two_sets(m) ? 1 : 0;
+    gp.promote_sets = promote_sets();
     gp.y = y;
     gp.ytype = dtype_code(ytype);
     gp.ldy = w.n;
