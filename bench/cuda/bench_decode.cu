@@ -22,7 +22,7 @@
 // for the first --context positions, then --gen tokens are generated; tokens/s = gen / time of the replays.
 //
 //   bench_decode [--layers 32] [--context 512] [--gen 128] [--format mxfp4|e2m1/e4m3/g16] [--small] [--no-pdl]
-//                [--attn-chunk 64|32] [--attn-values 2b|16b]
+//                [--attn-chunk 64|32]
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -123,10 +123,6 @@ __global__ void __launch_bounds__(1024) add_rmsnorm(float* x, const uint16_t* de
 
 // Positions per attention CTA: 64 (default) or 32 (--attn-chunk 32: twice the CTAs, half the chain each).
 int g_attn_chunk = 64;
-// --attn-values 16b: values as 16-byte words, 8 dims x 8 positions per thread (kVec below). Opt-in until it has
-// run on a GPU: written after Nsight Compute counted 2284 instructions per warp in the default kernel, ~1000 of
-// them the scalar value loads' address and predicate arithmetic (docs/BENCHMARKS.md).
-bool g_attn_vec = false;
 
 // Attention of one head over positions [split * kChunk, ...) of the L = pos + 1 positions, with RoPE (rotate
 // half) applied here: q of this head, and k of the current position (the split that holds it takes k and v
@@ -136,7 +132,7 @@ bool g_attn_vec = false;
 // the head's last CTA to finish (a counter per head, reset by that CTA) combines the splits in split order into
 // out. head_dim (128) threads; loads are issued a warp's or a thread's whole range at a time (the kernel is
 // latency-bound: a few hundred CTAs of 4 warps).
-template <int kChunk, bool kVec>
+template <int kChunk>
 __global__ void __launch_bounds__(128) attn_rope(const uint16_t* qkv, uint16_t* kc, uint16_t* vc, const int* pos_p,
                                                  float* part, int* counters, uint16_t* out, int heads, int kv_heads,
                                                  int hd, int cap, int max_splits, float theta) {
@@ -149,7 +145,7 @@ __global__ void __launch_bounds__(128) attn_rope(const uint16_t* qkv, uint16_t* 
   const int n = min(kChunk, L - t0), splits = (L + kChunk - 1) / kChunk;
   const int group = heads / kv_heads, kh = h / group;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, d = threadIdx.x, half = hd / 2, i = d % half;
-  __shared__ float qs[128], ks[128], vs[128], sc[kChunk], ow[kVec ? 4 : 1][128];
+  __shared__ float qs[128], ks[128], vs[128], sc[kChunk], ow[4][128];
   __shared__ float red[2];
   __shared__ int last;
   const float freq = powf(theta, -2.0f * float(i) / float(hd));
@@ -182,23 +178,20 @@ __global__ void __launch_bounds__(128) attn_rope(const uint16_t* qkv, uint16_t* 
     kk[j] = t < n && t0 + t != pos ? *reinterpret_cast<const uint2*>(kb + size_t(t) * hd + lane * 4) : make_uint2(0, 0);
   }
   // Values, issued with the keys: one memory latency for both, not one after the scores (the kernel is
-  // latency-bound). Default: this thread's dimension of every position. kVec: thread (pg = tid / 16, dg = tid % 16)
-  // loads dims dg * 8 .. + 7 of positions pg, pg + 8, ... as 16-byte words (8 positions = hd words).
+  // latency-bound). Thread (pg = tid / 16, dg = tid % 16) loads dims dg * 8 .. + 7 of positions pg, pg + 8, ...
+  // as 16-byte words (8 positions = hd words). (One 2-byte load per position and thread, the earlier form, cost
+  // ~1000 of the kernel's 2284 instructions per warp in address and predicate arithmetic: 2.264 -> 2.167 ms per
+  // token on the H100, docs/BENCHMARKS.md.)
   constexpr int kVPer = kChunk / 8;
   const int pg = threadIdx.x >> 4, dg = threadIdx.x & 15;
-  uint16_t vv[kVec ? 1 : kChunk];
-  uint4 vw[kVec ? kVPer : 1];
-  if constexpr (kVec) {
+  uint4 vw[kVPer];
+  {
     const uint4* vp = reinterpret_cast<const uint4*>(vc + (size_t(kh) * cap + t0 + pg) * hd + dg * 8);
 #pragma unroll
     for (int j = 0; j < kVPer; ++j) {
       const int t = pg + 8 * j;
       vw[j] = t < n && t0 + t != pos ? vp[size_t(j) * hd] : make_uint4(0, 0, 0, 0);
     }
-  } else {
-    const uint16_t* vb = vc + (size_t(kh) * cap + t0) * hd + d;
-#pragma unroll
-    for (int t = 0; t < kChunk; ++t) vv[t] = t < n && t0 + t != pos ? vb[size_t(t) * hd] : uint16_t(0);
   }
   __syncthreads();  // qs, ks, vs
   float qv[4];
@@ -235,40 +228,33 @@ __global__ void __launch_bounds__(128) attn_rope(const uint16_t* qkv, uint16_t* 
     if (lane == 0) red[0] = m, red[1] = l;
   }
   __syncthreads();
-  float acc = 0.0f;
-  if constexpr (kVec) {
-    // This thread's 8 dims over its positions; then the 8 position groups of a dim group are added (lanes l and
-    // l ^ 16 of a warp, then the four warps in order).
-    float o8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  // This thread's 8 dims over its positions; then the 8 position groups of a dim group are added (lanes l and
+  // l ^ 16 of a warp, then the four warps in order).
+  float o8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll
-    for (int j = 0; j < kVPer; ++j) {
-      const int t = pg + 8 * j;
-      if (t >= n) break;
-      const float p = sc[t];
-      if (t0 + t == pos) {
+  for (int j = 0; j < kVPer; ++j) {
+    const int t = pg + 8 * j;
+    if (t >= n) break;
+    const float p = sc[t];
+    if (t0 + t == pos) {
 #pragma unroll
-        for (int e = 0; e < 8; ++e) o8[e] += p * vs[dg * 8 + e];
-      } else {
-        const uint32_t w4[4] = {vw[j].x, vw[j].y, vw[j].z, vw[j].w};
+      for (int e = 0; e < 8; ++e) o8[e] += p * vs[dg * 8 + e];
+    } else {
+      const uint32_t w4[4] = {vw[j].x, vw[j].y, vw[j].z, vw[j].w};
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          o8[2 * e] += p * __uint_as_float(w4[e] << 16);
-          o8[2 * e + 1] += p * __uint_as_float(w4[e] & 0xFFFF0000u);
-        }
+      for (int e = 0; e < 4; ++e) {
+        o8[2 * e] += p * __uint_as_float(w4[e] << 16);
+        o8[2 * e + 1] += p * __uint_as_float(w4[e] & 0xFFFF0000u);
       }
     }
-#pragma unroll
-    for (int e = 0; e < 8; ++e) o8[e] += __shfl_xor_sync(0xFFFFFFFFu, o8[e], 16);
-    if (lane < 16)
-#pragma unroll
-      for (int e = 0; e < 8; ++e) ow[warp][dg * 8 + e] = o8[e];
-    __syncthreads();
-    acc = ow[0][d] + ow[1][d] + ow[2][d] + ow[3][d];
-  } else {
-#pragma unroll
-    for (int t = 0; t < kChunk; ++t)
-      if (t < n) acc += sc[t] * (t0 + t == pos ? vs[d] : __bfloat162float(__ushort_as_bfloat16(vv[t])));
   }
+#pragma unroll
+  for (int e = 0; e < 8; ++e) o8[e] += __shfl_xor_sync(0xFFFFFFFFu, o8[e], 16);
+  if (lane < 16)
+#pragma unroll
+    for (int e = 0; e < 8; ++e) ow[warp][dg * 8 + e] = o8[e];
+  __syncthreads();
+  const float acc = ow[0][d] + ow[1][d] + ow[2][d] + ow[3][d];
   float* pp = part + (size_t(h) * max_splits + split) * (hd + 2);
   pp[d] = acc;
   if (d == 0) pp[hd] = red[0], pp[hd + 1] = red[1];
@@ -519,8 +505,7 @@ void step(const Model& M, State& S, cudaStream_t s, bool matmul_only = false) {
   const Config& c = M.c;
   const int H = c.hidden, cap = c.context + c.gen + 1, hd = c.head_dim;
   const int max_splits = (cap + g_attn_chunk - 1) / g_attn_chunk;
-  auto attn = g_attn_vec ? (g_attn_chunk == 32 ? attn_rope<32, true> : attn_rope<64, true>)
-                        : (g_attn_chunk == 32 ? attn_rope<32, false> : attn_rope<64, false>);
+  auto attn = g_attn_chunk == 32 ? attn_rope<32> : attn_rope<64>;
   int* token = S.ints.as<int>();
   int* pos = token + 1;
   int* stepc = token + 2;
@@ -700,11 +685,6 @@ int main(int argc, char** argv) {
       } else if (a == "--attn-chunk") {
         g_attn_chunk = next();
         if (g_attn_chunk != 32 && g_attn_chunk != 64) fail("--attn-chunk takes 32 or 64, got {}", g_attn_chunk);
-      } else if (a == "--attn-values") {
-        if (i + 1 >= argc) fail("--attn-values needs a value");
-        const std::string v = argv[++i];
-        if (v != "16b" && v != "2b") fail("--attn-values takes 16b or 2b, got '{}'", v);
-        g_attn_vec = v == "16b";
       } else if (a == "--no-pdl") {
         g_pdl = false;
       } else if (a == "--small") {
