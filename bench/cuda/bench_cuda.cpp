@@ -6,7 +6,8 @@
 //   W4A16 mxfp4 / nvfp4 / int4 (g128) / q4_0, W6A16 fp6_e3m2 / mxfp6_e2m3, W5A16 fp5_e2m2, W8A16 fp8_e4m3 /
 //   int8 (bf16 activations, weight-only matmul; FPQ_CUDA_PROMOTE=0 sends int4 / q4_0 prefill back to the decode
 //   kernel, =sets / =rescale force one promoting kernel, for A/B runs), W4A4 mxfp4 / nvfp4 and W8A8 mxfp8 / fp8_e4m3 (activation
-//   quantization included in the time), Q4_0 x Q8_1 (activation quantization included; dp4a up to M = 16, then
+//   quantization included in the time; W4A4 mxfp4 twice: the int8 route, with the weight's int8 image, and the
+//   bf16 tensor-core route), Q4_0 x Q8_1 (activation quantization included; dp4a up to M = 16, then
 //   the tensor-core kernel).
 // Times are medians of individually event-timed runs after warm-up; weights rotate over enough copies to
 // exceed the L2 cache. --chain adds, for M = 1, the time per kernel in a chain of dependent launches as a
@@ -318,6 +319,9 @@ int main(int argc, char** argv) {
         v.push_back(prepare_weight_cuda(q));
         const int copies = copies_for(v[0].device_bytes());
         for (int c = 1; c < copies; ++c) v.push_back(clone(v[0]));
+        // W4A4 mxfp4: the int8 image too (the int8 route; the bf16 route is timed beside it without the image).
+        if (f == "mxfp4" && wanted("W4A4 mxfp4"))
+          for (auto& pc : v) prepare_int8_prefill(pc, q);
         pw[f] = std::move(v);
       }
       // Q4_0 raw blocks for the dp4a kernel.
@@ -377,19 +381,44 @@ int main(int argc, char** argv) {
             if (!wanted(x4.name)) continue;
             auto& v = pw[x4.fmt];
             const Format fa = parse_format(x4.fmt);
-            DeviceQuantized q;
-            ActQuantOptions opt;
-            opt.mma_operand = true;
-            if (fa.global == GlobalScale::PerTensor) opt.global_scale = 0.01f;  // a calibrated activation scale
-            quantize_activations_cuda(fa, x.data(), DType::BF16, m, sh.k, q, opt);
-            const double us_q = time_us([&](int) { quantize_activations_cuda(fa, x.data(), DType::BF16, m, sh.k, q, opt); });
-            const double us_mm = time_us([&](int i) { matmul_quantized_cuda(q, v[size_t(i) % v.size()], y.data(), DType::BF16); });
-            const double us = time_us([&](int i) {
+            auto time_pair = [&](const std::string& label) {
+              DeviceQuantized q;
+              ActQuantOptions opt;
+              opt.mma_operand = quantized_matmul_needs_mma_operand(fa, v[0], m);
+              if (fa.global == GlobalScale::PerTensor) opt.global_scale = 0.01f;  // a calibrated activation scale
               quantize_activations_cuda(fa, x.data(), DType::BF16, m, sh.k, q, opt);
-              matmul_quantized_cuda(q, v[size_t(i) % v.size()], y.data(), DType::BF16);
-            });
-            rows.push_back({sname, m, fmt::format("{} (act quant {:.1f} + matmul {:.1f})", x4.name, us_q, us_mm), us,
-                            cublas_us, double(v[0].device_bytes()) + act_bytes + out_bytes});
+              const double us_q = time_us([&](int) { quantize_activations_cuda(fa, x.data(), DType::BF16, m, sh.k, q, opt); });
+              const double us_mm = time_us([&](int i) { matmul_quantized_cuda(q, v[size_t(i) % v.size()], y.data(), DType::BF16); });
+              const double us = time_us([&](int i) {
+                quantize_activations_cuda(fa, x.data(), DType::BF16, m, sh.k, q, opt);
+                matmul_quantized_cuda(q, v[size_t(i) % v.size()], y.data(), DType::BF16);
+              });
+              rows.push_back({sname, m, fmt::format("{} (act quant {:.1f} + matmul {:.1f})", label, us_q, us_mm), us,
+                              cublas_us, double(v[0].device_bytes()) + act_bytes + out_bytes});
+            };
+            if (v[0].i8_rows == 0) {
+              time_pair(x4.name);
+              continue;
+            }
+            // The int8 route (the default with an image), then the bf16 tensor-core route on the same weights.
+            time_pair(fmt::format("{}, int8 route", x4.name));
+            std::vector<PreparedWeight> held;
+            for (auto& pc : v) {
+              PreparedWeight h;
+              h.i8_rows = pc.i8_rows;
+              h.i8_codes = std::move(pc.i8_codes);
+              h.i8_scale = std::move(pc.i8_scale);
+              h.i8_first = std::move(pc.i8_first);
+              pc.i8_rows = 0;
+              held.push_back(std::move(h));
+            }
+            time_pair(fmt::format("{}, bf16 route", x4.name));
+            for (size_t c = 0; c < v.size(); ++c) {
+              v[c].i8_rows = held[c].i8_rows;
+              v[c].i8_codes = std::move(held[c].i8_codes);
+              v[c].i8_scale = std::move(held[c].i8_scale);
+              v[c].i8_first = std::move(held[c].i8_first);
+            }
           }
         }
         if (wanted("q4_0 x q8_1")) {

@@ -522,6 +522,123 @@ TEST_F(Cuda, QuantizedMatmulMatchesFloat64) {
   }
 }
 
+// Rows whose group exponents span more than the int8 route folds: every fourth row of `x` gets groups scaled
+// by 2^0, 2^-5, 2^-10, ... (a span of up to 20 binades); row 1 one group 2^9 above the rest.
+void widen_spans(std::vector<float>& x, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      if (r % 4 == 3) x[size_t(r * cols + c)] *= std::ldexp(1.0f, -5 * int((c / 32) % 5));
+      if (r == 1 && c / 32 == 1) x[size_t(r * cols + c)] *= 512.0f;
+    }
+}
+
+// The int8 image of a weight holds exactly its dequantized values: sum over a row's virtual rows of
+// int8 x 2^band. On the CPU (no GPU needed): rows with wide spans (several bands), a zero group, a zero row.
+TEST(CudaInt8Image, HoldsTheDequantizedValues) {
+  std::mt19937_64 rng(test::fresh_seed());
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (const auto& [n, k, fmt_name] : {std::tuple<int64_t, int64_t, const char*>{37, 416, "mxfp4"},
+                                       {16, 2080, "mxfp4"}, {9, 128, "e2m1/e8m0/g64"}}) {
+    std::vector<float> w(size_t(n * k));
+    for (auto& v : w) v = nd(rng) * 0.02f;
+    widen_spans(w, n, k);
+    for (int64_t c = 0; c < 32; ++c) w[size_t(2 * k + c)] = 0.0f;  // a zero group
+    for (int64_t c = 0; c < k; ++c) w[size_t(5 * k + c)] = 0.0f;   // a zero row
+    const QuantizedTensor q = quantize(parse_format(fmt_name), w.data(), n, k);
+    ASSERT_EQ(int8_image_unsupported(q), "");
+    const Int8Image im = build_int8_image(q);
+    const std::vector<float> d = dequantize(q);
+    int64_t wide = 0;
+    for (int64_t r = 0; r < n; ++r) {
+      wide += im.first[size_t(r + 1)] - im.first[size_t(r)] > 1;
+      ASSERT_GE(im.first[size_t(r + 1)], im.first[size_t(r)] + 1);
+      for (int64_t c = 0; c < k; ++c) {
+        double v = 0.0;
+        for (int32_t b = im.first[size_t(r)]; b < im.first[size_t(r + 1)]; ++b) {
+          const int8_t i = im.codes[size_t(b * k + c)];
+          ASSERT_LE(std::abs(int(i)), 96);
+          v += double(i) * im.scale[size_t(b)];
+        }
+        ASSERT_EQ(v, double(d[size_t(r * k + c)])) << fmt_name << " row " << r << " col " << c;
+      }
+    }
+    EXPECT_GT(wide, 0) << "no row took several bands";
+  }
+  const QuantizedTensor nv = quantize(parse_format("nvfp4"), std::vector<float>(64, 1.0f).data(), 2, 32);
+  EXPECT_NE(int8_image_unsupported(nv), "");
+}
+
+// W4A4 mxfp4 on the int8 tensor cores: without the bf16 mma operand (so the int8 route must be taken), against
+// the float64 product to 1e-5 and bit for bit against the exact float64 kernel (float(S) both). Weight rows
+// with several bands, activation rows that do not fold (the fix-up through the exact kernel), NaN / Inf /
+// zero groups, every output type.
+TEST_F(Cuda, W4A4Int8RouteIsExact) {
+  const struct {
+    int64_t m, n, k;
+  } cases[] = {{64, 40, 256}, {130, 136, 416}, {257, 300, 2080}, {96, 24, 64}};
+  const Format fa = parse_format("mxfp4");
+  for (const auto& c : cases) {
+    const std::string tag = fmt::format("M={} N={} K={}", c.m, c.n, c.k);
+    SCOPED_TRACE(tag);
+    std::vector<float> wf = random_matrix(c.n, c.k);
+    widen_spans(wf, c.n, c.k);
+    const QuantizedTensor wq = quantize(fa, wf.data(), c.n, c.k);
+    PreparedWeight pw = prepare_weight_cuda(wq);
+    ASSERT_TRUE(quantized_matmul_needs_mma_operand(fa, pw, c.m));
+    prepare_int8_prefill(pw, wq);
+    ASSERT_FALSE(quantized_matmul_needs_mma_operand(fa, pw, c.m));
+    std::vector<float> x = random_matrix(c.m, c.k, true), seen;
+    widen_spans(x, c.m, c.k);
+    DeviceBuffer dx = upload_input(x, DType::BF16, &seen);
+    DeviceQuantized q;
+    poison(q, fa, c.m, c.k, false);
+    quantize_activations_cuda(fa, dx.data(), DType::BF16, c.m, c.k, q);
+    const QuantizedTensor aq = q.download();
+    const std::vector<double> ref = reference_product(dequantize(aq), dequantize(wq), c.m, c.n, c.k);
+    DeviceBuffer dexact(size_t(c.m * c.n * 4));
+    matmul_exact_cuda(q, pw, dexact.as<float>());
+    std::vector<float> ye(size_t(c.m * c.n));
+    synchronize();
+    dexact.download(ye.data(), ye.size() * 4);
+    for (DType yt : {DType::F32, DType::BF16}) {
+      const size_t eb = yt == DType::F32 ? 4 : 2;
+      DeviceBuffer dy(size_t(c.m * c.n) * eb);
+      dy.fill_bytes(0xFF);
+      matmul_quantized_cuda(q, pw, dy.data(), yt);
+      synchronize();
+      std::vector<float> y(size_t(c.m * c.n));
+      if (yt == DType::F32) {
+        dy.download(y.data(), y.size() * 4);
+      } else {
+        std::vector<uint16_t> h(y.size());
+        dy.download(h.data(), h.size() * 2);
+        y = from_16(h, yt);
+      }
+      // NaN rows (a NaN input makes its group's scale NaN) must come out NaN; the rest are compared.
+      std::vector<float> yf;
+      std::vector<double> rf;
+      int64_t nan_rows = 0;
+      for (int64_t i = 0; i < c.m; ++i) {
+        const bool nan_row = std::isnan(ref[size_t(i * c.n)]);
+        nan_rows += nan_row;
+        for (int64_t j = 0; j < c.n; ++j) {
+          const size_t o = size_t(i * c.n + j);
+          if (nan_row) {
+            ASSERT_TRUE(std::isnan(y[o])) << "row " << i;
+            continue;
+          }
+          yf.push_back(y[o]);
+          rf.push_back(ref[o]);
+          if (yt == DType::F32) ASSERT_EQ(y[o], ye[o]) << "not the exact kernel's bits at " << i << ", " << j;
+          else ASSERT_EQ(y[o], bf16_to_f32(f32_to_bf16(ye[o]))) << i << ", " << j;
+        }
+      }
+      EXPECT_GT(nan_rows, 0);
+      EXPECT_LT(rel_err(yf, rf), yt == DType::F32 ? 1e-6 : 1e-2) << tag;
+    }
+  }
+}
+
 TEST_F(Cuda, Q4_0TimesQ8_1MatchesFloat64) {
   const Format q4 = parse_format("q4_0"), q8 = parse_format("q8_1");
   // M <= 16: the dp4a kernel; beyond: the tensor-core kernel (K = 416 and 2080 end in half a 64-column tile;

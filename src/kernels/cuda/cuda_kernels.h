@@ -159,7 +159,13 @@ struct PreparedWeight {
   // products must vanish).
   bool rescale_ok = false;
   DeviceBuffer plane4, plane_hi, scales, row_global;  // row_global: float per row (per-row global) or empty
+  // The int8 image for W4A4 prefill (prepare_int8_prefill; empty otherwise): i8_rows "virtual rows" of k int8
+  // values, row-major (i8_codes); a virtual row's value is int8 x i8_scale[v] (float64, a power of two); weight
+  // row n is the sum of virtual rows i8_first[n] .. i8_first[n + 1] - 1 (int32, n + 1 entries).
+  int64_t i8_rows = 0;
+  DeviceBuffer i8_codes, i8_scale, i8_first;
   size_t device_bytes() const { return plane4.size() + plane_hi.size() + scales.size() + row_global.size(); }
+  size_t int8_image_bytes() const { return i8_codes.size() + i8_scale.size() + i8_first.size(); }
 };
 
 // Why a weight format cannot be prepared (empty string when it can).
@@ -168,6 +174,30 @@ PreparedWeight prepare_weight_cuda(const QuantizedTensor& w);
 // Whether every element x group scale of the weight has at most bf16's 8 significant bits (1-byte E8M0 / E4M3
 // scales), so scales can be multiplied into its bf16 tensor-core operand exactly.
 bool weight_fold_exact(const PreparedWeight& w);
+// ---- W4A4 prefill on the int8 tensor cores (E2M1 elements with E8M0 group scales on both operands: mxfp4).
+// Twice an E2M1 value is an integer of magnitude <= 12 and E8M0 scales are powers of two, so the elements of a
+// row whose (non-zero) groups' exponents lie within 4 of each other are int8 values (|v| <= 96) times one power
+// of two, and int8 x int8 products summed in int32 (cuBLASLt, int8 tensor cores) are exact; the epilogue scales
+// the sums in float64, so the result is float(S x global) with S the exact sum: what the float64 product of
+// the dequantized operands gives, bit for bit. A weight row with a wider span becomes several virtual rows, one
+// per band of 4 exponents, added in the epilogue. Activations are folded per row at run time; rows with a
+// wider span (or NaN scales) are recomputed by the exact float64 kernel (matmul_exact_cuda's), on the device,
+// without a host round trip.
+struct Int8Image {
+  int64_t n = 0, k = 0, rows = 0;  // rows: virtual rows
+  std::vector<int8_t> codes;       // rows x k
+  std::vector<double> scale;       // per virtual row: 2^e
+  std::vector<int32_t> first;      // n + 1
+};
+// Why a weight cannot have an int8 image (empty when it can): E2M1 elements, E8M0 scales (no NaN scale code),
+// groups of a multiple of 32 columns, K a multiple of 32, planar layout.
+std::string int8_image_unsupported(const QuantizedTensor& w);
+Int8Image build_int8_image(const QuantizedTensor& w);
+// Builds the image of `w` (the tensor `p` was prepared from) into p.i8_*: matmul_quantized_cuda then runs
+// W4A4 mxfp4 products with M >= 64 on the int8 tensor cores (docs/ARCHITECTURE.md). It costs k bytes per
+// virtual row of device memory besides the prepared weight.
+void prepare_int8_prefill(PreparedWeight& p, const QuantizedTensor& w);
+
 // Sets p.fold_ok / p.fold_shift for a weight holding these 1-byte group scale codes (prepare_weight_cuda calls
 // it; code that fills a PreparedWeight itself calls it with the codes it wrote).
 void choose_fused_fold(PreparedWeight& p, const uint8_t* scale_codes, size_t count);
@@ -208,11 +238,16 @@ void matmul_decode_fused_cuda(const PreparedWeight& w, const void* x, void* y, D
 
 // Both operands quantized: Y = dequant(A) * dequant(W)^T where A comes from quantize_activations_cuda with
 // opt.mma_operand (e.g. W4A4 mxfp4 x mxfp4, nvfp4 x nvfp4, W8A8 mxfp8 / fp8_e4m3). Tensor cores (wgmma,
-// bf16 operands, float32 accumulation) on exactly dequantized tiles.
+// bf16 operands, float32 accumulation) on exactly dequantized tiles; or, for mxfp4 x mxfp4 with the weight's
+// int8 image (prepare_int8_prefill), int8 tensor cores with exact int32 sums (no mma operand needed).
 void matmul_quantized_cuda(const DeviceQuantized& a, const PreparedWeight& w, void* y, DType ytype,
                            cudaStream_t stream = nullptr);
 // Why a (weight, activation format) pair cannot run on matmul_quantized_cuda (empty when it can).
 std::string quantized_matmul_unsupported(const Format& act, const PreparedWeight& w);
+// Whether matmul_quantized_cuda needs the activation's bf16 tensor-core operand (ActQuantOptions::mma_operand)
+// for this product: not where it takes the int8 route (a weight with an int8 image, mxfp4 activations, M >= 64;
+// FPQ_CUDA_W4A4=bf16 turns that route off, =int8 takes it at every M).
+bool quantized_matmul_needs_mma_operand(const Format& act, const PreparedWeight& w, int64_t m);
 
 // ---------------------------------------------------------------------------------------------------------
 // Exact products for the model runtime (the linear module's "cuda" matmul backend)

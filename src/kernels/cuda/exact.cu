@@ -35,95 +35,100 @@ __global__ void __launch_bounds__(kExactWarps * 32) exact_kernel(ExactParams p) 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
   const int64_t rt = blockIdx.x;
-  const int64_t m0 = int64_t(blockIdx.y) * (8 * NT);
   const int ksteps = int(w.k / 16);
   const PairDecoder dec = make_pair_decoder(w.bits, w.is_int, w.mbits, w.bias, false);
   const int wsteps = w.group / 16;                 // steps per weight group
   const int xsteps = p.xgroup / 16;                // steps per activation group
   const int psteps = wsteps < xsteps ? wsteps : xsteps;  // steps per piece (both powers of two)
 
-  // Rows of X this lane feeds as B (clamped: B's column n only reaches output column n, never stored when
-  // n >= M) and the rows whose activation scales its accumulators need.
-  const uint16_t* xrow[NT];
-  int64_t srow[NT][2];
+  // Rows come in blocks of 8 NT; with m_dev the count is read on the device (the int8 route's fix-up rows) and
+  // the grid strides over the blocks.
+  const int64_t M = p.m_dev ? int64_t(*p.m_dev) : p.m;
+  for (int64_t m0 = int64_t(blockIdx.y) * (8 * NT); m0 < M; m0 += int64_t(gridDim.y) * (8 * NT)) {
+    // Rows of X this lane feeds as B (clamped: B's column n only reaches output column n, never stored when
+    // n >= M) and the rows whose activation scales its accumulators need.
+    const uint16_t* xrow[NT];
+    int64_t srow[NT][2];
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt) {
-    const int64_t mb = m0 + nt * 8 + g;
-    xrow[nt] = p.x + (mb < p.m ? mb : p.m - 1) * w.k + 2 * t;
+    for (int nt = 0; nt < NT; ++nt) {
+      const int64_t mb = m0 + nt * 8 + g;
+      xrow[nt] = p.x + (mb < M ? mb : M - 1) * w.k + 2 * t;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t ma = m0 + nt * 8 + 2 * t + h;
-      srow[nt][h] = ma < p.m ? ma : p.m - 1;
-    }
-  }
-
-  double acc[NT][4];
-  float part[NT][4];
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int r = 0; r < 4; ++r) acc[nt][r] = 0.0, part[nt][r] = 0.0f;
-
-  const int KT = int(w.k_tiles);
-  const int kt_begin = int(int64_t(KT) * warp / kExactWarps), kt_end = int(int64_t(KT) * (warp + 1) / kExactWarps);
-  for (int kt = kt_begin; kt < kt_end; ++kt) {
-    WTile<BITS> cur;
-    load_wtile<BITS>(cur, w, rt, kt, lane);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int kstep = kt * 4 + j;
-      if (kstep >= ksteps) break;
-      uint32_t a[4];
-      decode_step<BITS, DEC, false>(dec, cur.lo, cur.hi, j, a);
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        const uint16_t* xp = xrow[nt] + kstep * 16;
-        const uint32_t b0 = __ldg(reinterpret_cast<const unsigned int*>(xp));
-        const uint32_t b1 = __ldg(reinterpret_cast<const unsigned int*>(xp + 8));
-        mma_bf16(part[nt], a, b0, b1);
+      for (int h = 0; h < 2; ++h) {
+        const int64_t ma = m0 + nt * 8 + 2 * t + h;
+        srow[nt][h] = ma < M ? ma : M - 1;
       }
-      // A piece ends at its last step, at a tile's end (a warp's K range may end there) and at K's end.
-      if (j == 3 || (kstep + 1) % psteps == 0 || kstep == ksteps - 1) {
-        // Weight scales of rows g and g + 8 for this piece's group, activation scales of this lane's rows.
-        const int64_t wg = kstep / wsteps;
-        const uint8_t* sp = w.scales + ((rt * w.n_groups + wg) * 16 + 2 * g) * w.sb;
-        const double sw_lo = double(decode_scale_bytes(w.scale, sp));
-        const double sw_hi = double(decode_scale_bytes(w.scale, sp + w.sb));
-        const int64_t xg = kstep / xsteps;
+    }
+
+    double acc[NT][4];
+    float part[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[nt][r] = 0.0, part[nt][r] = 0.0f;
+
+    const int KT = int(w.k_tiles);
+    const int kt_begin = int(int64_t(KT) * warp / kExactWarps), kt_end = int(int64_t(KT) * (warp + 1) / kExactWarps);
+    for (int kt = kt_begin; kt < kt_end; ++kt) {
+      WTile<BITS> cur;
+      load_wtile<BITS>(cur, w, rt, kt, lane);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int kstep = kt * 4 + j;
+        if (kstep >= ksteps) break;
+        uint32_t a[4];
+        decode_step<BITS, DEC, false>(dec, cur.lo, cur.hi, j, a);
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
-          const double sx0 = p.xs ? double(p.xs[srow[nt][0] * p.xgroups + xg]) : 1.0;
-          const double sx1 = p.xs ? double(p.xs[srow[nt][1] * p.xgroups + xg]) : 1.0;
-          acc[nt][0] += double(part[nt][0]) * (sw_lo * sx0);
-          acc[nt][1] += double(part[nt][1]) * (sw_lo * sx1);
-          acc[nt][2] += double(part[nt][2]) * (sw_hi * sx0);
-          acc[nt][3] += double(part[nt][3]) * (sw_hi * sx1);
+          const uint16_t* xp = xrow[nt] + kstep * 16;
+          const uint32_t b0 = __ldg(reinterpret_cast<const unsigned int*>(xp));
+          const uint32_t b1 = __ldg(reinterpret_cast<const unsigned int*>(xp + 8));
+          mma_bf16(part[nt], a, b0, b1);
+        }
+        // A piece ends at its last step, at a tile's end (a warp's K range may end there) and at K's end.
+        if (j == 3 || (kstep + 1) % psteps == 0 || kstep == ksteps - 1) {
+          // Weight scales of rows g and g + 8 for this piece's group, activation scales of this lane's rows.
+          const int64_t wg = kstep / wsteps;
+          const uint8_t* sp = w.scales + ((rt * w.n_groups + wg) * 16 + 2 * g) * w.sb;
+          const double sw_lo = double(decode_scale_bytes(w.scale, sp));
+          const double sw_hi = double(decode_scale_bytes(w.scale, sp + w.sb));
+          const int64_t xg = kstep / xsteps;
 #pragma unroll
-          for (int r = 0; r < 4; ++r) part[nt][r] = 0.0f;
+          for (int nt = 0; nt < NT; ++nt) {
+            const double sx0 = p.xs ? double(p.xs[srow[nt][0] * p.xgroups + xg]) : 1.0;
+            const double sx1 = p.xs ? double(p.xs[srow[nt][1] * p.xgroups + xg]) : 1.0;
+            acc[nt][0] += double(part[nt][0]) * (sw_lo * sx0);
+            acc[nt][1] += double(part[nt][1]) * (sw_lo * sx1);
+            acc[nt][2] += double(part[nt][2]) * (sw_hi * sx0);
+            acc[nt][3] += double(part[nt][3]) * (sw_hi * sx1);
+#pragma unroll
+            for (int r = 0; r < 4; ++r) part[nt][r] = 0.0f;
+          }
         }
       }
     }
-  }
 
-  // The warps' sums (exact, so any order gives the same bits; a fixed order anyway).
-  __shared__ double red[kExactWarps][NT * 4][32];
+    // The warps' sums (exact, so any order gives the same bits; a fixed order anyway).
+    __shared__ double red[kExactWarps][NT * 4][32];
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
+    for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-    for (int r = 0; r < 4; ++r) red[warp][nt * 4 + r][lane] = acc[nt][r];
-  __syncthreads();
-  for (int e = threadIdx.x; e < NT * 4 * 32; e += blockDim.x) {
-    const int sl = e / 32, l = e % 32;
-    double s = 0.0;
+      for (int r = 0; r < 4; ++r) red[warp][nt * 4 + r][lane] = acc[nt][r];
+    __syncthreads();
+    for (int e = threadIdx.x; e < NT * 4 * 32; e += blockDim.x) {
+      const int sl = e / 32, l = e % 32;
+      double s = 0.0;
 #pragma unroll
-    for (int q = 0; q < kExactWarps; ++q) s += red[q][sl][l];
-    const int nt = sl / 4, r = sl % 4;
-    const int64_t n = rt * 16 + (l >> 2) + (r >= 2 ? 8 : 0);
-    const int64_t m = m0 + nt * 8 + 2 * (l & 3) + (r & 1);
-    if (n >= w.n || m >= p.m) continue;
-    const double gx = p.xg ? double(p.xg[m]) : double(p.xg_scalar);
-    const double gw = w.row_global ? double(w.row_global[n]) : double(w.global);
-    p.y[m * w.n + n] = float(s * (gx * gw));
+      for (int q = 0; q < kExactWarps; ++q) s += red[q][sl][l];
+      const int nt = sl / 4, r = sl % 4;
+      const int64_t n = rt * 16 + (l >> 2) + (r >= 2 ? 8 : 0);
+      const int64_t m = m0 + nt * 8 + 2 * (l & 3) + (r & 1);
+      if (n >= w.n || m >= M) continue;
+      const double gx = p.xg ? double(p.xg[m]) : double(p.xg_scalar);
+      const double gw = w.row_global ? double(w.row_global[n]) : double(w.global);
+      p.y[m * w.n + n] = float(s * (gx * gw));
+    }
+    __syncthreads();  // red is reused by the next block of rows
   }
 }
 
@@ -133,7 +138,9 @@ void launch_exact_bits(const ExactParams& p, CUstream_st* stream) {
   if (p.m <= 8) {
     exact_kernel<BITS, DEC, 1><<<dim3(nt_tiles, 1), kExactWarps * 32, 0, stream>>>(p);
   } else {
-    exact_kernel<BITS, DEC, 4><<<dim3(nt_tiles, unsigned((p.m + 31) / 32)), kExactWarps * 32, 0, stream>>>(p);
+    int64_t blocks = (p.m + 31) / 32;
+    if (p.m_dev) blocks = std::min<int64_t>(blocks, 8);  // a device-side count: stride (usually few rows, often 0)
+    exact_kernel<BITS, DEC, 4><<<dim3(nt_tiles, unsigned(blocks)), kExactWarps * 32, 0, stream>>>(p);
   }
 }
 

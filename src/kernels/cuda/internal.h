@@ -166,6 +166,7 @@ struct ExactParams {
   const float* xg = nullptr;    // activation tensor scale per row (null: xg_scalar)
   float xg_scalar = 1.0f;
   float* y = nullptr;           // m x w.n
+  const int* m_dev = nullptr;   // device count of rows to compute (<= m; the rest are skipped); null: m
 };
 void launch_exact(const ExactParams& p, CUstream_st* stream);
 
@@ -189,6 +190,38 @@ struct RangeGuard {
 void launch_amax(const float* x, int64_t n, unsigned* amax, CUstream_st* stream);
 void launch_split3(const float* x, int64_t n, uint16_t* out, const RangeGuard& g, CUstream_st* stream);
 void launch_sum3(const float* y3, int64_t n, float* y, const RangeGuard& g, CUstream_st* stream);
+
+// w4a4_int8.cu: W4A4 mxfp4 on the int8 tensor cores (see the file's header).
+struct Int8FoldParams {
+  const uint8_t* codes = nullptr;   // m x k/2 (E2M1 codes, first in the low nibble)
+  const uint8_t* scales = nullptr;  // m x k/32 E8M0 codes
+  int64_t m = 0, k = 0;             // k a multiple of 32
+  int8_t* out = nullptr;            // m x k
+  int* exp = nullptr;               // per row: value = out x 2^exp
+  int* slot = nullptr;              // per row: -1 folded, -2 NaN scale, >= 0 fix-up slot
+  int* fix_count = nullptr;         // zero before the launch
+  uint16_t* fix_x = nullptr;        // fix-up rows: bf16 code values (slots x k)
+  float* fix_s = nullptr;           // fix-up rows: group scales (slots x k/32)
+};
+void launch_int8_fold(const Int8FoldParams& p, CUstream_st* stream);
+// D (m x nv int32, row-major) = X (m x k int8) * W (nv x k int8)^T on cuBLASLt.
+void int8_gemm(const int8_t* w, const int8_t* x, int32_t* d, int64_t m, int64_t nv, int64_t k, CUstream_st* stream);
+struct Int8EpilogueParams {
+  const int32_t* d = nullptr;  // m x nv
+  int64_t m = 0, n = 0, nv = 0;
+  const int32_t* first = nullptr;  // n + 1: weight row n = virtual rows first[n] .. first[n + 1] - 1
+  int direct = 0;                  // virtual row n is weight row n (nv == n) and n % 4 == 0: vector path
+  const double* wscale = nullptr;  // per virtual row
+  const int* exp = nullptr;
+  const int* slot = nullptr;
+  const float* fix_y = nullptr;  // fix-up slots x n (the exact kernel's output, global scales applied)
+  float wglobal = 1.0f;
+  const float* row_global = nullptr;
+  void* y = nullptr;
+  int ytype = kF32;
+  int64_t ldy = 0;
+};
+void launch_int8_epilogue(const Int8EpilogueParams& p, CUstream_st* stream);
 
 void launch_q4_0_q8_1(const void* w, const void* a, int64_t n, int64_t m, int64_t k, float* y, CUstream_st* stream);
 // Q4_0 weight blocks -> a prepared int4 weight's planes (plane4: n_tiles x k_tiles x 512 bytes) and fp16 scales

@@ -396,7 +396,111 @@ std::string quantized_matmul_unsupported(const Format& act, const PreparedWeight
   return {};
 }
 
+namespace {
+
+// W4A4 mxfp4 products from this many activation rows take the int8 route when the weight has an int8 image
+// (H100, 2026-12-06: cuBLASLt int8 took 45 us at M = 128 and 168-197 us at M = 2048 for 4096 x 14336, cuBLAS
+// bf16 58 / 279 us). FPQ_CUDA_W4A4=bf16 keeps such products on the bf16 tensor-core kernel, =int8 takes the int8
+// route at every M (A/B runs and tests).
+constexpr int64_t kInt8MinM = 64;
+const std::string& w4a4_mode() {
+  static const std::string mode = [] {
+    const char* e = std::getenv("FPQ_CUDA_W4A4");
+    return std::string(e ? e : "");
+  }();
+  return mode;
+}
+
+bool int8_act_format(const Format& f) {
+  const ElementType& e = *f.element;
+  return !f.is_ggml() && e.kind == NumberKind::Float && e.bits == 4 && e.ebits == 2 && e.mbits == 1 && e.bias == 1 &&
+         f.scale == ScaleType::E8M0 && f.group == 32 && f.global == GlobalScale::None && !f.asymmetric();
+}
+
+bool int8_route(const Format& act, const PreparedWeight& w, int64_t m) {
+  if (w.i8_rows == 0 || !int8_act_format(act) || w.k % 32 != 0 || w4a4_mode() == "bf16") return false;
+  return m >= kInt8MinM || w4a4_mode() == "int8";
+}
+
+void matmul_w4a4_int8(const DeviceQuantized& a, const PreparedWeight& w, void* y, DType ytype, cudaStream_t stream) {
+  const int64_t M = a.rows, K = a.cols, N = w.n, NV = w.i8_rows, G = K / 32;
+  auto up = [](size_t b) { return (b + 255) / 256 * 256; };
+  // One scratch allocation: int8 activations, per-row exponent / slot, the fix-up counter and rows, D, fix-up
+  // outputs. (The fix-up buffers are sized for every row; only the rows that need them are written.)
+  const size_t b_x = up(size_t(M * K)), b_e = up(size_t(M) * 4), b_s = up(size_t(M) * 4), b_c = 256,
+               b_fx = up(size_t(M * K) * 2), b_fs = up(size_t(M * G) * 4), b_d = up(size_t(M * NV) * 4),
+               b_fy = up(size_t(M * N) * 4);
+  uint8_t* mem = nullptr;
+  check(cudaMallocAsync(reinterpret_cast<void**>(&mem), b_x + b_e + b_s + b_c + b_fx + b_fs + b_d + b_fy, stream),
+        "cudaMallocAsync");
+  uint8_t* at = mem;
+  auto take = [&](size_t b) {
+    uint8_t* r = at;
+    at += b;
+    return r;
+  };
+  detail::Int8FoldParams fp;
+  fp.codes = a.codes.as<uint8_t>();
+  fp.scales = a.scales.as<uint8_t>();
+  fp.m = M;
+  fp.k = K;
+  fp.out = reinterpret_cast<int8_t*>(take(b_x));
+  fp.exp = reinterpret_cast<int*>(take(b_e));
+  fp.slot = reinterpret_cast<int*>(take(b_s));
+  fp.fix_count = reinterpret_cast<int*>(take(b_c));
+  fp.fix_x = reinterpret_cast<uint16_t*>(take(b_fx));
+  fp.fix_s = reinterpret_cast<float*>(take(b_fs));
+  int32_t* d = reinterpret_cast<int32_t*>(take(b_d));
+  float* fix_y = reinterpret_cast<float*>(take(b_fy));
+  check(cudaMemsetAsync(fp.fix_count, 0, sizeof(int), stream), "cudaMemsetAsync");
+  detail::launch_int8_fold(fp, stream);
+  detail::int8_gemm(w.i8_codes.as<int8_t>(), fp.out, d, M, NV, K, stream);
+  // Rows that did not fold: the exact float64 kernel, over as many rows as the fold counted (on the device).
+  detail::ExactParams ep;
+  ep.w = view_of(w);
+  ep.x = fp.fix_x;
+  ep.m = M;
+  ep.m_dev = fp.fix_count;
+  ep.xs = fp.fix_s;
+  ep.xgroup = 32;
+  ep.xgroups = G;
+  ep.y = fix_y;
+  detail::launch_exact(ep, stream);
+  detail::Int8EpilogueParams pp;
+  pp.d = d;
+  pp.m = M;
+  pp.n = N;
+  pp.nv = NV;
+  pp.first = w.i8_first.as<int32_t>();
+  pp.direct = NV == N && N % 4 == 0 ? 1 : 0;
+  pp.wscale = w.i8_scale.as<double>();
+  pp.exp = fp.exp;
+  pp.slot = fp.slot;
+  pp.fix_y = fix_y;
+  pp.wglobal = w.global;
+  pp.row_global = w.row_global.size() ? w.row_global.as<float>() : nullptr;
+  pp.y = y;
+  pp.ytype = dtype_code(ytype);
+  pp.ldy = N;
+  detail::launch_int8_epilogue(pp, stream);
+  check(cudaFreeAsync(mem, stream), "cudaFreeAsync");
+}
+
+}  // namespace
+
+bool quantized_matmul_needs_mma_operand(const Format& act, const PreparedWeight& w, int64_t m) {
+  return !int8_route(act, w, m);
+}
+
 void matmul_quantized_cuda(const DeviceQuantized& a, const PreparedWeight& w, void* y, DType ytype, cudaStream_t stream) {
+  if (a.cols != w.k) fail("matmul_quantized_cuda: activation has {} columns, weight {}", a.cols, w.k);
+  if (int8_route(a.format, w, a.rows)) {
+    if (const std::string why = exact_matmul_unsupported(a.format, w); !why.empty())
+      fail("matmul_quantized_cuda: int8 route: {}", why);  // the fix-up kernel's requirements
+    if (a.rows == 0 || w.n == 0) return;
+    matmul_w4a4_int8(a, w, y, ytype, stream);
+    return;
+  }
   if (!a.has_mma) fail("matmul_quantized_cuda: the activation was quantized without opt.mma_operand");
   if (a.cols != w.k) fail("matmul_quantized_cuda: activation has {} columns, weight {}", a.cols, w.k);
   if (const std::string why = quantized_matmul_unsupported(a.format, w); !why.empty()) fail("matmul_quantized_cuda: {}", why);
