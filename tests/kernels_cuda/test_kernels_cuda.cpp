@@ -575,7 +575,7 @@ TEST(CudaInt8Image, HoldsTheDequantizedValues) {
 TEST_F(Cuda, W4A4Int8RouteIsExact) {
   const struct {
     int64_t m, n, k;
-  } cases[] = {{64, 40, 256}, {130, 136, 416}, {257, 300, 2080}, {96, 24, 64}};
+  } cases[] = {{256, 40, 256}, {300, 136, 416}, {257, 300, 2080}, {512, 24, 64}};
   const Format fa = parse_format("mxfp4");
   for (const auto& c : cases) {
     const std::string tag = fmt::format("M={} N={} K={}", c.m, c.n, c.k);
@@ -587,6 +587,7 @@ TEST_F(Cuda, W4A4Int8RouteIsExact) {
     ASSERT_TRUE(quantized_matmul_needs_mma_operand(fa, pw, c.m));
     prepare_int8_prefill(pw, wq);
     ASSERT_FALSE(quantized_matmul_needs_mma_operand(fa, pw, c.m));
+    ASSERT_TRUE(quantized_matmul_needs_mma_operand(fa, pw, 128));  // below 256 rows: the bf16 route
     std::vector<float> x = random_matrix(c.m, c.k, true), seen;
     widen_spans(x, c.m, c.k);
     DeviceBuffer dx = upload_input(x, DType::BF16, &seen);

@@ -194,7 +194,7 @@ struct Int8Image {
 std::string int8_image_unsupported(const QuantizedTensor& w);
 Int8Image build_int8_image(const QuantizedTensor& w);
 // Builds the image of `w` (the tensor `p` was prepared from) into p.i8_*: matmul_quantized_cuda then runs
-// W4A4 mxfp4 products with M >= 64 on the int8 tensor cores (docs/ARCHITECTURE.md). It costs k bytes per
+// W4A4 mxfp4 products with M >= 256 on the int8 tensor cores (docs/ARCHITECTURE.md). It costs k bytes per
 // virtual row of device memory besides the prepared weight.
 void prepare_int8_prefill(PreparedWeight& p, const QuantizedTensor& w);
 
@@ -245,7 +245,7 @@ void matmul_quantized_cuda(const DeviceQuantized& a, const PreparedWeight& w, vo
 // Why a (weight, activation format) pair cannot run on matmul_quantized_cuda (empty when it can).
 std::string quantized_matmul_unsupported(const Format& act, const PreparedWeight& w);
 // Whether matmul_quantized_cuda needs the activation's bf16 tensor-core operand (ActQuantOptions::mma_operand)
-// for this product: not where it takes the int8 route (a weight with an int8 image, mxfp4 activations, M >= 64;
+// for this product: not where it takes the int8 route (a weight with an int8 image, mxfp4 activations, M >= 256;
 // FPQ_CUDA_W4A4=bf16 turns that route off, =int8 takes it at every M).
 bool quantized_matmul_needs_mma_operand(const Format& act, const PreparedWeight& w, int64_t m);
 

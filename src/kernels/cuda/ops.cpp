@@ -399,10 +399,11 @@ std::string quantized_matmul_unsupported(const Format& act, const PreparedWeight
 namespace {
 
 // W4A4 mxfp4 products from this many activation rows take the int8 route when the weight has an int8 image
-// (H100, 2026-12-06: cuBLASLt int8 took 45 us at M = 128 and 168-197 us at M = 2048 for 4096 x 14336, cuBLAS
-// bf16 58 / 279 us). FPQ_CUDA_W4A4=bf16 keeps such products on the bf16 tensor-core kernel, =int8 takes the int8
-// route at every M (A/B runs and tests).
-constexpr int64_t kInt8MinM = 64;
+// (H100, 2026-12-06, matmul alone, int8 / bf16 route: M = 2048 89.5 / 131.1 us (4096 x 4096), 458.7 / 937.8
+// (28672 x 4096), 207.7 / 389.5 (4096 x 14336); at M = 128 the int8 route's fixed steps lose on two shapes of
+// three: 39.9 / 26.1, 82.5 / 100.0, 57.1 / 53.3). FPQ_CUDA_W4A4=bf16 keeps such products on the bf16 tensor-core
+// kernel, =int8 takes the int8 route at every M (A/B runs and tests).
+constexpr int64_t kInt8MinM = 256;
 const std::string& w4a4_mode() {
   static const std::string mode = [] {
     const char* e = std::getenv("FPQ_CUDA_W4A4");
