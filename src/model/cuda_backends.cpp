@@ -7,11 +7,13 @@
 // * "cuda" matmul: the weight is re-laid out once and stays resident in device memory (PreparedWeight).
 //   With quantized activations it computes the pseudo path's exact product y = float(S * (g_x * g_w))
 //   (S: float64 sum of code x group-scale products; bit-identical to the CPU for FP4/INT4/FP6 pairs, see
-//   matmul_exact_cuda); weight-only layers multiply float32 activations split exactly into three bf16 parts
+//   matmul_exact_cuda; W4A4 mxfp4 row blocks of 256 or more take the int8 tensor cores with the same bits);
+//   weight-only layers multiply float32 activations split exactly into three bf16 parts
 //   (matmul_weight_only_f32_cuda), as close to the CPU's float32 sgemm as two float32 GEMMs are.
 #include "model/linear_backend.h"
 
 #ifdef FPQ_HAVE_CUDA_KERNELS
+#include <climits>
 #include <mutex>
 
 #include "kernels/cuda/cuda_kernels.h"
@@ -106,10 +108,21 @@ class CudaMatmul final : public MatmulBackend {
     }
     return "";
   }
-  std::shared_ptr<const PreparedWeight> prepare(const QuantizedTensor* w, const float*, const LinearSpec&) const override {
+  std::shared_ptr<const PreparedWeight> prepare(const QuantizedTensor* w, const float*, const LinearSpec& spec) const override {
     if (!w) fail("cuda matmul: the layer's weight is not quantized");
     auto p = std::make_shared<CudaPrepared>();
     p->w = cuda::prepare_weight_cuda(*w);
+    // W4A4 mxfp4 layers: the int8 image too, so that row blocks of 256+ (prefill, perplexity windows) take the
+    // int8 tensor cores -- the same bits as the exact kernel (Cuda.W4A4Int8RouteIsExact).
+    if (spec.activation_format && cuda::int8_image_unsupported(*w).empty()) {
+      cuda::prepare_int8_prefill(p->w, *w);
+      if (cuda::quantized_matmul_needs_mma_operand(*spec.activation_format, p->w, INT64_MAX)) {
+        p->w.i8_rows = 0;  // the activation format cannot take the route
+        p->w.i8_codes.reset();
+        p->w.i8_scale.reset();
+        p->w.i8_first.reset();
+      }
+    }
     return p;
   }
   void matmul(const PreparedWeight& pw, const QuantizedTensor* xq, const float* x, int64_t m, float* y,
@@ -121,7 +134,8 @@ class CudaMatmul final : public MatmulBackend {
     s.need(s.y, size_t(m * n) * sizeof(float));
     if (xq) {
       cuda::upload_quantized(*xq, s.q);
-      cuda::matmul_exact_cuda(s.q, w, s.y.as<float>());
+      if (!cuda::quantized_matmul_needs_mma_operand(xq->format, w, m)) cuda::matmul_quantized_cuda(s.q, w, s.y.data(), cuda::DType::F32);
+      else cuda::matmul_exact_cuda(s.q, w, s.y.as<float>());
     } else {
       s.need(s.x, size_t(m * k) * sizeof(float));
       s.x.upload(x, size_t(m * k) * sizeof(float));

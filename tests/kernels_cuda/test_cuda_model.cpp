@@ -259,7 +259,7 @@ TEST_F(CudaModel, LinearModuleCudaBackendsMatchPseudo) {
     QuantLinear lin(out, in, random_matrix(out, in));
     lin.set_quantized_weight(quantize(*r.weight, lin.weight_as_float().data(), out, in));
     if (r.activation) lin.set_activation_quant(ActivationQuant{*r.activation, std::nullopt});
-    for (int64_t m : {1, 13, 130}) {
+    for (int64_t m : {1, 13, 130, 300}) {  // 300: W4A4 mxfp4 on the int8 route
       SCOPED_TRACE(fmt::format("{} M={}", r.name, m));
       const std::vector<float> x = random_matrix(m, in);
       std::vector<float> y_pseudo(size_t(m * out)), y_cuda(size_t(m * out), NAN);
