@@ -396,7 +396,7 @@ int main(int argc, char** argv) {
               rows.push_back({sname, m, fmt::format("{} (act quant {:.1f} + matmul {:.1f})", label, us_q, us_mm), us,
                               cublas_us, double(v[0].device_bytes()) + act_bytes + out_bytes});
             };
-            if (v[0].i8_rows == 0) {
+            if (v[0].i8_rows == 0 || quantized_matmul_needs_mma_operand(fa, v[0], m)) {  // no int8 route here
               time_pair(x4.name);
               continue;
             }
