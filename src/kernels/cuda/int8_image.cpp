@@ -44,14 +44,17 @@ Int8Image build_int8_image(const QuantizedTensor& w) {
   im.n = N;
   im.k = K;
   im.first.assign(size_t(N + 1), 0);
+  int twice[16];
+  for (uint32_t c = 0; c < 16; ++c) twice[c] = twice_e2m1(c);
   std::vector<int> exp_of(static_cast<size_t>(G));
   std::vector<bool> nonzero(static_cast<size_t>(G));
   for (int64_t r = 0; r < N; ++r) {
     const uint8_t* sc = w.row_scales(r);
+    const uint8_t* rc = w.row_codes(r);  // two codes per byte, the first in the low nibble; gs is even
     int top = -100000;
     for (int64_t g = 0; g < G; ++g) {
       bool nz = false;
-      for (int64_t c = g * gs; c < (g + 1) * gs && !nz; ++c) nz = (w.code(r, c) & 7u) != 0;
+      for (int64_t b = g * gs / 2; b < (g + 1) * gs / 2 && !nz; ++b) nz = (rc[b] & 0x77u) != 0;
       nonzero[size_t(g)] = nz;
       exp_of[size_t(g)] = int(sc[g]) - 128;
       if (nz) top = std::max(top, exp_of[size_t(g)]);
@@ -72,7 +75,11 @@ Int8Image build_int8_image(const QuantizedTensor& w) {
       const int b = (top - exp_of[size_t(g)]) / 4;
       const int shift = exp_of[size_t(g)] - (top - 4 * b - 3);
       int8_t* dst = im.codes.data() + band_row[b] * K;
-      for (int64_t c = g * gs; c < (g + 1) * gs; ++c) dst[c] = int8_t(twice_e2m1(w.code(r, c)) * (1 << shift));
+      for (int64_t c = g * gs; c < (g + 1) * gs; c += 2) {
+        const uint8_t byte = rc[c / 2];
+        dst[c] = int8_t(twice[byte & 15u] * (1 << shift));
+        dst[c + 1] = int8_t(twice[byte >> 4] * (1 << shift));
+      }
     }
     im.first[size_t(r + 1)] = int32_t(im.rows);
   }

@@ -178,7 +178,9 @@ cublasLtHandle_t lt_handle() {
 
 // The plan of a shape: cuBLASLt's heuristic candidates (up to 8) timed once on the caller's operands, the fastest
 // kept (H100, 2026-12-06, 4096 x 14336 at M = 2048: the heuristic's first answer took 197 us, its second 168 us).
-// Under stream capture nothing can be timed: the first candidate is taken (and not kept, so a later call tunes).
+// Products under 2^34 multiply-adds take the first candidate untimed: there the timing (32 runs and a sync per
+// shape, and a model's weights differ in virtual rows) costs more than it can win. Under stream capture nothing
+// can be timed: the first candidate is taken (and not kept, so a later call tunes).
 const Int8Plan& int8_plan(int64_t m, int64_t nv, int64_t k, const int8_t* w, const int8_t* x, int32_t* d,
                           CUstream_st* stream) {
   static std::mutex mu;
@@ -211,7 +213,8 @@ const Int8Plan& int8_plan(int64_t m, int64_t nv, int64_t k, const int8_t* w, con
   cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
   check(cudaStreamIsCapturing(stream, &cap), "cudaStreamIsCapturing");
   int best = 0;
-  if (found > 1 && cap == cudaStreamCaptureStatusNone) {
+  const bool large = double(m) * double(nv) * double(k) >= 0x1p34;
+  if (found > 1 && large && cap == cudaStreamCaptureStatusNone) {
     size_t ws_max = 0;
     for (int a = 0; a < found; ++a) ws_max = std::max(ws_max, res[a].workspaceSize);
     void* ws = nullptr;
