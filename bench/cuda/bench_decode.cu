@@ -137,7 +137,9 @@ __global__ void __launch_bounds__(128) attn_rope(const uint16_t* qkv, uint16_t* 
                                                  float* part, int* counters, uint16_t* out, int heads, int kv_heads,
                                                  int hd, int cap, int max_splits, float theta) {
   griddep_launch_dependents();
-  griddep_wait();
+  // Before waiting for the QKV projection (programmatic dependent launch): the position (advanced by the previous
+  // step's argmax), the rotation angles and the cached keys and values of earlier positions (written by earlier
+  // steps) -- their memory latency overlaps the projection's tail. Its output (q, the current k and v) after.
   const int pos = *pos_p, L = pos + 1;
   const int h = blockIdx.x, split = blockIdx.y;
   const int t0 = split * kChunk;
@@ -155,18 +157,6 @@ __global__ void __launch_bounds__(128) attn_rope(const uint16_t* qkv, uint16_t* 
     const float a = __bfloat162float(__ushort_as_bfloat16(v[i])), b = __bfloat162float(__ushort_as_bfloat16(v[i + half]));
     return __float2bfloat16_rn(d < half ? a * cs - b * sn : b * cs + a * sn);
   };
-  qs[d] = __bfloat162float(rope(qkv + h * hd));
-  const bool current = L - 1 < t0 + n;  // this split holds the current position
-  if (current) {
-    const __nv_bfloat16 kr = rope(qkv + (heads + kh) * hd);
-    const uint16_t v = qkv[(heads + kv_heads + kh) * hd + d];
-    ks[d] = __bfloat162float(kr);
-    vs[d] = __bfloat162float(__ushort_as_bfloat16(v));
-    if (h % group == 0) {
-      kc[(size_t(kh) * cap + pos) * hd + d] = __bfloat16_as_ushort(kr);
-      vc[(size_t(kh) * cap + pos) * hd + d] = v;
-    }
-  }
   // Scores: warp w takes positions w, w + 4, ...; all its key (and value) loads are issued before the first dot
   // product.
   constexpr int kPer = kChunk / 4;
@@ -193,14 +183,29 @@ __global__ void __launch_bounds__(128) attn_rope(const uint16_t* qkv, uint16_t* 
       vw[j] = t < n && t0 + t != pos ? vp[size_t(j) * hd] : make_uint4(0, 0, 0, 0);
     }
   }
+  griddep_wait();
+  qs[d] = __bfloat162float(rope(qkv + h * hd));
+  const bool current = L - 1 < t0 + n;  // this split holds the current position
+  if (current) {
+    const __nv_bfloat16 kr = rope(qkv + (heads + kh) * hd);
+    const uint16_t v = qkv[(heads + kv_heads + kh) * hd + d];
+    ks[d] = __bfloat162float(kr);
+    vs[d] = __bfloat162float(__ushort_as_bfloat16(v));
+    if (h % group == 0) {
+      kc[(size_t(kh) * cap + pos) * hd + d] = __bfloat16_as_ushort(kr);
+      vc[(size_t(kh) * cap + pos) * hd + d] = v;
+    }
+  }
   __syncthreads();  // qs, ks, vs
   float qv[4];
   for (int j = 0; j < 4; ++j) qv[j] = qs[lane * 4 + j];
   const float scale = rsqrtf(float(hd));
+  // All of the warp's dot products first, then their butterfly sums level by level: 5 dependent shuffle levels
+  // for the 16 positions rather than 16 chains of 5 (a break at n made them one long chain).
+  float dot[kPer];
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
     const int t = warp + 4 * j;  // warp-uniform
-    if (t >= n) break;
     float k4[4];
     if (t0 + t == pos) {
       for (int e = 0; e < 4; ++e) k4[e] = ks[lane * 4 + e];
@@ -209,33 +214,42 @@ __global__ void __launch_bounds__(128) attn_rope(const uint16_t* qkv, uint16_t* 
       const __nv_bfloat162 k23 = *reinterpret_cast<const __nv_bfloat162*>(&kk[j].y);
       k4[0] = __low2float(k01), k4[1] = __high2float(k01), k4[2] = __low2float(k23), k4[3] = __high2float(k23);
     }
-    float dot = qv[0] * k4[0] + qv[1] * k4[1] + qv[2] * k4[2] + qv[3] * k4[3];
-    for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xFFFFFFFFu, dot, o);
-    if (lane == 0) sc[t] = dot * scale;
+    dot[j] = qv[0] * k4[0] + qv[1] * k4[1] + qv[2] * k4[2] + qv[3] * k4[3];
   }
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float m = -INFINITY;
-    for (int t = lane; t < n; t += 32) m = fmaxf(m, sc[t]);
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
-    float l = 0.0f;
-    for (int t = lane; t < n; t += 32) {
-      const float e = __expf(sc[t] - m);
-      sc[t] = e;
-      l += e;
-    }
-    for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xFFFFFFFFu, l, o);
-    if (lane == 0) red[0] = m, red[1] = l;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) dot[j] += __shfl_xor_sync(0xFFFFFFFFu, dot[j], o);
+  // Softmax of the split, every warp on its own positions (all its lanes hold its 16 scores after the butterfly):
+  // the warp maxima meet in shared memory, then each warp writes exp(score - max) and its partial sum.
+  __shared__ float wred[2][4];
+  float mw = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    dot[j] *= scale;
+    if (warp + 4 * j < n) mw = fmaxf(mw, dot[j]);
   }
+  if (lane == 0) wred[0][warp] = mw;
   __syncthreads();
+  const float m_split = fmaxf(fmaxf(wred[0][0], wred[0][1]), fmaxf(wred[0][2], wred[0][3]));
+  float lw = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const bool ok = warp + 4 * j < n;
+    const float e = ok ? __expf(dot[j] - m_split) : 0.0f;
+    lw += e;
+    if (lane == j && ok) sc[warp + 4 * j] = e;  // one lane per position writes
+  }
+  if (lane == 0) wred[1][warp] = lw;
+  __syncthreads();
+  if (threadIdx.x == 0) red[0] = m_split, red[1] = (wred[1][0] + wred[1][1]) + (wred[1][2] + wred[1][3]);
   // This thread's 8 dims over its positions; then the 8 position groups of a dim group are added (lanes l and
   // l ^ 16 of a warp, then the four warps in order).
   float o8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll
   for (int j = 0; j < kVPer; ++j) {
     const int t = pg + 8 * j;
-    if (t >= n) break;
-    const float p = sc[t];
+    const float p = t < n ? sc[t] : 0.0f;  // predicated, not a break: the loop stays one unrolled block
     if (t0 + t == pos) {
 #pragma unroll
       for (int e = 0; e < 8; ++e) o8[e] += p * vs[dg * 8 + e];
@@ -266,13 +280,29 @@ __global__ void __launch_bounds__(128) attn_rope(const uint16_t* qkv, uint16_t* 
   if (!last) return;
   __threadfence();
   const float* p = part + size_t(h) * max_splits * (hd + 2);
-  float m = -INFINITY;
-  for (int q = 0; q < splits; ++q) m = fmaxf(m, __ldcg(p + q * (hd + 2) + hd));
-  float l = 0.0f, o = 0.0f;
-  for (int q = 0; q < splits; ++q) {
-    const float f = __expf(__ldcg(p + q * (hd + 2) + hd) - m);
-    l += f * __ldcg(p + q * (hd + 2) + hd + 1);
-    o += f * __ldcg(p + q * (hd + 2) + d);
+  // Online combine, the splits' (m, l, o) loaded 8 at a time: one memory latency per 8 splits, not one per split
+  // (a loop of dependent loads was two latencies per split).
+  constexpr int kBatch = 8;
+  float m = -INFINITY, l = 0.0f, o = 0.0f;
+  for (int q0 = 0; q0 < splits; q0 += kBatch) {
+    float mq[kBatch], lq[kBatch], oq[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const bool ok = q0 + b < splits;
+      const float* pq = p + size_t(ok ? q0 + b : 0) * (hd + 2);
+      mq[b] = ok ? __ldcg(pq + hd) : -INFINITY;
+      lq[b] = ok ? __ldcg(pq + hd + 1) : 0.0f;
+      oq[b] = ok ? __ldcg(pq + d) : 0.0f;
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      if (q0 + b >= splits) break;
+      const float mn = fmaxf(m, mq[b]);
+      const float fo = __expf(m - mn), fq = __expf(mq[b] - mn);
+      l = l * fo + lq[b] * fq;
+      o = o * fo + oq[b] * fq;
+      m = mn;
+    }
   }
   out[h * hd + d] = __bfloat16_as_ushort(__float2bfloat16_rn(o / l));
   if (threadIdx.x == 0) counters[h] = 0;  // for the next step
