@@ -8,6 +8,8 @@
 //   row     one CTA per group of more than 128 values (one scale per row, typically): block-wide amax.
 #include <cfloat>
 
+#include <type_traits>
+
 #include "kernels/cuda/device_common.cuh"
 
 namespace fpq::cuda::detail {
@@ -172,7 +174,8 @@ __device__ __forceinline__ float decode_e2m1(uint32_t c) {
 // by 64 bytes); the group's amax and finiteness combine with shuffles, and every lane then makes the same scale
 // choice (those rules read only amax), so the bytes are those of one thread doing the whole group.
 // ---------------------------------------------------------------------------------------------------------
-template <int G, int BITS, bool E2M1>
+// MMA: p.mma is set (the bf16 operand is computed and stored); without it that work is compiled out.
+template <int G, int BITS, bool E2M1, bool MMA>
 __global__ void __launch_bounds__(256) act_quant_lanes(ActQuantParams p) {
   constexpr int V = 16;     // values per lane: the scale choice is repeated by every lane of a group
   constexpr int L = G / V;
@@ -242,21 +245,20 @@ __global__ void __launch_bounds__(256) act_quant_lanes(ActQuantParams p) {
 #pragma unroll
     for (int i = 0; i < V; ++i) {
       uint32_t code;
-      float mv;
-      if constexpr (E2M1) {
-        code = c.zero ? 0u : encode_e2m1(v[i]);
-        mv = decode_e2m1(code);
-      } else {
-        code = c.zero ? zc : encode_dev(p.e, v[i]);
-        mv = decode_dev(p.e, code);
-      }
+      if constexpr (E2M1) code = c.zero ? 0u : encode_e2m1(v[i]);
+      else code = c.zero ? zc : encode_dev(p.e, v[i]);
       w[(i * BITS) / 32] |= code << ((i * BITS) % 32);
-      if (p.mma_fold) mv = __fmul_rn(mv, c.s);
-      const uint32_t mb = __bfloat16_as_ushort(__float2bfloat16_rn(mv));
-      if (i & 1) mm[i / 2] |= mb << 16;
-      else mm[i / 2] = mb;
+      if constexpr (MMA) {
+        float mv;
+        if constexpr (E2M1) mv = decode_e2m1(code);
+        else mv = decode_dev(p.e, code);
+        if (p.mma_fold) mv = __fmul_rn(mv, c.s);
+        const uint32_t mb = __bfloat16_as_ushort(__float2bfloat16_rn(mv));
+        if (i & 1) mm[i / 2] |= mb << 16;
+        else mm[i / 2] = mb;
+      }
     }
-    if (p.mma) {
+    if constexpr (MMA) {
       uint4* dm = reinterpret_cast<uint4*>(p.mma + int64_t(row) * p.mma_ld + int64_t(gi) * G + sub * V);
 #pragma unroll
       for (int q = 0; q < V / 8; ++q) dm[q] = make_uint4(mm[4 * q], mm[4 * q + 1], mm[4 * q + 2], mm[4 * q + 3]);
@@ -573,12 +575,17 @@ void launch_act_quant(const ActQuantParams& p, CUstream_st* stream) {
       p.rule != kRuleFourOverSix && p.row_code_bytes % 8 == 0 && groups * (G / 16) < (int64_t(1) << 31)) {
     const bool e2m1 = !p.e.is_int && p.e.bits == 4 && p.e.ebits == 2 && p.e.mbits == 1 && p.e.specials == 0;
     const int grid = grid_for(groups * (G / 16), 256);
-    if (G == 16 && e2m1) act_quant_lanes<16, 4, true><<<grid, 256, 0, stream>>>(p);
-    else if (G == 32 && e2m1) act_quant_lanes<32, 4, true><<<grid, 256, 0, stream>>>(p);
-    else if (G == 16 && p.e.bits == 4) act_quant_lanes<16, 4, false><<<grid, 256, 0, stream>>>(p);
-    else if (G == 16 && p.e.bits == 8) act_quant_lanes<16, 8, false><<<grid, 256, 0, stream>>>(p);
-    else if (G == 32 && p.e.bits == 4) act_quant_lanes<32, 4, false><<<grid, 256, 0, stream>>>(p);
-    else act_quant_lanes<32, 8, false><<<grid, 256, 0, stream>>>(p);
+    auto run = [&](auto mma) {
+      constexpr bool M = decltype(mma)::value;
+      if (G == 16 && e2m1) act_quant_lanes<16, 4, true, M><<<grid, 256, 0, stream>>>(p);
+      else if (G == 32 && e2m1) act_quant_lanes<32, 4, true, M><<<grid, 256, 0, stream>>>(p);
+      else if (G == 16 && p.e.bits == 4) act_quant_lanes<16, 4, false, M><<<grid, 256, 0, stream>>>(p);
+      else if (G == 16 && p.e.bits == 8) act_quant_lanes<16, 8, false, M><<<grid, 256, 0, stream>>>(p);
+      else if (G == 32 && p.e.bits == 4) act_quant_lanes<32, 4, false, M><<<grid, 256, 0, stream>>>(p);
+      else act_quant_lanes<32, 8, false, M><<<grid, 256, 0, stream>>>(p);
+    };
+    if (p.mma) run(std::true_type{});
+    else run(std::false_type{});
     check_launch("act_quant_lanes");
     return;
   }
