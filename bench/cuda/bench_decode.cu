@@ -22,7 +22,7 @@
 // for the first --context positions, then --gen tokens are generated; tokens/s = gen / time of the replays.
 //
 //   bench_decode [--layers 32] [--context 512] [--gen 128] [--format mxfp4|e2m1/e4m3/g16] [--small] [--no-pdl]
-//                [--attn-chunk 64|32]
+//                [--attn-chunk 64|32|128]
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -121,7 +121,8 @@ __global__ void __launch_bounds__(1024) add_rmsnorm(float* x, const uint16_t* de
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) h[i] = __bfloat16_as_ushort(__float2bfloat16_rn(x[i] * inv * w[i]));
 }
 
-// Positions per attention CTA: 64 (default) or 32 (--attn-chunk 32: twice the CTAs, half the chain each).
+// Positions per attention CTA: 64 (default), 32 or 128 (--attn-chunk: twice or half the CTAs, half or twice the
+// chain each).
 int g_attn_chunk = 64;
 
 // Attention of one head over positions [split * kChunk, ...) of the L = pos + 1 positions, with RoPE (rotate
@@ -535,7 +536,7 @@ void step(const Model& M, State& S, cudaStream_t s, bool matmul_only = false) {
   const Config& c = M.c;
   const int H = c.hidden, cap = c.context + c.gen + 1, hd = c.head_dim;
   const int max_splits = (cap + g_attn_chunk - 1) / g_attn_chunk;
-  auto attn = g_attn_chunk == 32 ? attn_rope<32> : attn_rope<64>;
+  auto attn = g_attn_chunk == 32 ? attn_rope<32> : g_attn_chunk == 128 ? attn_rope<128> : attn_rope<64>;
   int* token = S.ints.as<int>();
   int* pos = token + 1;
   int* stepc = token + 2;
@@ -714,7 +715,8 @@ int main(int argc, char** argv) {
         fmt_name = argv[++i];
       } else if (a == "--attn-chunk") {
         g_attn_chunk = next();
-        if (g_attn_chunk != 32 && g_attn_chunk != 64) fail("--attn-chunk takes 32 or 64, got {}", g_attn_chunk);
+        if (g_attn_chunk != 32 && g_attn_chunk != 64 && g_attn_chunk != 128)
+          fail("--attn-chunk takes 32, 64 or 128, got {}", g_attn_chunk);
       } else if (a == "--no-pdl") {
         g_pdl = false;
       } else if (a == "--small") {
