@@ -8,19 +8,10 @@
 #include <map>
 
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/int8_codes.h"
 #include "util/error.h"
 
 namespace fpq::cuda {
-namespace {
-
-// 2 x the E2M1 value of a 4-bit code (sign in bit 3).
-int twice_e2m1(uint32_t c) {
-  const int m = int(c & 7u);
-  const int mag = m < 2 ? m : (2 + (m & 1)) << ((m >> 1) - 1);
-  return (c & 8u) ? -mag : mag;
-}
-
-}  // namespace
 
 std::string int8_image_unsupported(const QuantizedTensor& w) {
   const Format& f = w.format;

@@ -17,31 +17,26 @@
 #include <tuple>
 
 #include "kernels/cuda/device_common.cuh"
+#include "kernels/cuda/int8_codes.h"
 
 namespace fpq::cuda::detail {
 namespace {
 
 constexpr int kRowOk = -1, kRowNaN = -2;  // Int8Params::slot values besides a fix-up slot (>= 0)
 
-__device__ __forceinline__ int twice_e2m1_dev(uint32_t c) {
-  const int m = int(c & 7u);
-  const int mag = m < 2 ? m : (2 + (m & 1)) << ((m >> 1) - 1);
-  return (c & 8u) ? -mag : mag;
-}
-
 // 8 codes (one 32-bit word, first code in the low nibble) -> 8 int8 values << shift.
 __device__ __forceinline__ uint2 codes_to_i8(uint32_t w, int shift) {
   uint32_t lo = 0, hi = 0;
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
-    lo |= uint32_t((twice_e2m1_dev(w >> (4 * q)) * (1 << shift)) & 0xFF) << (8 * q);
-    hi |= uint32_t((twice_e2m1_dev(w >> (16 + 4 * q)) * (1 << shift)) & 0xFF) << (8 * q);
+    lo |= uint32_t((twice_e2m1(w >> (4 * q)) * (1 << shift)) & 0xFF) << (8 * q);
+    hi |= uint32_t((twice_e2m1(w >> (16 + 4 * q)) * (1 << shift)) & 0xFF) << (8 * q);
   }
   return make_uint2(lo, hi);
 }
 
 __device__ __forceinline__ uint16_t e2m1_bf16(uint32_t c) {
-  return __bfloat16_as_ushort(__float2bfloat16_rn(0.5f * float(twice_e2m1_dev(c))));
+  return __bfloat16_as_ushort(__float2bfloat16_rn(0.5f * float(twice_e2m1(c))));
 }
 
 // One warp per activation row.
