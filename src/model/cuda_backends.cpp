@@ -13,7 +13,6 @@
 #include "model/linear_backend.h"
 
 #ifdef FPQ_HAVE_CUDA_KERNELS
-#include <climits>
 #include <mutex>
 
 #include "kernels/cuda/cuda_kernels.h"
@@ -114,15 +113,9 @@ class CudaMatmul final : public MatmulBackend {
     p->w = cuda::prepare_weight_cuda(*w);
     // W4A4 mxfp4 layers: the int8 image too, so that row blocks of 256+ (prefill, perplexity windows) take the
     // int8 tensor cores -- the same bits as the exact kernel (Cuda.W4A4Int8RouteIsExact).
-    if (spec.activation_format && cuda::int8_image_unsupported(*w).empty()) {
+    if (spec.activation_format && cuda::int8_route_unsupported(*spec.activation_format).empty() &&
+        cuda::int8_image_unsupported(*w).empty())
       cuda::prepare_int8_prefill(p->w, *w);
-      if (cuda::quantized_matmul_needs_mma_operand(*spec.activation_format, p->w, INT64_MAX)) {
-        p->w.i8_rows = 0;  // the activation format cannot take the route
-        p->w.i8_codes.reset();
-        p->w.i8_scale.reset();
-        p->w.i8_first.reset();
-      }
-    }
     return p;
   }
   void matmul(const PreparedWeight& pw, const QuantizedTensor* xq, const float* x, int64_t m, float* y,

@@ -566,6 +566,9 @@ TEST(CudaInt8Image, HoldsTheDequantizedValues) {
   }
   const QuantizedTensor nv = quantize(parse_format("nvfp4"), std::vector<float>(64, 1.0f).data(), 2, 32);
   EXPECT_NE(int8_image_unsupported(nv), "");
+  EXPECT_EQ(int8_route_unsupported(parse_format("mxfp4")), "");
+  for (const char* f : {"nvfp4", "mxfp8_e4m3", "e2m1/e8m0/g64", "q8_0"})
+    EXPECT_NE(int8_route_unsupported(parse_format(f)), "") << f;
 }
 
 // W4A4 mxfp4 on the int8 tensor cores: without the bf16 mma operand (so the int8 route must be taken), against

@@ -193,6 +193,9 @@ struct Int8Image {
 // groups of a multiple of 32 columns, K a multiple of 32, planar layout.
 std::string int8_image_unsupported(const QuantizedTensor& w);
 Int8Image build_int8_image(const QuantizedTensor& w);
+// Why activations of this format cannot take the int8 route (empty when they can): mxfp4 (E2M1, E8M0 groups of
+// 32, no global scale).
+std::string int8_route_unsupported(const Format& act);
 // Builds the image of `w` (the tensor `p` was prepared from) into p.i8_*: matmul_quantized_cuda then runs
 // W4A4 mxfp4 products with M >= 256 on the int8 tensor cores (docs/ARCHITECTURE.md). It costs k bytes per
 // virtual row of device memory besides the prepared weight.

@@ -51,6 +51,13 @@ cudaError_t launch_kernel(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_
   return cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...);
 }
 
+// y[o] = v as the output type (kF32, kBF16 or kF16; round to nearest).
+__device__ __forceinline__ void store_typed(void* y, int ytype, int64_t o, float v) {
+  if (ytype == kF32) static_cast<float*>(y)[o] = v;
+  else if (ytype == kBF16) static_cast<__nv_bfloat16*>(y)[o] = __float2bfloat16_rn(v);
+  else static_cast<__half*>(y)[o] = __float2half_rn(v);
+}
+
 __device__ __forceinline__ float pow2f(int e) {  // exact 2^e for -149 <= e <= 127
   if (e >= -126) return __uint_as_float(uint32_t(e + 127) << 23);
   return __uint_as_float(1u << (e + 149));

@@ -448,10 +448,7 @@ __device__ __forceinline__ float row_scale_w(const GemmParams& p, int64_t n) {
 }
 
 __device__ __forceinline__ void store_out(const GemmParams& p, int64_t m, int64_t n, float v) {
-  const int64_t o = m * p.ldy + n;
-  if (p.ytype == kF32) static_cast<float*>(p.y)[o] = v;
-  else if (p.ytype == kBF16) static_cast<__nv_bfloat16*>(p.y)[o] = __float2bfloat16_rn(v);
-  else static_cast<__half*>(p.y)[o] = __float2half_rn(v);
+  store_typed(p.y, p.ytype, m * p.ldy + n, v);
 }
 
 template <int BITS, int DEC, int BN, bool FOLD, int PROMOTE>

@@ -28,6 +28,15 @@ std::string int8_image_unsupported(const QuantizedTensor& w) {
   return {};
 }
 
+std::string int8_route_unsupported(const Format& f) {
+  const ElementType& e = *f.element;
+  if (f.is_ggml() || f.asymmetric() || !(e.kind == NumberKind::Float && e.bits == 4 && e.ebits == 2 && e.mbits == 1 && e.bias == 1))
+    return fmt::format("activation format '{}' does not have E2M1 elements in a symmetric planar layout", f.name);
+  if (f.scale != ScaleType::E8M0 || f.group != 32) return fmt::format("activation format '{}' does not have E8M0 scales per 32", f.name);
+  if (f.global != GlobalScale::None) return fmt::format("activation format '{}' has a global scale", f.name);
+  return {};
+}
+
 Int8Image build_int8_image(const QuantizedTensor& w) {
   if (const std::string why = int8_image_unsupported(w); !why.empty()) fail("build_int8_image: {}", why);
   const int64_t N = w.rows, K = w.cols, G = w.groups_per_row(), gs = w.group();

@@ -412,14 +412,8 @@ const std::string& w4a4_mode() {
   return mode;
 }
 
-bool int8_act_format(const Format& f) {
-  const ElementType& e = *f.element;
-  return !f.is_ggml() && e.kind == NumberKind::Float && e.bits == 4 && e.ebits == 2 && e.mbits == 1 && e.bias == 1 &&
-         f.scale == ScaleType::E8M0 && f.group == 32 && f.global == GlobalScale::None && !f.asymmetric();
-}
-
 bool int8_route(const Format& act, const PreparedWeight& w, int64_t m) {
-  if (w.i8_rows == 0 || !int8_act_format(act) || w.k % 32 != 0 || w4a4_mode() == "bf16") return false;
+  if (w.i8_rows == 0 || !int8_route_unsupported(act).empty() || w.k % 32 != 0 || w4a4_mode() == "bf16") return false;
   return m >= kInt8MinM || w4a4_mode() == "int8";
 }
 

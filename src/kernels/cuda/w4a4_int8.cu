@@ -98,12 +98,6 @@ __global__ void __launch_bounds__(256) fold_kernel(Int8FoldParams p) {
   }
 }
 
-__device__ __forceinline__ void store_y(void* y, int ytype, int64_t o, float v) {
-  if (ytype == kF32) static_cast<float*>(y)[o] = v;
-  else if (ytype == kBF16) static_cast<__nv_bfloat16*>(y)[o] = __float2bfloat16_rn(v);
-  else static_cast<__half*>(y)[o] = __float2half_rn(v);
-}
-
 __device__ __forceinline__ float epilogue_value(const Int8EpilogueParams& p, const int32_t* d, int slot, double ascale,
                                                 int64_t n) {
   if (slot == kRowNaN) return __int_as_float(0x7FC00000);
@@ -146,7 +140,7 @@ __global__ void __launch_bounds__(256) epilogue_kernel(Int8EpilogueParams p) {
       }
       continue;
     }
-    for (int e = 0; e < 4 && n0 + e < p.n; ++e) store_y(p.y, p.ytype, o + e, epilogue_value(p, d, slot, ascale, n0 + e));
+    for (int e = 0; e < 4 && n0 + e < p.n; ++e) store_typed(p.y, p.ytype, o + e, epilogue_value(p, d, slot, ascale, n0 + e));
   }
 }
 
