@@ -4,7 +4,7 @@
 //
 // The decode step: token embedding (bf16 table), per layer RMSNorm -> fused QKV projection -> RoPE (rotate
 // half) and KV-cache append fused into grouped-query attention over the cache (split over positions, combined
-// by each head's last CTA) -> O projection + residual -> RMSNorm -> fused gate/up projection (rows interleaved gate, up) ->
+// in a thread-block cluster per head, or by each head's last CTA) -> O projection + residual -> RMSNorm -> fused gate/up projection (rows interleaved gate, up) ->
 // SwiGLU -> down projection + residual; final RMSNorm, output head, greedy argmax that feeds the next step's
 // token and advances the position (both in device memory, so one CUDA graph replays every step). Activations
 // bf16 between kernels, residual stream and norms float32. Every kernel of ours is launched with programmatic
@@ -22,7 +22,8 @@
 // for the first --context positions, then --gen tokens are generated; tokens/s = gen / time of the replays.
 //
 //   bench_decode [--layers 32] [--context 512] [--gen 128] [--format mxfp4|e2m1/e4m3/g16] [--small] [--no-pdl]
-//                [--attn-chunk 64|32|128]
+//                [--attn-chunk 64|32|128] [--attn-combine auto|cluster|global]
+#include <cooperative_groups.h>
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -44,6 +45,7 @@ using namespace fpq;
 using namespace fpq::cuda;
 using fpq::cuda::detail::griddep_launch_dependents;
 using fpq::cuda::detail::griddep_wait;
+namespace cg = cooperative_groups;
 
 namespace {
 
@@ -124,6 +126,9 @@ __global__ void __launch_bounds__(1024) add_rmsnorm(float* x, const uint16_t* de
 // Positions per attention CTA: 64 (default), 32 or 128 (--attn-chunk: twice or half the CTAs, half or twice the
 // chain each).
 int g_attn_chunk = 64;
+// How a head's attention splits are combined: through global memory by the last CTA to finish (global), or inside
+// a thread-block cluster (cluster); auto = cluster where a head's splits fit one cluster (--attn-combine).
+std::string g_attn_combine = "auto";
 
 // Attention of one head over positions [split * kChunk, ...) of the L = pos + 1 positions, with RoPE (rotate
 // half) applied here: q of this head, and k of the current position (the split that holds it takes k and v
@@ -133,7 +138,12 @@ int g_attn_chunk = 64;
 // the head's last CTA to finish (a counter per head, reset by that CTA) combines the splits in split order into
 // out. head_dim (128) threads; loads are issued a warp's or a thread's whole range at a time (the kernel is
 // latency-bound: a few hundred CTAs of 4 warps).
-template <int kChunk>
+//
+// kCluster: a head's splits are one thread-block cluster (gridDim.y CTAs, launched as a cluster of that size), the
+// L positions spread evenly over them (at most kChunk each; a CTA may get none), and the cluster's first CTA
+// combines the splits' (m, l, o) from the others' shared memory (distributed shared memory) after a cluster
+// barrier -- no global partial sums, memory fence, counter or second pass over them.
+template <int kChunk, bool kCluster>
 __global__ void __launch_bounds__(128) attn_rope(const uint16_t* qkv, uint16_t* kc, uint16_t* vc, const int* pos_p,
                                                  float* part, int* counters, uint16_t* out, int heads, int kv_heads,
                                                  int hd, int cap, int max_splits, float theta) {
@@ -143,9 +153,17 @@ __global__ void __launch_bounds__(128) attn_rope(const uint16_t* qkv, uint16_t* 
   // steps) -- their memory latency overlaps the projection's tail. Its output (q, the current k and v) after.
   const int pos = *pos_p, L = pos + 1;
   const int h = blockIdx.x, split = blockIdx.y;
-  const int t0 = split * kChunk;
-  if (t0 >= L) return;
-  const int n = min(kChunk, L - t0), splits = (L + kChunk - 1) / kChunk;
+  int t0, n, splits;
+  if constexpr (kCluster) {  // every CTA reaches the cluster barriers, with or without positions
+    splits = int(gridDim.y);
+    const int per = (L + splits - 1) / splits;  // <= kChunk: the host launches kCluster only for cap <= kChunk * splits
+    t0 = split * per;
+    n = max(0, min(per, L - t0));
+  } else {
+    t0 = split * kChunk;
+    if (t0 >= L) return;
+    n = min(kChunk, L - t0), splits = (L + kChunk - 1) / kChunk;
+  }
   const int group = heads / kv_heads, kh = h / group;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, d = threadIdx.x, half = hd / 2, i = d % half;
   __shared__ float qs[128], ks[128], vs[128], sc[kChunk], ow[4][128];
@@ -186,7 +204,7 @@ __global__ void __launch_bounds__(128) attn_rope(const uint16_t* qkv, uint16_t* 
   }
   griddep_wait();
   qs[d] = __bfloat162float(rope(qkv + h * hd));
-  const bool current = L - 1 < t0 + n;  // this split holds the current position
+  const bool current = n > 0 && L - 1 < t0 + n;  // this split holds the current position
   if (current) {
     const __nv_bfloat16 kr = rope(qkv + (heads + kh) * hd);
     const uint16_t v = qkv[(heads + kv_heads + kh) * hd + d];
@@ -270,6 +288,42 @@ __global__ void __launch_bounds__(128) attn_rope(const uint16_t* qkv, uint16_t* 
     for (int e = 0; e < 8; ++e) ow[warp][dg * 8 + e] = o8[e];
   __syncthreads();
   const float acc = ow[0][d] + ow[1][d] + ow[2][d] + ow[3][d];
+  if constexpr (kCluster) {
+    // (m, l, o) of this split in shared memory; after the cluster barrier (release / acquire) the first CTA reads
+    // all splits' and combines them in split order (max first, so a split without positions adds exact zeros);
+    // the second barrier keeps every CTA's shared memory alive until it has.
+    __shared__ float mlo[130];
+    mlo[d] = acc;
+    if (d == 0) mlo[128] = red[0], mlo[129] = red[1];
+    cg::cluster_group cl = cg::this_cluster();
+    cl.sync();
+    if (split == 0) {
+      constexpr int kMax = 16;  // the largest cluster launched (non-portable size)
+      float mq[kMax], lq[kMax], oq[kMax];
+#pragma unroll
+      for (int b = 0; b < kMax; ++b) {
+        if (b < splits) {
+          const float* r = cl.map_shared_rank(mlo, b);
+          mq[b] = r[128], lq[b] = r[129], oq[b] = r[d];
+        }
+      }
+      float m = mq[0];
+#pragma unroll
+      for (int b = 1; b < kMax; ++b)
+        if (b < splits) m = fmaxf(m, mq[b]);
+      float l = 0.0f, o = 0.0f;
+#pragma unroll
+      for (int b = 0; b < kMax; ++b)
+        if (b < splits) {
+          const float f = __expf(mq[b] - m);
+          l += lq[b] * f;
+          o += oq[b] * f;
+        }
+      out[h * hd + d] = __bfloat16_as_ushort(__float2bfloat16_rn(o / l));
+    }
+    cl.sync();
+    return;
+  }
   float* pp = part + (size_t(h) * max_splits + split) * (hd + 2);
   pp[d] = acc;
   if (d == 0) pp[hd] = red[0], pp[hd + 1] = red[1];
@@ -380,6 +434,55 @@ bool g_pdl = true;  // programmatic dependent launch for every kernel of the ste
 template <typename... KArgs, typename... Args>
 void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t s, Args... args) {
   ck(fpq::cuda::detail::launch_kernel(kernel, grid, block, 0, s, g_pdl, args...), "cudaLaunchKernelEx");
+}
+
+// Whether the attention combines a head's splits in a cluster: `splits` CTAs per head, one cluster each (at most
+// 16, a non-portable size the H100 schedules).
+bool attention_in_cluster(int splits) {
+  if (g_attn_combine == "global") return false;
+  const bool fits = splits <= 16;
+  if (g_attn_combine == "cluster" && !fits)
+    fail("--attn-combine cluster: {} splits per head exceed a cluster of 16 CTAs (a shorter --context or a larger --attn-chunk)", splits);
+  return fits;
+}
+
+template <int kChunk>
+void launch_attention_chunk(dim3 grid, cudaStream_t s, const uint16_t* qkv, uint16_t* kc, uint16_t* vc, const int* pos,
+                            float* part, int* cnt, uint16_t* out, int heads, int kv_heads, int hd, int cap, int max_splits,
+                            float theta) {
+  if (!attention_in_cluster(int(grid.y))) {
+    launch(attn_rope<kChunk, false>, grid, 128, s, qkv, kc, vc, pos, part, cnt, out, heads, kv_heads, hd, cap, max_splits, theta);
+    return;
+  }
+  const auto kernel = attn_rope<kChunk, true>;
+  static bool attributed = false;
+  if (!attributed) {
+    ck(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1), "cluster size attribute");
+    attributed = true;
+  }
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = dim3(128);
+  cfg.stream = s;
+  cudaLaunchAttribute attr[2];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = 1;
+  attr[0].val.clusterDim.y = grid.y;
+  attr[0].val.clusterDim.z = 1;
+  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[1].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = g_pdl ? 2 : 1;
+  ck(cudaLaunchKernelEx(&cfg, kernel, qkv, kc, vc, pos, part, cnt, out, heads, kv_heads, hd, cap, max_splits, theta),
+     "attention (cluster) launch");
+}
+
+void launch_attention(dim3 grid, cudaStream_t s, const uint16_t* qkv, uint16_t* kc, uint16_t* vc, const int* pos,
+                      float* part, int* cnt, uint16_t* out, int heads, int kv_heads, int hd, int cap, int max_splits,
+                      float theta) {
+  const auto f = g_attn_chunk == 32 ? launch_attention_chunk<32> : g_attn_chunk == 128 ? launch_attention_chunk<128>
+                                                                                          : launch_attention_chunk<64>;
+  f(grid, s, qkv, kc, vc, pos, part, cnt, out, heads, kv_heads, hd, cap, max_splits, theta);
 }
 
 // ---- matmul variants ------------------------------------------------------------------------------------------
@@ -536,7 +639,10 @@ void step(const Model& M, State& S, cudaStream_t s, bool matmul_only = false) {
   const Config& c = M.c;
   const int H = c.hidden, cap = c.context + c.gen + 1, hd = c.head_dim;
   const int max_splits = (cap + g_attn_chunk - 1) / g_attn_chunk;
-  auto attn = g_attn_chunk == 32 ? attn_rope<32> : g_attn_chunk == 128 ? attn_rope<128> : attn_rope<64>;
+  const auto attn = [&](const uint16_t* qkv, uint16_t* kc, uint16_t* vc, const int* posp) {
+    launch_attention(dim3(c.heads, max_splits), s, qkv, kc, vc, posp, S.part.as<float>(), S.cnt.as<int>(),
+                     S.attn.as<uint16_t>(), c.heads, c.kv_heads, hd, cap, max_splits, c.theta);
+  };
   int* token = S.ints.as<int>();
   int* pos = token + 1;
   int* stepc = token + 2;
@@ -556,9 +662,7 @@ void step(const Model& M, State& S, cudaStream_t s, bool matmul_only = false) {
       norm.rms_w = norms + size_t(2 * l) * H;
       matmul_decode_fused_cuda(W(l, 0), nullptr, S.qkv.data(), DType::BF16, norm, s);
       if (!matmul_only) {
-        launch(attn, dim3(c.heads, max_splits), 128, s, static_cast<const uint16_t*>(S.qkv.as<uint16_t>()),
-               M.kc.as<uint16_t>() + kv_off, M.vc.as<uint16_t>() + kv_off, static_cast<const int*>(pos), S.part.as<float>(),
-               S.cnt.as<int>(), S.attn.as<uint16_t>(), c.heads, c.kv_heads, hd, cap, max_splits, c.theta);
+        attn(S.qkv.as<uint16_t>(), M.kc.as<uint16_t>() + kv_off, M.vc.as<uint16_t>() + kv_off, pos);
       }
       matmul_decode_fused_cuda(W(l, 1), S.attn.data(), S.x.data(), DType::F32, residual, s);
       gate.rms_w = norms + size_t(2 * l + 1) * H;
@@ -586,9 +690,7 @@ void step(const Model& M, State& S, cudaStream_t s, bool matmul_only = false) {
     const size_t kv_off = size_t(l) * c.kv_heads * cap * hd;
     launch(add_rmsnorm, 1, 1024, s, S.x.as<float>(), delta, norms + size_t(2 * l) * H, S.h.as<uint16_t>(), H, c.eps);
     M.qkv[size_t(l)](S.h.data(), S.qkv.data(), s);
-    launch(attn, dim3(c.heads, max_splits), 128, s, static_cast<const uint16_t*>(S.qkv.as<uint16_t>()),
-           M.kc.as<uint16_t>() + kv_off, M.vc.as<uint16_t>() + kv_off, static_cast<const int*>(pos), S.part.as<float>(),
-           S.cnt.as<int>(), S.attn.as<uint16_t>(), c.heads, c.kv_heads, hd, cap, max_splits, c.theta);
+    attn(S.qkv.as<uint16_t>(), M.kc.as<uint16_t>() + kv_off, M.vc.as<uint16_t>() + kv_off, pos);
     M.o[size_t(l)](S.attn.data(), S.o.data(), s);
     launch(add_rmsnorm, 1, 1024, s, S.x.as<float>(), static_cast<const uint16_t*>(S.o.as<uint16_t>()),
            norms + size_t(2 * l + 1) * H, S.h.as<uint16_t>(), H, c.eps);
@@ -717,6 +819,11 @@ int main(int argc, char** argv) {
         g_attn_chunk = next();
         if (g_attn_chunk != 32 && g_attn_chunk != 64 && g_attn_chunk != 128)
           fail("--attn-chunk takes 32, 64 or 128, got {}", g_attn_chunk);
+      } else if (a == "--attn-combine") {
+        if (i + 1 >= argc) fail("--attn-combine needs a value");
+        g_attn_combine = argv[++i];
+        if (g_attn_combine != "auto" && g_attn_combine != "cluster" && g_attn_combine != "global")
+          fail("--attn-combine takes auto, cluster or global, got '{}'", g_attn_combine);
       } else if (a == "--no-pdl") {
         g_pdl = false;
       } else if (a == "--small") {
@@ -737,6 +844,12 @@ int main(int argc, char** argv) {
                 "context %d, %d generated tokens, batch 1, one CUDA graph per step\n",
                 c.hidden, c.layers, c.heads, c.kv_heads, c.head_dim, c.inter, c.vocab, c.context, c.gen);
     std::printf("programmatic dependent launch: %s\n", g_pdl ? "on" : "off (--no-pdl)");
+    {
+      const int splits = (c.context + c.gen + 1 + g_attn_chunk - 1) / g_attn_chunk;
+      std::printf("attention: %d splits of up to %d positions per head, combined %s\n", splits, g_attn_chunk,
+                  attention_in_cluster(splits) ? "in a thread-block cluster (distributed shared memory)"
+                                               : "through global memory by the last CTA");
+    }
     Cublas cb;
     Result rb, rq, rf;
     {

@@ -219,8 +219,9 @@ void matmul_weight_only_cuda(const PreparedWeight& w, const void* x, DType xtype
 // Batch-1 decode: the weight-only product of one activation row with the work around it in a model step fused
 // into the same kernel, so a transformer layer needs fewer launches.
 struct DecodeFusion {
-  // Prologue: the activation row is bf16(rms_x * rsqrt(mean(rms_x^2) + rms_eps) * rms_w) (RMSNorm of the float32
-  // residual stream, K values each, 16-byte aligned), computed by every CTA; the x argument is then unused.
+  // Prologue: RMSNorm of the float32 residual stream rms_x (K values, 16-byte aligned) with weight rms_w, as
+  // y = rsqrt(mean(rms_x^2) + rms_eps) * (W . bf16(rms_x * rms_w)): the activation row is bf16(rms_x * rms_w),
+  // computed by every CTA, and the norm's factor scales the float32 outputs; the x argument is then unused.
   const float* rms_x = nullptr;
   const float* rms_w = nullptr;
   float rms_eps = 1e-5f;

@@ -301,32 +301,41 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 :
     for (int i = 0; i < kD - 1; ++i) issue();
   }
   griddep_wait();
+  // RMSNorm prologue: y = rsqrt(mean(x^2) + eps) * (W . bf16(x * w)). Every CTA stages bf16(x * w) where the
+  // plain row goes and reduces sum(x^2) from the same loads; the factor multiplies the float32 outputs. One pass
+  // over the row: staging bf16(x * inv * w) needed the reduction first, a second L2 round trip after the
+  // programmatic-launch wait in every CTA (docs/BENCHMARKS.md, 2026-12-06).
+  // The warps' sums of squares go where the warps' results are added at the end (used there only after two
+  // barriers): an array of their own would add static shared memory to every instantiation.
+  __shared__ float red[KS ? 1 : kWarps][RT * NT * 4][32];
+  float* rms_red = &red[0][0][0];
   if (xs && p.rms_x) {
-    // RMSNorm prologue: every CTA reduces the float32 row itself (K floats from L2), then stages
-    // bf16(x * inv * w) where the plain row goes.
-    __shared__ float rms_red[32];
     const float4* xv = reinterpret_cast<const float4*>(p.rms_x);
     const float4* wv = reinterpret_cast<const float4*>(p.rms_w);
     const int nv = int(w.k / 4);
+    auto pack = [](float a, float b) {
+      return uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(a))) | (uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(b))) << 16);
+    };
     float ss = 0.0f;
-    for (int v = threadIdx.x; v < nv; v += blockDim.x) {
-      const float4 a = xv[v];
-      ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
+    constexpr int kU = 4;  // a thread's loads in flight
+    for (int v0 = threadIdx.x; v0 < nv; v0 += kU * kWarps * 32) {
+      float4 a[kU], wt[kU];
+#pragma unroll
+      for (int u = 0; u < kU; ++u) {
+        const int v = v0 + u * kWarps * 32;
+        if (v < nv) a[u] = xv[v], wt[u] = wv[v];
+      }
+#pragma unroll
+      for (int u = 0; u < kU; ++u) {
+        const int v = v0 + u * kWarps * 32;
+        if (v >= nv) break;
+        ss += a[u].x * a[u].x + a[u].y * a[u].y + a[u].z * a[u].z + a[u].w * a[u].w;
+        reinterpret_cast<uint2*>(xs_words)[v] =
+            make_uint2(pack(a[u].x * wt[u].x, a[u].y * wt[u].y), pack(a[u].z * wt[u].z, a[u].w * wt[u].w));
+      }
     }
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xFFFFFFFFu, ss, o);
     if (lane == 0) rms_red[warp] = ss;
-    __syncthreads();
-    float tot = 0.0f;
-    for (int q = 0; q < kWarps; ++q) tot += rms_red[q];  // fixed order: every thread gets the same bits
-    const float inv = rsqrtf(tot / float(w.k) + p.rms_eps);
-    auto pack = [&](float a, float b, float wa, float wb) {
-      return uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(a * inv * wa))) |
-             (uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(b * inv * wb))) << 16);
-    };
-    for (int v = threadIdx.x; v < nv; v += blockDim.x) {  // 4 values: words 2v, 2v + 1
-      const float4 a = xv[v], wt = wv[v];
-      reinterpret_cast<uint2*>(xs_words)[v] = make_uint2(pack(a.x, a.y, wt.x, wt.y), pack(a.z, a.w, wt.z, wt.w));
-    }
   } else if (xs && (reinterpret_cast<uintptr_t>(p.x) & 15) == 0) {
     // Each warp stages only its own tiles' slice of the row (the only part its ldmatrix reads), four 16-byte
     // loads in flight per lane, so no warp waits for the others' loads or a CTA barrier.
@@ -363,10 +372,16 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 :
   // slice are the warp's own.
   if ((w.sb == 1 && MODE != kFoldE8) || (xs && p.rms_x) || KS) __syncthreads();
   else __syncwarp();
+  float out_scale = 1.0f;  // the RMSNorm factor (warps' sums added in a fixed order: every CTA gets the same bits)
+  if (xs && p.rms_x) {
+    float tot = 0.0f;
+#pragma unroll
+    for (int q = 0; q < kWarps; ++q) tot += rms_red[q];
+    out_scale = rsqrtf(tot / float(w.k) + p.rms_eps);
+  }
 
   // FAST: each tile loads its activations at its start (many warps per SM hide the latency, and no copies
   // between prefetch buffers); otherwise one tile ahead.
-  __shared__ float red[KS ? 1 : kWarps][RT * NT * 4][32];
   // One output of the row-tile unit at rt0: slot sl (row tile h, 8-row slice nt, accumulator r) of lane l.
   // Warp-uniform calls only (the SwiGLU pairs rows through a shuffle).
   auto store_out = [&](int64_t rt0, int sl, int l, float v) {
@@ -374,6 +389,7 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 :
     int64_t n = (rt0 + h) * 16 + (l >> 2) + (r >= 2 ? 8 : 0);
     const int64_t m = nt * 8 + 2 * (l & 3) + (r & 1);
     const bool inside = n < w.n && m < p.m;
+    v *= out_scale;
     v *= w.global;
     if (w.row_global && inside) v *= w.row_global[n];
     if (p.swiglu) {

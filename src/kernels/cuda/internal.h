@@ -108,7 +108,7 @@ struct GemvParams {
   int64_t ldy = 0;
   int x_smem = 0;  // set by launch_gemv: the activation row is staged in shared memory (M = 1)
   // Decode-step fusions (DecodeFusion of cuda_kernels.h; M = 1 with the row in shared memory):
-  const float* rms_x = nullptr;  // prologue: the staged row is bf16(rms_x * rsqrt(mean(rms_x^2) + eps) * rms_w)
+  const float* rms_x = nullptr;  // prologue: the staged row is bf16(rms_x * rms_w), outputs x rsqrt(mean(rms_x^2) + eps)
   const float* rms_w = nullptr;
   float rms_eps = 0.0f;
   int swiglu = 0;      // epilogue: output rows (2i, 2i + 1) -> y[i] = silu(row 2i) * row 2i + 1
