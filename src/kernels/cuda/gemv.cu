@@ -306,7 +306,8 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 :
   // over the row: staging bf16(x * inv * w) needed the reduction first, a second L2 round trip after the
   // programmatic-launch wait in every CTA (docs/BENCHMARKS.md, 2026-12-06).
   // The warps' sums of squares go where the warps' results are added at the end (used there only after two
-  // barriers): an array of their own would add static shared memory to every instantiation.
+  // barriers): an array of their own (64 bytes more static shared memory in every instantiation) measured 1.5%
+  // slower on the unfused decode path of bench_decode (H100, docs/BENCHMARKS.md 2026-12-06).
   __shared__ float red[KS ? 1 : kWarps][RT * NT * 4][32];
   float* rms_red = &red[0][0][0];
   if (xs && p.rms_x) {
