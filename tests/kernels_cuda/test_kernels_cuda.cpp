@@ -334,6 +334,7 @@ TEST_F(Cuda, WeightOnlyMatmulMatchesFloat64) {
       {"mxfp8_e4m3", 24, 512},
       {"q4_0", 40, 256},
       {"int4/fp16/g64", 33, 320},
+      {"mxfp4", 72, 1152},  // 18 tiles: the split kernel's 4 K splits hold 4, 5, 4 and 5 (cluster buffers after the largest)
   };
   const int64_t ms[] = {1, 5, 16, 32, 40, 130};
   for (const WeightCase& wc : weights) {

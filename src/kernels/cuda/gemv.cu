@@ -139,6 +139,14 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 :
   const uint32_t u_first = KS ? (blockIdx.x / uint32_t(S)) * kWarps + uint32_t(warp) : blockIdx.x;
   const uint32_t u_step = KS ? n_cta * kWarps : n_cta;
   const int n_rt = int(u_first) < n_units ? (n_units - int(u_first) + int(u_step) - 1) / int(u_step) : 0;
+  // KS with p.cluster: the CTAs of a cluster (the S splits of the same row tiles) meet at a cluster barrier once
+  // per row tile, so every warp runs as many rounds as warp 0 (which has the most), idle in the ones past its own.
+  const bool kc = KS && p.cluster;
+  int n_rounds = n_rt;
+  if (kc) {
+    const int u0 = int(u_first) - warp;
+    n_rounds = u0 < n_units ? (n_units - u0 + int(u_step) - 1) / int(u_step) : 0;
+  }
   const GroupInfo G = make_group_info(w.group, w.k);
   const PairDecoder dec = make_pair_decoder(w.bits, w.is_int, w.mbits, w.bias, HALF);
   // e8_add (kFoldE8): (127 - bias - fold_shift) in both bf16 exponent fields, a kernel parameter so that the
@@ -408,7 +416,11 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 :
     else static_cast<__half*>(p.y)[o] = __float2half_rn(v);
   };
 #pragma unroll 1
-  for (int j = 0; j < n_rt; ++j) {
+  for (int j = 0; j < n_rounds; ++j) {
+  if (kc && j >= n_rt) {  // an idle round: only the cluster barrier of the round
+    cluster_barrier();
+    continue;
+  }
   const uint32_t unit = u_first + uint32_t(j) * u_step;
   const int64_t rt0 = int64_t(unit) * RT;  // first row tile of this unit
 #pragma unroll
@@ -578,8 +590,38 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 :
   }
 
   if constexpr (KS) {
-    // This split's partial sums -> p.ws[unit][split][lane][slot]; the unit's last warp adds the splits in order.
     constexpr int kSl = RT * NT * 4;
+    if (kc) {
+      // The split's partial sums -> this CTA's buffer [round & 1][warp][slot][lane] (after the split's
+      // activations); after the cluster barrier, CTA `split` adds slots split, split + S, ... over the cluster's
+      // CTAs in split order (the bits of the global-memory form) and stores them. Two buffers: a round's writes
+      // cannot reach a buffer still being read, since every CTA passed this round's barrier after its reads.
+      // (The buffers start after the largest split's activations, the same offset in every CTA of the cluster.)
+      const uint32_t xk_max = uint32_t((KT + S - 1) / S) * 128u + 16u;
+      float* mine = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(xs_words) + NT * 8 * xk_max) +
+                    ((j & 1) * kWarps + warp) * (kSl * 32);
+#pragma unroll
+      for (int h = 0; h < RT; ++h)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) mine[((h * NT + nt) * 4 + r) * 32 + lane] = acc[h][nt][r];
+      cluster_barrier();
+      const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(mine)) + uint32_t(lane) * 4u;
+      for (int sl = split; sl < kSl; sl += S) {  // warp-uniform
+        float t[8];
+#pragma unroll
+        for (int q = 0; q < 8; ++q)
+          if (q < S) t[q] = load_cluster_f32(base + uint32_t(sl * 32) * 4u, uint32_t(q));
+        float v = 0.0f;
+#pragma unroll
+        for (int q = 0; q < 8; ++q)
+          if (q < S) v += t[q];
+        store_out(rt0, sl, lane, v);
+      }
+      continue;
+    }
+    // This split's partial sums -> p.ws[unit][split][lane][slot]; the unit's last warp adds the splits in order.
     float* wsu = p.ws + size_t(unit) * size_t(S) * (kSl * 32);
     float4* dst = reinterpret_cast<float4*>(wsu + (size_t(split) * 32 + lane) * kSl);
 #pragma unroll
@@ -638,6 +680,7 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 :
     store_out(rt0, sl, l, v);  // the loop is warp-uniform
   }
   }  // row tiles
+  if (kc) cluster_barrier();  // no CTA leaves while the others may still read its shared memory
 }
 
 // Per-instantiation launch state (a function-local static of the launcher): the dynamic shared-memory limit
@@ -677,6 +720,8 @@ int blocks_per_sm(K kernel, int threads, size_t smem, LaunchCache& c) {
 //   FPQ_GEMV_SPLIT      0: M >= 2 without the split kernel (default 1: with it where it applies)
 //   FPQ_GEMV_SPLIT_M    smallest M for the split kernel (default 5)
 //   FPQ_GEMV_SPLIT_S    K splits of the split kernel, a power of two (default 0: chosen per shape)
+//   FPQ_GEMV_SPLIT_CLUSTER  0: the split kernel's partial sums meet in global memory (default 1: in a cluster's
+//                       shared memory for M 17..32 where S <= 8 and the ring keeps two stages)
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
 //   FPQ_GEMV_SREG_PAD   bytes added to each row tile's scale region in a slot (default 0)
 int tuning_knob(const char* name, int fallback, int lo, int hi) {
@@ -693,6 +738,7 @@ struct Tuning {
   int split = tuning_knob("FPQ_GEMV_SPLIT", 1, 0, 1);
   int split_m = tuning_knob("FPQ_GEMV_SPLIT_M", 5, 2, 33);
   int split_s = tuning_knob("FPQ_GEMV_SPLIT_S", 0, 0, 64);
+  int split_cluster = tuning_knob("FPQ_GEMV_SPLIT_CLUSTER", 1, 0, 1);
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
 };
@@ -725,8 +771,9 @@ int ring_log2(int warps, size_t slot, size_t extra, int budget_kb, int lg_max) {
 template <typename K>
 void start_kernel(K kernel, int64_t grid, int warps, size_t smem, CUstream_st* stream, const GemvParams& p, int lg,
                  const RingStage& r, const char* what) {
-  check(launch_kernel(kernel, dim3(unsigned(grid)), dim3(warps * 32), smem, stream, p.pdl != 0, p, lg, r.data, r.sreg,
-                      uint32_t(127 - p.w.bias - p.w.fold_shift) * 0x00800080u),
+  check(launch_kernel_clustered(kernel, dim3(unsigned(grid)), dim3(warps * 32), smem, stream, p.pdl != 0,
+                                p.cluster ? unsigned(p.splits) : 1u, p, lg, r.data, r.sreg,
+                                uint32_t(127 - p.w.bias - p.w.fold_shift) * 0x00800080u),
         what);
 }
 
@@ -786,8 +833,17 @@ bool launch_split_rt(GemvParams p, CUstream_st* stream) {
   while (x_bytes(S) > 60 * 1024 && KT / (2 * S) >= 2) S *= 2;
   if (tuning().split_s > 0) S = std::min<int64_t>(tuning().split_s, KT);
   if (x_bytes(S) > 60 * 1024) return false;
+  // Cluster form (S <= 8, a portable cluster size): the S splits of a row tile are a cluster's CTAs, and their
+  // partial sums meet in shared memory (two buffers of W x kSl x 32 floats per CTA) instead of global memory, a
+  // fence and a counter per row tile.
+  // Measured on an H100 (docs/BENCHMARKS.md, 2026-12-06): a win at M 17..32 (kSl = 16: the global form moved
+  // units x S x 2 KB through L2, 29 MB at 28672 x 4096), none at M <= 16; and only while the buffers leave the
+  // ring two stages (6-bit codes, one stage: slower).
   const RingStage rs = ring_stage<BITS, MODE, RT>(p);
-  const size_t xb = x_bytes(S);
+  const size_t cbuf = size_t(2 * W * kSl * 32) * sizeof(float);
+  const bool cluster = tuning().split_cluster != 0 && S > 1 && S <= 8 && NT == 4 &&
+                       ring_log2(W, rs.slot, x_bytes(S) + cbuf, 110, 2) >= 1;
+  const size_t xb = x_bytes(S) + (cluster ? cbuf : 0);
   const int lg = ring_log2(W, rs.slot, xb, 110, 2);
   const size_t smem = size_t(W) * (size_t(1) << lg) * rs.slot + xb;
   const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB, RT, true>;
@@ -797,6 +853,11 @@ bool launch_split_rt(GemvParams p, CUstream_st* stream) {
   const int64_t ctas_per_split = std::max<int64_t>(1, std::min<int64_t>((units + W - 1) / W, int64_t(per_sm) * sm_count() / S));
   p.x_smem = 0;
   p.splits = int(S);
+  p.cluster = cluster ? 1 : 0;
+  if (cluster) {
+    start_kernel(kernel, ctas_per_split * S, W, smem, stream, p, lg, rs, "gemv_kernel (split, clusters) launch");
+    return true;
+  }
   const size_t ws_bytes = size_t(units) * size_t(S) * kSl * 32 * sizeof(float);
   const size_t counter_bytes = (size_t(units) * sizeof(unsigned) + 255) / 256 * 256;
   const SplitScratch scratch = split_scratch(stream, counter_bytes, ws_bytes);

@@ -116,6 +116,7 @@ struct GemvParams {
   int pdl = 0;         // programmatic dependent launch
   // Set by launch_gemv for the split kernel (M >= 2): K splits, their partial sums, a counter per row tile.
   int splits = 1;
+  int cluster = 0;  // the S splits of a row tile are one thread-block cluster: partial sums meet in shared memory
   float* ws = nullptr;
   unsigned* counters = nullptr;
 };
