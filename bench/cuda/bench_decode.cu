@@ -438,11 +438,39 @@ void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t s, Arg
 
 // Whether the attention combines a head's splits in a cluster: `splits` CTAs per head, one cluster each (at most
 // 16, a non-portable size the H100 schedules).
+// Whether the device can run a cluster of `splits` CTAs of the cluster attention kernel (cached per size).
+template <int kChunk>
+bool attention_cluster_fits(int splits) {
+  static int asked = -1;
+  static bool fit = false;
+  if (asked == splits) return fit;
+  const auto kernel = attn_rope<kChunk, true>;
+  ck(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1), "cluster size attribute");
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(1, unsigned(splits));
+  cfg.blockDim = dim3(128);
+  cudaLaunchAttribute a[1];
+  a[0].id = cudaLaunchAttributeClusterDimension;
+  a[0].val.clusterDim.x = 1;
+  a[0].val.clusterDim.y = unsigned(splits);
+  a[0].val.clusterDim.z = 1;
+  cfg.attrs = a;
+  cfg.numAttrs = 1;
+  int n = 0;
+  fit = cudaOccupancyMaxActiveClusters(&n, kernel, &cfg) == cudaSuccess && n > 0;
+  if (!fit) (void)cudaGetLastError();
+  asked = splits;
+  return fit;
+}
+
 bool attention_in_cluster(int splits) {
   if (g_attn_combine == "global") return false;
-  const bool fits = splits <= 16;
+  const bool fits = splits <= 16 && (g_attn_chunk == 32    ? attention_cluster_fits<32>(splits)
+                                     : g_attn_chunk == 128 ? attention_cluster_fits<128>(splits)
+                                                           : attention_cluster_fits<64>(splits));
   if (g_attn_combine == "cluster" && !fits)
-    fail("--attn-combine cluster: {} splits per head exceed a cluster of 16 CTAs (a shorter --context or a larger --attn-chunk)", splits);
+    fail("--attn-combine cluster: {} splits per head do not fit a thread-block cluster on this device (at most 16; "
+         "a shorter --context or a larger --attn-chunk)", splits);
   return fits;
 }
 
@@ -454,12 +482,7 @@ void launch_attention_chunk(dim3 grid, cudaStream_t s, const uint16_t* qkv, uint
     launch(attn_rope<kChunk, false>, grid, 128, s, qkv, kc, vc, pos, part, cnt, out, heads, kv_heads, hd, cap, max_splits, theta);
     return;
   }
-  const auto kernel = attn_rope<kChunk, true>;
-  static bool attributed = false;
-  if (!attributed) {
-    ck(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1), "cluster size attribute");
-    attributed = true;
-  }
+  const auto kernel = attn_rope<kChunk, true>;  // its cluster-size attribute was set by attention_cluster_fits
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = dim3(128);

@@ -689,6 +689,9 @@ struct LaunchCache {
   int done = 0;
   size_t sizes[2] = {0, 0};
   int blocks[2] = {0, 0};
+  size_t cl_smem = 0;  // clusters_fit's last query: shared memory, cluster size, answer
+  unsigned cl_x = 0;
+  bool cl_fit = false;
 };
 
 // Raises a kernel's dynamic shared-memory limit once (the host call costs about a microsecond per launch).
@@ -711,6 +714,30 @@ int blocks_per_sm(K kernel, int threads, size_t smem, LaunchCache& c) {
   c.sizes[i] = smem;
   c.blocks[i] = b;
   return b;
+}
+
+// Whether the device can run at least one cluster of cluster_x CTAs of this kernel at once (cached).
+template <typename K>
+bool clusters_fit(K kernel, int threads, size_t smem, unsigned cluster_x, LaunchCache& c) {
+  if (c.cl_x == cluster_x && c.cl_smem == smem) return c.cl_fit;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(cluster_x);
+  cfg.blockDim = dim3(unsigned(threads));
+  cfg.dynamicSmemBytes = smem;
+  cudaLaunchAttribute a[1];
+  a[0].id = cudaLaunchAttributeClusterDimension;
+  a[0].val.clusterDim.x = cluster_x;
+  a[0].val.clusterDim.y = 1;
+  a[0].val.clusterDim.z = 1;
+  cfg.attrs = a;
+  cfg.numAttrs = 1;
+  int n = 0;
+  const bool ok = cudaOccupancyMaxActiveClusters(&n, kernel, &cfg) == cudaSuccess && n > 0;
+  if (!ok) (void)cudaGetLastError();  // a refused query is an answer here, not a sticky error
+  c.cl_smem = smem;
+  c.cl_x = cluster_x;
+  c.cl_fit = ok;
+  return ok;
 }
 
 // Tuning knobs for before / after runs on a GPU without a rebuild (read once; unset: the measured defaults).
@@ -841,13 +868,22 @@ bool launch_split_rt(GemvParams p, CUstream_st* stream) {
   // ring two stages (6-bit codes, one stage: slower).
   const RingStage rs = ring_stage<BITS, MODE, RT>(p);
   const size_t cbuf = size_t(2 * W * kSl * 32) * sizeof(float);
-  const bool cluster = tuning().split_cluster != 0 && S > 1 && S <= 8 && NT == 4 &&
-                       ring_log2(W, rs.slot, x_bytes(S) + cbuf, 110, 2) >= 1;
-  const size_t xb = x_bytes(S) + (cluster ? cbuf : 0);
-  const int lg = ring_log2(W, rs.slot, xb, 110, 2);
-  const size_t smem = size_t(W) * (size_t(1) << lg) * rs.slot + xb;
+  bool cluster = tuning().split_cluster != 0 && S > 1 && S <= 8 && NT == 4 &&
+                 ring_log2(W, rs.slot, x_bytes(S) + cbuf, 110, 2) >= 1;
   const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB, RT, true>;
   static LaunchCache cache;  // per instantiation
+  auto smem_of = [&](bool cl, int& lg_out) {
+    const size_t x = x_bytes(S) + (cl ? cbuf : 0);
+    lg_out = ring_log2(W, rs.slot, x, 110, 2);
+    return size_t(W) * (size_t(1) << lg_out) * rs.slot + x;
+  };
+  int lg = 0;
+  if (cluster) {  // a device that cannot co-schedule the cluster's CTAs (e.g. a small MIG slice) keeps the global form
+    const size_t sc = smem_of(true, lg);
+    ensure_smem(kernel, sc, cache);
+    cluster = clusters_fit(kernel, W * 32, sc, unsigned(S), cache);
+  }
+  const size_t smem = smem_of(cluster, lg);
   ensure_smem(kernel, smem, cache);
   const int per_sm = blocks_per_sm(kernel, W * 32, smem, cache);
   const int64_t ctas_per_split = std::max<int64_t>(1, std::min<int64_t>((units + W - 1) / W, int64_t(per_sm) * sm_count() / S));
