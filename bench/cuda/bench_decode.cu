@@ -446,19 +446,7 @@ bool attention_cluster_fits(int splits) {
   if (asked == splits) return fit;
   const auto kernel = attn_rope<kChunk, true>;
   ck(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1), "cluster size attribute");
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(1, unsigned(splits));
-  cfg.blockDim = dim3(128);
-  cudaLaunchAttribute a[1];
-  a[0].id = cudaLaunchAttributeClusterDimension;
-  a[0].val.clusterDim.x = 1;
-  a[0].val.clusterDim.y = unsigned(splits);
-  a[0].val.clusterDim.z = 1;
-  cfg.attrs = a;
-  cfg.numAttrs = 1;
-  int n = 0;
-  fit = cudaOccupancyMaxActiveClusters(&n, kernel, &cfg) == cudaSuccess && n > 0;
-  if (!fit) (void)cudaGetLastError();
+  fit = fpq::cuda::detail::cluster_fits(kernel, dim3(128), 0, dim3(1, unsigned(splits)));
   asked = splits;
   return fit;
 }
@@ -482,21 +470,10 @@ void launch_attention_chunk(dim3 grid, cudaStream_t s, const uint16_t* qkv, uint
     launch(attn_rope<kChunk, false>, grid, 128, s, qkv, kc, vc, pos, part, cnt, out, heads, kv_heads, hd, cap, max_splits, theta);
     return;
   }
-  const auto kernel = attn_rope<kChunk, true>;  // its cluster-size attribute was set by attention_cluster_fits
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid;
-  cfg.blockDim = dim3(128);
-  cfg.stream = s;
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = 1;
-  attr[0].val.clusterDim.y = grid.y;
-  attr[0].val.clusterDim.z = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = g_pdl ? 2 : 1;
-  ck(cudaLaunchKernelEx(&cfg, kernel, qkv, kc, vc, pos, part, cnt, out, heads, kv_heads, hd, cap, max_splits, theta),
+  // (its cluster-size attribute was set by attention_cluster_fits)
+  ck(fpq::cuda::detail::launch_kernel_clustered(attn_rope<kChunk, true>, grid, dim3(128), 0, s, g_pdl, dim3(1, grid.y),
+                                                qkv, kc, vc, pos, part, cnt, out, heads, kv_heads, hd, cap, max_splits,
+                                                theta),
      "attention (cluster) launch");
 }
 

@@ -35,10 +35,10 @@ __device__ __forceinline__ void cp_async_wait() {
 }
 
 // kernel<<<grid, block, smem, stream>>>(args...), with programmatic dependent launch when `programmatic` and in
-// thread-block clusters of cluster_x x 1 x 1 CTAs when cluster_x > 1.
+// thread-block clusters of `cluster` CTAs unless that is 1 x 1 x 1.
 template <typename... KArgs, typename... Args>
 cudaError_t launch_kernel_clustered(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                                    bool programmatic, unsigned cluster_x, Args... args) {
+                                    bool programmatic, dim3 cluster, Args... args) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = block;
@@ -51,11 +51,11 @@ cudaError_t launch_kernel_clustered(void (*kernel)(KArgs...), dim3 grid, dim3 bl
     attr[n].val.programmaticStreamSerializationAllowed = 1;
     ++n;
   }
-  if (cluster_x > 1) {
+  if (cluster.x * cluster.y * cluster.z > 1) {
     attr[n].id = cudaLaunchAttributeClusterDimension;
-    attr[n].val.clusterDim.x = cluster_x;
-    attr[n].val.clusterDim.y = 1;
-    attr[n].val.clusterDim.z = 1;
+    attr[n].val.clusterDim.x = cluster.x;
+    attr[n].val.clusterDim.y = cluster.y;
+    attr[n].val.clusterDim.z = cluster.z;
     ++n;
   }
   cfg.attrs = attr;
@@ -65,7 +65,28 @@ cudaError_t launch_kernel_clustered(void (*kernel)(KArgs...), dim3 grid, dim3 bl
 template <typename... KArgs, typename... Args>
 cudaError_t launch_kernel(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
                           bool programmatic, Args... args) {
-  return launch_kernel_clustered(kernel, grid, block, smem, stream, programmatic, 1u, args...);
+  return launch_kernel_clustered(kernel, grid, block, smem, stream, programmatic, dim3(1, 1, 1), args...);
+}
+
+// Whether the device can run at least one cluster of `cluster` CTAs of this kernel (block threads, smem bytes of
+// dynamic shared memory, already allowed for the kernel) at once. A refused query answers no and leaves no error.
+template <typename... KArgs>
+bool cluster_fits(void (*kernel)(KArgs...), dim3 block, size_t smem, dim3 cluster) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = cluster;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cudaLaunchAttribute a[1];
+  a[0].id = cudaLaunchAttributeClusterDimension;
+  a[0].val.clusterDim.x = cluster.x;
+  a[0].val.clusterDim.y = cluster.y;
+  a[0].val.clusterDim.z = cluster.z;
+  cfg.attrs = a;
+  cfg.numAttrs = 1;
+  int n = 0;
+  const bool ok = cudaOccupancyMaxActiveClusters(&n, kernel, &cfg) == cudaSuccess && n > 0;
+  if (!ok) (void)cudaGetLastError();
+  return ok;
 }
 
 // All threads of the thread-block cluster (a CTA barrier in a launch without clusters): writes to shared memory

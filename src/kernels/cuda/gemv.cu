@@ -716,28 +716,15 @@ int blocks_per_sm(K kernel, int threads, size_t smem, LaunchCache& c) {
   return b;
 }
 
-// Whether the device can run at least one cluster of cluster_x CTAs of this kernel at once (cached).
+// cluster_fits (device_common.cuh), cached per instantiation: the query costs microseconds.
 template <typename K>
 bool clusters_fit(K kernel, int threads, size_t smem, unsigned cluster_x, LaunchCache& c) {
-  if (c.cl_x == cluster_x && c.cl_smem == smem) return c.cl_fit;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(cluster_x);
-  cfg.blockDim = dim3(unsigned(threads));
-  cfg.dynamicSmemBytes = smem;
-  cudaLaunchAttribute a[1];
-  a[0].id = cudaLaunchAttributeClusterDimension;
-  a[0].val.clusterDim.x = cluster_x;
-  a[0].val.clusterDim.y = 1;
-  a[0].val.clusterDim.z = 1;
-  cfg.attrs = a;
-  cfg.numAttrs = 1;
-  int n = 0;
-  const bool ok = cudaOccupancyMaxActiveClusters(&n, kernel, &cfg) == cudaSuccess && n > 0;
-  if (!ok) (void)cudaGetLastError();  // a refused query is an answer here, not a sticky error
-  c.cl_smem = smem;
-  c.cl_x = cluster_x;
-  c.cl_fit = ok;
-  return ok;
+  if (c.cl_x != cluster_x || c.cl_smem != smem) {
+    c.cl_fit = cluster_fits(kernel, dim3(unsigned(threads)), smem, dim3(cluster_x));
+    c.cl_smem = smem;
+    c.cl_x = cluster_x;
+  }
+  return c.cl_fit;
 }
 
 // Tuning knobs for before / after runs on a GPU without a rebuild (read once; unset: the measured defaults).
@@ -799,7 +786,7 @@ template <typename K>
 void start_kernel(K kernel, int64_t grid, int warps, size_t smem, CUstream_st* stream, const GemvParams& p, int lg,
                  const RingStage& r, const char* what) {
   check(launch_kernel_clustered(kernel, dim3(unsigned(grid)), dim3(warps * 32), smem, stream, p.pdl != 0,
-                                p.cluster ? unsigned(p.splits) : 1u, p, lg, r.data, r.sreg,
+                                dim3(p.cluster ? unsigned(p.splits) : 1u), p, lg, r.data, r.sreg,
                                 uint32_t(127 - p.w.bias - p.w.fold_shift) * 0x00800080u),
         what);
 }
@@ -867,21 +854,22 @@ bool launch_split_rt(GemvParams p, CUstream_st* stream) {
   // units x S x 2 KB through L2, 29 MB at 28672 x 4096), none at M <= 16; and only while the buffers leave the
   // ring two stages (6-bit codes, one stage: slower).
   const RingStage rs = ring_stage<BITS, MODE, RT>(p);
-  const size_t cbuf = size_t(2 * W * kSl * 32) * sizeof(float);
-  bool cluster = tuning().split_cluster != 0 && S > 1 && S <= 8 && NT == 4 &&
-                 ring_log2(W, rs.slot, x_bytes(S) + cbuf, 110, 2) >= 1;
   const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB, RT, true>;
   static LaunchCache cache;  // per instantiation
-  auto smem_of = [&](bool cl, int& lg_out) {
-    const size_t x = x_bytes(S) + (cl ? cbuf : 0);
+  auto smem_of = [&](bool cl, int& lg_out) {  // the split's activations (+ the cluster buffers) and the ring
+    const size_t x = x_bytes(S) + (cl ? size_t(2 * W * kSl * 32) * sizeof(float) : 0);
     lg_out = ring_log2(W, rs.slot, x, 110, 2);
     return size_t(W) * (size_t(1) << lg_out) * rs.slot + x;
   };
   int lg = 0;
-  if (cluster) {  // a device that cannot co-schedule the cluster's CTAs (e.g. a small MIG slice) keeps the global form
+  bool cluster = tuning().split_cluster != 0 && S > 1 && S <= 8 && NT == 4;
+  if (cluster) {
     const size_t sc = smem_of(true, lg);
-    ensure_smem(kernel, sc, cache);
-    cluster = clusters_fit(kernel, W * 32, sc, unsigned(S), cache);
+    cluster = lg >= 1;  // two ring stages left
+    if (cluster) {  // and a device that can co-schedule the cluster's CTAs (not, e.g., a small MIG slice)
+      ensure_smem(kernel, sc, cache);
+      cluster = clusters_fit(kernel, W * 32, sc, unsigned(S), cache);
+    }
   }
   const size_t smem = smem_of(cluster, lg);
   ensure_smem(kernel, smem, cache);
