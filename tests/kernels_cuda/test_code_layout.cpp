@@ -9,6 +9,7 @@
 
 #include "formats/element_type.h"
 #include "kernels/cuda/code_layout.h"
+#include "kernels/cuda/int8_codes.h"
 
 namespace {
 
@@ -114,6 +115,33 @@ TEST(CudaCodeLayout, ImagesAreTheValues) {
       EXPECT_EQ(v2, double(e.decode(c))) << name << " code " << c;
     }
   }
+}
+
+// The W4A4 int8 fold's table form: every code at every position of a word, at every shift, is 2 x its E2M1 value
+// (the element-type registry's decode) x 2^shift as a signed byte; the host's byte_perm follows PTX prmt.b32.
+TEST(CudaCodeLayout, TwiceE2M1TableIsTheScaledValue) {
+  const auto& e = fpq::element_type("e2m1");
+  std::mt19937 rng(std::random_device{}());
+  for (int shift = 0; shift <= 3; ++shift) {
+    const fpq::cuda::TwiceE2M1Table t = fpq::cuda::twice_e2m1_table(shift);
+    for (int pos = 0; pos < 8; ++pos)
+      for (uint32_t c = 0; c < 16; ++c)
+        for (int rep = 0; rep < 8; ++rep) {
+          uint32_t w = uint32_t(rng());
+          w = (w & ~(0xFu << (4 * pos))) | (c << (4 * pos));
+          for (int half = 0; half < 2; ++half) {
+            const uint32_t v = fpq::cuda::twice_e2m1_x4(t, w, 16 * half);
+            for (int q = 0; q < 4; ++q) {
+              const uint32_t code = (w >> (16 * half + 4 * q)) & 0xFu;
+              const double want = 2.0 * double(e.decode(code)) * std::ldexp(1.0, shift);
+              ASSERT_EQ(double(int8_t(uint8_t(v >> (8 * q)))), want) << "code " << code << " shift " << shift;
+            }
+          }
+        }
+  }
+  // prmt's sign-replicate mode on the host form: selector nibble 8 + i gives byte i's top bit in every bit.
+  EXPECT_EQ(fpq::cuda::byte_perm(0x80017F00u, 0xFF000080u, 0xBA98u), 0xFF000000u);
+  EXPECT_EQ(fpq::cuda::byte_perm(0x80017F00u, 0xFF000080u, 0xFC40u), 0xFFFF8000u);
 }
 
 }  // namespace

@@ -126,7 +126,9 @@ __global__ void __launch_bounds__(kExactWarps * 32) exact_kernel(ExactParams p) 
       if (n >= w.n || m >= M) continue;
       const double gx = p.xg ? double(p.xg[m]) : double(p.xg_scalar);
       const double gw = w.row_global ? double(w.row_global[n]) : double(w.global);
-      p.y[m * w.n + n] = float(s * (gx * gw));
+      const float v = float(s * (gx * gw));
+      if (p.y_row) store_typed(p.y_typed, p.ytype, int64_t(p.y_row[m]) * p.ldy + n, v);
+      else p.y[m * w.n + n] = v;
     }
     __syncthreads();  // red is reused by the next block of rows
   }

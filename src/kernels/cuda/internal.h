@@ -166,7 +166,11 @@ struct ExactParams {
   int64_t xgroups = 1;
   const float* xg = nullptr;    // activation tensor scale per row (null: xg_scalar)
   float xg_scalar = 1.0f;
-  float* y = nullptr;           // m x w.n
+  float* y = nullptr;           // m x w.n float32 (y_row null), or:
+  void* y_typed = nullptr;      // row y_row[i] of a ytype matrix with row stride ldy gets input row i's result
+  const int* y_row = nullptr;   //   (the int8 route's fix-up rows, written straight into its output)
+  int ytype = kF32;
+  int64_t ldy = 0;
   const int* m_dev = nullptr;   // device count of rows to compute (<= m; the rest are skipped); null: m
 };
 void launch_exact(const ExactParams& p, CUstream_st* stream);
@@ -203,6 +207,7 @@ struct Int8FoldParams {
   int* fix_count = nullptr;         // zero before the launch
   uint16_t* fix_x = nullptr;        // fix-up rows: bf16 code values (slots x k)
   float* fix_s = nullptr;           // fix-up rows: group scales (slots x k/32)
+  int* fix_row = nullptr;           // fix-up rows: the activation row of each slot
 };
 void launch_int8_fold(const Int8FoldParams& p, CUstream_st* stream);
 // D (m x nv int32, row-major) = X (m x k int8) * W (nv x k int8)^T on cuBLASLt.
@@ -214,8 +219,7 @@ struct Int8EpilogueParams {
   int direct = 0;                  // virtual row n is weight row n (nv == n) and n % 4 == 0: vector path
   const double* wscale = nullptr;  // per virtual row
   const int* exp = nullptr;
-  const int* slot = nullptr;
-  const float* fix_y = nullptr;  // fix-up slots x n (the exact kernel's output, global scales applied)
+  const int* slot = nullptr;     // rows with a fix-up slot are skipped: the exact kernel wrote them
   float wglobal = 1.0f;
   const float* row_global = nullptr;
   void* y = nullptr;

@@ -420,13 +420,14 @@ bool int8_route(const Format& act, const PreparedWeight& w, int64_t m) {
 void matmul_w4a4_int8(const DeviceQuantized& a, const PreparedWeight& w, void* y, DType ytype, cudaStream_t stream) {
   const int64_t M = a.rows, K = a.cols, N = w.n, NV = w.i8_rows, G = K / 32;
   auto up = [](size_t b) { return (b + 255) / 256 * 256; };
-  // One scratch allocation: int8 activations, per-row exponent / slot, the fix-up counter and rows, D, fix-up
-  // outputs. (The fix-up buffers are sized for every row; only the rows that need them are written.)
+  // One scratch allocation: int8 activations, per-row exponent / slot, the fix-up counter, the fix-up rows'
+  // inputs and row numbers, D. The fix-up inputs are sized for every row (the count is known only on the
+  // device); their outputs go straight into y.
   const size_t b_x = up(size_t(M * K)), b_e = up(size_t(M) * 4), b_s = up(size_t(M) * 4), b_c = 256,
-               b_fx = up(size_t(M * K) * 2), b_fs = up(size_t(M * G) * 4), b_d = up(size_t(M * NV) * 4),
-               b_fy = up(size_t(M * N) * 4);
+               b_fx = up(size_t(M * K) * 2), b_fs = up(size_t(M * G) * 4), b_fr = up(size_t(M) * 4),
+               b_d = up(size_t(M * NV) * 4);
   uint8_t* mem = nullptr;
-  check(cudaMallocAsync(reinterpret_cast<void**>(&mem), b_x + b_e + b_s + b_c + b_fx + b_fs + b_d + b_fy, stream),
+  check(cudaMallocAsync(reinterpret_cast<void**>(&mem), b_x + b_e + b_s + b_c + b_fx + b_fs + b_fr + b_d, stream),
         "cudaMallocAsync");
   uint8_t* at = mem;
   auto take = [&](size_t b) {
@@ -445,8 +446,8 @@ void matmul_w4a4_int8(const DeviceQuantized& a, const PreparedWeight& w, void* y
   fp.fix_count = reinterpret_cast<int*>(take(b_c));
   fp.fix_x = reinterpret_cast<uint16_t*>(take(b_fx));
   fp.fix_s = reinterpret_cast<float*>(take(b_fs));
+  fp.fix_row = reinterpret_cast<int*>(take(b_fr));
   int32_t* d = reinterpret_cast<int32_t*>(take(b_d));
-  float* fix_y = reinterpret_cast<float*>(take(b_fy));
   check(cudaMemsetAsync(fp.fix_count, 0, sizeof(int), stream), "cudaMemsetAsync");
   detail::launch_int8_fold(fp, stream);
   detail::int8_gemm(w.i8_codes.as<int8_t>(), fp.out, d, M, NV, K, stream);
@@ -459,7 +460,10 @@ void matmul_w4a4_int8(const DeviceQuantized& a, const PreparedWeight& w, void* y
   ep.xs = fp.fix_s;
   ep.xgroup = 32;
   ep.xgroups = G;
-  ep.y = fix_y;
+  ep.y_typed = y;
+  ep.y_row = fp.fix_row;
+  ep.ytype = dtype_code(ytype);
+  ep.ldy = N;
   detail::launch_exact(ep, stream);
   detail::Int8EpilogueParams pp;
   pp.d = d;
@@ -471,7 +475,6 @@ void matmul_w4a4_int8(const DeviceQuantized& a, const PreparedWeight& w, void* y
   pp.wscale = w.i8_scale.as<double>();
   pp.exp = fp.exp;
   pp.slot = fp.slot;
-  pp.fix_y = fix_y;
   pp.wglobal = w.global;
   pp.row_global = w.row_global.size() ? w.row_global.as<float>() : nullptr;
   pp.y = y;

@@ -2,6 +2,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -77,13 +78,22 @@ SplitScratch split_scratch(CUstream_st* stream, size_t counter_bytes, size_t ws_
 }
 
 int sm_count() {
-  static std::once_flag once;
-  static int count = 0;
-  std::call_once(once, [] {
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-      count = 132;
-  });
+  // Per device (the launch shapes of a process that drives two kinds of GPU must follow the current one).
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 132;
+  }
+  constexpr int kDevices = 64;
+  static std::atomic<int> counts[kDevices];
+  if (dev >= 0 && dev < kDevices)
+    if (const int c = counts[dev].load(std::memory_order_relaxed); c > 0) return c;
+  int count = 0;
+  if (cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || count <= 0) {
+    cudaGetLastError();
+    count = 132;
+  }
+  if (dev >= 0 && dev < kDevices) counts[dev].store(count, std::memory_order_relaxed);
   return count;
 }
 

@@ -5,9 +5,10 @@
 //      within 4 of each other. Other rows -- a wider span, or a NaN scale -- are marked; the wide ones are
 //      copied (bf16 code values and float32 group scales, compacted by an atomic counter) for step 3.
 //   2. cuBLASLt: D (int32, M x virtual rows) = X_i8 * W_i8^T, exact.
-//   3. launch_exact with the device-side row count (exact.cu): the compacted rows in float64, exactly.
+//   3. launch_exact with the device-side row count (exact.cu): the compacted rows in float64, exactly, written
+//      straight into their rows of y.
 //   4. epilogue_kernel: y = float(sum over the weight row's bands of D x 2^band, x 2^base x global), in
-//      float64 (exact up to the one rounding to float), or the exact kernel's value, or NaN.
+//      float64 (exact up to the one rounding to float), or NaN; it skips the fix-up rows.
 #include <cublasLt.h>
 
 #include <algorithm>
@@ -24,15 +25,9 @@ namespace {
 
 constexpr int kRowOk = -1, kRowNaN = -2;  // Int8Params::slot values besides a fix-up slot (>= 0)
 
-// 8 codes (one 32-bit word, first code in the low nibble) -> 8 int8 values << shift.
-__device__ __forceinline__ uint2 codes_to_i8(uint32_t w, int shift) {
-  uint32_t lo = 0, hi = 0;
-#pragma unroll
-  for (int q = 0; q < 4; ++q) {
-    lo |= uint32_t((twice_e2m1(w >> (4 * q)) * (1 << shift)) & 0xFF) << (8 * q);
-    hi |= uint32_t((twice_e2m1(w >> (16 + 4 * q)) * (1 << shift)) & 0xFF) << (8 * q);
-  }
-  return make_uint2(lo, hi);
+// 8 codes (one 32-bit word, first code in the low nibble) -> 8 int8 values 2 x E2M1 << shift (int8_codes.h).
+__device__ __forceinline__ uint2 codes_to_i8(const TwiceE2M1Table& t, uint32_t w) {
+  return make_uint2(twice_e2m1_x4(t, w, 0), twice_e2m1_x4(t, w, 16));
 }
 
 __device__ __forceinline__ uint16_t e2m1_bf16(uint32_t c) {
@@ -48,6 +43,7 @@ __global__ void __launch_bounds__(256) fold_kernel(Int8FoldParams p) {
   const uint4* rc = reinterpret_cast<const uint4*>(p.codes + r * (p.k / 2));
   const uint8_t* rs = p.scales + r * G;
   int top = INT_MIN, bot = INT_MAX, nan = 0;
+#pragma unroll 4
   for (int g = lane; g < G; g += 32) {
     const uint4 w = rc[g];
     const int s = rs[g];
@@ -65,7 +61,7 @@ __global__ void __launch_bounds__(256) fold_kernel(Int8FoldParams p) {
   if (nan || (!empty && top - bot > 3)) {
     int slot = kRowNaN;
     if (!nan) {
-      if (lane == 0) slot = atomicAdd(p.fix_count, 1);
+      if (lane == 0) slot = atomicAdd(p.fix_count, 1), p.fix_row[slot] = int(r);
       slot = __shfl_sync(0xFFFFFFFFu, slot, 0);
       uint16_t* fx = p.fix_x + int64_t(slot) * p.k;
       for (int g = lane; g < G; g += 32) {
@@ -83,6 +79,7 @@ __global__ void __launch_bounds__(256) fold_kernel(Int8FoldParams p) {
     return;
   }
   if (lane == 0) p.slot[r] = kRowOk, p.exp[r] = base - 128;
+#pragma unroll 4
   for (int g = lane; g < G; g += 32) {
     const uint4 w = rc[g];
     const int shift = int(rs[g]) - base;
@@ -91,8 +88,8 @@ __global__ void __launch_bounds__(256) fold_kernel(Int8FoldParams p) {
       out[2 * g] = out[2 * g + 1] = make_uint4(0, 0, 0, 0);
       continue;
     }
-    const uint2 a = codes_to_i8(w.x, shift), b = codes_to_i8(w.y, shift), c = codes_to_i8(w.z, shift),
-                d = codes_to_i8(w.w, shift);
+    const TwiceE2M1Table t = twice_e2m1_table(shift);
+    const uint2 a = codes_to_i8(t, w.x), b = codes_to_i8(t, w.y), c = codes_to_i8(t, w.z), d = codes_to_i8(t, w.w);
     out[2 * g] = make_uint4(a.x, a.y, b.x, b.y);
     out[2 * g + 1] = make_uint4(c.x, c.y, d.x, d.y);
   }
@@ -101,7 +98,6 @@ __global__ void __launch_bounds__(256) fold_kernel(Int8FoldParams p) {
 __device__ __forceinline__ float epilogue_value(const Int8EpilogueParams& p, const int32_t* d, int slot, double ascale,
                                                 int64_t n) {
   if (slot == kRowNaN) return __int_as_float(0x7FC00000);
-  if (slot >= 0) return p.fix_y[int64_t(slot) * p.n + n];
   double s = 0.0;
   for (int32_t b = p.first[n], e = p.first[n + 1]; b < e; ++b) s += double(d[b]) * p.wscale[b];
   const double gw = p.row_global ? double(p.row_global[n]) : double(p.wglobal);
@@ -115,6 +111,7 @@ __global__ void __launch_bounds__(256) epilogue_kernel(Int8EpilogueParams p) {
   if (n0 >= p.n) return;
   for (int64_t m = blockIdx.y; m < p.m; m += gridDim.y) {
     const int slot = p.slot[m];
+    if (slot >= 0) continue;  // a fix-up row: the exact kernel wrote it
     const double ascale = ldexp(1.0, p.exp[m]);
     const int32_t* d = p.d + m * p.nv;
     const int64_t o = m * p.ldy + n0;
@@ -156,27 +153,34 @@ void ckb(cublasStatus_t st, const char* what) {
   if (st != CUBLAS_STATUS_SUCCESS) fail_message(what);
 }
 
-cublasLtHandle_t lt_handle() {
-  static cublasLtHandle_t h = [] {
-    cublasLtHandle_t x = nullptr;
-    ckb(cublasLtCreate(&x), "int8 matmul: cublasLtCreate failed");
-    return x;
-  }();
+int current_device() {
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  return dev;
+}
+
+// One cuBLASLt handle per device, created on first use there.
+cublasLtHandle_t lt_handle(int dev) {
+  static std::mutex mu;
+  static std::map<int, cublasLtHandle_t> handles;
+  std::lock_guard<std::mutex> lock(mu);
+  cublasLtHandle_t& h = handles[dev];
+  if (h == nullptr) ckb(cublasLtCreate(&h), "int8 matmul: cublasLtCreate failed");
   return h;
 }
 
-// The plan of a shape: cuBLASLt's heuristic candidates (up to 8) timed once on the caller's operands, the fastest
+// The plan of a shape on a device: cuBLASLt's heuristic candidates (up to 8) timed once on the caller's operands, the fastest
 // kept (H100, 2026-12-06, 4096 x 14336 at M = 2048: the heuristic's first answer took 197 us, its second 168 us).
 // Products under 2^34 multiply-adds take the first candidate untimed: there the timing (32 runs and a sync per
 // shape, and a model's weights differ in virtual rows) costs more than it can win. Under stream capture nothing
 // can be timed: the first candidate is taken (and not kept, so a later call tunes).
-const Int8Plan& int8_plan(int64_t m, int64_t nv, int64_t k, const int8_t* w, const int8_t* x, int32_t* d,
+const Int8Plan& int8_plan(int dev, int64_t m, int64_t nv, int64_t k, const int8_t* w, const int8_t* x, int32_t* d,
                           CUstream_st* stream) {
   static std::mutex mu;
-  static std::map<std::tuple<int64_t, int64_t, int64_t>, Int8Plan> plans;
+  static std::map<std::tuple<int, int64_t, int64_t, int64_t>, Int8Plan> plans;
   static thread_local Int8Plan untuned;
   std::lock_guard<std::mutex> lock(mu);
-  const auto key = std::make_tuple(m, nv, k);
+  const auto key = std::make_tuple(dev, m, nv, k);
   auto it = plans.find(key);
   if (it != plans.end()) return it->second;
   Int8Plan pl;
@@ -195,7 +199,7 @@ const Int8Plan& int8_plan(int64_t m, int64_t nv, int64_t k, const int8_t* w, con
       "int8 matmul: preference");
   cublasLtMatmulHeuristicResult_t res[8] = {};
   int found = 0;
-  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt_handle(), pl.op, pl.la, pl.lb, pl.lc, pl.lc, pref, 8,
+  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt_handle(dev), pl.op, pl.la, pl.lb, pl.lc, pl.lc, pref, 8,
                                                            res, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || found == 0) fail_message("int8 matmul: cuBLASLt has no int8 algorithm for this shape");
@@ -215,7 +219,7 @@ const Int8Plan& int8_plan(int64_t m, int64_t nv, int64_t k, const int8_t* w, con
     const int32_t alpha = 1, beta = 0;
     for (int a = 0; a < found; ++a) {
       auto run = [&] {
-        return cublasLtMatmul(lt_handle(), pl.op, &alpha, w, pl.la, x, pl.lb, &beta, d, pl.lc, d, pl.lc, &res[a].algo,
+        return cublasLtMatmul(lt_handle(dev), pl.op, &alpha, w, pl.la, x, pl.lb, &beta, d, pl.lc, d, pl.lc, &res[a].algo,
                               ws, res[a].workspaceSize, stream) == CUBLAS_STATUS_SUCCESS;
       };
       if (!run()) continue;  // warm-up; a candidate that fails is skipped
@@ -259,11 +263,12 @@ void launch_int8_epilogue(const Int8EpilogueParams& p, CUstream_st* stream) {
 
 void int8_gemm(const int8_t* w, const int8_t* x, int32_t* d, int64_t m, int64_t nv, int64_t k, CUstream_st* stream) {
   if (m == 0 || nv == 0) return;
-  const Int8Plan& pl = int8_plan(m, nv, k, w, x, d, stream);
+  const int dev = current_device();
+  const Int8Plan& pl = int8_plan(dev, m, nv, k, w, x, d, stream);
   void* ws = nullptr;
   if (pl.ws) check(cudaMallocAsync(&ws, pl.ws, stream), "cudaMallocAsync");
   const int32_t alpha = 1, beta = 0;
-  const cublasStatus_t st = cublasLtMatmul(lt_handle(), pl.op, &alpha, w, pl.la, x, pl.lb, &beta, d, pl.lc, d, pl.lc,
+  const cublasStatus_t st = cublasLtMatmul(lt_handle(dev), pl.op, &alpha, w, pl.la, x, pl.lb, &beta, d, pl.lc, d, pl.lc,
                                            &pl.algo, ws, pl.ws, stream);
   if (ws) check(cudaFreeAsync(ws, stream), "cudaFreeAsync");
   if (st != CUBLAS_STATUS_SUCCESS) fail_message("int8 matmul: cublasLtMatmul failed");
