@@ -176,6 +176,16 @@ void run_act_case(Cuda& t, std::mt19937_64& rng, const ActCase& c) {
   quantize_activations_cuda(f, dx.data(), c.xtype, c.rows, c.cols, q, opt);
   synchronize();
   expect_same_quantized(q.download(), ref, tag);
+  if (want_mma) {  // the kernels without the operand (the int8 route's, the decode paths') are other instantiations
+    ActQuantOptions plain = opt;
+    plain.mma_operand = false;
+    DeviceQuantized q2;
+    poison(q2, f, c.rows, c.cols, false);
+    quantize_activations_cuda(f, dx.data(), c.xtype, c.rows, c.cols, q2, plain);
+    synchronize();
+    EXPECT_FALSE(q2.has_mma);
+    expect_same_quantized(q2.download(), ref, tag + " (no operand)");
+  }
 
   if (want_mma) {
     ASSERT_TRUE(q.has_mma);

@@ -175,8 +175,22 @@ __device__ __forceinline__ float decode_e2m1(uint32_t c) {
 // choice (those rules read only amax), so the bytes are those of one thread doing the whole group.
 // ---------------------------------------------------------------------------------------------------------
 // MMA: p.mma is set (the bf16 operand is computed and stored); without it that work is compiled out.
-template <int G, int BITS, bool E2M1, bool MMA>
-__global__ void __launch_bounds__(256) act_quant_lanes(ActQuantParams p) {
+// XT: the input type (kF32, kBF16, kF16), a template argument: as a runtime test it put a branch on every value.
+// 16-bit inputs get the group's amax and finiteness from the largest magnitude bit pattern (two per __vmaxu2):
+// below the exponent-all-ones patterns, integer order is magnitude order.
+// MXE2M1: MXFP4 (E2M1 codes, E8M0 scales by the mx rule, no global scale): those fields become compile-time
+// constants of a local copy of the parameters, so the scale choice's rule and scale-type switches fold away.
+template <int G, int BITS, bool E2M1, bool MMA, int XT, bool MXE2M1 = false>
+__global__ void __launch_bounds__(256) act_quant_lanes(ActQuantParams p_in) {
+  ActQuantParams p = p_in;
+  if constexpr (MXE2M1) {
+    p.rule = kRuleMx;
+    p.scale = kScaleE8M0;
+    p.sb = 1;
+    p.e.emax = 2;
+    p.global = nullptr;
+    p.row_scale = nullptr;
+  }
   constexpr int V = 16;     // values per lane: the scale choice is repeated by every lane of a group
   constexpr int L = G / V;
   const uint32_t groups_per_row = uint32_t(p.cols / G);
@@ -192,32 +206,40 @@ __global__ void __launch_bounds__(256) act_quant_lanes(ActQuantParams p) {
     const float g = global_scale(p, row);
     const int64_t base = int64_t(row) * p.cols + int64_t(gi) * G + sub * V;
     float v[V];
-    if (p.xtype == kF32) {
+    float amax = 0.0f;
+    int finite = 1;
+    if constexpr (XT == kF32) {
       const float4* src = reinterpret_cast<const float4*>(static_cast<const float*>(p.x) + base);
 #pragma unroll
       for (int q = 0; q < V / 4; ++q) {
         const float4 a = src[q];
         v[4 * q] = a.x, v[4 * q + 1] = a.y, v[4 * q + 2] = a.z, v[4 * q + 3] = a.w;
       }
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        if (!is_finite_dev(v[i])) finite = 0;
+        else amax = fmaxf(amax, fabsf(v[i]));
+      }
     } else {
+      uint32_t mag = 0;  // the largest |x| bit pattern of each half
 #pragma unroll
       for (int q = 0; q < V / 8; ++q) {
         const uint4 w = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p.x) + base)[q];
         const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
         for (int h = 0; h < 4; ++h) {
+          mag = __vmaxu2(mag, ws[h] & 0x7FFF7FFFu);
           const uint16_t lo = uint16_t(ws[h] & 0xFFFFu), hi = uint16_t(ws[h] >> 16);
-          v[8 * q + 2 * h] = p.xtype == kBF16 ? bf16_to_f32_dev(lo) : f16_to_f32_dev(lo);
-          v[8 * q + 2 * h + 1] = p.xtype == kBF16 ? bf16_to_f32_dev(hi) : f16_to_f32_dev(hi);
+          // (fp16: the hardware conversion, exact for every finite value; a non-finite group's values go unused.)
+          v[8 * q + 2 * h] = XT == kBF16 ? bf16_to_f32_dev(lo) : __half2float(__ushort_as_half(lo));
+          v[8 * q + 2 * h + 1] = XT == kBF16 ? bf16_to_f32_dev(hi) : __half2float(__ushort_as_half(hi));
         }
       }
-    }
-    float amax = 0.0f;
-    int finite = 1;
-#pragma unroll
-    for (int i = 0; i < V; ++i) {
-      if (!is_finite_dev(v[i])) finite = 0;
-      else amax = fmaxf(amax, fabsf(v[i]));
+      const uint32_t top = max(mag & 0xFFFFu, mag >> 16);
+      constexpr uint32_t kInfBits = XT == kBF16 ? 0x7F80u : 0x7C00u;  // exponent all ones: Inf / NaN
+      finite = top < kInfBits;
+      // A non-finite group's amax is not used (its scale is NaN); a finite one's is the exact largest |x|.
+      amax = finite ? (XT == kBF16 ? bf16_to_f32_dev(uint16_t(top)) : __half2float(__ushort_as_half(uint16_t(top)))) : 0.0f;
     }
 #pragma unroll
     for (int o = 1; o < L; o <<= 1) {
@@ -575,17 +597,25 @@ void launch_act_quant(const ActQuantParams& p, CUstream_st* stream) {
       p.rule != kRuleFourOverSix && p.row_code_bytes % 8 == 0 && groups * (G / 16) < (int64_t(1) << 31)) {
     const bool e2m1 = !p.e.is_int && p.e.bits == 4 && p.e.ebits == 2 && p.e.mbits == 1 && p.e.specials == 0;
     const int grid = grid_for(groups * (G / 16), 256);
-    auto run = [&](auto mma) {
+    const bool mx_e2m1 = e2m1 && p.rule == kRuleMx && p.scale == kScaleE8M0 && p.sb == 1 && !p.global && !p.row_scale;
+    auto run = [&](auto mma, auto xt) {
       constexpr bool M = decltype(mma)::value;
-      if (G == 16 && e2m1) act_quant_lanes<16, 4, true, M><<<grid, 256, 0, stream>>>(p);
-      else if (G == 32 && e2m1) act_quant_lanes<32, 4, true, M><<<grid, 256, 0, stream>>>(p);
-      else if (G == 16 && p.e.bits == 4) act_quant_lanes<16, 4, false, M><<<grid, 256, 0, stream>>>(p);
-      else if (G == 16 && p.e.bits == 8) act_quant_lanes<16, 8, false, M><<<grid, 256, 0, stream>>>(p);
-      else if (G == 32 && p.e.bits == 4) act_quant_lanes<32, 4, false, M><<<grid, 256, 0, stream>>>(p);
-      else act_quant_lanes<32, 8, false, M><<<grid, 256, 0, stream>>>(p);
+      constexpr int X = decltype(xt)::value;
+      if (G == 32 && mx_e2m1) act_quant_lanes<32, 4, true, M, X, true><<<grid, 256, 0, stream>>>(p);
+      else if (G == 16 && e2m1) act_quant_lanes<16, 4, true, M, X><<<grid, 256, 0, stream>>>(p);
+      else if (G == 32 && e2m1) act_quant_lanes<32, 4, true, M, X><<<grid, 256, 0, stream>>>(p);
+      else if (G == 16 && p.e.bits == 4) act_quant_lanes<16, 4, false, M, X><<<grid, 256, 0, stream>>>(p);
+      else if (G == 16 && p.e.bits == 8) act_quant_lanes<16, 8, false, M, X><<<grid, 256, 0, stream>>>(p);
+      else if (G == 32 && p.e.bits == 4) act_quant_lanes<32, 4, false, M, X><<<grid, 256, 0, stream>>>(p);
+      else act_quant_lanes<32, 8, false, M, X><<<grid, 256, 0, stream>>>(p);
     };
-    if (p.mma) run(std::true_type{});
-    else run(std::false_type{});
+    auto run_x = [&](auto mma) {
+      if (p.xtype == kF32) run(mma, std::integral_constant<int, kF32>{});
+      else if (p.xtype == kBF16) run(mma, std::integral_constant<int, kBF16>{});
+      else run(mma, std::integral_constant<int, kF16>{});
+    };
+    if (p.mma) run_x(std::true_type{});
+    else run_x(std::false_type{});
     check_launch("act_quant_lanes");
     return;
   }

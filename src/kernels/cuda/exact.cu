@@ -34,7 +34,6 @@ __global__ void __launch_bounds__(kExactWarps * 32) exact_kernel(ExactParams p) 
   const WeightView& w = p.w;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
-  const int64_t rt = blockIdx.x;
   const int ksteps = int(w.k / 16);
   const PairDecoder dec = make_pair_decoder(w.bits, w.is_int, w.mbits, w.bias, false);
   const int wsteps = w.group / 16;                 // steps per weight group
@@ -43,7 +42,11 @@ __global__ void __launch_bounds__(kExactWarps * 32) exact_kernel(ExactParams p) 
 
   // Rows come in blocks of 8 NT; with m_dev the count is read on the device (the int8 route's fix-up rows) and
   // the grid strides over the blocks.
+  // Row tiles blockIdx.x, + gridDim.x, ...: a device-side count launches a small grid (most often there is no row
+  // to compute, and one CTA per row tile meant thousands of CTAs that only read the count: 14336 at 28672 rows).
   const int64_t M = p.m_dev ? int64_t(*p.m_dev) : p.m;
+  if (M == 0) return;
+  for (int64_t rt = blockIdx.x; rt < w.n_tiles; rt += gridDim.x)
   for (int64_t m0 = int64_t(blockIdx.y) * (8 * NT); m0 < M; m0 += int64_t(gridDim.y) * (8 * NT)) {
     // Rows of X this lane feeds as B (clamped: B's column n only reaches output column n, never stored when
     // n >= M) and the rows whose activation scales its accumulators need.
@@ -136,12 +139,15 @@ __global__ void __launch_bounds__(kExactWarps * 32) exact_kernel(ExactParams p) 
 
 template <int BITS, int DEC>
 void launch_exact_bits(const ExactParams& p, CUstream_st* stream) {
-  const unsigned nt_tiles = unsigned(p.w.n_tiles);
+  unsigned nt_tiles = unsigned(p.w.n_tiles);
   if (p.m <= 8) {
     exact_kernel<BITS, DEC, 1><<<dim3(nt_tiles, 1), kExactWarps * 32, 0, stream>>>(p);
   } else {
     int64_t blocks = (p.m + 31) / 32;
-    if (p.m_dev) blocks = std::min<int64_t>(blocks, 8);  // a device-side count: stride (usually few rows, often 0)
+    if (p.m_dev) {  // a device-side count (usually few rows, often none): a grid of about 4 CTAs per SM, striding
+      blocks = std::min<int64_t>(blocks, 8);
+      nt_tiles = unsigned(std::max<int64_t>(1, std::min<int64_t>(nt_tiles, 4 * int64_t(sm_count()) / blocks)));
+    }
     exact_kernel<BITS, DEC, 4><<<dim3(nt_tiles, unsigned(blocks)), kExactWarps * 32, 0, stream>>>(p);
   }
 }

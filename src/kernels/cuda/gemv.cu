@@ -693,6 +693,20 @@ struct LaunchCache {
   unsigned cl_x = 0;
   bool cl_fit = false;
 };
+// One LaunchCache per device: the shared-memory limit is an attribute of the kernel in each device's context
+// (raised on one GPU only, a launch on a second one failed) and the occupancy answers are the device's.
+struct DeviceLaunchCaches {
+  static constexpr int kDevices = 16;
+  LaunchCache per[kDevices];
+  LaunchCache& current() {
+    int dev = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    if (dev >= 0 && dev < kDevices) return per[dev];
+    static thread_local LaunchCache uncached;  // beyond 16 devices: asked afresh every launch
+    uncached = LaunchCache{};
+    return uncached;
+  }
+};
 
 // Raises a kernel's dynamic shared-memory limit once (the host call costs about a microsecond per launch).
 template <typename K>
@@ -808,7 +822,8 @@ void launch_rt(GemvParams p, CUstream_st* stream) {
   const int lg = ring_log2(W, rs.slot, 0, budget_kb, tuning().ring_kb >= 0 ? 3 : 2);
   const size_t ring = size_t(W) * (size_t(1) << lg) * rs.slot;
   const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB, RT>;
-  static LaunchCache cache;  // per instantiation
+  static DeviceLaunchCaches caches;  // per instantiation
+  LaunchCache& cache = caches.current();
   size_t smem = ring;
   int per_sm = 0;
   p.x_smem = 0;
@@ -855,7 +870,8 @@ bool launch_split_rt(GemvParams p, CUstream_st* stream) {
   // ring two stages (6-bit codes, one stage: slower).
   const RingStage rs = ring_stage<BITS, MODE, RT>(p);
   const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB, RT, true>;
-  static LaunchCache cache;  // per instantiation
+  static DeviceLaunchCaches caches;  // per instantiation
+  LaunchCache& cache = caches.current();
   auto smem_of = [&](bool cl, int& lg_out) {  // the split's activations (+ the cluster buffers) and the ring
     const size_t x = x_bytes(S) + (cl ? size_t(2 * W * kSl * 32) * sizeof(float) : 0);
     lg_out = ring_log2(W, rs.slot, x, 110, 2);

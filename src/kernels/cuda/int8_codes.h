@@ -16,9 +16,13 @@ FPQ_LAYOUT_FN int twice_e2m1(uint32_t c) {
 
 // PTX prmt.b32 (default mode): byte q of the result is byte s[4q+2:4q] of the 8 bytes {hi:lo}, or, when bit
 // 4q+3 of s is set, that byte's sign bit replicated. (The host form lets the CPU tests check the recipes below.)
+// Inline PTX, not __byte_perm: that intrinsic is defined on the selectors' low three bits only, and with it the
+// sign-replicating selectors gave wrong bytes on an H100.
 FPQ_LAYOUT_FN uint32_t byte_perm(uint32_t lo, uint32_t hi, uint32_t s) {
 #if defined(__CUDA_ARCH__)
-  return __byte_perm(lo, hi, s);
+  uint32_t r;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(lo), "r"(hi), "r"(s));
+  return r;
 #else
   const uint64_t v = uint64_t(lo) | (uint64_t(hi) << 32);
   uint32_t r = 0;

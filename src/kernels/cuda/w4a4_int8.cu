@@ -106,9 +106,19 @@ __device__ __forceinline__ float epilogue_value(const Int8EpilogueParams& p, con
 
 // Block (x, y): 1024 outputs of rows y, y + gridDim.y, ...; each thread 4 consecutive ones. Where every weight row
 // is one virtual row and N is a multiple of 4 (`direct`), D is read as int4 and y written 4 values at a time.
+// The columns' weight scales are loaded once, before the row loop (y may alias nothing, but the compiler cannot
+// know that and reloaded them for every row).
 __global__ void __launch_bounds__(256) epilogue_kernel(Int8EpilogueParams p) {
   const int64_t n0 = (int64_t(blockIdx.x) * 256 + threadIdx.x) * 4;
   if (n0 >= p.n) return;
+  double ws[4] = {0, 0, 0, 0}, gws[4] = {0, 0, 0, 0};
+  if (p.direct) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      ws[e] = p.wscale[n0 + e];
+      gws[e] = p.row_global ? double(p.row_global[n0 + e]) : double(p.wglobal);
+    }
+  }
   for (int64_t m = blockIdx.y; m < p.m; m += gridDim.y) {
     const int slot = p.slot[m];
     if (slot >= 0) continue;  // a fix-up row: the exact kernel wrote it
@@ -120,10 +130,7 @@ __global__ void __launch_bounds__(256) epilogue_kernel(Int8EpilogueParams p) {
       const int32_t dv[4] = {v.x, v.y, v.z, v.w};
       float r[4];
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const double gw = p.row_global ? double(p.row_global[n0 + e]) : double(p.wglobal);
-        r[e] = float(double(dv[e]) * p.wscale[n0 + e] * (ascale * gw));
-      }
+      for (int e = 0; e < 4; ++e) r[e] = float(double(dv[e]) * ws[e] * (ascale * gws[e]));
       if (p.ytype == kF32) {
         *reinterpret_cast<float4*>(static_cast<float*>(p.y) + o) = make_float4(r[0], r[1], r[2], r[3]);
       } else if (p.ytype == kBF16) {
