@@ -13,8 +13,10 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <map>
 #include <mutex>
+#include <string>
 #include <tuple>
 
 #include "kernels/cuda/device_common.cuh"
@@ -263,7 +265,15 @@ void launch_int8_fold(const Int8FoldParams& p, CUstream_st* stream) {
 void launch_int8_epilogue(const Int8EpilogueParams& p, CUstream_st* stream) {
   if (p.m == 0 || p.n == 0) return;
   const int64_t bx = (p.n + 1023) / 1024;
-  const int64_t by = std::min<int64_t>(p.m, std::max<int64_t>(1, int64_t(sm_count()) * 16 / bx));
+  // A grid of 16 CTAs per SM whose threads loop over the rows (measured). FPQ_INT8_EPILOGUE=rows: one row per
+  // block row instead (up to 65535), so that a thread's loads do not wait on its previous row's -- a candidate,
+  // not yet timed: the loop is a chain of 27 dependent row steps at 28672 x 2048, the shape where this session's
+  // int8 route got slower (docs/BENCHMARKS.md, 2026-12-06 13:55 UTC).
+  static const bool rows = [] {
+    const char* e = std::getenv("FPQ_INT8_EPILOGUE");
+    return e && std::string(e) == "rows";
+  }();
+  const int64_t by = rows ? p.m : std::min<int64_t>(p.m, std::max<int64_t>(1, int64_t(sm_count()) * 16 / bx));
   epilogue_kernel<<<dim3(unsigned(bx), unsigned(std::min<int64_t>(by, 65535))), 256, 0, stream>>>(p);
   check_launch("epilogue_kernel");
 }
