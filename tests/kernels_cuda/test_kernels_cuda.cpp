@@ -15,6 +15,7 @@
 #include "formats/ggml_blocks.h"
 #include "formats/quantize.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/internal.h"
 #include "test_support.h"
 #include "util/error.h"
 #include "util/half.h"
@@ -812,4 +813,23 @@ TEST(CudaAvailability, AnswersWithReason) {
   } else {
     std::printf("cuda_available() = true: %s\n", fpq::cuda::device_description().c_str());
   }
+}
+
+// Runs without a GPU too: the A/B switches read from the environment take their listed values and name the
+// variable on anything else (a typo used to fall back to the default silently).
+TEST(CudaEnvChoice, RejectsUnknownValues) {
+  using fpq::cuda::detail::env_choice;
+  ::unsetenv("FPQ_TEST_CHOICE");
+  EXPECT_EQ(env_choice("FPQ_TEST_CHOICE", {"a", "b"}), "");
+  ::setenv("FPQ_TEST_CHOICE", "b", 1);
+  EXPECT_EQ(env_choice("FPQ_TEST_CHOICE", {"a", "b"}), "b");
+  ::setenv("FPQ_TEST_CHOICE", "rowz", 1);
+  try {
+    env_choice("FPQ_TEST_CHOICE", {"a", "b"});
+    ADD_FAILURE() << "an unknown value was accepted";
+  } catch (const fpq::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("FPQ_TEST_CHOICE=rowz"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("a, b"), std::string::npos) << e.what();
+  }
+  ::unsetenv("FPQ_TEST_CHOICE");
 }

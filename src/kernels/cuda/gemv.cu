@@ -699,8 +699,7 @@ struct DeviceLaunchCaches {
   static constexpr int kDevices = 16;
   LaunchCache per[kDevices];
   LaunchCache& current() {
-    int dev = 0;
-    check(cudaGetDevice(&dev), "cudaGetDevice");
+    const int dev = current_device();
     if (dev >= 0 && dev < kDevices) return per[dev];
     static thread_local LaunchCache uncached;  // beyond 16 devices: asked afresh every launch
     uncached = LaunchCache{};

@@ -2,6 +2,8 @@
 // Internal interface between the host code (runtime.cpp, weights.cpp, dispatch) and the kernel files (*.cu).
 // Plain structs only, so both g++ and nvcc compile it.
 #include <cstdint>
+#include <initializer_list>
+#include <string>
 
 struct CUstream_st;
 
@@ -14,6 +16,11 @@ void check_launch(const char* kernel);
 // Throws fpq::Error with this message.
 [[noreturn]] void fail_message(const char* what);
 int sm_count();
+// The current device (cudaGetDevice, checked).
+int current_device();
+// An A/B switch from the environment: "" when unset or empty, else the value, which must be one of `allowed`
+// (a clear error naming the variable otherwise; read once per call site, which caches it).
+std::string env_choice(const char* name, std::initializer_list<const char*> allowed);
 // Scratch for the split decode kernel: at least counter_bytes of counters, zero between launches (a launch
 // leaves the ones it used zero), and at least ws_bytes of partial sums *after the whole counter region* (a
 // cached buffer's counter region may be larger than this launch asks for, and its counters beyond the request

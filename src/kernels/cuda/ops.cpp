@@ -405,10 +405,7 @@ namespace {
 // kernel, =int8 takes the int8 route at every M (A/B runs and tests).
 constexpr int64_t kInt8MinM = 256;
 const std::string& w4a4_mode() {
-  static const std::string mode = [] {
-    const char* e = std::getenv("FPQ_CUDA_W4A4");
-    return std::string(e ? e : "");
-  }();
+  static const std::string mode = detail::env_choice("FPQ_CUDA_W4A4", {"int8", "bf16"});
   return mode;
 }
 

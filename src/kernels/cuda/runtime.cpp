@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <string>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -10,6 +12,8 @@
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/internal.h"
 #include "util/error.h"
+
+#include <fmt/format.h>
 
 namespace fpq::cuda {
 namespace detail {
@@ -57,8 +61,7 @@ SplitScratch split_scratch(CUstream_st* stream, size_t counter_bytes, size_t ws_
   };
   static std::mutex mu;
   static std::vector<Buffer> buffers;
-  int dev = 0;
-  check(cudaGetDevice(&dev), "cudaGetDevice");
+  const int dev = current_device();
   std::lock_guard<std::mutex> lock(mu);
   const std::thread::id thread = stream == cudaStreamPerThread ? std::this_thread::get_id() : std::thread::id{};
   Buffer* b = nullptr;
@@ -75,6 +78,23 @@ SplitScratch split_scratch(CUstream_st* stream, size_t counter_bytes, size_t ws_
   }
   r.mem = b->mem;
   return carve(b->counter_bytes);  // partial sums after all the counters, not after this launch's
+}
+
+int current_device() {
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  return dev;
+}
+
+std::string env_choice(const char* name, std::initializer_list<const char*> allowed) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return {};
+  std::string list;
+  for (const char* a : allowed) {
+    if (std::string(v) == a) return v;
+    list += list.empty() ? a : std::string(", ") + a;
+  }
+  fail_message(fmt::format("{}={}: unknown value (expected one of: {})", name, v, list).c_str());
 }
 
 int sm_count() {

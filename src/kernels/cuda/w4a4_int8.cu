@@ -162,12 +162,6 @@ void ckb(cublasStatus_t st, const char* what) {
   if (st != CUBLAS_STATUS_SUCCESS) fail_message(what);
 }
 
-int current_device() {
-  int dev = 0;
-  check(cudaGetDevice(&dev), "cudaGetDevice");
-  return dev;
-}
-
 // One cuBLASLt handle per device, created on first use there.
 cublasLtHandle_t lt_handle(int dev) {
   static std::mutex mu;
@@ -269,10 +263,7 @@ void launch_int8_epilogue(const Int8EpilogueParams& p, CUstream_st* stream) {
   // block row instead (up to 65535), so that a thread's loads do not wait on its previous row's -- a candidate,
   // not yet timed: the loop is a chain of 27 dependent row steps at 28672 x 2048, the shape where this session's
   // int8 route got slower (docs/BENCHMARKS.md, 2026-12-06 13:55 UTC).
-  static const bool rows = [] {
-    const char* e = std::getenv("FPQ_INT8_EPILOGUE");
-    return e && std::string(e) == "rows";
-  }();
+  static const bool rows = env_choice("FPQ_INT8_EPILOGUE", {"loop", "rows"}) == "rows";
   const int64_t by = rows ? p.m : std::min<int64_t>(p.m, std::max<int64_t>(1, int64_t(sm_count()) * 16 / bx));
   epilogue_kernel<<<dim3(unsigned(bx), unsigned(std::min<int64_t>(by, 65535))), 256, 0, stream>>>(p);
   check_launch("epilogue_kernel");
