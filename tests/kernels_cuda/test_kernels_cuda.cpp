@@ -584,23 +584,29 @@ TEST(CudaInt8Image, HoldsTheDequantizedValues) {
 }
 
 // W4A4 mxfp4 on the int8 tensor cores: without the bf16 mma operand (so the int8 route must be taken), against
-// the float64 product to 1e-5 and bit for bit against the exact float64 kernel (float(S) both). Weight rows
-// with several bands, activation rows that do not fold (the fix-up through the exact kernel), NaN / Inf /
-// zero groups, every output type.
+// the float64 product to 1e-5 and bit for bit against the exact float64 kernel (float(S) both). Weights with
+// one band per row (the CUTLASS GEMM with the scaling fused, where the output rows are 16-byte aligned) and with
+// several (cuBLASLt and the separate epilogue); activation rows that do not fold (the fix-up through the exact
+// kernel), NaN / Inf / zero groups, every output type; M, N and K not multiples of the GEMM's tiles.
 TEST_F(Cuda, W4A4Int8RouteIsExact) {
   const struct {
     int64_t m, n, k;
-  } cases[] = {{256, 40, 256}, {300, 136, 416}, {257, 300, 2080}, {512, 24, 64}};
+    bool wide_weights;
+  } cases[] = {{256, 40, 256, true},   {300, 136, 416, true}, {257, 300, 2080, true}, {512, 24, 64, true},
+               {256, 40, 256, false},  {300, 136, 416, false}, {257, 300, 2080, false}, {640, 392, 1056, false},
+               {512, 24, 64, false}};
   const Format fa = parse_format("mxfp4");
   for (const auto& c : cases) {
-    const std::string tag = fmt::format("M={} N={} K={}", c.m, c.n, c.k);
+    const std::string tag = fmt::format("M={} N={} K={} {} weight", c.m, c.n, c.k, c.wide_weights ? "banded" : "one-band");
     SCOPED_TRACE(tag);
     std::vector<float> wf = random_matrix(c.n, c.k);
-    widen_spans(wf, c.n, c.k);
+    if (c.wide_weights) widen_spans(wf, c.n, c.k);
     const QuantizedTensor wq = quantize(fa, wf.data(), c.n, c.k);
     PreparedWeight pw = prepare_weight_cuda(wq);
     ASSERT_TRUE(quantized_matmul_needs_mma_operand(fa, pw, c.m));
     prepare_int8_prefill(pw, wq);
+    // Banded weights have no column scales (the fused GEMM cannot sum bands); one-band weights do.
+    ASSERT_EQ(pw.i8_col_scale.size() != 0, !c.wide_weights);
     ASSERT_FALSE(quantized_matmul_needs_mma_operand(fa, pw, c.m));
     ASSERT_TRUE(quantized_matmul_needs_mma_operand(fa, pw, 128));  // below 256 rows: the bf16 route
     std::vector<float> x = random_matrix(c.m, c.k, true), seen;
@@ -616,7 +622,7 @@ TEST_F(Cuda, W4A4Int8RouteIsExact) {
     std::vector<float> ye(size_t(c.m * c.n));
     synchronize();
     dexact.download(ye.data(), ye.size() * 4);
-    for (DType yt : {DType::F32, DType::BF16}) {
+    for (DType yt : {DType::F32, DType::BF16, DType::F16}) {
       const size_t eb = yt == DType::F32 ? 4 : 2;
       DeviceBuffer dy(size_t(c.m * c.n) * eb);
       dy.fill_bytes(0xFF);
@@ -646,7 +652,8 @@ TEST_F(Cuda, W4A4Int8RouteIsExact) {
           yf.push_back(y[o]);
           rf.push_back(ref[o]);
           if (yt == DType::F32) ASSERT_EQ(y[o], ye[o]) << "not the exact kernel's bits at " << i << ", " << j;
-          else ASSERT_EQ(y[o], bf16_to_f32(f32_to_bf16(ye[o]))) << i << ", " << j;
+          else if (yt == DType::BF16) ASSERT_EQ(y[o], bf16_to_f32(f32_to_bf16(ye[o]))) << i << ", " << j;
+          else ASSERT_EQ(y[o], f16_to_f32(f32_to_f16(ye[o]))) << i << ", " << j;
         }
       }
       EXPECT_GT(nan_rows, 0);

@@ -162,10 +162,12 @@ struct PreparedWeight {
   // The int8 image for W4A4 prefill (prepare_int8_prefill; empty otherwise): i8_rows "virtual rows" of k int8
   // values, row-major (i8_codes); a virtual row's value is int8 x i8_scale[v] (float64, a power of two); weight
   // row n is the sum of virtual rows i8_first[n] .. i8_first[n + 1] - 1 (int32, n + 1 entries).
+  // i8_col_scale (float64 per weight row: i8_scale x the row's global scale) only where every weight row is one
+  // virtual row: the GEMM with the scaling fused then applies it (int8_gemm_scaled).
   int64_t i8_rows = 0;
-  DeviceBuffer i8_codes, i8_scale, i8_first;
+  DeviceBuffer i8_codes, i8_scale, i8_first, i8_col_scale;
   size_t device_bytes() const { return plane4.size() + plane_hi.size() + scales.size() + row_global.size(); }
-  size_t int8_image_bytes() const { return i8_codes.size() + i8_scale.size() + i8_first.size(); }
+  size_t int8_image_bytes() const { return i8_codes.size() + i8_scale.size() + i8_first.size() + i8_col_scale.size(); }
 };
 
 // Why a weight format cannot be prepared (empty string when it can).

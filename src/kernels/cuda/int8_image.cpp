@@ -96,6 +96,16 @@ void prepare_int8_prefill(PreparedWeight& p, const QuantizedTensor& w) {
   p.i8_scale = to_device(im.scale.data(), im.scale.size() * sizeof(double));
   p.i8_first = to_device(im.first.data(), im.first.size() * sizeof(int32_t));
   p.i8_rows = im.rows;
+  // One virtual row per weight row: the column scales of the fused GEMM (int8_gemm_scaled), 2^base x the row's
+  // global scale, exact in float64.
+  p.i8_col_scale = DeviceBuffer();
+  if (im.rows == im.n) {
+    std::vector<double> col(size_t(im.n));
+    const bool per_row = w.format.global == GlobalScale::PerRow;
+    for (int64_t r = 0; r < im.n; ++r)
+      col[size_t(r)] = im.scale[size_t(r)] * double(per_row ? w.global_scale[size_t(r)] : p.global);
+    p.i8_col_scale = to_device(col.data(), col.size() * sizeof(double));
+  }
 }
 
 }  // namespace fpq::cuda

@@ -215,10 +215,27 @@ struct Int8FoldParams {
   uint16_t* fix_x = nullptr;        // fix-up rows: bf16 code values (slots x k)
   float* fix_s = nullptr;           // fix-up rows: group scales (slots x k/32)
   int* fix_row = nullptr;           // fix-up rows: the activation row of each slot
+  float* row_scale = nullptr;       // optional, per row: 2^exp; NaN for a NaN-scale row, 0 for a fix-up row
 };
 void launch_int8_fold(const Int8FoldParams& p, CUstream_st* stream);
 // D (m x nv int32, row-major) = X (m x k int8) * W (nv x k int8)^T on cuBLASLt.
 void int8_gemm(const int8_t* w, const int8_t* x, int32_t* d, int64_t m, int64_t nv, int64_t k, CUstream_st* stream);
+// y (m x n, row stride ldy, type ytype) = (X (m x k int8) * W (n x k int8)^T)[i, j] x col_scale[j] x row_scale[i],
+// in float64, rounded to float and then to ytype (the unfused epilogue's roundings): a CUTLASS GEMM with the
+// scaling in its epilogue (int8_gemm_scaled.cu).
+struct Int8ScaledGemmParams {
+  const int8_t* x = nullptr;
+  const int8_t* w = nullptr;
+  const double* col_scale = nullptr;  // n
+  const float* row_scale = nullptr;   // m
+  int64_t m = 0, n = 0, k = 0;
+  void* y = nullptr;
+  int ytype = kF32;
+  int64_t ldy = 0;
+};
+// Whether int8_gemm_scaled can run these operands: 16-byte aligned rows of x, w and y, k < 233016.
+bool int8_gemm_scaled_supported(int64_t n, int64_t k, int ytype, int64_t ldy, const void* y);
+void int8_gemm_scaled(const Int8ScaledGemmParams& p, CUstream_st* stream);
 struct Int8EpilogueParams {
   const int32_t* d = nullptr;  // m x nv
   int64_t m = 0, n = 0, nv = 0;

@@ -414,15 +414,24 @@ bool int8_route(const Format& act, const PreparedWeight& w, int64_t m) {
   return m >= kInt8MinM || w4a4_mode() == "int8";
 }
 
+// The int8 route's GEMM: by default CUTLASS with the scaling fused into its epilogue where the weight has one
+// virtual row per row and the output's rows are 16-byte aligned; otherwise (or FPQ_INT8_GEMM=cublas, for A/B
+// runs and tests) cuBLASLt's int32 product and a separate epilogue kernel.
+bool int8_fused(const PreparedWeight& w, const void* y, DType ytype) {
+  static const bool cublas = detail::env_choice("FPQ_INT8_GEMM", {"fused", "cublas"}) == "cublas";
+  return !cublas && w.i8_col_scale.size() != 0 && detail::int8_gemm_scaled_supported(w.n, w.k, dtype_code(ytype), w.n, y);
+}
+
 void matmul_w4a4_int8(const DeviceQuantized& a, const PreparedWeight& w, void* y, DType ytype, cudaStream_t stream) {
   const int64_t M = a.rows, K = a.cols, N = w.n, NV = w.i8_rows, G = K / 32;
+  const bool fused = int8_fused(w, y, ytype);
   auto up = [](size_t b) { return (b + 255) / 256 * 256; };
   // One scratch allocation: int8 activations, per-row exponent / slot, the fix-up counter, the fix-up rows'
-  // inputs and row numbers, D. The fix-up inputs are sized for every row (the count is known only on the
-  // device); their outputs go straight into y.
+  // inputs and row numbers, then D (unfused) or the row scales (fused). The fix-up inputs are sized for every
+  // row (the count is known only on the device); their outputs go straight into y.
   const size_t b_x = up(size_t(M * K)), b_e = up(size_t(M) * 4), b_s = up(size_t(M) * 4), b_c = 256,
                b_fx = up(size_t(M * K) * 2), b_fs = up(size_t(M * G) * 4), b_fr = up(size_t(M) * 4),
-               b_d = up(size_t(M * NV) * 4);
+               b_d = fused ? up(size_t(M) * 4) : up(size_t(M * NV) * 4);
   uint8_t* mem = nullptr;
   check(cudaMallocAsync(reinterpret_cast<void**>(&mem), b_x + b_e + b_s + b_c + b_fx + b_fs + b_fr + b_d, stream),
         "cudaMallocAsync");
@@ -444,11 +453,29 @@ void matmul_w4a4_int8(const DeviceQuantized& a, const PreparedWeight& w, void* y
   fp.fix_x = reinterpret_cast<uint16_t*>(take(b_fx));
   fp.fix_s = reinterpret_cast<float*>(take(b_fs));
   fp.fix_row = reinterpret_cast<int*>(take(b_fr));
-  int32_t* d = reinterpret_cast<int32_t*>(take(b_d));
+  uint8_t* last = take(b_d);
+  int32_t* d = fused ? nullptr : reinterpret_cast<int32_t*>(last);
+  if (fused) fp.row_scale = reinterpret_cast<float*>(last);
   check(cudaMemsetAsync(fp.fix_count, 0, sizeof(int), stream), "cudaMemsetAsync");
   detail::launch_int8_fold(fp, stream);
-  detail::int8_gemm(w.i8_codes.as<int8_t>(), fp.out, d, M, NV, K, stream);
-  // Rows that did not fold: the exact float64 kernel, over as many rows as the fold counted (on the device).
+  if (fused) {
+    detail::Int8ScaledGemmParams gp;
+    gp.x = fp.out;
+    gp.w = w.i8_codes.as<int8_t>();
+    gp.col_scale = w.i8_col_scale.as<double>();
+    gp.row_scale = fp.row_scale;
+    gp.m = M;
+    gp.n = N;
+    gp.k = K;
+    gp.y = y;
+    gp.ytype = dtype_code(ytype);
+    gp.ldy = N;
+    detail::int8_gemm_scaled(gp, stream);
+  } else {
+    detail::int8_gemm(w.i8_codes.as<int8_t>(), fp.out, d, M, NV, K, stream);
+  }
+  // Rows that did not fold: the exact float64 kernel, over as many rows as the fold counted (on the device). It
+  // runs after the GEMM: the fused GEMM writes those rows too (zeros; NaN rows: NaN).
   detail::ExactParams ep;
   ep.w = view_of(w);
   ep.x = fp.fix_x;
@@ -462,6 +489,10 @@ void matmul_w4a4_int8(const DeviceQuantized& a, const PreparedWeight& w, void* y
   ep.ytype = dtype_code(ytype);
   ep.ldy = N;
   detail::launch_exact(ep, stream);
+  if (fused) {
+    check(cudaFreeAsync(mem, stream), "cudaFreeAsync");
+    return;
+  }
   detail::Int8EpilogueParams pp;
   pp.d = d;
   pp.m = M;

@@ -76,11 +76,17 @@ __global__ void __launch_bounds__(256) fold_kernel(Int8FoldParams p) {
         p.fix_s[int64_t(slot) * G + g] = ldexpf(1.0f, int(rs[g]) - 127);
       }
     }
-    if (lane == 0) p.slot[r] = slot, p.exp[r] = 0;
+    if (lane == 0) {
+      p.slot[r] = slot, p.exp[r] = 0;
+      if (p.row_scale) p.row_scale[r] = slot == kRowNaN ? __int_as_float(0x7FC00000) : 0.0f;
+    }
     for (int g = lane; g < G; g += 32) out[2 * g] = out[2 * g + 1] = make_uint4(0, 0, 0, 0);
     return;
   }
-  if (lane == 0) p.slot[r] = kRowOk, p.exp[r] = base - 128;
+  if (lane == 0) {
+    p.slot[r] = kRowOk, p.exp[r] = base - 128;
+    if (p.row_scale) p.row_scale[r] = ldexpf(1.0f, base - 128);  // >= 2^-131: a float subnormal, exact
+  }
 #pragma unroll 4
   for (int g = lane; g < G; g += 32) {
     const uint4 w = rc[g];
@@ -259,12 +265,9 @@ void launch_int8_fold(const Int8FoldParams& p, CUstream_st* stream) {
 void launch_int8_epilogue(const Int8EpilogueParams& p, CUstream_st* stream) {
   if (p.m == 0 || p.n == 0) return;
   const int64_t bx = (p.n + 1023) / 1024;
-  // A grid of 16 CTAs per SM whose threads loop over the rows (measured). FPQ_INT8_EPILOGUE=rows: one row per
-  // block row instead (up to 65535), so that a thread's loads do not wait on its previous row's -- a candidate,
-  // not yet timed: the loop is a chain of 27 dependent row steps at 28672 x 2048, the shape where this session's
-  // int8 route got slower (docs/BENCHMARKS.md, 2026-12-06 13:55 UTC).
-  static const bool rows = env_choice("FPQ_INT8_EPILOGUE", {"loop", "rows"}) == "rows";
-  const int64_t by = rows ? p.m : std::min<int64_t>(p.m, std::max<int64_t>(1, int64_t(sm_count()) * 16 / bx));
+  // A grid of 16 CTAs per SM whose threads loop over the rows (measured: one row per block row instead was 4-8 us
+  // slower at M = 2048 on all three Llama shapes, H100, 2026-12-06 14:54 UTC).
+  const int64_t by = std::min<int64_t>(p.m, std::max<int64_t>(1, int64_t(sm_count()) * 16 / bx));
   epilogue_kernel<<<dim3(unsigned(bx), unsigned(std::min<int64_t>(by, 65535))), 256, 0, stream>>>(p);
   check_launch("epilogue_kernel");
 }
