@@ -86,30 +86,14 @@ struct ScaledInt8Gemm {
   }
 };
 
-// 128 x 128 x 128 tiles, two CTAs per cluster along M, ping-pong consumer warp groups: each warp group owns a
-// whole tile, so one group's epilogue overlaps the other's main loop.
+// 128 x 256 x 128 tiles, two CTAs per cluster along M (sharing the weight tile's loads), both consumer warp
+// groups on one tile. Measured against the other candidates (H100, 2026-12-06 15:22 UTC, M = 2048, matmul alone,
+// 4096x4096 / 28672x4096 / 4096x14336): this 65.2 / 332-336 / 179-181 us; 256 x 128 tiles, cluster 1 x 2:
+// 65-66 / 339-340 / 179; 128 x 128 ping-pong, cluster 2 x 1: 70-71 / 381-386 / 212-213.
 template <class ElementD>
-using PingPong128 = ScaledInt8Gemm<ElementD, Shape<_128, _128, _128>, Shape<_2, _1, _1>,
-                                   cutlass::gemm::KernelTmaWarpSpecializedPingpong, cutlass::epilogue::TmaWarpSpecialized>;
-
-// 256 x 128 (or 128 x 256) x 128 tiles, both consumer warp groups on one tile (each half of it).
-template <class ElementD>
-using Cooperative256x128 = ScaledInt8Gemm<ElementD, Shape<_256, _128, _128>, Shape<_1, _2, _1>,
-                                          cutlass::gemm::KernelTmaWarpSpecializedCooperative,
-                                          cutlass::epilogue::TmaWarpSpecializedCooperative>;
-template <class ElementD>
-using Cooperative128x256 = ScaledInt8Gemm<ElementD, Shape<_128, _256, _128>, Shape<_2, _1, _1>,
-                                          cutlass::gemm::KernelTmaWarpSpecializedCooperative,
-                                          cutlass::epilogue::TmaWarpSpecializedCooperative>;
-
-template <template <class> class Config>
-void run_typed(const Int8ScaledGemmParams& p, CUstream_st* stream) {
-  switch (p.ytype) {
-    case kF32: Config<float>::run(p, stream); break;
-    case kBF16: Config<cutlass::bfloat16_t>::run(p, stream); break;
-    default: Config<cutlass::half_t>::run(p, stream); break;
-  }
-}
+using Int8Gemm = ScaledInt8Gemm<ElementD, Shape<_128, _256, _128>, Shape<_2, _1, _1>,
+                                cutlass::gemm::KernelTmaWarpSpecializedCooperative,
+                                cutlass::epilogue::TmaWarpSpecializedCooperative>;
 
 }  // namespace
 
@@ -122,11 +106,11 @@ bool int8_gemm_scaled_supported(int64_t n, int64_t k, int ytype, int64_t ldy, co
 void int8_gemm_scaled(const Int8ScaledGemmParams& p, CUstream_st* stream) {
   if (p.m == 0 || p.n == 0) return;
   if (!int8_gemm_scaled_supported(p.n, p.k, p.ytype, p.ldy, p.y)) fail_message("int8 scaled matmul: unsupported operands");
-  // FPQ_INT8_TILE picks the kernel configuration (A/B runs).
-  static const std::string tile = env_choice("FPQ_INT8_TILE", {"pingpong128", "coop256x128", "coop128x256"});
-  if (tile == "coop256x128") run_typed<Cooperative256x128>(p, stream);
-  else if (tile == "coop128x256") run_typed<Cooperative128x256>(p, stream);
-  else run_typed<PingPong128>(p, stream);
+  switch (p.ytype) {
+    case kF32: Int8Gemm<float>::run(p, stream); break;
+    case kBF16: Int8Gemm<cutlass::bfloat16_t>::run(p, stream); break;
+    default: Int8Gemm<cutlass::half_t>::run(p, stream); break;
+  }
 }
 
 }  // namespace fpq::cuda::detail
