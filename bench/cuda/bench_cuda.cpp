@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "formats/quantize.h"
@@ -402,23 +403,10 @@ int main(int argc, char** argv) {
             }
             // The int8 route (the default with an image), then the bf16 tensor-core route on the same weights.
             time_pair(fmt::format("{}, int8 route", x4.name));
-            std::vector<PreparedWeight> held;
-            for (auto& pc : v) {
-              PreparedWeight h;
-              h.i8_rows = pc.i8_rows;
-              h.i8_codes = std::move(pc.i8_codes);
-              h.i8_scale = std::move(pc.i8_scale);
-              h.i8_first = std::move(pc.i8_first);
-              pc.i8_rows = 0;
-              held.push_back(std::move(h));
-            }
+            std::vector<int64_t> held;  // i8_rows = 0 turns the int8 route off (the image stays)
+            for (auto& pc : v) held.push_back(std::exchange(pc.i8_rows, 0));
             time_pair(fmt::format("{}, bf16 route", x4.name));
-            for (size_t c = 0; c < v.size(); ++c) {
-              v[c].i8_rows = held[c].i8_rows;
-              v[c].i8_codes = std::move(held[c].i8_codes);
-              v[c].i8_scale = std::move(held[c].i8_scale);
-              v[c].i8_first = std::move(held[c].i8_first);
-            }
+            for (size_t c = 0; c < v.size(); ++c) v[c].i8_rows = held[c];
           }
         }
         if (wanted("q4_0 x q8_1")) {

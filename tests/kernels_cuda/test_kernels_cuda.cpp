@@ -560,19 +560,38 @@ TEST(CudaInt8Image, HoldsTheDequantizedValues) {
     ASSERT_EQ(int8_image_unsupported(q), "");
     const Int8Image im = build_int8_image(q);
     const std::vector<float> d = dequantize(q);
+    ASSERT_EQ(im.rows, int64_t(im.scale.size()));
+    ASSERT_EQ(im.codes.size(), size_t(im.rows * k));
+    // Row r of an image: its top band (virtual row r) plus its other bands (rows >= n).
+    auto check_row = [&](const Int8Image& m, int64_t r, int64_t weight_row) {
+      ASSERT_GE(m.extra_first[size_t(r)], m.n);
+      ASSERT_LE(m.extra_first[size_t(r)], m.extra_first[size_t(r + 1)]);
+      for (int64_t c = 0; c < k; ++c) {
+        double v = double(m.codes[size_t(r * k + c)]) * m.scale[size_t(r)];
+        ASSERT_LE(std::abs(int(m.codes[size_t(r * k + c)])), 96);
+        for (int32_t b = m.extra_first[size_t(r)]; b < m.extra_first[size_t(r + 1)]; ++b) {
+          const int8_t i = m.codes[size_t(b * k + c)];
+          ASSERT_LE(std::abs(int(i)), 96);
+          v += double(i) * m.scale[size_t(b)];
+        }
+        ASSERT_EQ(v, double(d[size_t(weight_row * k + c)])) << fmt_name << " row " << weight_row << " col " << c;
+      }
+    };
     int64_t wide = 0;
     for (int64_t r = 0; r < n; ++r) {
-      wide += im.first[size_t(r + 1)] - im.first[size_t(r)] > 1;
-      ASSERT_GE(im.first[size_t(r + 1)], im.first[size_t(r)] + 1);
-      for (int64_t c = 0; c < k; ++c) {
-        double v = 0.0;
-        for (int32_t b = im.first[size_t(r)]; b < im.first[size_t(r + 1)]; ++b) {
-          const int8_t i = im.codes[size_t(b * k + c)];
-          ASSERT_LE(std::abs(int(i)), 96);
-          v += double(i) * im.scale[size_t(b)];
-        }
-        ASSERT_EQ(v, double(d[size_t(r * k + c)])) << fmt_name << " row " << r << " col " << c;
-      }
+      wide += im.extra_first[size_t(r + 1)] > im.extra_first[size_t(r)];
+      check_row(im, r, r);
+    }
+    ASSERT_EQ(im.extra_first[size_t(n)], im.rows);
+    // The banded rows' own image: the same values, row by row.
+    std::vector<int32_t> rows;
+    const Int8Image banded = banded_rows(im, rows);
+    ASSERT_EQ(banded.n, wide);
+    ASSERT_EQ(int64_t(rows.size()), wide);
+    ASSERT_EQ(banded.rows, wide + (im.rows - n));
+    for (int64_t j = 0; j < banded.n; ++j) {
+      ASSERT_GT(banded.extra_first[size_t(j + 1)], banded.extra_first[size_t(j)]);
+      check_row(banded, j, rows[size_t(j)]);
     }
     EXPECT_GT(wide, 0) << "no row took several bands";
   }
@@ -585,9 +604,11 @@ TEST(CudaInt8Image, HoldsTheDequantizedValues) {
 
 // W4A4 mxfp4 on the int8 tensor cores: without the bf16 mma operand (so the int8 route must be taken), against
 // the float64 product to 1e-5 and bit for bit against the exact float64 kernel (float(S) both). Weights with
-// one band per row (the CUTLASS GEMM with the scaling fused, where the output rows are 16-byte aligned) and with
-// several (cuBLASLt and the separate epilogue); activation rows that do not fold (the fix-up through the exact
-// kernel), NaN / Inf / zero groups, every output type; M, N and K not multiples of the GEMM's tiles.
+// one band per row and with several (the rows with several then also go through their own image), on the CUTLASS
+// GEMM with the scaling fused where the output rows are 16-byte aligned and on cuBLASLt and the separate
+// epilogue where not (N = 300 in 16-bit; FPQ_INT8_GEMM=cublas takes it everywhere); activation rows that do not
+// fold (the fix-up through the exact kernel), NaN / Inf / zero groups, every output type; M, N and K not
+// multiples of the GEMM's tiles.
 TEST_F(Cuda, W4A4Int8RouteIsExact) {
   const struct {
     int64_t m, n, k;
@@ -615,8 +636,8 @@ TEST_F(Cuda, W4A4Int8RouteIsExact) {
     PreparedWeight pw = prepare_weight_cuda(wq);
     ASSERT_TRUE(quantized_matmul_needs_mma_operand(fa, pw, c.m));
     prepare_int8_prefill(pw, wq);
-    // Banded weights have no column scales (the fused GEMM cannot sum bands); one-band weights do.
-    ASSERT_EQ(pw.i8_col_scale.size() != 0, !c.wide_weights);
+    // Banded weights have rows that the fused route multiplies apart; one-band weights none.
+    ASSERT_EQ(pw.i8_band_n != 0, c.wide_weights);
     ASSERT_FALSE(quantized_matmul_needs_mma_operand(fa, pw, c.m));
     ASSERT_TRUE(quantized_matmul_needs_mma_operand(fa, pw, 128));  // below 256 rows: the bf16 route
     std::vector<float> x = random_matrix(c.m, c.k, true), seen;

@@ -159,15 +159,20 @@ struct PreparedWeight {
   // products must vanish).
   bool rescale_ok = false;
   DeviceBuffer plane4, plane_hi, scales, row_global;  // row_global: float per row (per-row global) or empty
-  // The int8 image for W4A4 prefill (prepare_int8_prefill; empty otherwise): i8_rows "virtual rows" of k int8
-  // values, row-major (i8_codes); a virtual row's value is int8 x i8_scale[v] (float64, a power of two); weight
-  // row n is the sum of virtual rows i8_first[n] .. i8_first[n + 1] - 1 (int32, n + 1 entries).
-  // i8_col_scale (float64 per weight row: i8_scale x the row's global scale) only where every weight row is one
-  // virtual row: the GEMM with the scaling fused then applies it (int8_gemm_scaled).
-  int64_t i8_rows = 0;
-  DeviceBuffer i8_codes, i8_scale, i8_first, i8_col_scale;
+  // The int8 image for W4A4 prefill (prepare_int8_prefill; empty otherwise; Int8Image): i8_rows "virtual rows"
+  // of k int8 values, row-major (i8_codes), the first n weight row n's top band; a virtual row's value is int8 x
+  // i8_scale[v] (float64, a power of two); weight row n's other bands are virtual rows i8_extra_first[n] ..
+  // i8_extra_first[n + 1] - 1 (int32, n + 1 entries). i8_col_scale: float64 per weight row, its top band's scale x
+  // its global scale (the fused GEMM's column scales). The i8_band_* image holds the i8_band_n weight rows with
+  // several bands (weight rows i8_band_cols[j]; i8_band_rows virtual rows): the fused route redoes their columns.
+  int64_t i8_rows = 0, i8_band_n = 0, i8_band_rows = 0;
+  DeviceBuffer i8_codes, i8_scale, i8_extra_first, i8_col_scale;
+  DeviceBuffer i8_band_codes, i8_band_scale, i8_band_extra_first, i8_band_cols;
   size_t device_bytes() const { return plane4.size() + plane_hi.size() + scales.size() + row_global.size(); }
-  size_t int8_image_bytes() const { return i8_codes.size() + i8_scale.size() + i8_first.size() + i8_col_scale.size(); }
+  size_t int8_image_bytes() const {
+    return i8_codes.size() + i8_scale.size() + i8_extra_first.size() + i8_col_scale.size() + i8_band_codes.size() +
+           i8_band_scale.size() + i8_band_extra_first.size() + i8_band_cols.size();
+  }
 };
 
 // Why a weight format cannot be prepared (empty string when it can).
@@ -186,15 +191,17 @@ bool weight_fold_exact(const PreparedWeight& w);
 // wider span (or NaN scales) are recomputed by the exact float64 kernel (matmul_exact_cuda's), on the device,
 // without a host round trip.
 struct Int8Image {
-  int64_t n = 0, k = 0, rows = 0;  // rows: virtual rows
-  std::vector<int8_t> codes;       // rows x k
-  std::vector<double> scale;       // per virtual row: 2^e
-  std::vector<int32_t> first;      // n + 1
+  int64_t n = 0, k = 0, rows = 0;    // rows: virtual rows, >= n
+  std::vector<int8_t> codes;         // rows x k: row r < n is weight row r's top band; then the other bands
+  std::vector<double> scale;         // per virtual row: 2^e
+  std::vector<int32_t> extra_first;  // n + 1: weight row r's other bands are rows extra_first[r] .. [r + 1] - 1
 };
 // Why a weight cannot have an int8 image (empty when it can): E2M1 elements, E8M0 scales (no NaN scale code),
 // groups of a multiple of 32 columns, K a multiple of 32, planar layout.
 std::string int8_image_unsupported(const QuantizedTensor& w);
 Int8Image build_int8_image(const QuantizedTensor& w);
+// The weight rows of `im` with more than one band (their numbers in `rows`), as an image of their own.
+Int8Image banded_rows(const Int8Image& im, std::vector<int32_t>& rows);
 // Why activations of this format cannot take the int8 route (empty when they can): mxfp4 (E2M1, E8M0 groups of
 // 32, no global scale).
 std::string int8_route_unsupported(const Format& act);

@@ -1,7 +1,9 @@
 // The int8 image of an mxfp4-style weight (cuda_kernels.h, "W4A4 prefill on the int8 tensor cores"), built on
 // the host from the quantized tensor: a value is 2 x E2M1 (an integer, |i| <= 12) times 2^(s - 128) for the
 // E8M0 scale code s. A row's non-zero groups are banded by exponent from the largest one down, 4 exponents per
-// band; each band is one virtual row holding i << (e - base) (|v| <= 96) and the scale 2^base.
+// band; each band is one virtual row holding i << (e - base) (|v| <= 96) and the scale 2^base. Virtual row r < n
+// is weight row r's top band, so the first n rows are an n x k matrix of their own (the fused GEMM's operand);
+// the other bands follow.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -43,7 +45,12 @@ Int8Image build_int8_image(const QuantizedTensor& w) {
   Int8Image im;
   im.n = N;
   im.k = K;
-  im.first.assign(size_t(N + 1), 0);
+  im.rows = N;
+  im.codes.assign(size_t(N * K), 0);
+  im.scale.assign(size_t(N), 1.0);
+  im.extra_first.assign(size_t(N + 1), 0);
+  std::vector<int8_t> extra_codes;  // the rows' other bands, appended after the N top bands at the end
+  std::vector<double> extra_scale;
   int twice[16];
   for (uint32_t c = 0; c < 16; ++c) twice[c] = twice_e2m1(c);
   std::vector<int> exp_of(static_cast<size_t>(G));
@@ -59,32 +66,77 @@ Int8Image build_int8_image(const QuantizedTensor& w) {
       exp_of[size_t(g)] = int(sc[g]) - 128;
       if (nz) top = std::max(top, exp_of[size_t(g)]);
     }
-    // Bands present in this row (band b: exponents top - 4b - 3 .. top - 4b); an all-zero row keeps one.
-    std::map<int, int64_t> band_row;  // band -> virtual row
-    for (int64_t g = 0; g < G; ++g)
-      if (nonzero[size_t(g)]) band_row[(top - exp_of[size_t(g)]) / 4] = 0;
-    if (band_row.empty()) band_row[0] = 0;
-    for (auto& [b, v] : band_row) {
-      v = im.rows++;
-      const int base = top == -100000 ? 0 : top - 4 * b - 3;
-      im.scale.push_back(std::ldexp(1.0, base));
+    // Bands present in this row (band b: exponents top - 4b - 3 .. top - 4b). Band 0 (it holds the top group;
+    // an all-zero row keeps it, empty) is row r; the others get rows of their own after the N top bands.
+    std::map<int, int8_t*> band_dst;
+    band_dst[0] = im.codes.data() + r * K;
+    im.scale[size_t(r)] = std::ldexp(1.0, top == -100000 ? 0 : top - 3);
+    im.extra_first[size_t(r)] = int32_t(N + int64_t(extra_scale.size()));
+    std::map<int, size_t> extra_index;
+    for (int64_t g = 0; g < G; ++g) {
+      const int b = (top - exp_of[size_t(g)]) / 4;
+      if (!nonzero[size_t(g)] || b == 0 || extra_index.count(b)) continue;
+      extra_index[b] = 0;
     }
-    im.codes.resize(size_t(im.rows * K), 0);
+    for (auto& [b, at] : extra_index) {  // in band order
+      at = extra_scale.size();
+      extra_scale.push_back(std::ldexp(1.0, top - 4 * b - 3));
+    }
+    extra_codes.resize(extra_scale.size() * size_t(K), 0);
+    for (const auto& [b, at] : extra_index) band_dst[b] = extra_codes.data() + at * size_t(K);
     for (int64_t g = 0; g < G; ++g) {
       if (!nonzero[size_t(g)]) continue;
       const int b = (top - exp_of[size_t(g)]) / 4;
       const int shift = exp_of[size_t(g)] - (top - 4 * b - 3);
-      int8_t* dst = im.codes.data() + band_row[b] * K;
+      int8_t* dst = band_dst[b];
       for (int64_t c = g * gs; c < (g + 1) * gs; c += 2) {
         const uint8_t byte = rc[c / 2];
         dst[c] = int8_t(twice[byte & 15u] * (1 << shift));
         dst[c + 1] = int8_t(twice[byte >> 4] * (1 << shift));
       }
     }
-    im.first[size_t(r + 1)] = int32_t(im.rows);
   }
+  im.extra_first[size_t(N)] = int32_t(N + int64_t(extra_scale.size()));
+  im.rows = N + int64_t(extra_scale.size());
+  im.codes.insert(im.codes.end(), extra_codes.begin(), extra_codes.end());
+  im.scale.insert(im.scale.end(), extra_scale.begin(), extra_scale.end());
   return im;
 }
+
+Int8Image banded_rows(const Int8Image& im, std::vector<int32_t>& rows) {
+  rows.clear();
+  for (int64_t r = 0; r < im.n; ++r)
+    if (im.extra_first[size_t(r + 1)] > im.extra_first[size_t(r)]) rows.push_back(int32_t(r));
+  Int8Image b;
+  b.n = int64_t(rows.size());
+  b.k = im.k;
+  const size_t K = size_t(im.k);
+  for (int32_t r : rows) {  // top bands first, as in any image
+    b.codes.insert(b.codes.end(), im.codes.begin() + ptrdiff_t(size_t(r) * K), im.codes.begin() + ptrdiff_t(size_t(r + 1) * K));
+    b.scale.push_back(im.scale[size_t(r)]);
+  }
+  b.extra_first.push_back(int32_t(b.n));
+  for (int32_t r : rows) {
+    for (int32_t v = im.extra_first[size_t(r)]; v < im.extra_first[size_t(r + 1)]; ++v) {
+      b.codes.insert(b.codes.end(), im.codes.begin() + ptrdiff_t(size_t(v) * K), im.codes.begin() + ptrdiff_t(size_t(v + 1) * K));
+      b.scale.push_back(im.scale[size_t(v)]);
+    }
+    b.extra_first.push_back(int32_t(b.scale.size()));
+  }
+  b.rows = int64_t(b.scale.size());
+  return b;
+}
+
+namespace {
+
+// A host image's codes, scales and band ranges on the device.
+void upload_image(const Int8Image& im, DeviceBuffer& codes, DeviceBuffer& scale, DeviceBuffer& extra_first) {
+  codes = to_device(im.codes.data(), im.codes.size());
+  scale = to_device(im.scale.data(), im.scale.size() * sizeof(double));
+  extra_first = to_device(im.extra_first.data(), im.extra_first.size() * sizeof(int32_t));
+}
+
+}  // namespace
 
 void prepare_int8_prefill(PreparedWeight& p, const QuantizedTensor& w) {
   if (p.n != w.rows || p.k != w.cols || p.format.name != w.format.name)
@@ -92,19 +144,23 @@ void prepare_int8_prefill(PreparedWeight& p, const QuantizedTensor& w) {
          p.format.name, w.rows, w.cols, w.format.name);
   const Int8Image im = build_int8_image(w);
   if (im.rows > int64_t(INT32_MAX)) fail("prepare_int8_prefill: {} virtual rows", im.rows);
-  p.i8_codes = to_device(im.codes.data(), im.codes.size());
-  p.i8_scale = to_device(im.scale.data(), im.scale.size() * sizeof(double));
-  p.i8_first = to_device(im.first.data(), im.first.size() * sizeof(int32_t));
+  upload_image(im, p.i8_codes, p.i8_scale, p.i8_extra_first);
   p.i8_rows = im.rows;
-  // One virtual row per weight row: the column scales of the fused GEMM (int8_gemm_scaled), 2^base x the row's
-  // global scale, exact in float64.
-  p.i8_col_scale = DeviceBuffer();
-  if (im.rows == im.n) {
-    std::vector<double> col(size_t(im.n));
-    const bool per_row = w.format.global == GlobalScale::PerRow;
-    for (int64_t r = 0; r < im.n; ++r)
-      col[size_t(r)] = im.scale[size_t(r)] * double(per_row ? w.global_scale[size_t(r)] : p.global);
-    p.i8_col_scale = to_device(col.data(), col.size() * sizeof(double));
+  // The fused GEMM's column scales: the top band's 2^base x the row's global scale, exact in float64.
+  std::vector<double> col(size_t(im.n));
+  const bool per_row = w.format.global == GlobalScale::PerRow;
+  for (int64_t r = 0; r < im.n; ++r)
+    col[size_t(r)] = im.scale[size_t(r)] * double(per_row ? w.global_scale[size_t(r)] : p.global);
+  p.i8_col_scale = to_device(col.data(), col.size() * sizeof(double));
+  // Rows with several bands: their own image, which the fused route multiplies apart to redo their columns.
+  std::vector<int32_t> rows;
+  const Int8Image banded = banded_rows(im, rows);
+  p.i8_band_n = banded.n;
+  p.i8_band_rows = banded.rows;
+  for (DeviceBuffer* b : {&p.i8_band_codes, &p.i8_band_scale, &p.i8_band_extra_first, &p.i8_band_cols}) *b = DeviceBuffer();
+  if (banded.n) {
+    upload_image(banded, p.i8_band_codes, p.i8_band_scale, p.i8_band_extra_first);
+    p.i8_band_cols = to_device(rows.data(), rows.size() * sizeof(int32_t));
   }
 }
 

@@ -236,12 +236,15 @@ struct Int8ScaledGemmParams {
 // Whether int8_gemm_scaled can run these operands: 16-byte aligned rows of x, w and y, k < 233016.
 bool int8_gemm_scaled_supported(int64_t n, int64_t k, int ytype, int64_t ldy, const void* y);
 void int8_gemm_scaled(const Int8ScaledGemmParams& p, CUstream_st* stream);
+// y[i, col(j)] = float((D[i, j] x wscale[j] + sum over j's other bands b of D[i, b] x wscale[b]) x 2^exp[i] x
+// global(col(j))) for the n entries j of an int8 image (Int8Image's layout).
 struct Int8EpilogueParams {
   const int32_t* d = nullptr;  // m x nv
   int64_t m = 0, n = 0, nv = 0;
-  const int32_t* first = nullptr;  // n + 1: weight row n = virtual rows first[n] .. first[n + 1] - 1
-  int direct = 0;                  // virtual row n is weight row n (nv == n) and n % 4 == 0: vector path
-  const double* wscale = nullptr;  // per virtual row
+  const int32_t* extra_first = nullptr;  // n + 1: entry j's other bands are virtual rows extra_first[j] .. [j + 1] - 1
+  const int32_t* col = nullptr;          // n: entry j's output column (null: j)
+  int direct = 0;                        // nv == n, n % 4 == 0 and no col: vector path
+  const double* wscale = nullptr;        // per virtual row
   const int* exp = nullptr;
   const int* slot = nullptr;     // rows with a fix-up slot are skipped: the exact kernel wrote them
   float wglobal = 1.0f;

@@ -414,26 +414,28 @@ bool int8_route(const Format& act, const PreparedWeight& w, int64_t m) {
   return m >= kInt8MinM || w4a4_mode() == "int8";
 }
 
-// The int8 route's GEMM: by default CUTLASS with the scaling fused into its epilogue where the weight has one
-// virtual row per row and the output's rows are 16-byte aligned; otherwise (or FPQ_INT8_GEMM=cublas, for A/B
-// runs and tests) cuBLASLt's int32 product and a separate epilogue kernel.
+// The int8 route's GEMM: by default CUTLASS with the scaling fused into its epilogue (over the weight rows' top
+// bands; rows with several bands are redone apart) where the output's rows are 16-byte aligned; otherwise (or
+// FPQ_INT8_GEMM=cublas, for A/B runs and tests) cuBLASLt's int32 product over every band and a separate epilogue.
 bool int8_fused(const PreparedWeight& w, const void* y, DType ytype) {
   static const bool cublas = detail::env_choice("FPQ_INT8_GEMM", {"fused", "cublas"}) == "cublas";
-  return !cublas && w.i8_col_scale.size() != 0 && detail::int8_gemm_scaled_supported(w.n, w.k, dtype_code(ytype), w.n, y);
+  return !cublas && detail::int8_gemm_scaled_supported(w.n, w.k, dtype_code(ytype), w.n, y);
 }
 
 void matmul_w4a4_int8(const DeviceQuantized& a, const PreparedWeight& w, void* y, DType ytype, cudaStream_t stream) {
-  const int64_t M = a.rows, K = a.cols, N = w.n, NV = w.i8_rows, G = K / 32;
+  const int64_t M = a.rows, K = a.cols, N = w.n, G = K / 32;
   const bool fused = int8_fused(w, y, ytype);
+  // The int32 product D: every virtual row (unfused), or the banded rows' image only (fused; often none).
+  const int64_t NV = fused ? w.i8_band_rows : w.i8_rows;
   auto up = [](size_t b) { return (b + 255) / 256 * 256; };
   // One scratch allocation: int8 activations, per-row exponent / slot, the fix-up counter, the fix-up rows'
-  // inputs and row numbers, then D (unfused) or the row scales (fused). The fix-up inputs are sized for every
-  // row (the count is known only on the device); their outputs go straight into y.
+  // inputs and row numbers, the row scales (fused), D. The fix-up inputs are sized for every row (the count is
+  // known only on the device); their outputs go straight into y.
   const size_t b_x = up(size_t(M * K)), b_e = up(size_t(M) * 4), b_s = up(size_t(M) * 4), b_c = 256,
                b_fx = up(size_t(M * K) * 2), b_fs = up(size_t(M * G) * 4), b_fr = up(size_t(M) * 4),
-               b_d = fused ? up(size_t(M) * 4) : up(size_t(M * NV) * 4);
+               b_rs = fused ? up(size_t(M) * 4) : 0, b_d = up(size_t(M * NV) * 4);
   uint8_t* mem = nullptr;
-  check(cudaMallocAsync(reinterpret_cast<void**>(&mem), b_x + b_e + b_s + b_c + b_fx + b_fs + b_fr + b_d, stream),
+  check(cudaMallocAsync(reinterpret_cast<void**>(&mem), b_x + b_e + b_s + b_c + b_fx + b_fs + b_fr + b_rs + b_d, stream),
         "cudaMallocAsync");
   uint8_t* at = mem;
   auto take = [&](size_t b) {
@@ -453,15 +455,14 @@ void matmul_w4a4_int8(const DeviceQuantized& a, const PreparedWeight& w, void* y
   fp.fix_x = reinterpret_cast<uint16_t*>(take(b_fx));
   fp.fix_s = reinterpret_cast<float*>(take(b_fs));
   fp.fix_row = reinterpret_cast<int*>(take(b_fr));
-  uint8_t* last = take(b_d);
-  int32_t* d = fused ? nullptr : reinterpret_cast<int32_t*>(last);
-  if (fused) fp.row_scale = reinterpret_cast<float*>(last);
+  if (fused) fp.row_scale = reinterpret_cast<float*>(take(b_rs));
+  int32_t* d = reinterpret_cast<int32_t*>(take(b_d));
   check(cudaMemsetAsync(fp.fix_count, 0, sizeof(int), stream), "cudaMemsetAsync");
   detail::launch_int8_fold(fp, stream);
   if (fused) {
     detail::Int8ScaledGemmParams gp;
     gp.x = fp.out;
-    gp.w = w.i8_codes.as<int8_t>();
+    gp.w = w.i8_codes.as<int8_t>();  // its first N rows: the top bands
     gp.col_scale = w.i8_col_scale.as<double>();
     gp.row_scale = fp.row_scale;
     gp.m = M;
@@ -471,6 +472,7 @@ void matmul_w4a4_int8(const DeviceQuantized& a, const PreparedWeight& w, void* y
     gp.ytype = dtype_code(ytype);
     gp.ldy = N;
     detail::int8_gemm_scaled(gp, stream);
+    if (NV) detail::int8_gemm(w.i8_band_codes.as<int8_t>(), fp.out, d, M, NV, K, stream);
   } else {
     detail::int8_gemm(w.i8_codes.as<int8_t>(), fp.out, d, M, NV, K, stream);
   }
@@ -489,26 +491,26 @@ void matmul_w4a4_int8(const DeviceQuantized& a, const PreparedWeight& w, void* y
   ep.ytype = dtype_code(ytype);
   ep.ldy = N;
   detail::launch_exact(ep, stream);
-  if (fused) {
-    check(cudaFreeAsync(mem, stream), "cudaFreeAsync");
-    return;
+  // The epilogue: every column (unfused), or the banded rows' columns over the fused GEMM's partial ones.
+  if (NV) {
+    detail::Int8EpilogueParams pp;
+    pp.d = d;
+    pp.m = M;
+    pp.n = fused ? w.i8_band_n : N;
+    pp.nv = NV;
+    pp.extra_first = (fused ? w.i8_band_extra_first : w.i8_extra_first).as<int32_t>();
+    pp.col = fused ? w.i8_band_cols.as<int32_t>() : nullptr;
+    pp.direct = !fused && NV == N && N % 4 == 0 ? 1 : 0;
+    pp.wscale = (fused ? w.i8_band_scale : w.i8_scale).as<double>();
+    pp.exp = fp.exp;
+    pp.slot = fp.slot;
+    pp.wglobal = w.global;
+    pp.row_global = w.row_global.size() ? w.row_global.as<float>() : nullptr;
+    pp.y = y;
+    pp.ytype = dtype_code(ytype);
+    pp.ldy = N;
+    detail::launch_int8_epilogue(pp, stream);
   }
-  detail::Int8EpilogueParams pp;
-  pp.d = d;
-  pp.m = M;
-  pp.n = N;
-  pp.nv = NV;
-  pp.first = w.i8_first.as<int32_t>();
-  pp.direct = NV == N && N % 4 == 0 ? 1 : 0;
-  pp.wscale = w.i8_scale.as<double>();
-  pp.exp = fp.exp;
-  pp.slot = fp.slot;
-  pp.wglobal = w.global;
-  pp.row_global = w.row_global.size() ? w.row_global.as<float>() : nullptr;
-  pp.y = y;
-  pp.ytype = dtype_code(ytype);
-  pp.ldy = N;
-  detail::launch_int8_epilogue(pp, stream);
   check(cudaFreeAsync(mem, stream), "cudaFreeAsync");
 }
 

@@ -9,6 +9,9 @@
 //      straight into their rows of y.
 //   4. epilogue_kernel: y = float(sum over the weight row's bands of D x 2^band, x 2^base x global), in
 //      float64 (exact up to the one rounding to float), or NaN; it skips the fix-up rows.
+// Steps 2 and 4 are int8_gemm_scaled (int8_gemm_scaled.cu) where the output allows: a CUTLASS GEMM with that
+// scaling in its epilogue, over the weight rows' top bands; the weight rows with several bands are then
+// multiplied apart (their own image, cuBLASLt) and their columns rewritten by epilogue_kernel.
 #include <cublasLt.h>
 
 #include <algorithm>
@@ -103,17 +106,19 @@ __global__ void __launch_bounds__(256) fold_kernel(Int8FoldParams p) {
   }
 }
 
+// Entry j: its top band d[j] and its other bands; the global scale of its output column `col`.
 __device__ __forceinline__ float epilogue_value(const Int8EpilogueParams& p, const int32_t* d, int slot, double ascale,
-                                                int64_t n) {
+                                                int64_t j, int64_t col) {
   if (slot == kRowNaN) return __int_as_float(0x7FC00000);
-  double s = 0.0;
-  for (int32_t b = p.first[n], e = p.first[n + 1]; b < e; ++b) s += double(d[b]) * p.wscale[b];
-  const double gw = p.row_global ? double(p.row_global[n]) : double(p.wglobal);
+  double s = double(d[j]) * p.wscale[j];
+  for (int32_t b = p.extra_first[j], e = p.extra_first[j + 1]; b < e; ++b) s += double(d[b]) * p.wscale[b];
+  const double gw = p.row_global ? double(p.row_global[col]) : double(p.wglobal);
   return float(s * (ascale * gw));
 }
 
-// Block (x, y): 1024 outputs of rows y, y + gridDim.y, ...; each thread 4 consecutive ones. Where every weight row
-// is one virtual row and N is a multiple of 4 (`direct`), D is read as int4 and y written 4 values at a time.
+// Block (x, y): 1024 entries of rows y, y + gridDim.y, ...; each thread 4 consecutive ones. Where every weight row
+// is one virtual row, N is a multiple of 4 and entries are columns (`direct`), D is read as int4 and y written 4
+// values at a time.
 // The columns' weight scales are loaded once, before the row loop (y may alias nothing, but the compiler cannot
 // know that and reloaded them for every row).
 __global__ void __launch_bounds__(256) epilogue_kernel(Int8EpilogueParams p) {
@@ -152,7 +157,10 @@ __global__ void __launch_bounds__(256) epilogue_kernel(Int8EpilogueParams p) {
       }
       continue;
     }
-    for (int e = 0; e < 4 && n0 + e < p.n; ++e) store_typed(p.y, p.ytype, o + e, epilogue_value(p, d, slot, ascale, n0 + e));
+    for (int e = 0; e < 4 && n0 + e < p.n; ++e) {
+      const int64_t col = p.col ? p.col[n0 + e] : n0 + e;
+      store_typed(p.y, p.ytype, m * p.ldy + col, epilogue_value(p, d, slot, ascale, n0 + e, col));
+    }
   }
 }
 
