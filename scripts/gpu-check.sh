@@ -129,6 +129,13 @@ if [[ $TESTS == 1 ]]; then
     grep -E "^\[  (PASSED|FAILED|  OK|  SKIPPED) |^\[==========\]|Failure|Expected|Which is|rel err|differ|seed|cuda_available|mismatch" "$LOGS/$t.log" | head -60
     [[ $rc -ne 0 ]] && { echo "$t exit $rc"; STATUS=1; }
   done
+  # The W4A4 int8 route's GEMM paths that the default choice does not reach at the tests' small shapes.
+  for knob in FPQ_INT8_GEMM=cublas FPQ_INT8_TILE=large FPQ_INT8_TILE=streamk; do
+    env "$knob" timeout 120 "$BIN/test_kernels_cuda" --gtest_filter='Cuda.W4A4Int8*' >"$LOGS/int8_${knob//=/_}.log" 2>&1
+    rc=$?
+    echo "Cuda.W4A4Int8RouteIsExact with $knob: $(grep -E '^\[  (PASSED|FAILED) ' "$LOGS/int8_${knob//=/_}.log" | head -1)"
+    [[ $rc -ne 0 ]] && { grep -E "Failure|Expected|Which is" "$LOGS/int8_${knob//=/_}.log" | head -10; STATUS=1; }
+  done
 fi
 if [[ $SAN == 1 ]] && command -v compute-sanitizer >/dev/null; then
   echo "== compute-sanitizer (memcheck, racecheck) on the GPU tests"

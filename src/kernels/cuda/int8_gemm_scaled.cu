@@ -27,7 +27,7 @@ namespace {
 using namespace cute;
 
 // One kernel configuration (tile, cluster, schedules) for one output type.
-template <class ElementD, class Tile, class Cluster, class MainloopSchedule, class EpilogueSchedule>
+template <class ElementD, class Tile, class Cluster, class MainloopSchedule, class EpilogueSchedule, class Scheduler>
 struct ScaledInt8Gemm {
   static constexpr auto kRound = cutlass::FloatRoundStyle::round_to_nearest;
   // y[m, n] = row_scale[m] x (col_scale[n] x acc[m, n]), in float64. CUTLASS's "row" broadcast is a vector along
@@ -50,8 +50,7 @@ struct ScaledInt8Gemm {
       cutlass::layout::ColumnMajor, 16, int32_t, Tile, Cluster,
       cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(sizeof(typename Epilogue::SharedStorage))>,
       MainloopSchedule>::CollectiveOp;
-  using Kernel = cutlass::gemm::kernel::GemmUniversal<Shape<int, int, int, int>, Mainloop, Epilogue,
-                                                      cutlass::gemm::PersistentScheduler>;
+  using Kernel = cutlass::gemm::kernel::GemmUniversal<Shape<int, int, int, int>, Mainloop, Epilogue, Scheduler>;
   using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
 
   static void run(const Int8ScaledGemmParams& p, CUstream_st* stream) {
@@ -91,9 +90,25 @@ struct ScaledInt8Gemm {
 // 4096x4096 / 28672x4096 / 4096x14336): this 65.2 / 332-336 / 179-181 us; 256 x 128 tiles, cluster 1 x 2:
 // 65-66 / 339-340 / 179; 128 x 128 ping-pong, cluster 2 x 1: 70-71 / 381-386 / 212-213.
 template <class ElementD>
-using Int8Gemm = ScaledInt8Gemm<ElementD, Shape<_128, _256, _128>, Shape<_2, _1, _1>,
-                                cutlass::gemm::KernelTmaWarpSpecializedCooperative,
-                                cutlass::epilogue::TmaWarpSpecializedCooperative>;
+using LargeTiles = ScaledInt8Gemm<ElementD, Shape<_128, _256, _128>, Shape<_2, _1, _1>,
+                                  cutlass::gemm::KernelTmaWarpSpecializedCooperative,
+                                  cutlass::epilogue::TmaWarpSpecializedCooperative, cutlass::gemm::PersistentScheduler>;
+// Fewer output tiles than SMs (M = 128..512 at N = 4096: 16-64 tiles of 128 x 256, so most SMs idle while each
+// tile runs the whole K): 128 x 128 tiles, no cluster, and stream-K, which splits the K loop of the tiles over
+// the SMs and adds the int32 partial sums (exactly) before the epilogue.
+template <class ElementD>
+using StreamK = ScaledInt8Gemm<ElementD, Shape<_128, _128, _128>, Shape<_1, _1, _1>,
+                               cutlass::gemm::KernelTmaWarpSpecializedCooperative,
+                               cutlass::epilogue::TmaWarpSpecializedCooperative, cutlass::gemm::StreamKScheduler>;
+
+template <template <class> class Config>
+void run_typed(const Int8ScaledGemmParams& p, CUstream_st* stream) {
+  switch (p.ytype) {
+    case kF32: Config<float>::run(p, stream); break;
+    case kBF16: Config<cutlass::bfloat16_t>::run(p, stream); break;
+    default: Config<cutlass::half_t>::run(p, stream); break;
+  }
+}
 
 }  // namespace
 
@@ -106,11 +121,12 @@ bool int8_gemm_scaled_supported(int64_t n, int64_t k, int ytype, int64_t ldy, co
 void int8_gemm_scaled(const Int8ScaledGemmParams& p, CUstream_st* stream) {
   if (p.m == 0 || p.n == 0) return;
   if (!int8_gemm_scaled_supported(p.n, p.k, p.ytype, p.ldy, p.y)) fail_message("int8 scaled matmul: unsupported operands");
-  switch (p.ytype) {
-    case kF32: Int8Gemm<float>::run(p, stream); break;
-    case kBF16: Int8Gemm<cutlass::bfloat16_t>::run(p, stream); break;
-    default: Int8Gemm<cutlass::half_t>::run(p, stream); break;
-  }
+  // By output tiles of 128 x 256 against SMs; FPQ_INT8_TILE=large|streamk forces one (A/B runs, tests).
+  static const std::string force = env_choice("FPQ_INT8_TILE", {"auto", "large", "streamk"});
+  const int64_t tiles = (p.m + 127) / 128 * ((p.n + 255) / 256);
+  const bool large = force == "large" || (force != "streamk" && tiles >= sm_count());
+  if (large) run_typed<LargeTiles>(p, stream);
+  else run_typed<StreamK>(p, stream);
 }
 
 }  // namespace fpq::cuda::detail
