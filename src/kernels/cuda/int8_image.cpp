@@ -72,13 +72,10 @@ Int8Image build_int8_image(const QuantizedTensor& w) {
     band_dst[0] = im.codes.data() + r * K;
     im.scale[size_t(r)] = std::ldexp(1.0, top == -100000 ? 0 : top - 3);
     im.extra_first[size_t(r)] = int32_t(N + int64_t(extra_scale.size()));
-    std::map<int, size_t> extra_index;
-    for (int64_t g = 0; g < G; ++g) {
-      const int b = (top - exp_of[size_t(g)]) / 4;
-      if (!nonzero[size_t(g)] || b == 0 || extra_index.count(b)) continue;
-      extra_index[b] = 0;
-    }
-    for (auto& [b, at] : extra_index) {  // in band order
+    std::map<int, size_t> extra_index;  // band -> its row among the other bands, in band order
+    for (int64_t g = 0; g < G; ++g)
+      if (nonzero[size_t(g)] && top - exp_of[size_t(g)] >= 4) extra_index.emplace((top - exp_of[size_t(g)]) / 4, 0);
+    for (auto& [b, at] : extra_index) {
       at = extra_scale.size();
       extra_scale.push_back(std::ldexp(1.0, top - 4 * b - 3));
     }
