@@ -17,7 +17,11 @@
 # the working tree in the next call, so each half is kept outside it while the machine stays warm:
 #   scripts/gpu-check.sh --keep-parts     # GPU machine, once with .carry-m1 carried, once with .carry-m2
 # and the run joins the halves from .carry-mN/ or the kept copies (${TMPDIR:-/tmp}/fpq-model-parts/) and checks
-# the size and SHA-256.
+# the size and SHA-256. The pack and a half together exceed one call's carry, so --keep-parts keeps a carried
+# .carry/pack.tar.xz as well, and a run without .carry/ uses the kept pack. Three calls on one warm machine:
+#   carry .carry:     scripts/gpu-check.sh --keep-parts && scripts/gpu-check.sh --no-eval
+#   carry .carry-m1:  scripts/gpu-check.sh --keep-parts
+#   carry .carry-m2:  scripts/gpu-check.sh --eval-only
 #
 # Options for the run: --quick (one benchmark shape), --no-sanitizer, --no-bench, --no-tests, --no-decode,
 # --no-eval, --eval-only, --tokens N (perplexity token budget, default 16384).
@@ -74,11 +78,12 @@ PARTS="${TMPDIR:-/tmp}/fpq-model-parts"
 if [[ "${1:-}" == "--keep-parts" ]]; then
   mkdir -p "$PARTS"
   kept=0
+  if [[ -f "$CARRY/pack.tar.xz" ]]; then cp "$CARRY/pack.tar.xz" "$PARTS/pack.tar.xz" && kept=1; fi
   for d in .carry-m1 .carry-m2; do
     if [[ -f "$ROOT/$d/part" ]]; then cp "$ROOT/$d/part" "$PARTS/$d.part" && kept=1; fi
     if [[ -f "$ROOT/$d/INFO" ]]; then cp "$ROOT/$d/INFO" "$PARTS/$d.INFO"; fi
   done
-  [[ $kept == 1 ]] || { echo "gpu-check.sh: no .carry-m1/ or .carry-m2/ carried in this call" >&2; exit 2; }
+  [[ $kept == 1 ]] || { echo "gpu-check.sh: no .carry/, .carry-m1/ or .carry-m2/ carried in this call" >&2; exit 2; }
   ls -la "$PARTS"
   exit 0
 fi
@@ -100,13 +105,15 @@ while [[ $# -gt 0 ]]; do
 done
 LOGS="${OUT:-$ROOT/gpu-check-out}"
 mkdir -p "$LOGS"
-if [[ ! -f "$CARRY/pack.tar.xz" ]]; then
+PACK="$CARRY/pack.tar.xz"
+[[ -f "$PACK" ]] || PACK="$PARTS/pack.tar.xz"  # kept by an earlier --keep-parts on this machine
+if [[ ! -f "$PACK" ]]; then
   echo "gpu-check.sh: $CARRY/pack.tar.xz is missing: run 'scripts/gpu-check.sh --prepare' on the build machine and carry .carry" >&2
   exit 2
 fi
 RUN="${TMPDIR:-/tmp}/fpq-gpu-check"
 rm -rf "$RUN"; mkdir -p "$RUN"
-python3 -c "import tarfile,sys; tarfile.open(sys.argv[1], 'r:xz').extractall(sys.argv[2])" "$CARRY/pack.tar.xz" "$RUN" || exit 2
+python3 -c "import tarfile,sys; tarfile.open(sys.argv[1], 'r:xz').extractall(sys.argv[2])" "$PACK" "$RUN" || exit 2
 BIN="$RUN/bin"
 # Libraries: carried ones, the CUDA toolkit's, PyTorch's pip cuBLAS as a fallback.
 LIBS="$RUN/lib:/usr/local/cuda/lib64"

@@ -342,6 +342,7 @@ TEST_F(Cuda, WeightOnlyMatmulMatchesFloat64) {
       {"e2m1/e8m0/g128", 40, 512},
       {"mxfp6_e3m2", 56, 256},
       {"fp6_e3m2", 72, 384},
+      {"fp6_e3m2", 40, 8192},  // M = 1: the activation row in shared memory beside a ring of half the stages
       {"mxfp8_e4m3", 24, 512},
       {"q4_0", 40, 256},
       {"int4/fp16/g64", 33, 320},
@@ -730,6 +731,7 @@ TEST_F(Cuda, DecodeFusionsMatchFloat64) {
   const WeightCase weights[] = {
       {"mxfp4", 72, 512}, {"nvfp4", 40, 1024}, {"int4/fp16/g64", 34, 320}, {"fp8_e4m3", 24, 448},
       {"mxfp6_e2m3", 56, 256}, {"e2m1/e8m0/g128", 17000, 128},  // tall: two row tiles per CTA
+      {"fp6_e3m2", 40, 8192},  // one scale per row; the row beside a ring of half the stages
   };
   std::normal_distribution<float> nd(0.0f, 1.0f);
   for (const WeightCase& wc : weights) {

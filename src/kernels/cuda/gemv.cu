@@ -687,8 +687,8 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 :
 // already raised and two cached occupancy queries. Racing threads store the same values.
 struct LaunchCache {
   int done = 0;
-  size_t sizes[2] = {0, 0};
-  int blocks[2] = {0, 0};
+  size_t sizes[4] = {0, 0, 0, 0};
+  int blocks[4] = {0, 0, 0, 0};
   size_t cl_smem = 0;  // clusters_fit's last query: shared memory, cluster size, answer
   unsigned cl_x = 0;
   bool cl_fit = false;
@@ -718,12 +718,13 @@ void ensure_smem(K kernel, size_t smem, LaunchCache& c) {
 // CTAs per SM of an instantiation at a shared-memory size (cached: the query costs microseconds).
 template <typename K>
 int blocks_per_sm(K kernel, int threads, size_t smem, LaunchCache& c) {
-  for (int i = 0; i < 2; ++i)
-    if (c.blocks[i] > 0 && c.sizes[i] == smem) return c.blocks[i];
+  int i = 0;
+  for (; i < 4 && c.blocks[i] > 0; ++i)
+    if (c.sizes[i] == smem) return c.blocks[i];
   int b = 0;
   check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kernel, threads, smem), "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
   b = b > 0 ? b : 1;
-  const int i = c.blocks[0] > 0 && c.sizes[0] != smem ? 1 : 0;
+  if (i == 4) i = 3;  // (a launcher asks about at most three sizes)
   c.sizes[i] = smem;
   c.blocks[i] = b;
   return b;
@@ -751,6 +752,8 @@ bool clusters_fit(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //                       shared memory for M 17..32 where S <= 8 and the ring keeps two stages)
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
 //   FPQ_GEMV_SREG_PAD   bytes added to each row tile's scale region in a slot (default 0)
+//   FPQ_GEMV_ROW6       0: 6-bit codes with one scale per row (or group) read the activation row from global
+//                       memory at M = 1 (default 1: from shared memory, the ring shortened to make room)
 int tuning_knob(const char* name, int fallback, int lo, int hi) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return fallback;
@@ -768,6 +771,7 @@ struct Tuning {
   int split_cluster = tuning_knob("FPQ_GEMV_SPLIT_CLUSTER", 1, 0, 1);
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
+  int row6 = tuning_knob("FPQ_GEMV_ROW6", 1, 0, 1);
 };
 const Tuning& tuning() {
   static const Tuning t;
@@ -805,8 +809,8 @@ void start_kernel(K kernel, int64_t grid, int warps, size_t smem, CUstream_st* s
 }
 
 // The M = 1 paths that stage the activation row in shared memory.
-constexpr bool row_smem_kind(int fast, int nt, int bits, bool fold) {
-  return fast != 0 && nt == 1 && (bits == 4 || bits == 8 || (bits == 6 && fold));
+bool row_smem_kind(int fast, int nt, int bits, bool fold) {
+  return fast != 0 && nt == 1 && (bits == 4 || bits == 8 || (bits == 6 && (fold || tuning().row6 != 0)));
 }
 inline bool row_smem_path(int fast, int nt, int bits, bool fold, const GemvParams& p) {
   return row_smem_kind(fast, nt, bits, fold) && p.m == 1 && p.ldx % 2 == 0;
@@ -819,6 +823,7 @@ void launch_rt(GemvParams p, CUstream_st* stream) {
   // stages of 4 tiles) or exceed 200 KB.
   const int budget_kb = tuning().ring_kb >= 0 ? tuning().ring_kb : BITS == 4 ? 110 : 200;
   const int lg = ring_log2(W, rs.slot, 0, budget_kb, tuning().ring_kb >= 0 ? 3 : 2);
+  int lg_run = lg;
   const size_t ring = size_t(W) * (size_t(1) << lg) * rs.slot;
   const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB, RT>;
   static DeviceLaunchCaches caches;  // per instantiation
@@ -835,14 +840,20 @@ void launch_rt(GemvParams p, CUstream_st* stream) {
       ensure_smem(kernel, with_x, cache);
       const int b_ring = blocks_per_sm(kernel, W * 32, ring, cache);
       const int b_x = blocks_per_sm(kernel, W * 32, with_x, cache);
-      if (b_x >= b_ring || p.rms_x) smem = with_x, p.x_smem = 1, per_sm = b_x;
+      // 6-bit codes: where the row costs CTAs per SM, a ring of half the stages next to it keeps them (4096 x
+      // 14336 fp6_e3m2: 4 stages of 1.5 KB per warp without the row, 2 with it).
+      const bool halve = b_x < b_ring && BITS == 6 && tuning().row6 != 0 && lg >= 2 && tuning().ring_kb < 0;
+      const size_t half_x = ring / 2 + size_t(p.w.k) * 2;
+      const int b_half = halve ? blocks_per_sm(kernel, W * 32, half_x, cache) : 0;
+      if (halve && b_half >= b_ring) smem = half_x, p.x_smem = 1, per_sm = b_half, lg_run = lg - 1;
+      else if (b_x >= b_ring || p.rms_x) smem = with_x, p.x_smem = 1, per_sm = b_x;
     }
   }
   if (p.rms_x && !p.x_smem) fail_message("decode kernel: the RMSNorm prologue needs the activation row in shared memory (K too large for it)");
   ensure_smem(kernel, smem, cache);
   if (per_sm == 0) per_sm = blocks_per_sm(kernel, W * 32, smem, cache);
   const int64_t grid = std::min<int64_t>((p.w.n_tiles + RT - 1) / RT, int64_t(per_sm) * sm_count());
-  start_kernel(kernel, grid, W, smem, stream, p, lg, rs, "gemv_kernel launch");
+  start_kernel(kernel, grid, W, smem, stream, p, lg_run, rs, "gemv_kernel launch");
 }
 
 // The split kernel (KS) for M >= FPQ_GEMV_SPLIT_M (5): false where it does not apply (activation rows not
