@@ -41,9 +41,12 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
 // A stage is ST consecutive 64-column tiles of one warp's contiguous K range, fetched by one lane with bulk
 // copies (the copy engine) that complete on the stage's mbarrier. Issuing a stage costs about a hundred
 // instructions of the warp, so 4-bit codes (the smallest tiles) take four tiles per stage, wider codes two.
-// 6-bit codes with the fused fold take four as well (measured on an H200 with the activation row in shared
-// memory: mxfp6_e2m3 1.04-1.12x at M = 1; fp6_e3m2's per-row scales 0.95-0.97x, so they keep two).
-__host__ __device__ constexpr int stage_tiles(int bits, bool fold) { return bits == 4 || (bits == 6 && fold) ? 4 : 2; }
+// 6-bit codes with the fused fold take four in the kernels for several activation rows (one = NT == 1 and not
+// the split kernel: M <= 4), where two measured 0.90-0.96x at M = 16 (H100, docs/BENCHMARKS.md 2026-12-06); at
+// M = 1 two stages' worth of them leave room for the activation row in shared memory (1.10-1.19x).
+__host__ __device__ constexpr int stage_tiles(int bits, bool fold, bool one) {
+  return bits == 4 || (bits == 6 && fold && !one) ? 4 : 2;
+}
 __host__ __device__ constexpr int hi_lane_bytes(int bits) { return bits == 8 ? 16 : bits == 6 ? 8 : bits == 5 ? 4 : 0; }
 // Scale groups a stage can touch. Stages start on tile boundaries, which are group boundaries only where the
 // group divides 64: a warp's K range starts at tile KT * w / warps (a split's at KT * s / S), so a stage of 4
@@ -57,8 +60,8 @@ __host__ __device__ inline int scale_region(int group, int sb, int st) {
   return (stage_groups(group, st) * 16 * sb + 15) / 16 * 16;
 }
 // A slot holds RT row tiles' stage: [RT x codes (low planes)][RT x high planes][RT x scales].
-__host__ __device__ inline int slot_bytes(int bits, int group, int sb, int rt, bool fold) {
-  const int st = stage_tiles(bits, fold);
+__host__ __device__ inline int slot_bytes(int bits, int group, int sb, int rt, bool fold, bool one) {
+  const int st = stage_tiles(bits, fold, one);
   return rt * (st * 512 + st * 32 * hi_lane_bytes(bits) + scale_region(group, sb, st));
 }
 
@@ -121,7 +124,7 @@ template <int BITS, int DEC, bool HALF, int NT, int kWarps, int MODE, int FAST, 
 __global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 : 2) : NT == 1 ? 2 : NT == 2 ? 3 : 2)
     gemv_kernel(GemvParams p, int ring_log2, int slot, int sreg, uint32_t e8_add) {
   constexpr bool FULL = FAST != 0;
-  constexpr int kST = stage_tiles(BITS, is_fold(MODE));
+  constexpr int kST = stage_tiles(BITS, is_fold(MODE), NT == 1 && !KS);
   const int kD = 1 << ring_log2;
   extern __shared__ __align__(16) uint8_t smem[];
   const WeightView& w = p.w;
@@ -784,11 +787,11 @@ struct RingStage {
   int data = 0, sreg = 0;
   size_t slot = 0;
 };
-template <int BITS, int MODE, int RT>
+template <int BITS, int MODE, int RT, bool ONE>
 RingStage ring_stage(const GemvParams& p) {
   RingStage r;
-  r.sreg = scale_region(p.w.group, p.w.sb, stage_tiles(BITS, is_fold(MODE))) + tuning().sreg_pad;
-  r.data = slot_bytes(BITS, p.w.group, p.w.sb, RT, is_fold(MODE)) + RT * tuning().sreg_pad + tuning().slot_pad;
+  r.sreg = scale_region(p.w.group, p.w.sb, stage_tiles(BITS, is_fold(MODE), ONE)) + tuning().sreg_pad;
+  r.data = slot_bytes(BITS, p.w.group, p.w.sb, RT, is_fold(MODE), ONE) + RT * tuning().sreg_pad + tuning().slot_pad;
   r.slot = size_t(r.data) + 8;
   return r;
 }
@@ -818,7 +821,7 @@ inline bool row_smem_path(int fast, int nt, int bits, bool fold, const GemvParam
 
 template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB, int RT, int W>
 void launch_rt(GemvParams p, CUstream_st* stream) {
-  const RingStage rs = ring_stage<BITS, MODE, RT>(p);
+  const RingStage rs = ring_stage<BITS, MODE, RT, NT == 1>(p);
   // Up to 4 stages in flight per warp, fewer where the ring would stop two CTAs sharing an SM (4-bit: 2
   // stages of 4 tiles) or exceed 200 KB.
   const int budget_kb = tuning().ring_kb >= 0 ? tuning().ring_kb : BITS == 4 ? 110 : 200;
@@ -878,7 +881,7 @@ bool launch_split_rt(GemvParams p, CUstream_st* stream) {
   // Measured on an H100 (docs/BENCHMARKS.md, 2026-12-06): a win at M 17..32 (kSl = 16: the global form moved
   // units x S x 2 KB through L2, 29 MB at 28672 x 4096), none at M <= 16; and only while the buffers leave the
   // ring two stages (6-bit codes, one stage: slower).
-  const RingStage rs = ring_stage<BITS, MODE, RT>(p);
+  const RingStage rs = ring_stage<BITS, MODE, RT, false>(p);
   const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB, RT, true>;
   static DeviceLaunchCaches caches;  // per instantiation
   LaunchCache& cache = caches.current();
