@@ -21,10 +21,11 @@
 # .carry/pack.tar.xz as well, and a run without .carry/ uses the kept pack. Three calls on one warm machine:
 #   carry .carry:     scripts/gpu-check.sh --keep-parts && scripts/gpu-check.sh --no-eval
 #   carry .carry-m1:  scripts/gpu-check.sh --keep-parts
-#   carry .carry-m2:  scripts/gpu-check.sh --eval-only
+#   carry .carry-m2:  scripts/gpu-check.sh --eval-only --bundle
 #
 # Options for the run: --quick (one benchmark shape), --no-sanitizer, --no-bench, --no-tests, --no-decode,
-# --no-eval, --eval-only, --tokens N (perplexity token budget, default 16384).
+# --no-eval, --eval-only, --tokens N (perplexity token budget, default 16384), --bundle (the logs as one
+# logs.tar.gz: the device tool brings back at most eight files from a call).
 # Logs go to $OUT (or ./gpu-check-out): tests.log, sanitizer.log, bench.log, decode.log, eval.log, ...
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -88,7 +89,7 @@ if [[ "${1:-}" == "--keep-parts" ]]; then
   exit 0
 fi
 
-QUICK=""; SAN=1; BENCH=1; TESTS=1; DECODE=1; EVAL=1; TOKENS=16384
+QUICK=""; SAN=1; BENCH=1; TESTS=1; DECODE=1; EVAL=1; TOKENS=16384; BUNDLE=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK="--quick" ;;
@@ -99,6 +100,7 @@ while [[ $# -gt 0 ]]; do
     --no-eval) EVAL=0 ;;
     --eval-only) SAN=0; BENCH=0; TESTS=0; DECODE=0 ;;
     --tokens) TOKENS="$2"; shift ;;
+    --bundle) BUNDLE=1 ;;
     *) echo "gpu-check.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -203,5 +205,10 @@ if [[ $BENCH == 1 ]]; then
   rc=$?
   [[ $rc -ne 0 ]] && { echo "bench_cuda exit $rc"; tail -5 "$LOGS/bench.err"; STATUS=1; }
   cat "$LOGS/bench.log"
+fi
+if [[ $BUNDLE == 1 ]]; then  # every log of this run in one archive (written aside, then renamed)
+  (cd "$LOGS" && find . -maxdepth 1 -type f ! -name 'logs.tar.gz*' ! -name '.bundle-list' -printf '%P\n' | sort >.bundle-list &&
+    tar -czf logs.tar.gz.tmp -T .bundle-list && mv logs.tar.gz.tmp logs.tar.gz && xargs rm -f <.bundle-list && rm -f .bundle-list) ||
+    { echo "gpu-check.sh: could not bundle the logs in $LOGS" >&2; STATUS=1; }
 fi
 exit $STATUS
