@@ -687,7 +687,7 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 :
 }
 
 // Per-instantiation launch state (a function-local static of the launcher): the dynamic shared-memory limit
-// already raised and two cached occupancy queries. Racing threads store the same values.
+// already raised and up to four cached occupancy queries. Racing threads store the same values.
 struct LaunchCache {
   int done = 0;
   size_t sizes[4] = {0, 0, 0, 0};
@@ -755,8 +755,9 @@ bool clusters_fit(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //                       shared memory for M 17..32 where S <= 8 and the ring keeps two stages)
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
 //   FPQ_GEMV_SREG_PAD   bytes added to each row tile's scale region in a slot (default 0)
-//   FPQ_GEMV_ROW6       0: 6-bit codes with one scale per row (or group) read the activation row from global
-//                       memory at M = 1 (default 1: from shared memory, the ring shortened to make room)
+//   FPQ_GEMV_ROW6       0: 6-bit codes keep their full ring at M = 1, so the activation row stays in global memory
+//                       where it does not fit beside it (always, for codes without the fused fold); default 1:
+//                       the ring halved to make room for the row
 int tuning_knob(const char* name, int fallback, int lo, int hi) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return fallback;
