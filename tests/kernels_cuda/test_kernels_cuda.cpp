@@ -394,6 +394,14 @@ TEST_F(Cuda, WeightOnlyMatmulTallWeight) {
   }
 }
 
+// The split kernel as one 16-warp CTA per SM (FPQ_GEMV_SPLIT_WIDE): on a 132-SM GPU, 1063 row tiles of K = 4096
+// take it at M 5..16 with S = 1 (every warp one whole row tile, sums stored directly); M = 7 and 16 repeat the
+// last activation row into the unused B columns. (Under FPQ_GEMV_SPLIT_WIDE=2 every split launch of this file
+// takes it, S > 1 included.)
+TEST_F(Cuda, WeightOnlyMatmulWideSplit) {
+  for (const char* name : {"mxfp4", "fp6_e3m2"}) expect_weight_only_matches(*this, name, 17000, 4096, {7, 16});
+}
+
 // Warps' K ranges (KT * w / warps tiles) that start mid-group: at K = 2304 (36 tiles) a 4-tile stage of a
 // 128-column group can touch 3 scale groups, the split kernel's ranges (M = 8) likewise; N = 6000 (375 row
 // tiles) also makes CTAs take a second row tile through the same rings.

@@ -121,7 +121,7 @@ __host__ __device__ constexpr bool is_fold(int mode) { return mode == kFold || m
 // Without it every CTA read its row tile's whole activation matrix from L2 (at M = 16, 58 MB for a
 // 4096 x 14336 weight of 31 MB) and few CTAs were left to hide those loads.
 template <int BITS, int DEC, bool HALF, int NT, int kWarps, int MODE, int FAST, int SB, int RT, bool KS = false>
-__global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 : 2) : NT == 1 ? 2 : NT == 2 ? 3 : 2)
+__global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT == 2 ? (NT == 1 ? 3 : 2) : NT == 1 ? 2 : NT == 2 ? 3 : 2)
     gemv_kernel(GemvParams p, int ring_log2, int slot, int sreg, uint32_t e8_add) {
   constexpr bool FULL = FAST != 0;
   constexpr int kST = stage_tiles(BITS, is_fold(MODE), NT == 1 && !KS);
@@ -139,7 +139,12 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 :
   const int S = KS ? p.splits : 1;
   const int split = KS ? int(blockIdx.x) % S : 0;
   const uint32_t n_cta = KS ? gridDim.x / uint32_t(S) : gridDim.x;
-  const uint32_t u_first = KS ? (blockIdx.x / uint32_t(S)) * kWarps + uint32_t(warp) : blockIdx.x;
+  // WIDE (the split kernel as one 16-warp CTA per SM, launch_split_rt): warp w of CTA b serves units b + n_cta * w,
+  // ..., so that every SM gets units (13 or 14 of 1792 on 132 SMs) where CTA-contiguous units left 20 SMs idle.
+  constexpr bool WIDE = KS && kWarps >= 16;
+  const uint32_t u_first = KS ? (WIDE ? blockIdx.x / uint32_t(S) + n_cta * uint32_t(warp)
+                                      : (blockIdx.x / uint32_t(S)) * kWarps + uint32_t(warp))
+                              : blockIdx.x;
   const uint32_t u_step = KS ? n_cta * kWarps : n_cta;
   const int n_rt = int(u_first) < n_units ? (n_units - int(u_first) + int(u_step) - 1) / int(u_step) : 0;
   // KS with p.cluster: the CTAs of a cluster (the S splits of the same row tiles) meet at a cluster barrier once
@@ -147,7 +152,7 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 :
   const bool kc = KS && p.cluster;
   int n_rounds = n_rt;
   if (kc) {
-    const int u0 = int(u_first) - warp;
+    const int u0 = WIDE ? int(blockIdx.x) / S : int(u_first) - warp;
     n_rounds = u0 < n_units ? (n_units - u0 + int(u_step) - 1) / int(u_step) : 0;
   }
   const GroupInfo G = make_group_info(w.group, w.k);
@@ -372,12 +377,37 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 :
     // 1-6% slower on an H100: docs/BENCHMARKS.md, 2026-12-05.)
     const int vpr = (ks1 - ks0) * 8;  // 16-byte words per row
     uint8_t* xk = reinterpret_cast<uint8_t*>(xs_words);
+    if constexpr (WIDE) {
+      // Up to 128 KB per CTA: sixteen loads per thread issued before the first store (one L2 round trip, not
+      // one per word).
+      constexpr int kU = 16;
+      const int total = NT * 8 * vpr;
+      for (int i0 = threadIdx.x; i0 < total; i0 += kU * kWarps * 32) {
+        uint4 val[kU];
+#pragma unroll
+        for (int u = 0; u < kU; ++u) {
+          const int i = i0 + u * kWarps * 32;
+          if (i >= total) break;
+          const int r = i / vpr, v = i - r * vpr;
+          const int m = r < p.m ? r : int(p.m) - 1;
+          val[u] = *reinterpret_cast<const uint4*>(x + int64_t(m) * p.ldx + int64_t(ks0) * 64 + v * 8);
+        }
+#pragma unroll
+        for (int u = 0; u < kU; ++u) {
+          const int i = i0 + u * kWarps * 32;
+          if (i >= total) break;
+          const int r = i / vpr, v = i - r * vpr;
+          *reinterpret_cast<uint4*>(xk + uint32_t(r) * xk_stride + uint32_t(v) * 16u) = val[u];
+        }
+      }
+    } else {
 #pragma unroll 4
-    for (int i = threadIdx.x; i < NT * 8 * vpr; i += kWarps * 32) {
-      const int r = i / vpr, v = i - r * vpr;
-      const int m = r < p.m ? r : int(p.m) - 1;
-      const uint4 val = *reinterpret_cast<const uint4*>(x + int64_t(m) * p.ldx + int64_t(ks0) * 64 + v * 8);
-      *reinterpret_cast<uint4*>(xk + uint32_t(r) * xk_stride + uint32_t(v) * 16u) = val;
+      for (int i = threadIdx.x; i < NT * 8 * vpr; i += kWarps * 32) {
+        const int r = i / vpr, v = i - r * vpr;
+        const int m = r < p.m ? r : int(p.m) - 1;
+        const uint4 val = *reinterpret_cast<const uint4*>(x + int64_t(m) * p.ldx + int64_t(ks0) * 64 + v * 8);
+        *reinterpret_cast<uint4*>(xk + uint32_t(r) * xk_stride + uint32_t(v) * 16u) = val;
+      }
     }
   }
   // The lookup table, the RMSNorm row and the split's activations are the CTA's; barriers and a plain row
@@ -624,6 +654,15 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? 2 : RT == 2 ? (NT == 1 ? 3 :
       }
       continue;
     }
+    if (S == 1) {  // the whole K range: nothing to add
+#pragma unroll
+      for (int h = 0; h < RT; ++h)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) store_out(rt0, (h * NT + nt) * 4 + r, lane, acc[h][nt][r]);
+      continue;
+    }
     // This split's partial sums -> p.ws[unit][split][lane][slot]; the unit's last warp adds the splits in order.
     float* wsu = p.ws + size_t(unit) * size_t(S) * (kSl * 32);
     float4* dst = reinterpret_cast<float4*>(wsu + (size_t(split) * 32 + lane) * kSl);
@@ -753,6 +792,8 @@ bool clusters_fit(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //   FPQ_GEMV_SPLIT_S    K splits of the split kernel, a power of two (default 0: chosen per shape)
 //   FPQ_GEMV_SPLIT_CLUSTER  0: the split kernel's partial sums meet in global memory (default 1: in a cluster's
 //                       shared memory for M 17..32 where S <= 8 and the ring keeps two stages)
+//   FPQ_GEMV_SPLIT_WIDE 0: the split kernel always as two 8-warp CTAs per SM; 2: always as one 16-warp CTA per
+//                       SM where the split's activations fit (tests); default 1: where it needs fewer splits
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
 //   FPQ_GEMV_SREG_PAD   bytes added to each row tile's scale region in a slot (default 0)
 //   FPQ_GEMV_ROW6       0: 6-bit codes keep their full ring at M = 1, so the activation row stays in global memory
@@ -773,6 +814,7 @@ struct Tuning {
   int split_m = tuning_knob("FPQ_GEMV_SPLIT_M", 5, 2, 33);
   int split_s = tuning_knob("FPQ_GEMV_SPLIT_S", 0, 0, 64);
   int split_cluster = tuning_knob("FPQ_GEMV_SPLIT_CLUSTER", 1, 0, 1);
+  int split_wide = tuning_knob("FPQ_GEMV_SPLIT_WIDE", 1, 0, 2);
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
   int row6 = tuning_knob("FPQ_GEMV_ROW6", 1, 0, 1);
@@ -861,24 +903,45 @@ void launch_rt(GemvParams p, CUstream_st* stream) {
 }
 
 // The split kernel (KS) for M >= FPQ_GEMV_SPLIT_M (5): false where it does not apply (activation rows not
-// 16-byte aligned, the RMSNorm prologue, a split's activations over 60 KB).
-// S (a power of two) grows while the (row-tile unit, split) pairs stay under one per warp slot of two 8-warp
-// CTAs per SM, each split keeps at least 4 tiles, and until the split's activations fit in 60 KB; the ring
-// takes what two CTAs per SM leave.
-template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB, int RT>
-bool launch_split_rt(GemvParams p, CUstream_st* stream) {
-  constexpr int W = 8, kSl = RT * NT * 4;
-  const int64_t KT = p.w.k_tiles, units = (p.w.n_tiles + RT - 1) / RT;
-  const int64_t slots = int64_t(2) * W * sm_count();
+// 16-byte aligned, the RMSNorm prologue, a split's activations over what the CTA form leaves them).
+// S (a power of two) grows while the (row-tile unit, split) pairs stay under one per warp slot (16 per SM),
+// each split keeps at least 4 tiles, and until the split's activations fit: in 60 KB for two 8-warp CTAs per
+// SM (the ring takes what they leave); in what a ring of two stages leaves of 220 KB for the WIDE form, one
+// 16-warp CTA per SM. WIDE is taken where it needs fewer splits and every warp gets at most one unit (28672 x
+// 4096 at M 5..16: S = 1, no partial sums at all, where two 8-warp CTAs needed S = 2 or 4 for their 60 KB).
+struct SplitPlan {
+  int64_t s = 1;
+  bool wide = false;
+};
+template <int NT>
+SplitPlan plan_split(const GemvParams& p, size_t slot) {
+  const int64_t KT = p.w.k_tiles, units = p.w.n_tiles;
+  const int64_t slots = int64_t(16) * sm_count();
   auto x_bytes = [&](int64_t s) { return size_t(NT * 8) * size_t(((KT + s - 1) / s) * 128 + 16); };
-  int64_t S = 1;
-  while (2 * S * units <= slots && KT / (2 * S) >= 4) S *= 2;
-  while (x_bytes(S) > 60 * 1024 && KT / (2 * S) >= 2) S *= 2;
-  if (tuning().split_s > 0) S = std::min<int64_t>(tuning().split_s, KT);
-  if (x_bytes(S) > 60 * 1024) return false;
-  // Cluster form (S <= 8, a portable cluster size): the S splits of a row tile are a cluster's CTAs, and their
-  // partial sums meet in shared memory (two buffers of W x kSl x 32 floats per CTA) instead of global memory, a
-  // fence and a counter per row tile.
+  int64_t s0 = 1;
+  while (2 * s0 * units <= slots && KT / (2 * s0) >= 4) s0 *= 2;
+  auto grow = [&](int64_t s, size_t budget) {
+    while (x_bytes(s) > budget && KT / (2 * s) >= 2) s *= 2;
+    return s;
+  };
+  const size_t wide_budget = size_t(220 * 1024) > 16 * 2 * slot ? size_t(220 * 1024) - 16 * 2 * slot : 0;
+  SplitPlan narrow{grow(s0, 60 * 1024), false}, wide{grow(s0, wide_budget), true};
+  if (tuning().split_s > 0) narrow.s = wide.s = std::min<int64_t>(tuning().split_s, KT);
+  const bool narrow_ok = x_bytes(narrow.s) <= 60 * 1024, wide_ok = x_bytes(wide.s) <= wide_budget;
+  const int knob = tuning().split_wide;
+  if (wide_ok && (knob == 2 || (knob == 1 && (!narrow_ok || (wide.s < narrow.s && wide.s * units <= slots)))))
+    return wide;
+  if (narrow_ok) return narrow;
+  return SplitPlan{0, false};  // no split form fits
+}
+template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB, int RT, int W>
+bool launch_split_rt(GemvParams p, int64_t S, CUstream_st* stream) {
+  constexpr int kSl = RT * NT * 4;
+  const int64_t KT = p.w.k_tiles, units = (p.w.n_tiles + RT - 1) / RT;
+  auto x_bytes = [&](int64_t s) { return size_t(NT * 8) * size_t(((KT + s - 1) / s) * 128 + 16); };
+  // Cluster form (8-warp CTAs, S <= 8, a portable cluster size): the S splits of a row tile are a cluster's
+  // CTAs, and their partial sums meet in shared memory (two buffers of W x kSl x 32 floats per CTA) instead of
+  // global memory, a fence and a counter per row tile.
   // Measured on an H100 (docs/BENCHMARKS.md, 2026-12-06): a win at M 17..32 (kSl = 16: the global form moved
   // units x S x 2 KB through L2, 29 MB at 28672 x 4096), none at M <= 16; and only while the buffers leave the
   // ring two stages (6-bit codes, one stage: slower).
@@ -886,13 +949,14 @@ bool launch_split_rt(GemvParams p, CUstream_st* stream) {
   const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB, RT, true>;
   static DeviceLaunchCaches caches;  // per instantiation
   LaunchCache& cache = caches.current();
+  const int budget_kb = W >= 16 ? 220 : 110;
   auto smem_of = [&](bool cl, int& lg_out) {  // the split's activations (+ the cluster buffers) and the ring
     const size_t x = x_bytes(S) + (cl ? size_t(2 * W * kSl * 32) * sizeof(float) : 0);
-    lg_out = ring_log2(W, rs.slot, x, 110, 2);
+    lg_out = ring_log2(W, rs.slot, x, budget_kb, 2);
     return size_t(W) * (size_t(1) << lg_out) * rs.slot + x;
   };
   int lg = 0;
-  bool cluster = tuning().split_cluster != 0 && S > 1 && S <= 8 && NT == 4;
+  bool cluster = W == 8 && tuning().split_cluster != 0 && S > 1 && S <= 8 && NT == 4;
   if (cluster) {
     const size_t sc = smem_of(true, lg);
     cluster = lg >= 1;  // two ring stages left
@@ -904,7 +968,9 @@ bool launch_split_rt(GemvParams p, CUstream_st* stream) {
   const size_t smem = smem_of(cluster, lg);
   ensure_smem(kernel, smem, cache);
   const int per_sm = blocks_per_sm(kernel, W * 32, smem, cache);
-  const int64_t ctas_per_split = std::max<int64_t>(1, std::min<int64_t>((units + W - 1) / W, int64_t(per_sm) * sm_count() / S));
+  // WIDE: as many CTAs per split as units (up to the GPU's), its warps spread over them (the kernel's mapping).
+  const int64_t ctas_per_split =
+      std::max<int64_t>(1, std::min<int64_t>(W >= 16 ? units : (units + W - 1) / W, int64_t(per_sm) * sm_count() / S));
   p.x_smem = 0;
   p.splits = int(S);
   p.cluster = cluster ? 1 : 0;
@@ -912,11 +978,14 @@ bool launch_split_rt(GemvParams p, CUstream_st* stream) {
     start_kernel(kernel, ctas_per_split * S, W, smem, stream, p, lg, rs, "gemv_kernel (split, clusters) launch");
     return true;
   }
-  const size_t ws_bytes = size_t(units) * size_t(S) * kSl * 32 * sizeof(float);
-  const size_t counter_bytes = (size_t(units) * sizeof(unsigned) + 255) / 256 * 256;
-  const SplitScratch scratch = split_scratch(stream, counter_bytes, ws_bytes);
-  p.counters = scratch.counters;
-  p.ws = scratch.ws;
+  SplitScratch scratch{};
+  if (S > 1) {  // S = 1 stores its sums directly
+    const size_t ws_bytes = size_t(units) * size_t(S) * kSl * 32 * sizeof(float);
+    const size_t counter_bytes = (size_t(units) * sizeof(unsigned) + 255) / 256 * 256;
+    scratch = split_scratch(stream, counter_bytes, ws_bytes);
+    p.counters = scratch.counters;
+    p.ws = scratch.ws;
+  }
   start_kernel(kernel, ctas_per_split * S, W, smem, stream, p, lg, rs, "gemv_kernel (split) launch");
   if (scratch.owned) check(cudaFreeAsync(scratch.mem, stream), "cudaFreeAsync");
   return true;
@@ -927,7 +996,10 @@ template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB>
 bool launch_split(const GemvParams& p, CUstream_st* stream) {
   if (tuning().split == 0 || p.m < tuning().split_m || p.rms_x) return false;
   if ((reinterpret_cast<uintptr_t>(p.x) & 15) != 0 || p.ldx % 8 != 0) return false;
-  return launch_split_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 1>(p, stream);
+  const SplitPlan plan = plan_split<NT>(p, ring_stage<BITS, MODE, 1, false>(p).slot);
+  if (plan.s == 0) return false;
+  if (plan.wide) return launch_split_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 1, 16>(p, plan.s, stream);
+  return launch_split_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 1, 8>(p, plan.s, stream);
 }
 
 // (One row tile per CTA runs 16 warps: 8 warps measured 19.8 us against 17.1 for 4096x14336 mxfp4 at M = 1 on an
