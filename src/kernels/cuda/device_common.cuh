@@ -68,10 +68,10 @@ cudaError_t launch_kernel(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_
   return launch_kernel_clustered(kernel, grid, block, smem, stream, programmatic, dim3(1, 1, 1), args...);
 }
 
-// Whether the device can run at least one cluster of `cluster` CTAs of this kernel (block threads, smem bytes of
-// dynamic shared memory, already allowed for the kernel) at once. A refused query answers no and leaves no error.
+// How many clusters of `cluster` CTAs of this kernel (block threads, smem bytes of dynamic shared memory, already
+// allowed for the kernel) the device runs at once; 0 where it runs none or refuses the query (no error is left).
 template <typename... KArgs>
-bool cluster_fits(void (*kernel)(KArgs...), dim3 block, size_t smem, dim3 cluster) {
+int cluster_capacity(void (*kernel)(KArgs...), dim3 block, size_t smem, dim3 cluster) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = cluster;
   cfg.blockDim = block;
@@ -84,9 +84,16 @@ bool cluster_fits(void (*kernel)(KArgs...), dim3 block, size_t smem, dim3 cluste
   cfg.attrs = a;
   cfg.numAttrs = 1;
   int n = 0;
-  const bool ok = cudaOccupancyMaxActiveClusters(&n, kernel, &cfg) == cudaSuccess && n > 0;
-  if (!ok) (void)cudaGetLastError();
-  return ok;
+  if (cudaOccupancyMaxActiveClusters(&n, kernel, &cfg) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return n > 0 ? n : 0;
+}
+// Whether the device can run at least one such cluster at once.
+template <typename... KArgs>
+bool cluster_fits(void (*kernel)(KArgs...), dim3 block, size_t smem, dim3 cluster) {
+  return cluster_capacity(kernel, block, smem, cluster) > 0;
 }
 
 // All threads of the thread-block cluster (a CTA barrier in a launch without clusters): writes to shared memory

@@ -42,7 +42,7 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
 // copies (the copy engine) that complete on the stage's mbarrier. Issuing a stage costs about a hundred
 // instructions of the warp, so 4-bit codes (the smallest tiles) take four tiles per stage, wider codes two.
 // 6-bit codes with the fused fold take four in the kernels for several activation rows (one = NT == 1 and not
-// the split kernel: M <= 4), where two measured 0.90-0.96x at M = 16 (H100, docs/BENCHMARKS.md 2026-12-06); at
+// the split kernel: M <= 4; or the split kernel's WIDE form, whose two stages must fit beside 128 KB), where two measured 0.90-0.96x at M = 16 (H100, docs/BENCHMARKS.md 2026-12-06); at
 // M = 1 two stages' worth of them leave room for the activation row in shared memory (1.10-1.19x).
 __host__ __device__ constexpr int stage_tiles(int bits, bool fold, bool one) {
   return bits == 4 || (bits == 6 && fold && !one) ? 4 : 2;
@@ -124,7 +124,12 @@ template <int BITS, int DEC, bool HALF, int NT, int kWarps, int MODE, int FAST, 
 __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT == 2 ? (NT == 1 ? 3 : 2) : NT == 1 ? 2 : NT == 2 ? 3 : 2)
     gemv_kernel(GemvParams p, int ring_log2, int slot, int sreg, uint32_t e8_add) {
   constexpr bool FULL = FAST != 0;
-  constexpr int kST = stage_tiles(BITS, is_fold(MODE), NT == 1 && !KS);
+  // WIDE (the split kernel as one 16-warp CTA per SM, launch_split_rt): warp w of CTA b serves units b + n_cta * w,
+  // ..., so that every SM gets units (13 or 14 of 1792 on 132 SMs) where CTA-contiguous units left 20 SMs idle.
+  // Its stages are those of the M <= 4 kernels (6-bit fused-fold codes: two tiles), so that a ring of two stages
+  // fits beside 128 KB of activations.
+  constexpr bool WIDE = KS && kWarps >= 16;
+  constexpr int kST = stage_tiles(BITS, is_fold(MODE), (NT == 1 && !KS) || WIDE);
   const int kD = 1 << ring_log2;
   extern __shared__ __align__(16) uint8_t smem[];
   const WeightView& w = p.w;
@@ -139,9 +144,6 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
   const int S = KS ? p.splits : 1;
   const int split = KS ? int(blockIdx.x) % S : 0;
   const uint32_t n_cta = KS ? gridDim.x / uint32_t(S) : gridDim.x;
-  // WIDE (the split kernel as one 16-warp CTA per SM, launch_split_rt): warp w of CTA b serves units b + n_cta * w,
-  // ..., so that every SM gets units (13 or 14 of 1792 on 132 SMs) where CTA-contiguous units left 20 SMs idle.
-  constexpr bool WIDE = KS && kWarps >= 16;
   const uint32_t u_first = KS ? (WIDE ? blockIdx.x / uint32_t(S) + n_cta * uint32_t(warp)
                                       : (blockIdx.x / uint32_t(S)) * kWarps + uint32_t(warp))
                               : blockIdx.x;
@@ -731,9 +733,9 @@ struct LaunchCache {
   int done = 0;
   size_t sizes[4] = {0, 0, 0, 0};
   int blocks[4] = {0, 0, 0, 0};
-  size_t cl_smem = 0;  // clusters_fit's last query: shared memory, cluster size, answer
+  size_t cl_smem = 0;  // cluster_count's last query: shared memory, cluster size, answer
   unsigned cl_x = 0;
-  bool cl_fit = false;
+  int cl_n = 0;
 };
 // One LaunchCache per device: the shared-memory limit is an attribute of the kernel in each device's context
 // (raised on one GPU only, a launch on a second one failed) and the occupancy answers are the device's.
@@ -772,15 +774,15 @@ int blocks_per_sm(K kernel, int threads, size_t smem, LaunchCache& c) {
   return b;
 }
 
-// cluster_fits (device_common.cuh), cached per instantiation: the query costs microseconds.
+// cluster_capacity (device_common.cuh), cached per instantiation: the query costs microseconds.
 template <typename K>
-bool clusters_fit(K kernel, int threads, size_t smem, unsigned cluster_x, LaunchCache& c) {
+int cluster_count(K kernel, int threads, size_t smem, unsigned cluster_x, LaunchCache& c) {
   if (c.cl_x != cluster_x || c.cl_smem != smem) {
-    c.cl_fit = cluster_fits(kernel, dim3(unsigned(threads)), smem, dim3(cluster_x));
+    c.cl_n = cluster_capacity(kernel, dim3(unsigned(threads)), smem, dim3(cluster_x));
     c.cl_smem = smem;
     c.cl_x = cluster_x;
   }
-  return c.cl_fit;
+  return c.cl_n;
 }
 
 // Tuning knobs for before / after runs on a GPU without a rebuild (read once; unset: the measured defaults).
@@ -791,7 +793,8 @@ bool clusters_fit(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //   FPQ_GEMV_SPLIT_M    smallest M for the split kernel (default 5)
 //   FPQ_GEMV_SPLIT_S    K splits of the split kernel, a power of two (default 0: chosen per shape)
 //   FPQ_GEMV_SPLIT_CLUSTER  0: the split kernel's partial sums meet in global memory (default 1: in a cluster's
-//                       shared memory for M 17..32 where S <= 8 and the ring keeps two stages)
+//                       shared memory for M 17..32 where S <= 8 and the ring keeps two stages; 2: for M 5..16 too)
+//   FPQ_GEMV_SPLIT_CLUSTER_CAP  0: the cluster form's grid not capped at the clusters the device runs at once
 //   FPQ_GEMV_SPLIT_WIDE 0: the split kernel always as two 8-warp CTAs per SM; 2: always as one 16-warp CTA per
 //                       SM where the split's activations fit (tests); default 1: where it needs fewer splits
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
@@ -813,7 +816,8 @@ struct Tuning {
   int split = tuning_knob("FPQ_GEMV_SPLIT", 1, 0, 1);
   int split_m = tuning_knob("FPQ_GEMV_SPLIT_M", 5, 2, 33);
   int split_s = tuning_knob("FPQ_GEMV_SPLIT_S", 0, 0, 64);
-  int split_cluster = tuning_knob("FPQ_GEMV_SPLIT_CLUSTER", 1, 0, 1);
+  int split_cluster = tuning_knob("FPQ_GEMV_SPLIT_CLUSTER", 1, 0, 2);
+  int split_cluster_cap = tuning_knob("FPQ_GEMV_SPLIT_CLUSTER_CAP", 1, 0, 1);
   int split_wide = tuning_knob("FPQ_GEMV_SPLIT_WIDE", 1, 0, 2);
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
@@ -914,7 +918,7 @@ struct SplitPlan {
   bool wide = false;
 };
 template <int NT>
-SplitPlan plan_split(const GemvParams& p, size_t slot) {
+SplitPlan plan_split(const GemvParams& p, size_t slot_wide) {
   const int64_t KT = p.w.k_tiles, units = p.w.n_tiles;
   const int64_t slots = int64_t(16) * sm_count();
   auto x_bytes = [&](int64_t s) { return size_t(NT * 8) * size_t(((KT + s - 1) / s) * 128 + 16); };
@@ -924,7 +928,7 @@ SplitPlan plan_split(const GemvParams& p, size_t slot) {
     while (x_bytes(s) > budget && KT / (2 * s) >= 2) s *= 2;
     return s;
   };
-  const size_t wide_budget = size_t(220 * 1024) > 16 * 2 * slot ? size_t(220 * 1024) - 16 * 2 * slot : 0;
+  const size_t wide_budget = size_t(220 * 1024) > 16 * 2 * slot_wide ? size_t(220 * 1024) - 16 * 2 * slot_wide : 0;
   SplitPlan narrow{grow(s0, 60 * 1024), false}, wide{grow(s0, wide_budget), true};
   if (tuning().split_s > 0) narrow.s = wide.s = std::min<int64_t>(tuning().split_s, KT);
   const bool narrow_ok = x_bytes(narrow.s) <= 60 * 1024, wide_ok = x_bytes(wide.s) <= wide_budget;
@@ -945,7 +949,7 @@ bool launch_split_rt(GemvParams p, int64_t S, CUstream_st* stream) {
   // Measured on an H100 (docs/BENCHMARKS.md, 2026-12-06): a win at M 17..32 (kSl = 16: the global form moved
   // units x S x 2 KB through L2, 29 MB at 28672 x 4096), none at M <= 16; and only while the buffers leave the
   // ring two stages (6-bit codes, one stage: slower).
-  const RingStage rs = ring_stage<BITS, MODE, RT, false>(p);
+  const RingStage rs = ring_stage<BITS, MODE, RT, (W >= 16)>(p);
   const auto kernel = gemv_kernel<BITS, DEC, HALF, NT, W, MODE, FAST, SB, RT, true>;
   static DeviceLaunchCaches caches;  // per instantiation
   LaunchCache& cache = caches.current();
@@ -955,14 +959,15 @@ bool launch_split_rt(GemvParams p, int64_t S, CUstream_st* stream) {
     lg_out = ring_log2(W, rs.slot, x, budget_kb, 2);
     return size_t(W) * (size_t(1) << lg_out) * rs.slot + x;
   };
-  int lg = 0;
-  bool cluster = W == 8 && tuning().split_cluster != 0 && S > 1 && S <= 8 && NT == 4;
+  int lg = 0, n_clusters = 0;
+  bool cluster = W == 8 && S > 1 && S <= 8 && (NT == 4 ? tuning().split_cluster != 0 : tuning().split_cluster == 2);
   if (cluster) {
     const size_t sc = smem_of(true, lg);
     cluster = lg >= 1;  // two ring stages left
     if (cluster) {  // and a device that can co-schedule the cluster's CTAs (not, e.g., a small MIG slice)
       ensure_smem(kernel, sc, cache);
-      cluster = clusters_fit(kernel, W * 32, sc, unsigned(S), cache);
+      n_clusters = cluster_count(kernel, W * 32, sc, unsigned(S), cache);
+      cluster = n_clusters > 0;
     }
   }
   const size_t smem = smem_of(cluster, lg);
@@ -975,7 +980,10 @@ bool launch_split_rt(GemvParams p, int64_t S, CUstream_st* stream) {
   p.splits = int(S);
   p.cluster = cluster ? 1 : 0;
   if (cluster) {
-    start_kernel(kernel, ctas_per_split * S, W, smem, stream, p, lg, rs, "gemv_kernel (split, clusters) launch");
+    // No more clusters than run at once: CTAs loop over their units, and a second wave of clusters would run
+    // after the first one's last round (the SM count per GPC limits clusters below CTAs per SM x SMs / S).
+    const int64_t cl = tuning().split_cluster_cap != 0 ? std::min<int64_t>(ctas_per_split, n_clusters) : ctas_per_split;
+    start_kernel(kernel, cl * S, W, smem, stream, p, lg, rs, "gemv_kernel (split, clusters) launch");
     return true;
   }
   SplitScratch scratch{};
@@ -996,7 +1004,7 @@ template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB>
 bool launch_split(const GemvParams& p, CUstream_st* stream) {
   if (tuning().split == 0 || p.m < tuning().split_m || p.rms_x) return false;
   if ((reinterpret_cast<uintptr_t>(p.x) & 15) != 0 || p.ldx % 8 != 0) return false;
-  const SplitPlan plan = plan_split<NT>(p, ring_stage<BITS, MODE, 1, false>(p).slot);
+  const SplitPlan plan = plan_split<NT>(p, ring_stage<BITS, MODE, 1, true>(p).slot);
   if (plan.s == 0) return false;
   if (plan.wide) return launch_split_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 1, 16>(p, plan.s, stream);
   return launch_split_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 1, 8>(p, plan.s, stream);
