@@ -145,6 +145,14 @@ if [[ $TESTS == 1 ]]; then
     echo "Cuda.W4A4Int8RouteIsExact with $knob: $(grep -E '^\[  (PASSED|FAILED) ' "$LOGS/int8_${knob//=/_}.log" | head -1)"
     [[ $rc -ne 0 ]] && { grep -E "Failure|Expected|Which is" "$LOGS/int8_${knob//=/_}.log" | head -10; STATUS=1; }
   done
+  # The split decode kernel's forms that the default choice takes only at large shapes (or not at all): the
+  # 16-warp WIDE form everywhere its activations fit, the cluster form at M 5..16.
+  for knob in FPQ_GEMV_SPLIT_WIDE=2 FPQ_GEMV_SPLIT_CLUSTER=2; do
+    env "$knob" timeout 150 "$BIN/test_kernels_cuda" --gtest_filter='Cuda.WeightOnly*:Cuda.Split*' >"$LOGS/split_${knob//=/_}.log" 2>&1
+    rc=$?
+    echo "Cuda.WeightOnly* and Cuda.Split* with $knob: $(grep -E '^\[  (PASSED|FAILED) ' "$LOGS/split_${knob//=/_}.log" | head -1)"
+    [[ $rc -ne 0 ]] && { grep -E "Failure|Expected|Which is" "$LOGS/split_${knob//=/_}.log" | head -10; STATUS=1; }
+  done
 fi
 if [[ $SAN == 1 ]] && command -v compute-sanitizer >/dev/null; then
   echo "== compute-sanitizer (memcheck, racecheck) on the GPU tests"
