@@ -101,6 +101,31 @@ __device__ __forceinline__ uint32_t opaque(uint32_t v) {
   return v;
 }
 
+// The split kernel's activations: rows 0 .. rows - 1 of x (rows >= m repeat row m - 1), vpr 16-byte words from
+// column col0, to shared memory at row stride `stride` bytes; kU loads per thread in flight before their stores.
+template <int kU, int kThreads>
+__device__ __forceinline__ void stage_split_rows(uint8_t* xk, const uint16_t* x, int64_t ldx, int m, int rows, int vpr,
+                                                 int64_t col0, uint32_t stride) {
+  const int total = rows * vpr;
+  for (int i0 = threadIdx.x; i0 < total; i0 += kU * kThreads) {
+    uint4 val[kU];
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int i = i0 + u * kThreads;
+      if (i >= total) break;
+      const int r = i / vpr, v = i - r * vpr;
+      val[u] = *reinterpret_cast<const uint4*>(x + int64_t(r < m ? r : m - 1) * ldx + col0 + v * 8);
+    }
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int i = i0 + u * kThreads;
+      if (i >= total) break;
+      const int r = i / vpr, v = i - r * vpr;
+      *reinterpret_cast<uint4*>(xk + uint32_t(r) * stride + uint32_t(v) * 16u) = val[u];
+    }
+  }
+}
+
 // How scales are applied: kFold = multiplied into the bf16 operand (exact: 1-byte E8M0 / E4M3 group scales
 // with small elements), kRow = one scale per row, applied at the end, kGroup = per-group partial sums.
 // kFoldE8 = kFold with E8M0 scales, whose multiplier (a power of two) is computed, not looked up: exponent field
@@ -379,29 +404,10 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
     // 1-6% slower on an H100: docs/BENCHMARKS.md, 2026-12-05.)
     const int vpr = (ks1 - ks0) * 8;  // 16-byte words per row
     uint8_t* xk = reinterpret_cast<uint8_t*>(xs_words);
-    if constexpr (WIDE) {
-      // Up to 128 KB per CTA: sixteen loads per thread issued before the first store (one L2 round trip, not
-      // one per word).
-      constexpr int kU = 16;
-      const int total = NT * 8 * vpr;
-      for (int i0 = threadIdx.x; i0 < total; i0 += kU * kWarps * 32) {
-        uint4 val[kU];
-#pragma unroll
-        for (int u = 0; u < kU; ++u) {
-          const int i = i0 + u * kWarps * 32;
-          if (i >= total) break;
-          const int r = i / vpr, v = i - r * vpr;
-          const int m = r < p.m ? r : int(p.m) - 1;
-          val[u] = *reinterpret_cast<const uint4*>(x + int64_t(m) * p.ldx + int64_t(ks0) * 64 + v * 8);
-        }
-#pragma unroll
-        for (int u = 0; u < kU; ++u) {
-          const int i = i0 + u * kWarps * 32;
-          if (i >= total) break;
-          const int r = i / vpr, v = i - r * vpr;
-          *reinterpret_cast<uint4*>(xk + uint32_t(r) * xk_stride + uint32_t(v) * 16u) = val[u];
-        }
-      }
+    if (WIDE || p.split_batch) {
+      // Sixteen 16-byte loads per thread issued before the first store (one L2 round trip, not one per word;
+      // the wide form's 128 KB per CTA).
+      stage_split_rows<16, kWarps * 32>(xk, x, p.ldx, int(p.m), NT * 8, vpr, int64_t(ks0) * 64, xk_stride);
     } else {
 #pragma unroll 4
       for (int i = threadIdx.x; i < NT * 8 * vpr; i += kWarps * 32) {
@@ -797,6 +803,8 @@ int cluster_count(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //   FPQ_GEMV_SPLIT_CLUSTER_CAP  0: the cluster form's grid not capped at the clusters the device runs at once
 //   FPQ_GEMV_SPLIT_WIDE 0: the split kernel always as two 8-warp CTAs per SM; 2: always as one 16-warp CTA per
 //                       SM where the split's activations fit (tests); default 1: where it needs fewer splits
+//   FPQ_GEMV_SPLIT_BATCH 0: the two-CTA split form stages its activations one 16-byte load per thread at a time
+//                       (default 1: sixteen in flight, as the wide form always does)
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
 //   FPQ_GEMV_SREG_PAD   bytes added to each row tile's scale region in a slot (default 0)
 //   FPQ_GEMV_ROW6       0: 6-bit codes keep their full ring at M = 1, so the activation row stays in global memory
@@ -819,6 +827,7 @@ struct Tuning {
   int split_cluster = tuning_knob("FPQ_GEMV_SPLIT_CLUSTER", 1, 0, 2);
   int split_cluster_cap = tuning_knob("FPQ_GEMV_SPLIT_CLUSTER_CAP", 1, 0, 1);
   int split_wide = tuning_knob("FPQ_GEMV_SPLIT_WIDE", 1, 0, 2);
+  int split_batch = tuning_knob("FPQ_GEMV_SPLIT_BATCH", 1, 0, 1);
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
   int row6 = tuning_knob("FPQ_GEMV_ROW6", 1, 0, 1);
@@ -979,6 +988,7 @@ bool launch_split_rt(GemvParams p, int64_t S, CUstream_st* stream) {
   p.x_smem = 0;
   p.splits = int(S);
   p.cluster = cluster ? 1 : 0;
+  p.split_batch = tuning().split_batch;
   if (cluster) {
     // No more clusters than run at once: CTAs loop over their units, and a second wave of clusters would run
     // after the first one's last round (the SM count per GPC limits clusters below CTAs per SM x SMs / S).

@@ -124,6 +124,7 @@ struct GemvParams {
   // Set by launch_gemv for the split kernel (M >= 2): K splits, their partial sums, a counter per row tile.
   int splits = 1;
   int cluster = 0;  // the S splits of a row tile are one thread-block cluster: partial sums meet in shared memory
+  int split_batch = 0;  // the split's activations staged with many loads per thread in flight (always in WIDE)
   float* ws = nullptr;
   unsigned* counters = nullptr;
 };
