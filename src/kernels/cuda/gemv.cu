@@ -803,8 +803,9 @@ int cluster_count(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //   FPQ_GEMV_SPLIT_CLUSTER_CAP  0: the cluster form's grid not capped at the clusters the device runs at once
 //   FPQ_GEMV_SPLIT_WIDE 0: the split kernel always as two 8-warp CTAs per SM; 2: always as one 16-warp CTA per
 //                       SM where the split's activations fit (tests); default 1: where it needs fewer splits
-//   FPQ_GEMV_SPLIT_BATCH 0: the two-CTA split form stages its activations one 16-byte load per thread at a time
-//                       (default 1: sixteen in flight, as the wide form always does)
+//   FPQ_GEMV_SPLIT_BATCH 0: the two-CTA split form stages its activations one 16-byte load per thread at a time;
+//                       1: sixteen in flight, as the wide form always does; default: 1 where a thread copies more
+//                       than four words
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
 //   FPQ_GEMV_SREG_PAD   bytes added to each row tile's scale region in a slot (default 0)
 //   FPQ_GEMV_ROW6       0: 6-bit codes keep their full ring at M = 1, so the activation row stays in global memory
@@ -827,7 +828,7 @@ struct Tuning {
   int split_cluster = tuning_knob("FPQ_GEMV_SPLIT_CLUSTER", 1, 0, 2);
   int split_cluster_cap = tuning_knob("FPQ_GEMV_SPLIT_CLUSTER_CAP", 1, 0, 1);
   int split_wide = tuning_knob("FPQ_GEMV_SPLIT_WIDE", 1, 0, 2);
-  int split_batch = tuning_knob("FPQ_GEMV_SPLIT_BATCH", 1, 0, 1);
+  int split_batch = tuning_knob("FPQ_GEMV_SPLIT_BATCH", -1, 0, 1);
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
   int row6 = tuning_knob("FPQ_GEMV_ROW6", 1, 0, 1);
@@ -988,7 +989,10 @@ bool launch_split_rt(GemvParams p, int64_t S, CUstream_st* stream) {
   p.x_smem = 0;
   p.splits = int(S);
   p.cluster = cluster ? 1 : 0;
-  p.split_batch = tuning().split_batch;
+  // Batched staging where a thread copies more than four 16-byte words (4096 x 14336 at M 8..16: 1.01-1.04x);
+  // at four or fewer (4096 x 4096) it measured 0.97-1.00x (H100, docs/BENCHMARKS.md 2026-12-06).
+  const int64_t words_per_thread = int64_t(NT * 8) * ((KT + S - 1) / S) * 8 / (W * 32);
+  p.split_batch = tuning().split_batch >= 0 ? tuning().split_batch : words_per_thread > 4 ? 1 : 0;
   if (cluster) {
     // No more clusters than run at once: CTAs loop over their units, and a second wave of clusters would run
     // after the first one's last round (the SM count per GPC limits clusters below CTAs per SM x SMs / S).
