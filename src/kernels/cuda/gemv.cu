@@ -41,9 +41,10 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
 // A stage is ST consecutive 64-column tiles of one warp's contiguous K range, fetched by one lane with bulk
 // copies (the copy engine) that complete on the stage's mbarrier. Issuing a stage costs about a hundred
 // instructions of the warp, so 4-bit codes (the smallest tiles) take four tiles per stage, wider codes two.
-// 6-bit codes with the fused fold take four in the kernels for several activation rows (one = NT == 1 and not
-// the split kernel: M <= 4; or the split kernel's WIDE form, whose two stages must fit beside 128 KB), where two measured 0.90-0.96x at M = 16 (H100, docs/BENCHMARKS.md 2026-12-06); at
-// M = 1 two stages' worth of them leave room for the activation row in shared memory (1.10-1.19x).
+// 6-bit codes with the fused fold take four in the kernels for several activation rows, where two measured
+// 0.90-0.96x at M = 16 (H100, docs/BENCHMARKS.md 2026-12-06); two where `one` holds: NT == 1 outside the split
+// kernel (M <= 4; at M = 1 two stages' worth leave room for the activation row in shared memory, 1.10-1.19x),
+// and the split kernel's WIDE form (its two stages must fit beside 128 KB of activations).
 __host__ __device__ constexpr int stage_tiles(int bits, bool fold, bool one) {
   return bits == 4 || (bits == 6 && fold && !one) ? 4 : 2;
 }
