@@ -928,11 +928,14 @@ struct SplitPlan {
   int64_t s = 1;
   bool wide = false;
 };
+// Shared memory for one K split's activations: NT x 8 rows of ceil(KT / s) tiles (128 bytes each), 16 bytes of
+// row padding.
+size_t split_x_bytes(int nt, int64_t kt, int64_t s) { return size_t(nt * 8) * size_t(((kt + s - 1) / s) * 128 + 16); }
 template <int NT>
 SplitPlan plan_split(const GemvParams& p, size_t slot_wide) {
   const int64_t KT = p.w.k_tiles, units = p.w.n_tiles;
   const int64_t slots = int64_t(16) * sm_count();
-  auto x_bytes = [&](int64_t s) { return size_t(NT * 8) * size_t(((KT + s - 1) / s) * 128 + 16); };
+  auto x_bytes = [&](int64_t s) { return split_x_bytes(NT, KT, s); };
   int64_t s0 = 1;
   while (2 * s0 * units <= slots && KT / (2 * s0) >= 4) s0 *= 2;
   auto grow = [&](int64_t s, size_t budget) {
@@ -953,7 +956,6 @@ template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB, int 
 bool launch_split_rt(GemvParams p, int64_t S, CUstream_st* stream) {
   constexpr int kSl = RT * NT * 4;
   const int64_t KT = p.w.k_tiles, units = (p.w.n_tiles + RT - 1) / RT;
-  auto x_bytes = [&](int64_t s) { return size_t(NT * 8) * size_t(((KT + s - 1) / s) * 128 + 16); };
   // Cluster form (8-warp CTAs, S <= 8, a portable cluster size): the S splits of a row tile are a cluster's
   // CTAs, and their partial sums meet in shared memory (two buffers of W x kSl x 32 floats per CTA) instead of
   // global memory, a fence and a counter per row tile.
@@ -966,7 +968,7 @@ bool launch_split_rt(GemvParams p, int64_t S, CUstream_st* stream) {
   LaunchCache& cache = caches.current();
   const int budget_kb = W >= 16 ? 220 : 110;
   auto smem_of = [&](bool cl, int& lg_out) {  // the split's activations (+ the cluster buffers) and the ring
-    const size_t x = x_bytes(S) + (cl ? size_t(2 * W * kSl * 32) * sizeof(float) : 0);
+    const size_t x = split_x_bytes(NT, KT, S) + (cl ? size_t(2 * W * kSl * 32) * sizeof(float) : 0);
     lg_out = ring_log2(W, rs.slot, x, budget_kb, 2);
     return size_t(W) * (size_t(1) << lg_out) * rs.slot + x;
   };
