@@ -95,6 +95,11 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
       : "memory");
 }
 
+// Named barrier `id` (1..15; 0 is __syncthreads') over `threads` threads of the CTA, whole warps.
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+
 // A value the compiler must keep in a register: under the 64-register cap of 1024 threads per SM it otherwise
 // recomputes lane offsets and constants in every tile (ncu counted ~25 such instructions per tile).
 __device__ __forceinline__ uint32_t opaque(uint32_t v) {
@@ -169,18 +174,22 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
   // Units this warp serves: u_first, + u_step, ... (KS: the warp's own; otherwise the CTA's, split by K).
   const int S = KS ? p.splits : 1;
   const int split = KS ? int(blockIdx.x) % S : 0;
+  // KS: a group of P warps (p.split_warps) serves each unit, warp `sub` of it a P-th of the split's K range;
+  // the group's sums meet in shared memory (P = 1: every warp a unit of its own).
+  const int P = KS ? p.split_warps : 1;
+  const int n_grp = kWarps / P, grp = warp / P, sub = warp - grp * P;
   const uint32_t n_cta = KS ? gridDim.x / uint32_t(S) : gridDim.x;
-  const uint32_t u_first = KS ? (WIDE ? blockIdx.x / uint32_t(S) + n_cta * uint32_t(warp)
-                                      : (blockIdx.x / uint32_t(S)) * kWarps + uint32_t(warp))
+  const uint32_t u_first = KS ? (WIDE ? blockIdx.x / uint32_t(S) + n_cta * uint32_t(grp)
+                                      : (blockIdx.x / uint32_t(S)) * n_grp + uint32_t(grp))
                               : blockIdx.x;
-  const uint32_t u_step = KS ? n_cta * kWarps : n_cta;
+  const uint32_t u_step = KS ? n_cta * n_grp : n_cta;
   const int n_rt = int(u_first) < n_units ? (n_units - int(u_first) + int(u_step) - 1) / int(u_step) : 0;
   // KS with p.cluster: the CTAs of a cluster (the S splits of the same row tiles) meet at a cluster barrier once
   // per row tile, so every warp runs as many rounds as warp 0 (which has the most), idle in the ones past its own.
   const bool kc = KS && p.cluster;
   int n_rounds = n_rt;
   if (kc) {
-    const int u0 = WIDE ? int(blockIdx.x) / S : int(u_first) - warp;
+    const int u0 = WIDE ? int(blockIdx.x) / S : int(u_first) - grp;
     n_rounds = u0 < n_units ? (n_units - u0 + int(u_step) - 1) / int(u_step) : 0;
   }
   const GroupInfo G = make_group_info(w.group, w.k);
@@ -291,7 +300,8 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
   uint32_t xq[2][NT][8];
 
   // This warp's contiguous range of tiles, in stages of kST tiles.
-  const int kt_begin = KS ? ks0 : KT * warp / kWarps, kt_end = KS ? ks1 : KT * (warp + 1) / kWarps;
+  const int kt_begin = KS ? ks0 + (ks1 - ks0) * sub / P : KT * warp / kWarps,
+            kt_end = KS ? ks0 + (ks1 - ks0) * (sub + 1) / P : KT * (warp + 1) / kWarps;
   const int nstages = (kt_end - kt_begin + kST - 1) / kST;
   const int total_stages = n_rt * nstages;
   // Lane 0 issues the flat stages f = 0, 1, 2, ... in order; (row-tile unit, stage) advance with it (no
@@ -633,6 +643,33 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
 
   if constexpr (KS) {
     constexpr int kSl = RT * NT * 4;
+    if (P > 1) {
+      // Warps 1 .. P - 1 of the group leave their sums in shared memory (after the largest split's activations,
+      // where the cluster form keeps its buffers: the two are never both on); warp 0 adds them in warp order and
+      // goes on as the unit's only warp. The second barrier frees the buffer for the group's next round.
+      const uint32_t xk_max = uint32_t((KT + S - 1) / S) * 128u + 16u;
+      float* gsum = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(xs_words) + NT * 8 * xk_max) + warp * (kSl * 32);
+      if (sub != 0) {
+#pragma unroll
+        for (int h = 0; h < RT; ++h)
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) gsum[((h * NT + nt) * 4 + r) * 32 + lane] = acc[h][nt][r];
+      }
+      named_barrier_sync(1 + grp, P * 32);
+      if (sub == 0) {
+        for (int q = 1; q < P; ++q)
+#pragma unroll
+          for (int h = 0; h < RT; ++h)
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+              for (int r = 0; r < 4; ++r) acc[h][nt][r] += gsum[q * (kSl * 32) + ((h * NT + nt) * 4 + r) * 32 + lane];
+      }
+      named_barrier_sync(1 + grp, P * 32);
+      if (sub != 0) continue;
+    }
     if (kc) {
       // The split's partial sums -> this CTA's buffer [round & 1][warp][slot][lane] (after the split's
       // activations); after the cluster barrier, CTA `split` adds slots split, split + S, ... over the cluster's
@@ -807,6 +844,7 @@ int cluster_count(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //   FPQ_GEMV_SPLIT_BATCH 0: the two-CTA split form stages its activations one 16-byte load per thread at a time;
 //                       1: sixteen in flight, as the wide form always does; default: 1 where a thread copies more
 //                       than four words
+//   FPQ_GEMV_SPLIT_P    warps per row-tile unit of the split kernel, 1, 2, 4, 8 or 16 (default 0: chosen per shape)
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
 //   FPQ_GEMV_SREG_PAD   bytes added to each row tile's scale region in a slot (default 0)
 //   FPQ_GEMV_ROW6       0: 6-bit codes keep their full ring at M = 1, so the activation row stays in global memory
@@ -830,6 +868,7 @@ struct Tuning {
   int split_cluster_cap = tuning_knob("FPQ_GEMV_SPLIT_CLUSTER_CAP", 1, 0, 1);
   int split_wide = tuning_knob("FPQ_GEMV_SPLIT_WIDE", 1, 0, 2);
   int split_batch = tuning_knob("FPQ_GEMV_SPLIT_BATCH", -1, 0, 1);
+  int split_p = tuning_knob("FPQ_GEMV_SPLIT_P", 0, 0, 16);
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
   int row6 = tuning_knob("FPQ_GEMV_ROW6", 1, 0, 1);
@@ -927,33 +966,41 @@ void launch_rt(GemvParams p, CUstream_st* stream) {
 struct SplitPlan {
   int64_t s = 1;
   bool wide = false;
+  int p = 1;  // warps per unit (GemvParams::split_warps)
 };
 // Shared memory for one K split's activations: NT x 8 rows of ceil(KT / s) tiles (128 bytes each), 16 bytes of
 // row padding.
 size_t split_x_bytes(int nt, int64_t kt, int64_t s) { return size_t(nt * 8) * size_t(((kt + s - 1) / s) * 128 + 16); }
+// Shared memory where the warps of a unit's group add their sums (split_warps > 1): a float per lane and slot
+// for every warp of the CTA.
+size_t split_group_bytes(int nt, int warps, int p) { return p > 1 ? size_t(warps) * size_t(nt * 4 * 32) * sizeof(float) : 0; }
 template <int NT>
 SplitPlan plan_split(const GemvParams& p, size_t slot_wide) {
   const int64_t KT = p.w.k_tiles, units = p.w.n_tiles;
   const int64_t slots = int64_t(16) * sm_count();
-  auto x_bytes = [&](int64_t s) { return split_x_bytes(NT, KT, s); };
+  const int P = tuning().split_p > 0 ? tuning().split_p : 1;
+  if ((P & (P - 1)) != 0) fail_message("bad FPQ_GEMV_SPLIT_P (1, 2, 4, 8 or 16 expected)");
+  auto x_bytes = [&](int64_t s, int warps) { return split_x_bytes(NT, KT, s) + split_group_bytes(NT, warps, P); };
   int64_t s0 = 1;
-  while (2 * s0 * units <= slots && KT / (2 * s0) >= 4) s0 *= 2;
-  auto grow = [&](int64_t s, size_t budget) {
-    while (x_bytes(s) > budget && KT / (2 * s) >= 2) s *= 2;
+  while (2 * s0 * units * P <= slots && KT / (2 * s0 * P) >= 4) s0 *= 2;
+  auto grow = [&](int64_t s, size_t budget, int warps) {
+    while (x_bytes(s, warps) > budget && KT / (2 * s * P) >= 2) s *= 2;
     return s;
   };
   const size_t wide_budget = size_t(220 * 1024) > 16 * 2 * slot_wide ? size_t(220 * 1024) - 16 * 2 * slot_wide : 0;
-  SplitPlan narrow{grow(s0, 60 * 1024), false}, wide{grow(s0, wide_budget), true};
+  SplitPlan narrow{grow(s0, 60 * 1024, 8), false, P}, wide{grow(s0, wide_budget, 16), true, P};
   if (tuning().split_s > 0) narrow.s = wide.s = std::min<int64_t>(tuning().split_s, KT);
-  const bool narrow_ok = x_bytes(narrow.s) <= 60 * 1024, wide_ok = x_bytes(wide.s) <= wide_budget;
+  // Every warp of a unit's group needs a tile of the split.
+  const bool narrow_ok = P <= 8 && KT >= narrow.s * P && x_bytes(narrow.s, 8) <= 60 * 1024;
+  const bool wide_ok = KT >= wide.s * P && x_bytes(wide.s, 16) <= wide_budget;
   const int knob = tuning().split_wide;
-  if (wide_ok && (knob == 2 || (knob == 1 && (!narrow_ok || (wide.s < narrow.s && wide.s * units <= slots)))))
+  if (wide_ok && (knob == 2 || (knob == 1 && (!narrow_ok || (wide.s < narrow.s && wide.s * units * P <= slots)))))
     return wide;
   if (narrow_ok) return narrow;
-  return SplitPlan{0, false};  // no split form fits
+  return SplitPlan{0, false, 1};  // no split form fits
 }
 template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB, int RT, int W>
-bool launch_split_rt(GemvParams p, int64_t S, CUstream_st* stream) {
+bool launch_split_rt(GemvParams p, int64_t S, int P, CUstream_st* stream) {
   constexpr int kSl = RT * NT * 4;
   const int64_t KT = p.w.k_tiles, units = (p.w.n_tiles + RT - 1) / RT;
   // Cluster form (8-warp CTAs, S <= 8, a portable cluster size): the S splits of a row tile are a cluster's
@@ -968,12 +1015,12 @@ bool launch_split_rt(GemvParams p, int64_t S, CUstream_st* stream) {
   LaunchCache& cache = caches.current();
   const int budget_kb = W >= 16 ? 220 : 110;
   auto smem_of = [&](bool cl, int& lg_out) {  // the split's activations (+ the cluster buffers) and the ring
-    const size_t x = split_x_bytes(NT, KT, S) + (cl ? size_t(2 * W * kSl * 32) * sizeof(float) : 0);
+    const size_t x = split_x_bytes(NT, KT, S) + (cl ? size_t(2 * W * kSl * 32) * sizeof(float) : split_group_bytes(NT, W, P));
     lg_out = ring_log2(W, rs.slot, x, budget_kb, 2);
     return size_t(W) * (size_t(1) << lg_out) * rs.slot + x;
   };
   int lg = 0, n_clusters = 0;
-  bool cluster = W == 8 && S > 1 && S <= 8 && (NT == 4 ? tuning().split_cluster != 0 : tuning().split_cluster == 2);
+  bool cluster = W == 8 && S > 1 && S <= 8 && P == 1 && (NT == 4 ? tuning().split_cluster != 0 : tuning().split_cluster == 2);
   if (cluster) {
     const size_t sc = smem_of(true, lg);
     cluster = lg >= 1;  // two ring stages left
@@ -988,9 +1035,10 @@ bool launch_split_rt(GemvParams p, int64_t S, CUstream_st* stream) {
   const int per_sm = blocks_per_sm(kernel, W * 32, smem, cache);
   // WIDE: as many CTAs per split as units (up to the GPU's), its warps spread over them (the kernel's mapping).
   const int64_t ctas_per_split =
-      std::max<int64_t>(1, std::min<int64_t>(W >= 16 ? units : (units + W - 1) / W, int64_t(per_sm) * sm_count() / S));
+      std::max<int64_t>(1, std::min<int64_t>(W >= 16 ? units : (units + W / P - 1) / (W / P), int64_t(per_sm) * sm_count() / S));
   p.x_smem = 0;
   p.splits = int(S);
+  p.split_warps = P;
   p.cluster = cluster ? 1 : 0;
   // Batched staging where a thread copies more than four 16-byte words (4096 x 14336 at M 8..16: 1.01-1.04x);
   // at four or fewer (4096 x 4096) it measured 0.97-1.00x (H100, docs/BENCHMARKS.md 2026-12-06).
@@ -1023,8 +1071,8 @@ bool launch_split(const GemvParams& p, CUstream_st* stream) {
   if ((reinterpret_cast<uintptr_t>(p.x) & 15) != 0 || p.ldx % 8 != 0) return false;
   const SplitPlan plan = plan_split<NT>(p, ring_stage<BITS, MODE, 1, true>(p).slot);
   if (plan.s == 0) return false;
-  if (plan.wide) return launch_split_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 1, 16>(p, plan.s, stream);
-  return launch_split_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 1, 8>(p, plan.s, stream);
+  if (plan.wide) return launch_split_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 1, 16>(p, plan.s, plan.p, stream);
+  return launch_split_rt<BITS, DEC, HALF, NT, MODE, FAST, SB, 1, 8>(p, plan.s, plan.p, stream);
 }
 
 // (One row tile per CTA runs 16 warps: 8 warps measured 19.8 us against 17.1 for 4096x14336 mxfp4 at M = 1 on an
