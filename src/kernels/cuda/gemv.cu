@@ -844,7 +844,8 @@ int cluster_count(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //   FPQ_GEMV_SPLIT_BATCH 0: the two-CTA split form stages its activations one 16-byte load per thread at a time;
 //                       1: sixteen in flight, as the wide form always does; default: 1 where a thread copies more
 //                       than four words
-//   FPQ_GEMV_SPLIT_P    warps per row-tile unit of the split kernel, 1, 2, 4, 8 or 16 (default 0: chosen per shape)
+//   FPQ_GEMV_SPLIT_P    warps per row-tile unit of the split kernel, 1, 2, 4, 8 or 16 (default 0: more than one
+//                       where that needs fewer K splits, plan_split)
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
 //   FPQ_GEMV_SREG_PAD   bytes added to each row tile's scale region in a slot (default 0)
 //   FPQ_GEMV_ROW6       0: 6-bit codes keep their full ring at M = 1, so the activation row stays in global memory
@@ -974,12 +975,11 @@ size_t split_x_bytes(int nt, int64_t kt, int64_t s) { return size_t(nt * 8) * si
 // Shared memory where the warps of a unit's group add their sums (split_warps > 1): a float per lane and slot
 // for every warp of the CTA.
 size_t split_group_bytes(int nt, int warps, int p) { return p > 1 ? size_t(warps) * size_t(nt * 4 * 32) * sizeof(float) : 0; }
+// The plan for P warps per unit (P = 1: each warp a unit of its own).
 template <int NT>
-SplitPlan plan_split(const GemvParams& p, size_t slot_wide) {
+SplitPlan plan_split_warps(const GemvParams& p, size_t slot_wide, int P) {
   const int64_t KT = p.w.k_tiles, units = p.w.n_tiles;
   const int64_t slots = int64_t(16) * sm_count();
-  const int P = tuning().split_p > 0 ? tuning().split_p : 1;
-  if ((P & (P - 1)) != 0) fail_message("bad FPQ_GEMV_SPLIT_P (1, 2, 4, 8 or 16 expected)");
   auto x_bytes = [&](int64_t s, int warps) { return split_x_bytes(NT, KT, s) + split_group_bytes(NT, warps, P); };
   int64_t s0 = 1;
   while (2 * s0 * units * P <= slots && KT / (2 * s0 * P) >= 4) s0 *= 2;
@@ -998,6 +998,22 @@ SplitPlan plan_split(const GemvParams& p, size_t slot_wide) {
     return wide;
   if (narrow_ok) return narrow;
   return SplitPlan{0, false, 1};  // no split form fits
+}
+// Groups of P > 1 warps per unit where they need fewer K splits than P = 1 (fewer partial sums through L2: at
+// 4096 x 4096, M = 16, S = 8 -> S = 1 with P = 8, every warp still 8 tiles) and every group still finds a warp
+// slot of the GPU (16 per SM) in one round.
+template <int NT>
+SplitPlan plan_split(const GemvParams& p, size_t slot_wide) {
+  const int knob = tuning().split_p;
+  if ((knob & (knob - 1)) != 0) fail_message("bad FPQ_GEMV_SPLIT_P (0, 1, 2, 4, 8 or 16 expected)");
+  if (knob > 0) return plan_split_warps<NT>(p, slot_wide, knob);
+  SplitPlan best = plan_split_warps<NT>(p, slot_wide, 1);
+  const int64_t slots = int64_t(16) * sm_count(), units = p.w.n_tiles;
+  for (int P = 2; P <= 16 && best.s > 1; P *= 2) {
+    const SplitPlan c = plan_split_warps<NT>(p, slot_wide, P);
+    if (c.s > 0 && c.s < best.s && units * c.s * P <= slots) best = c;
+  }
+  return best;
 }
 template <int BITS, int DEC, bool HALF, int NT, int MODE, int FAST, int SB, int RT, int W>
 bool launch_split_rt(GemvParams p, int64_t S, int P, CUstream_st* stream) {
