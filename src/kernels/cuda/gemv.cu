@@ -844,13 +844,16 @@ int cluster_count(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //   FPQ_GEMV_SPLIT_BATCH 0: the two-CTA split form stages its activations one 16-byte load per thread at a time;
 //                       1: sixteen in flight, as the wide form always does; default: 1 where a thread copies more
 //                       than four words
-//   FPQ_GEMV_SPLIT_P    warps per row-tile unit of the split kernel, 1, 2, 4, 8 or 16 (default 0: more than one
-//                       where that needs fewer K splits, plan_split)
+//   FPQ_GEMV_SPLIT_P    warps per row-tile unit of the split kernel, 1, 2, 4, 8 or 16; 0: more than one where
+//                       that needs fewer K splits (plan_split); default kSplitWarpsDefault
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
 //   FPQ_GEMV_SREG_PAD   bytes added to each row tile's scale region in a slot (default 0)
 //   FPQ_GEMV_ROW6       0: 6-bit codes keep their full ring at M = 1, so the activation row stays in global memory
 //                       where it does not fit beside it (always, for codes without the fused fold); default 1:
 //                       the ring halved to make room for the row
+// The split kernel's warps per unit unless FPQ_GEMV_SPLIT_P says otherwise: 1 until the per-shape rule (0) has
+// been measured against it on a GPU.
+constexpr int kSplitWarpsDefault = 1;
 int tuning_knob(const char* name, int fallback, int lo, int hi) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return fallback;
@@ -869,7 +872,7 @@ struct Tuning {
   int split_cluster_cap = tuning_knob("FPQ_GEMV_SPLIT_CLUSTER_CAP", 1, 0, 1);
   int split_wide = tuning_knob("FPQ_GEMV_SPLIT_WIDE", 1, 0, 2);
   int split_batch = tuning_knob("FPQ_GEMV_SPLIT_BATCH", -1, 0, 1);
-  int split_p = tuning_knob("FPQ_GEMV_SPLIT_P", 0, 0, 16);
+  int split_p = tuning_knob("FPQ_GEMV_SPLIT_P", kSplitWarpsDefault, 0, 16);
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
   int row6 = tuning_knob("FPQ_GEMV_ROW6", 1, 0, 1);
