@@ -845,15 +845,14 @@ int cluster_count(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //                       1: sixteen in flight, as the wide form always does; default: 1 where a thread copies more
 //                       than four words
 //   FPQ_GEMV_SPLIT_P    warps per row-tile unit of the split kernel, 1, 2, 4, 8 or 16; 0: more than one where
-//                       that needs fewer K splits (plan_split); default kSplitWarpsDefault
+//                       that needs fewer K splits (plan_split, the default)
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
 //   FPQ_GEMV_SREG_PAD   bytes added to each row tile's scale region in a slot (default 0)
 //   FPQ_GEMV_ROW6       0: 6-bit codes keep their full ring at M = 1, so the activation row stays in global memory
 //                       where it does not fit beside it (always, for codes without the fused fold); default 1:
 //                       the ring halved to make room for the row
-// The split kernel's warps per unit unless FPQ_GEMV_SPLIT_P says otherwise: 1 until the per-shape rule (0) has
-// been measured against it on a GPU.
-constexpr int kSplitWarpsDefault = 1;
+// The split kernel's warps per unit unless FPQ_GEMV_SPLIT_P says otherwise: the per-shape rule (plan_split).
+constexpr int kSplitWarpsDefault = 0;
 int tuning_knob(const char* name, int fallback, int lo, int hi) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return fallback;
@@ -861,6 +860,11 @@ int tuning_knob(const char* name, int fallback, int lo, int hi) {
   const long x = std::strtol(v, &end, 10);
   if (*end != '\0' || x < lo || x > hi) fail_message("bad FPQ_GEMV_* tuning value (an integer in range expected)");
   return int(x);
+}
+int pow2_knob(const char* name, int fallback, int lo, int hi, const char* bad) {  // 0 or a power of two
+  const int x = tuning_knob(name, fallback, lo, hi);
+  if ((x & (x - 1)) != 0) fail_message(bad);
+  return x;
 }
 struct Tuning {
   int ring_kb = tuning_knob("FPQ_GEMV_RING_KB", -1, 8, 200);
@@ -872,7 +876,7 @@ struct Tuning {
   int split_cluster_cap = tuning_knob("FPQ_GEMV_SPLIT_CLUSTER_CAP", 1, 0, 1);
   int split_wide = tuning_knob("FPQ_GEMV_SPLIT_WIDE", 1, 0, 2);
   int split_batch = tuning_knob("FPQ_GEMV_SPLIT_BATCH", -1, 0, 1);
-  int split_p = tuning_knob("FPQ_GEMV_SPLIT_P", kSplitWarpsDefault, 0, 16);
+  int split_p = pow2_knob("FPQ_GEMV_SPLIT_P", kSplitWarpsDefault, 0, 16, "bad FPQ_GEMV_SPLIT_P (0, 1, 2, 4, 8 or 16 expected)");
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
   int row6 = tuning_knob("FPQ_GEMV_ROW6", 1, 0, 1);
@@ -1004,11 +1008,12 @@ SplitPlan plan_split_warps(const GemvParams& p, size_t slot_wide, int P) {
 }
 // Groups of P > 1 warps per unit where they need fewer K splits than P = 1 (fewer partial sums through L2: at
 // 4096 x 4096, M = 16, S = 8 -> S = 1 with P = 8, every warp still 8 tiles) and every group still finds a warp
-// slot of the GPU (16 per SM) in one round.
+// slot of the GPU (16 per SM) in one round. Measured on an H100 (docs/BENCHMARKS.md, 2026-12-07): 4096 x 4096
+// 1.01-1.27x faster at M 8..32 over all weight formats; 4096 x 14336 (P = 2, S = 4 instead of S = 8) 0.97-1.10x;
+// 28672 x 4096 (S = 1 already) unchanged.
 template <int NT>
 SplitPlan plan_split(const GemvParams& p, size_t slot_wide) {
   const int knob = tuning().split_p;
-  if ((knob & (knob - 1)) != 0) fail_message("bad FPQ_GEMV_SPLIT_P (0, 1, 2, 4, 8 or 16 expected)");
   if (knob > 0) return plan_split_warps<NT>(p, slot_wide, knob);
   SplitPlan best = plan_split_warps<NT>(p, slot_wide, 1);
   const int64_t slots = int64_t(16) * sm_count(), units = p.w.n_tiles;
