@@ -349,10 +349,14 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
   // With programmatic dependent launch this runs while the previous kernel finishes: the weights do not depend
   // on it, the activations (and the output, which it may still read) do, so everything after waits for it.
   griddep_launch_dependents();
+  // A warp whose stages all fit its ring (every slot used once: the wide split form at 4096 x 4096, M = 16, has
+  // two stages and a ring of two) issues them all; kD - 1 left its last stage to be requested only after the
+  // CTA's activations had arrived, one more DRAM round trip on the kernel's critical path.
   if (lane == 0) {
     for (int i = 0; i < kD; ++i) mbar_init(bar0 + i * 8);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    for (int i = 0; i < kD - 1; ++i) issue();
+    const int ahead = p.issue_all && total_stages <= kD ? kD : kD - 1;
+    for (int i = 0; i < ahead; ++i) issue();
   }
   griddep_wait();
   // RMSNorm prologue: y = rsqrt(mean(x^2) + eps) * (W . bf16(x * w)). Every CTA stages bf16(x * w) where the
@@ -851,8 +855,12 @@ int cluster_count(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //   FPQ_GEMV_ROW6       0: 6-bit codes keep their full ring at M = 1, so the activation row stays in global memory
 //                       where it does not fit beside it (always, for codes without the fused fold); default 1:
 //                       the ring halved to make room for the row
+//   FPQ_GEMV_ISSUE_ALL  1: a warp whose stages all fit its ring issues them all before the activations are
+//                       staged; default 0 (kIssueAllDefault): kD - 1 stages ahead, one ring slot free at the start
 // The split kernel's warps per unit unless FPQ_GEMV_SPLIT_P says otherwise: the per-shape rule (plan_split).
 constexpr int kSplitWarpsDefault = 0;
+// Whether a warp whose stages all fit its ring issues them all up front (FPQ_GEMV_ISSUE_ALL).
+constexpr int kIssueAllDefault = 0;
 int tuning_knob(const char* name, int fallback, int lo, int hi) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return fallback;
@@ -880,6 +888,7 @@ struct Tuning {
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
   int row6 = tuning_knob("FPQ_GEMV_ROW6", 1, 0, 1);
+  int issue_all = tuning_knob("FPQ_GEMV_ISSUE_ALL", kIssueAllDefault, 0, 1);
 };
 const Tuning& tuning() {
   static const Tuning t;
@@ -1215,8 +1224,10 @@ const char* gemv_rms_prologue_unsupported(const WeightView& w) {
   return "";
 }
 
-void launch_gemv(const GemvParams& p, CUstream_st* stream) {
-  if (p.m == 0 || p.w.n == 0) return;
+void launch_gemv(const GemvParams& params, CUstream_st* stream) {
+  if (params.m == 0 || params.w.n == 0) return;
+  GemvParams p = params;
+  p.issue_all = tuning().issue_all;
   if (p.xtype == kF16) launch_kind<true>(p, stream);
   else launch_kind<false>(p, stream);
   check_launch("gemv_kernel");
