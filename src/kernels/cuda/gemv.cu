@@ -109,25 +109,34 @@ __device__ __forceinline__ uint32_t opaque(uint32_t v) {
 
 // The split kernel's activations: rows 0 .. rows - 1 of x (rows >= m repeat row m - 1), vpr 16-byte words from
 // column col0, to shared memory at row stride `stride` bytes; kU loads per thread in flight before their stores.
+// A thread's word i = threadIdx.x + j * kThreads sits at (row r, word v); (r, v) advance by (dr, dv) per step
+// with one carry, so a word costs a few adds: a division per word (i / vpr) made the staging ~50 instructions
+// per 16 bytes, ~800 per warp of the wide form at M = 16, all on the path to the CTA's barrier (ncu, 2026-12-07).
 template <int kU, int kThreads>
 __device__ __forceinline__ void stage_split_rows(uint8_t* xk, const uint16_t* x, int64_t ldx, int m, int rows, int vpr,
                                                  int64_t col0, uint32_t stride) {
   const int total = rows * vpr;
+  const int dr = kThreads / vpr, dv = kThreads - dr * vpr;  // dv < vpr: one carry per step at most
+  int r = int(threadIdx.x) / vpr, v = int(threadIdx.x) - r * vpr;
+  auto step = [&]() {
+    r += dr, v += dv;
+    if (v >= vpr) v -= vpr, ++r;
+  };
   for (int i0 = threadIdx.x; i0 < total; i0 += kU * kThreads) {
+    const int r0 = r, v0 = v;
     uint4 val[kU];
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
-      const int i = i0 + u * kThreads;
-      if (i >= total) break;
-      const int r = i / vpr, v = i - r * vpr;
+      if (i0 + u * kThreads >= total) break;
       val[u] = *reinterpret_cast<const uint4*>(x + int64_t(r < m ? r : m - 1) * ldx + col0 + v * 8);
+      step();
     }
+    r = r0, v = v0;
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
-      const int i = i0 + u * kThreads;
-      if (i >= total) break;
-      const int r = i / vpr, v = i - r * vpr;
+      if (i0 + u * kThreads >= total) break;
       *reinterpret_cast<uint4*>(xk + uint32_t(r) * stride + uint32_t(v) * 16u) = val[u];
+      step();
     }
   }
 }
