@@ -147,9 +147,8 @@ if [[ $TESTS == 1 ]]; then
   done
   # The split decode kernel's forms that the default choice takes only at large shapes (or not at all): the
   # 16-warp WIDE form everywhere its activations fit, the cluster form at M 5..16, one warp per row-tile unit
-  # everywhere (the per-shape rule groups them at some shapes), groups of 2 and 8 warps wherever they fit, and
-  # every stage issued up front where a warp's stages fit its ring (FPQ_GEMV_ISSUE_ALL=1).
-  for knob in FPQ_GEMV_SPLIT_WIDE=2 FPQ_GEMV_SPLIT_CLUSTER=2 FPQ_GEMV_SPLIT_P=1 FPQ_GEMV_SPLIT_P=2 FPQ_GEMV_SPLIT_P=8 FPQ_GEMV_ISSUE_ALL=1; do
+  # everywhere (the per-shape rule groups them at some shapes), groups of 2 and 8 warps wherever they fit.
+  for knob in FPQ_GEMV_SPLIT_WIDE=2 FPQ_GEMV_SPLIT_CLUSTER=2 FPQ_GEMV_SPLIT_P=1 FPQ_GEMV_SPLIT_P=2 FPQ_GEMV_SPLIT_P=8; do
     env "$knob" timeout 150 "$BIN/test_kernels_cuda" --gtest_filter='Cuda.WeightOnly*:Cuda.Split*' >"$LOGS/split_${knob//=/_}.log" 2>&1
     rc=$?
     echo "Cuda.WeightOnly* and Cuda.Split* with $knob: $(grep -E '^\[  (PASSED|FAILED) ' "$LOGS/split_${knob//=/_}.log" | head -1)"

@@ -358,14 +358,12 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
   // With programmatic dependent launch this runs while the previous kernel finishes: the weights do not depend
   // on it, the activations (and the output, which it may still read) do, so everything after waits for it.
   griddep_launch_dependents();
-  // A warp whose stages all fit its ring (every slot used once: the wide split form at 4096 x 4096, M = 16, has
-  // two stages and a ring of two) issues them all; kD - 1 left its last stage to be requested only after the
-  // CTA's activations had arrived, one more DRAM round trip on the kernel's critical path.
   if (lane == 0) {
     for (int i = 0; i < kD; ++i) mbar_init(bar0 + i * 8);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    const int ahead = p.issue_all && total_stages <= kD ? kD : kD - 1;
-    for (int i = 0; i < ahead; ++i) issue();
+    // (Issuing every stage here where a warp's stages fit its ring measured 0.91-0.96x at 4096 x 4096, M = 16:
+    // the weight copies then compete with the activation staging, which is the critical path. H100, 2026-12-07.)
+    for (int i = 0; i < kD - 1; ++i) issue();
   }
   griddep_wait();
   // RMSNorm prologue: y = rsqrt(mean(x^2) + eps) * (W . bf16(x * w)). Every CTA stages bf16(x * w) where the
@@ -425,12 +423,15 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
   }
   if constexpr (KS) {  // the split's activations, 16 bytes at a time (the host checked the alignment)
     // (Staging them by cp.async instead, all of a thread's copies in flight and no registers between, measured
-    // 1-6% slower on an H100: docs/BENCHMARKS.md, 2026-12-05.)
+    // 1-6% slower on an H100: docs/BENCHMARKS.md, 2026-12-05; by one bulk copy per row from thread 0, 1.03-1.17x
+    // slower at M 8..16, the copy engine's rate from L2 below the CTA's 512 threads' loads, 2026-12-07.)
     const int vpr = (ks1 - ks0) * 8;  // 16-byte words per row
     uint8_t* xk = reinterpret_cast<uint8_t*>(xs_words);
     if (WIDE || p.split_batch) {
       // Sixteen 16-byte loads per thread issued before the first store (one L2 round trip, not one per word;
       // the wide form's 128 KB per CTA).
+      // (Each CTA starting its walk at another word, so that the CTAs ask different L2 lines at a time, measured
+      // 0.98-1.01x at 4096 x 4096, M = 16: H100, 2026-12-07.)
       stage_split_rows<16, kWarps * 32>(xk, x, p.ldx, int(p.m), NT * 8, vpr, int64_t(ks0) * 64, xk_stride);
     } else {
 #pragma unroll 4
@@ -864,12 +865,8 @@ int cluster_count(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //   FPQ_GEMV_ROW6       0: 6-bit codes keep their full ring at M = 1, so the activation row stays in global memory
 //                       where it does not fit beside it (always, for codes without the fused fold); default 1:
 //                       the ring halved to make room for the row
-//   FPQ_GEMV_ISSUE_ALL  1: a warp whose stages all fit its ring issues them all before the activations are
-//                       staged; default 0 (kIssueAllDefault): kD - 1 stages ahead, one ring slot free at the start
 // The split kernel's warps per unit unless FPQ_GEMV_SPLIT_P says otherwise: the per-shape rule (plan_split).
 constexpr int kSplitWarpsDefault = 0;
-// Whether a warp whose stages all fit its ring issues them all up front (FPQ_GEMV_ISSUE_ALL).
-constexpr int kIssueAllDefault = 0;
 int tuning_knob(const char* name, int fallback, int lo, int hi) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return fallback;
@@ -897,7 +894,6 @@ struct Tuning {
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
   int row6 = tuning_knob("FPQ_GEMV_ROW6", 1, 0, 1);
-  int issue_all = tuning_knob("FPQ_GEMV_ISSUE_ALL", kIssueAllDefault, 0, 1);
 };
 const Tuning& tuning() {
   static const Tuning t;
@@ -1233,10 +1229,8 @@ const char* gemv_rms_prologue_unsupported(const WeightView& w) {
   return "";
 }
 
-void launch_gemv(const GemvParams& params, CUstream_st* stream) {
-  if (params.m == 0 || params.w.n == 0) return;
-  GemvParams p = params;
-  p.issue_all = tuning().issue_all;
+void launch_gemv(const GemvParams& p, CUstream_st* stream) {
+  if (p.m == 0 || p.w.n == 0) return;
   if (p.xtype == kF16) launch_kind<true>(p, stream);
   else launch_kind<false>(p, stream);
   check_launch("gemv_kernel");

@@ -126,7 +126,6 @@ struct GemvParams {
   int cluster = 0;  // the S splits of a row tile are one thread-block cluster: partial sums meet in shared memory
   int split_batch = 0;  // the split's activations staged with many loads per thread in flight (always in WIDE)
   int split_warps = 1;  // warps per row-tile unit: they split the split's K range again, sums added in shared memory
-  int issue_all = 0;    // a warp whose stages all fit its ring issues them all before the activations are staged
   float* ws = nullptr;
   unsigned* counters = nullptr;
 };
