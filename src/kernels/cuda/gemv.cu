@@ -77,25 +77,6 @@ __device__ __forceinline__ void bulk_copy(uint32_t dst, const void* src, uint32_
                "l"(src), "r"(bytes), "r"(bar)
                : "memory");
 }
-// bulk_copy to the same shared-memory offset (and barrier offset) of every CTA of the cluster in `mask`.
-__device__ __forceinline__ void bulk_copy_multicast(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar,
-                                                    uint16_t mask) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], %4;" ::"r"(dst),
-      "l"(src), "r"(bytes), "r"(bar), "h"(mask)
-      : "memory");
-}
-__device__ __forceinline__ uint32_t cluster_rank() {
-  uint32_t r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
-  return r;
-}
-// The split kernel's activation barrier (multicast form): static shared memory, so the same offset in every CTA
-// of a cluster, and only in the kernels that use it.
-__device__ __forceinline__ uint32_t split_x_bar() {
-  __shared__ __align__(8) uint64_t bar;
-  return static_cast<uint32_t>(__cvta_generic_to_shared(&bar));
-}
 // Four 8x8 b16 matrices from shared memory; lanes 8q..8q+7 give matrix q's row addresses.
 __device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
@@ -128,20 +109,20 @@ __device__ __forceinline__ uint32_t opaque(uint32_t v) {
 
 // The split kernel's activations: rows 0 .. rows - 1 of x (rows >= m repeat row m - 1), vpr 16-byte words from
 // column col0, to shared memory at row stride `stride` bytes; kU loads per thread in flight before their stores.
-// Thread tid of kThreads: its word i = tid + j * kThreads sits at (row r, word v); (r, v) advance by (dr, dv) per step
+// A thread's word i = threadIdx.x + j * kThreads sits at (row r, word v); (r, v) advance by (dr, dv) per step
 // with one carry, so a word costs a few adds: a division per word (i / vpr) made the staging ~50 instructions
 // per 16 bytes, ~800 per warp of the wide form at M = 16, all on the path to the CTA's barrier (ncu, 2026-12-07).
 template <int kU, int kThreads>
 __device__ __forceinline__ void stage_split_rows(uint8_t* xk, const uint16_t* x, int64_t ldx, int m, int rows, int vpr,
-                                                 int64_t col0, uint32_t stride, int tid) {
+                                                 int64_t col0, uint32_t stride) {
   const int total = rows * vpr;
   const int dr = kThreads / vpr, dv = kThreads - dr * vpr;  // dv < vpr: one carry per step at most
-  int r = tid / vpr, v = tid - r * vpr;
+  int r = int(threadIdx.x) / vpr, v = int(threadIdx.x) - r * vpr;
   auto step = [&]() {
     r += dr, v += dv;
     if (v >= vpr) v -= vpr, ++r;
   };
-  for (int i0 = tid; i0 < total; i0 += kU * kThreads) {
+  for (int i0 = threadIdx.x; i0 < total; i0 += kU * kThreads) {
     const int r0 = r, v0 = v;
     uint4 val[kU];
 #pragma unroll
@@ -376,22 +357,14 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
   // so the first weight bytes are on their way meanwhile.
   // With programmatic dependent launch this runs while the previous kernel finishes: the weights do not depend
   // on it, the activations (and the output, which it may still read) do, so everything after waits for it.
-  // mc (the WIDE form at S = 1 in clusters of p.x_multicast CTAs): the activation barrier of every CTA is
-  // initialized before any CTA's multicast can reach it (the cluster barrier below); mc_late: the warps' first
-  // weight stages go after the activation copies, which the copy engine would otherwise queue behind them.
-  const int mc = KS && WIDE ? p.x_multicast : 0;
-  const bool mc_late = mc != 0 && p.x_multicast_late != 0;
   griddep_launch_dependents();
   if (lane == 0) {
     for (int i = 0; i < kD; ++i) mbar_init(bar0 + i * 8);
-    if (mc != 0 && warp == 0) mbar_init(split_x_bar());
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     // (Issuing every stage here where a warp's stages fit its ring measured 0.91-0.96x at 4096 x 4096, M = 16:
     // the weight copies then compete with the activation staging, which is the critical path. H100, 2026-12-07.)
-    if (!mc_late)
-      for (int i = 0; i < kD - 1; ++i) issue();
+    for (int i = 0; i < kD - 1; ++i) issue();
   }
-  if (mc != 0) cluster_barrier();
   griddep_wait();
   // RMSNorm prologue: y = rsqrt(mean(x^2) + eps) * (W . bf16(x * w)). Every CTA stages bf16(x * w) where the
   // plain row goes and reduces sum(x^2) from the same loads; the factor multiplies the float32 outputs. One pass
@@ -448,42 +421,18 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
     const uint32_t* xw = static_cast<const uint32_t*>(p.x);
     for (int i = kt_begin * 32 + lane; i < kt_end * 32; i += 32) xs_words[i] = xw[i];
   }
-  // x_slices (WIDE, groups of 8 warps, p.split_x_slices): no CTA barrier after the staging; the lookup table's
-  // (filled above) comes first.
-  const bool x_slices = KS && WIDE && mc == 0 && P == 8 && p.split_x_slices != 0;
-  if (x_slices && w.sb == 1 && MODE != kFoldE8) __syncthreads();
   if constexpr (KS) {  // the split's activations, 16 bytes at a time (the host checked the alignment)
     // (Staging them by cp.async instead, all of a thread's copies in flight and no registers between, measured
     // 1-6% slower on an H100: docs/BENCHMARKS.md, 2026-12-05; by one bulk copy per row from thread 0, 1.03-1.17x
     // slower at M 8..16, the copy engine's rate from L2 below the CTA's 512 threads' loads, 2026-12-07.)
     const int vpr = (ks1 - ks0) * 8;  // 16-byte words per row
     uint8_t* xk = reinterpret_cast<uint8_t*>(xs_words);
-    if (x_slices) {
-      // Warp `sub` of both groups stages slice `sub` (its K range, all rows) and meets only its partner.
-      stage_split_rows<16, 64>(xk + uint32_t(kt_begin - ks0) * 128u, x, p.ldx, int(p.m), NT * 8, (kt_end - kt_begin) * 8,
-                               int64_t(kt_begin) * 64, xk_stride, grp * 32 + lane);
-      named_barrier_sync(3 + sub, 64);
-    } else if (mc != 0) {
-      // CTA c of the cluster copies rows c, c + C, ... (one per warp, lane 0) to every CTA of it; rows >= M are
-      // not copied: B's column n reaches only output column n, and those outputs are never stored.
-      const uint32_t bar = split_x_bar(), row_bytes = uint32_t(vpr) * 16u;
-      const int rows = int(p.m) < NT * 8 ? int(p.m) : NT * 8;
-      if (threadIdx.x == 0) mbar_expect(bar, uint32_t(rows) * row_bytes);
-      const int r = int(cluster_rank()) + mc * warp;
-      if (lane == 0 && r < rows)
-        bulk_copy_multicast(static_cast<uint32_t>(__cvta_generic_to_shared(xk)) + uint32_t(r) * xk_stride,
-                            x + int64_t(r) * p.ldx + int64_t(ks0) * 64, row_bytes, bar, uint16_t((1u << mc) - 1u));
-      if (mc_late && lane == 0)
-        for (int i = 0; i < kD - 1; ++i) issue();
-      mbar_wait(bar, 0);
-      // Every CTA has all its bytes: none of this cluster's copies is still writing (the wait is at the end).
-      asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
-    } else if (WIDE || p.split_batch) {
+    if (WIDE || p.split_batch) {
       // Sixteen 16-byte loads per thread issued before the first store (one L2 round trip, not one per word;
       // the wide form's 128 KB per CTA).
       // (Each CTA starting its walk at another word, so that the CTAs ask different L2 lines at a time, measured
       // 0.98-1.01x at 4096 x 4096, M = 16: H100, 2026-12-07.)
-      stage_split_rows<16, kWarps * 32>(xk, x, p.ldx, int(p.m), NT * 8, vpr, int64_t(ks0) * 64, xk_stride, int(threadIdx.x));
+      stage_split_rows<16, kWarps * 32>(xk, x, p.ldx, int(p.m), NT * 8, vpr, int64_t(ks0) * 64, xk_stride);
     } else {
 #pragma unroll 4
       for (int i = threadIdx.x; i < NT * 8 * vpr; i += kWarps * 32) {
@@ -496,7 +445,7 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
   }
   // The lookup table, the RMSNorm row and the split's activations are the CTA's; barriers and a plain row
   // slice are the warp's own.
-  if ((w.sb == 1 && MODE != kFoldE8) || (xs && p.rms_x) || (KS && !x_slices)) __syncthreads();
+  if ((w.sb == 1 && MODE != kFoldE8) || (xs && p.rms_x) || KS) __syncthreads();
   else __syncwarp();
   float out_scale = 1.0f;  // the RMSNorm factor (warps' sums added in a fixed order: every CTA gets the same bits)
   if (xs && p.rms_x) {
@@ -834,7 +783,6 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
   }
   }  // row tiles
   if (kc) cluster_barrier();  // no CTA leaves while the others may still read its shared memory
-  if (mc != 0) asm volatile("barrier.cluster.wait.aligned;" ::: "memory");  // nor while copies may write to it
 }
 
 // Per-instantiation launch state (a function-local static of the launcher): the dynamic shared-memory limit
@@ -912,11 +860,6 @@ int cluster_count(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //                       than four words
 //   FPQ_GEMV_SPLIT_P    warps per row-tile unit of the split kernel, 1, 2, 4, 8 or 16; 0: more than one where
 //                       that needs fewer K splits (plan_split, the default)
-//   FPQ_GEMV_SPLIT_MCAST  2, 4 or 8: the wide split form at S = 1 in clusters of that many CTAs, each copying a
-//                       share of the activation rows to all of them by multicast bulk copies (default 0: off)
-//   FPQ_GEMV_SPLIT_MCAST_LATE  1: with it, the warps' first weight stages issued after the activation copies
-//   FPQ_GEMV_SPLIT_SLICES  1: the wide split form with groups of 8 warps stages each K slice by the two warps that
-//                       use it, behind a barrier of those two (default 0: the whole CTA, then a CTA barrier)
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
 //   FPQ_GEMV_SREG_PAD   bytes added to each row tile's scale region in a slot (default 0)
 //   FPQ_GEMV_ROW6       0: 6-bit codes keep their full ring at M = 1, so the activation row stays in global memory
@@ -947,9 +890,6 @@ struct Tuning {
   int split_cluster_cap = tuning_knob("FPQ_GEMV_SPLIT_CLUSTER_CAP", 1, 0, 1);
   int split_wide = tuning_knob("FPQ_GEMV_SPLIT_WIDE", 1, 0, 2);
   int split_batch = tuning_knob("FPQ_GEMV_SPLIT_BATCH", -1, 0, 1);
-  int split_mcast = pow2_knob("FPQ_GEMV_SPLIT_MCAST", 0, 0, 8, "bad FPQ_GEMV_SPLIT_MCAST (0, 2, 4 or 8 expected)");
-  int split_mcast_late = tuning_knob("FPQ_GEMV_SPLIT_MCAST_LATE", 0, 0, 1);
-  int split_slices = tuning_knob("FPQ_GEMV_SPLIT_SLICES", 0, 0, 1);
   int split_p = pow2_knob("FPQ_GEMV_SPLIT_P", kSplitWarpsDefault, 0, 16, "bad FPQ_GEMV_SPLIT_P (0, 1, 2, 4, 8 or 16 expected)");
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
@@ -985,7 +925,7 @@ template <typename K>
 void start_kernel(K kernel, int64_t grid, int warps, size_t smem, CUstream_st* stream, const GemvParams& p, int lg,
                  const RingStage& r, const char* what) {
   check(launch_kernel_clustered(kernel, dim3(unsigned(grid)), dim3(warps * 32), smem, stream, p.pdl != 0,
-                                dim3(p.cluster ? unsigned(p.splits) : p.x_multicast > 1 ? unsigned(p.x_multicast) : 1u), p, lg, r.data, r.sreg,
+                                dim3(p.cluster ? unsigned(p.splits) : 1u), p, lg, r.data, r.sreg,
                                 uint32_t(127 - p.w.bias - p.w.fold_shift) * 0x00800080u),
         what);
 }
@@ -1142,20 +1082,6 @@ bool launch_split_rt(GemvParams p, int64_t S, int P, CUstream_st* stream) {
   // at four or fewer (4096 x 4096) it measured 0.97-1.00x (H100, docs/BENCHMARKS.md 2026-12-06).
   const int64_t words_per_thread = int64_t(NT * 8) * ((KT + S - 1) / S) * 8 / (W * 32);
   p.split_batch = tuning().split_batch >= 0 ? tuning().split_batch : words_per_thread > 4 ? 1 : 0;
-  p.x_multicast = 0;
-  p.split_x_slices = tuning().split_slices;
-  const int mcast = tuning().split_mcast;
-  if (W >= 16 && S == 1 && mcast > 1 && ctas_per_split >= mcast) {
-    // Multicast form: whole clusters of the ones the device runs at once (a CTA loops over its units).
-    const int n_mc = cluster_count(kernel, W * 32, smem, unsigned(mcast), cache);
-    const int64_t ctas = std::min<int64_t>(ctas_per_split, int64_t(n_mc) * mcast) / mcast * mcast;
-    if (ctas > 0) {
-      p.x_multicast = mcast;
-      p.x_multicast_late = tuning().split_mcast_late;
-      start_kernel(kernel, ctas, W, smem, stream, p, lg, rs, "gemv_kernel (split, multicast clusters) launch");
-      return true;
-    }
-  }
   if (cluster) {
     // No more clusters than run at once: CTAs loop over their units, and a second wave of clusters would run
     // after the first one's last round (the SM count per GPC limits clusters below CTAs per SM x SMs / S).

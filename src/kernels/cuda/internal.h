@@ -126,13 +126,6 @@ struct GemvParams {
   int cluster = 0;  // the S splits of a row tile are one thread-block cluster: partial sums meet in shared memory
   int split_batch = 0;  // the split's activations staged with many loads per thread in flight (always in WIDE)
   int split_warps = 1;  // warps per row-tile unit: they split the split's K range again, sums added in shared memory
-  // The wide split form at S = 1 in clusters of x_multicast CTAs (0: off): each CTA copies every C-th activation
-  // row by one bulk copy multicast to all of them (the L2 reads of the activations divided by C).
-  int x_multicast = 0;
-  int x_multicast_late = 0;  // its warps issue their first weight stages after the activation copies, not before
-  // The wide split form with groups of 8 warps: each K slice's activations staged by the warps that use it, behind
-  // a named barrier of those warps (not the CTA's), so a warp starts once its own slice is in.
-  int split_x_slices = 0;
   float* ws = nullptr;
   unsigned* counters = nullptr;
 };
