@@ -112,9 +112,10 @@ __device__ __forceinline__ uint32_t opaque(uint32_t v) {
 // A thread's word i = threadIdx.x + j * kThreads sits at (row r, word v); (r, v) advance by (dr, dv) per step
 // with one carry, so a word costs a few adds: a division per word (i / vpr) made the staging ~50 instructions
 // per 16 bytes, ~800 per warp of the wide form at M = 16, all on the path to the CTA's barrier (ncu, 2026-12-07).
-template <int kU, int kThreads>
+// mid() runs once in every thread, after its first loads are issued (or at the end where it has none).
+template <int kU, int kThreads, typename Mid>
 __device__ __forceinline__ void stage_split_rows(uint8_t* xk, const uint16_t* x, int64_t ldx, int m, int rows, int vpr,
-                                                 int64_t col0, uint32_t stride) {
+                                                 int64_t col0, uint32_t stride, Mid&& mid) {
   const int total = rows * vpr;
   const int dr = kThreads / vpr, dv = kThreads - dr * vpr;  // dv < vpr: one carry per step at most
   int r = int(threadIdx.x) / vpr, v = int(threadIdx.x) - r * vpr;
@@ -122,6 +123,7 @@ __device__ __forceinline__ void stage_split_rows(uint8_t* xk, const uint16_t* x,
     r += dr, v += dv;
     if (v >= vpr) v -= vpr, ++r;
   };
+  bool mid_done = false;
   for (int i0 = threadIdx.x; i0 < total; i0 += kU * kThreads) {
     const int r0 = r, v0 = v;
     uint4 val[kU];
@@ -131,6 +133,7 @@ __device__ __forceinline__ void stage_split_rows(uint8_t* xk, const uint16_t* x,
       val[u] = *reinterpret_cast<const uint4*>(x + int64_t(r < m ? r : m - 1) * ldx + col0 + v * 8);
       step();
     }
+    if (!mid_done) mid(), mid_done = true;
     r = r0, v = v0;
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
@@ -139,6 +142,7 @@ __device__ __forceinline__ void stage_split_rows(uint8_t* xk, const uint16_t* x,
       step();
     }
   }
+  if (!mid_done) mid();
 }
 
 // How scales are applied: kFold = multiplied into the bf16 operand (exact: 1-byte E8M0 / E4M3 group scales
@@ -357,13 +361,17 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
   // so the first weight bytes are on their way meanwhile.
   // With programmatic dependent launch this runs while the previous kernel finishes: the weights do not depend
   // on it, the activations (and the output, which it may still read) do, so everything after waits for it.
+  // KS, p.split_batch >> 1 (FPQ_GEMV_SPLIT_EARLY, an experiment): 1 = the ring's last stage too is issued, after
+  // the activation loads (so they are ahead of it), 2 = every ring stage after them and none before; the loop
+  // then refills a slot after it is consumed, not before the wait.
+  const int early = KS ? p.split_batch >> 1 : 0;
   griddep_launch_dependents();
   if (lane == 0) {
     for (int i = 0; i < kD; ++i) mbar_init(bar0 + i * 8);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     // (Issuing every stage here where a warp's stages fit its ring measured 0.91-0.96x at 4096 x 4096, M = 16:
     // the weight copies then compete with the activation staging, which is the critical path. H100, 2026-12-07.)
-    for (int i = 0; i < kD - 1; ++i) issue();
+    for (int i = 0; i < (early == 2 ? 0 : kD - 1); ++i) issue();
   }
   griddep_wait();
   // RMSNorm prologue: y = rsqrt(mean(x^2) + eps) * (W . bf16(x * w)). Every CTA stages bf16(x * w) where the
@@ -427,20 +435,18 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
     // slower at M 8..16, the copy engine's rate from L2 below the CTA's 512 threads' loads, 2026-12-07.)
     const int vpr = (ks1 - ks0) * 8;  // 16-byte words per row
     uint8_t* xk = reinterpret_cast<uint8_t*>(xs_words);
-    if (WIDE || p.split_batch) {
+    auto mid = [&]() {
+      if (early != 0 && lane == 0)
+        for (int i = 0; i < (early == 2 ? kD : 1); ++i) issue();
+    };
+    if (WIDE || (p.split_batch & 1)) {
       // Sixteen 16-byte loads per thread issued before the first store (one L2 round trip, not one per word;
       // the wide form's 128 KB per CTA).
       // (Each CTA starting its walk at another word, so that the CTAs ask different L2 lines at a time, measured
       // 0.98-1.01x at 4096 x 4096, M = 16: H100, 2026-12-07.)
-      stage_split_rows<16, kWarps * 32>(xk, x, p.ldx, int(p.m), NT * 8, vpr, int64_t(ks0) * 64, xk_stride);
-    } else {
-#pragma unroll 4
-      for (int i = threadIdx.x; i < NT * 8 * vpr; i += kWarps * 32) {
-        const int r = i / vpr, v = i - r * vpr;
-        const int m = r < p.m ? r : int(p.m) - 1;
-        const uint4 val = *reinterpret_cast<const uint4*>(x + int64_t(m) * p.ldx + int64_t(ks0) * 64 + v * 8);
-        *reinterpret_cast<uint4*>(xk + uint32_t(r) * xk_stride + uint32_t(v) * 16u) = val;
-      }
+      stage_split_rows<16, kWarps * 32>(xk, x, p.ldx, int(p.m), NT * 8, vpr, int64_t(ks0) * 64, xk_stride, mid);
+    } else {  // four or fewer words per thread: four loads in flight (sixteen measured 0.97-1.00x there)
+      stage_split_rows<4, kWarps * 32>(xk, x, p.ldx, int(p.m), NT * 8, vpr, int64_t(ks0) * 64, xk_stride, mid);
     }
   }
   // The lookup table, the RMSNorm row and the split's activations are the CTA's; barriers and a plain row
@@ -504,7 +510,7 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
 #pragma unroll 1
   for (int i = 0; i < nstages; ++i) {
     const int f = int(j) * nstages + i;
-    if (lane == 0) issue();  // stage f + kD - 1
+    if (lane == 0 && early == 0) issue();  // stage f + kD - 1
     mbar_wait(bar0 + uint32_t((f & (kD - 1)) * 8), uint32_t((f >> ring_log2) & 1));
     const uint8_t* sl = ring + (f & (kD - 1)) * slot;
     const int kt0 = kt_begin + i * kST;
@@ -624,6 +630,7 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
       }
     }
     __syncwarp();  // everyone is done with this slot before lane 0 refills it
+    if (lane == 0 && early != 0) issue();  // stage f + kD, into this slot
   }
 
   if constexpr (MODE != kGroup) {
@@ -858,6 +865,8 @@ int cluster_count(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //   FPQ_GEMV_SPLIT_BATCH 0: the two-CTA split form stages its activations one 16-byte load per thread at a time;
 //                       1: sixteen in flight, as the wide form always does; default: 1 where a thread copies more
 //                       than four words
+//   FPQ_GEMV_SPLIT_EARLY 1: the split kernel's last ring stage issued after the activation loads; 2: all of its
+//                       ring stages after them (default 0: all but one before them, an experiment)
 //   FPQ_GEMV_SPLIT_P    warps per row-tile unit of the split kernel, 1, 2, 4, 8 or 16; 0: more than one where
 //                       that needs fewer K splits (plan_split, the default)
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
@@ -890,6 +899,7 @@ struct Tuning {
   int split_cluster_cap = tuning_knob("FPQ_GEMV_SPLIT_CLUSTER_CAP", 1, 0, 1);
   int split_wide = tuning_knob("FPQ_GEMV_SPLIT_WIDE", 1, 0, 2);
   int split_batch = tuning_knob("FPQ_GEMV_SPLIT_BATCH", -1, 0, 1);
+  int split_early = tuning_knob("FPQ_GEMV_SPLIT_EARLY", 0, 0, 2);
   int split_p = pow2_knob("FPQ_GEMV_SPLIT_P", kSplitWarpsDefault, 0, 16, "bad FPQ_GEMV_SPLIT_P (0, 1, 2, 4, 8 or 16 expected)");
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
@@ -1081,7 +1091,7 @@ bool launch_split_rt(GemvParams p, int64_t S, int P, CUstream_st* stream) {
   // Batched staging where a thread copies more than four 16-byte words (4096 x 14336 at M 8..16: 1.01-1.04x);
   // at four or fewer (4096 x 4096) it measured 0.97-1.00x (H100, docs/BENCHMARKS.md 2026-12-06).
   const int64_t words_per_thread = int64_t(NT * 8) * ((KT + S - 1) / S) * 8 / (W * 32);
-  p.split_batch = tuning().split_batch >= 0 ? tuning().split_batch : words_per_thread > 4 ? 1 : 0;
+  p.split_batch = (tuning().split_batch >= 0 ? tuning().split_batch : words_per_thread > 4 ? 1 : 0) | (tuning().split_early << 1);
   if (cluster) {
     // No more clusters than run at once: CTAs loop over their units, and a second wave of clusters would run
     // after the first one's last round (the SM count per GPC limits clusters below CTAs per SM x SMs / S).
