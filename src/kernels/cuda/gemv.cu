@@ -364,7 +364,7 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
   // KS, p.split_batch >> 1 (FPQ_GEMV_SPLIT_EARLY, an experiment): 1 = the ring's last stage too is issued, after
   // the activation loads (so they are ahead of it), 2 = every ring stage after them and none before; the loop
   // then refills a slot after it is consumed, not before the wait.
-  const int early = KS ? p.split_batch >> 1 : 0;
+  const int early = KS ? (p.split_batch >> 1) & 3 : 0;
   griddep_launch_dependents();
   if (lane == 0) {
     for (int i = 0; i < kD; ++i) mbar_init(bar0 + i * 8);
@@ -664,6 +664,30 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
 
   if constexpr (KS) {
     constexpr int kSl = RT * NT * 4;
+    if (P > 1 && S == 1 && !kc && !(p.split_batch & 8)) {
+      // The whole K range in one CTA: every warp of the group leaves its sums in shared memory, and warp `sub`
+      // adds slots sub, sub + P, ... over the group's warps in warp order and stores them, so the group's
+      // stores run in parallel and each warp runs the store code for one slot (warp 0 storing every slot after
+      // adding the others' sums ran a long tail of instruction-cache misses: ncu, H100, 2026-12-07).
+      const uint32_t xk_max = uint32_t((KT + S - 1) / S) * 128u + 16u;
+      float* gsum = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(xs_words) + NT * 8 * xk_max);
+#pragma unroll
+      for (int h = 0; h < RT; ++h)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) gsum[warp * (kSl * 32) + ((h * NT + nt) * 4 + r) * 32 + lane] = acc[h][nt][r];
+      named_barrier_sync(1 + grp, P * 32);
+      const float* g0 = gsum + (grp * P) * (kSl * 32) + lane;
+#pragma unroll 1
+      for (int sl = sub; sl < kSl; sl += P) {  // warp-uniform
+        float v = 0.0f;
+        for (int q = 0; q < P; ++q) v += g0[q * (kSl * 32) + sl * 32];
+        store_out(rt0, sl, lane, v);
+      }
+      named_barrier_sync(1 + grp, P * 32);
+      continue;
+    }
     if (P > 1) {
       // Warps 1 .. P - 1 of the group leave their sums in shared memory (after the largest split's activations,
       // where the cluster form keeps its buffers: the two are never both on); warp 0 adds them in warp order and
@@ -867,6 +891,8 @@ int cluster_count(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //                       than four words
 //   FPQ_GEMV_SPLIT_EARLY 1: the split kernel's last ring stage issued after the activation loads; 2: all of its
 //                       ring stages after them (default 0: all but one before them, an experiment)
+//   FPQ_GEMV_SPLIT_GSTORE 0: a warp group's sums (one split) added and stored by its first warp alone (default 1:
+//                       each warp of the group adds and stores its share of the slots)
 //   FPQ_GEMV_SPLIT_P    warps per row-tile unit of the split kernel, 1, 2, 4, 8 or 16; 0: more than one where
 //                       that needs fewer K splits (plan_split, the default)
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
@@ -900,6 +926,7 @@ struct Tuning {
   int split_wide = tuning_knob("FPQ_GEMV_SPLIT_WIDE", 1, 0, 2);
   int split_batch = tuning_knob("FPQ_GEMV_SPLIT_BATCH", -1, 0, 1);
   int split_early = tuning_knob("FPQ_GEMV_SPLIT_EARLY", 0, 0, 2);
+  int split_gstore = tuning_knob("FPQ_GEMV_SPLIT_GSTORE", 1, 0, 1);
   int split_p = pow2_knob("FPQ_GEMV_SPLIT_P", kSplitWarpsDefault, 0, 16, "bad FPQ_GEMV_SPLIT_P (0, 1, 2, 4, 8 or 16 expected)");
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
@@ -1091,7 +1118,7 @@ bool launch_split_rt(GemvParams p, int64_t S, int P, CUstream_st* stream) {
   // Batched staging where a thread copies more than four 16-byte words (4096 x 14336 at M 8..16: 1.01-1.04x);
   // at four or fewer (4096 x 4096) it measured 0.97-1.00x (H100, docs/BENCHMARKS.md 2026-12-06).
   const int64_t words_per_thread = int64_t(NT * 8) * ((KT + S - 1) / S) * 8 / (W * 32);
-  p.split_batch = (tuning().split_batch >= 0 ? tuning().split_batch : words_per_thread > 4 ? 1 : 0) | (tuning().split_early << 1);
+  p.split_batch = (tuning().split_batch >= 0 ? tuning().split_batch : words_per_thread > 4 ? 1 : 0) | (tuning().split_early << 1) | (tuning().split_gstore ? 0 : 8);
   if (cluster) {
     // No more clusters than run at once: CTAs loop over their units, and a second wave of clusters would run
     // after the first one's last round (the SM count per GPC limits clusters below CTAs per SM x SMs / S).
