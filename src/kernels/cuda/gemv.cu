@@ -361,9 +361,10 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
   // so the first weight bytes are on their way meanwhile.
   // With programmatic dependent launch this runs while the previous kernel finishes: the weights do not depend
   // on it, the activations (and the output, which it may still read) do, so everything after waits for it.
-  // KS, p.split_batch >> 1 (FPQ_GEMV_SPLIT_EARLY, an experiment): 1 = the ring's last stage too is issued, after
-  // the activation loads (so they are ahead of it), 2 = every ring stage after them and none before; the loop
-  // then refills a slot after it is consumed, not before the wait.
+  // KS, bits 1-2 of p.split_batch (FPQ_GEMV_SPLIT_EARLY, an experiment): 1 = the ring's last stage too is issued
+  // after the activation loads (so they are ahead of it), 2 = every ring stage after them and none before; the
+  // loop then refills a slot after it is consumed, not before the wait. Measured on an H100 (docs/BENCHMARKS.md,
+  // 2026-12-07): 2 is 1.07x faster at 4096 x 4096, M = 8, 1.00x at M = 16, 1.01-1.02x at 4096 x 14336; 1 0.98-1.00x.
   const int early = KS ? (p.split_batch >> 1) & 3 : 0;
   griddep_launch_dependents();
   if (lane == 0) {
@@ -664,11 +665,12 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
 
   if constexpr (KS) {
     constexpr int kSl = RT * NT * 4;
-    if (P > 1 && S == 1 && !kc && !(p.split_batch & 8)) {
-      // The whole K range in one CTA: every warp of the group leaves its sums in shared memory, and warp `sub`
-      // adds slots sub, sub + P, ... over the group's warps in warp order and stores them, so the group's
-      // stores run in parallel and each warp runs the store code for one slot (warp 0 storing every slot after
-      // adding the others' sums ran a long tail of instruction-cache misses: ncu, H100, 2026-12-07).
+    if (P > 1 && S == 1 && !kc && (p.split_batch & 8)) {
+      // FPQ_GEMV_SPLIT_GSTORE=1 (an experiment, built but not yet run on a GPU): the whole K range in one CTA;
+      // every warp of the group leaves its sums in shared memory, and warp `sub` adds slots sub, sub + P, ...
+      // over the group's warps in warp order and stores them, so the group's stores run in parallel and each
+      // warp runs the store code for one slot. (Below, warp 0 adds the others' sums and stores every slot: ncu
+      // put 17% of the 4096 x 4096, M = 16 kernel's stall samples there, mostly instruction-cache misses.)
       const uint32_t xk_max = uint32_t((KT + S - 1) / S) * 128u + 16u;
       float* gsum = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(xs_words) + NT * 8 * xk_max);
 #pragma unroll
@@ -891,8 +893,8 @@ int cluster_count(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //                       than four words
 //   FPQ_GEMV_SPLIT_EARLY 1: the split kernel's last ring stage issued after the activation loads; 2: all of its
 //                       ring stages after them (default 0: all but one before them, an experiment)
-//   FPQ_GEMV_SPLIT_GSTORE 0: a warp group's sums (one split) added and stored by its first warp alone (default 1:
-//                       each warp of the group adds and stores its share of the slots)
+//   FPQ_GEMV_SPLIT_GSTORE 1: a warp group's sums (S = 1) added and stored by all its warps, a share of the slots
+//                       each (default 0: by its first warp alone; 1 is an experiment not yet run on a GPU)
 //   FPQ_GEMV_SPLIT_P    warps per row-tile unit of the split kernel, 1, 2, 4, 8 or 16; 0: more than one where
 //                       that needs fewer K splits (plan_split, the default)
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
@@ -926,7 +928,7 @@ struct Tuning {
   int split_wide = tuning_knob("FPQ_GEMV_SPLIT_WIDE", 1, 0, 2);
   int split_batch = tuning_knob("FPQ_GEMV_SPLIT_BATCH", -1, 0, 1);
   int split_early = tuning_knob("FPQ_GEMV_SPLIT_EARLY", 0, 0, 2);
-  int split_gstore = tuning_knob("FPQ_GEMV_SPLIT_GSTORE", 1, 0, 1);
+  int split_gstore = tuning_knob("FPQ_GEMV_SPLIT_GSTORE", 0, 0, 1);
   int split_p = pow2_knob("FPQ_GEMV_SPLIT_P", kSplitWarpsDefault, 0, 16, "bad FPQ_GEMV_SPLIT_P (0, 1, 2, 4, 8 or 16 expected)");
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
@@ -1118,7 +1120,7 @@ bool launch_split_rt(GemvParams p, int64_t S, int P, CUstream_st* stream) {
   // Batched staging where a thread copies more than four 16-byte words (4096 x 14336 at M 8..16: 1.01-1.04x);
   // at four or fewer (4096 x 4096) it measured 0.97-1.00x (H100, docs/BENCHMARKS.md 2026-12-06).
   const int64_t words_per_thread = int64_t(NT * 8) * ((KT + S - 1) / S) * 8 / (W * 32);
-  p.split_batch = (tuning().split_batch >= 0 ? tuning().split_batch : words_per_thread > 4 ? 1 : 0) | (tuning().split_early << 1) | (tuning().split_gstore ? 0 : 8);
+  p.split_batch = (tuning().split_batch >= 0 ? tuning().split_batch : words_per_thread > 4 ? 1 : 0) | (tuning().split_early << 1) | (tuning().split_gstore ? 8 : 0);
   if (cluster) {
     // No more clusters than run at once: CTAs loop over their units, and a second wave of clusters would run
     // after the first one's last round (the SM count per GPC limits clusters below CTAs per SM x SMs / S).
