@@ -361,11 +361,11 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
   // so the first weight bytes are on their way meanwhile.
   // With programmatic dependent launch this runs while the previous kernel finishes: the weights do not depend
   // on it, the activations (and the output, which it may still read) do, so everything after waits for it.
-  // KS, bits 1-2 of p.split_batch (FPQ_GEMV_SPLIT_EARLY, an experiment): 1 = the ring's last stage too is issued
+  // KS, p.split_early (FPQ_GEMV_SPLIT_EARLY, an experiment): 1 = the ring's last stage too is issued
   // after the activation loads (so they are ahead of it), 2 = every ring stage after them and none before; the
   // loop then refills a slot after it is consumed, not before the wait. Measured on an H100 (docs/BENCHMARKS.md,
   // 2026-12-07): 2 is 1.07x faster at 4096 x 4096, M = 8, 1.00x at M = 16, 1.01-1.02x at 4096 x 14336; 1 0.98-1.00x.
-  const int early = KS ? (p.split_batch >> 1) & 3 : 0;
+  const int early = KS ? p.split_early : 0;
   griddep_launch_dependents();
   if (lane == 0) {
     for (int i = 0; i < kD; ++i) mbar_init(bar0 + i * 8);
@@ -440,7 +440,7 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
       if (early != 0 && lane == 0)
         for (int i = 0; i < (early == 2 ? kD : 1); ++i) issue();
     };
-    if (WIDE || (p.split_batch & 1)) {
+    if (WIDE || p.split_batch) {
       // Sixteen 16-byte loads per thread issued before the first store (one L2 round trip, not one per word;
       // the wide form's 128 KB per CTA).
       // (Each CTA starting its walk at another word, so that the CTAs ask different L2 lines at a time, measured
@@ -665,7 +665,7 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
 
   if constexpr (KS) {
     constexpr int kSl = RT * NT * 4;
-    if (P > 1 && S == 1 && !kc && (p.split_batch & 8)) {
+    if (P > 1 && S == 1 && !kc && p.split_gstore) {
       // FPQ_GEMV_SPLIT_GSTORE=1 (an experiment, built but not yet run on a GPU): the whole K range in one CTA;
       // every warp of the group leaves its sums in shared memory, and warp `sub` adds slots sub, sub + P, ...
       // over the group's warps in warp order and stores them, so the group's stores run in parallel and each
@@ -1120,7 +1120,9 @@ bool launch_split_rt(GemvParams p, int64_t S, int P, CUstream_st* stream) {
   // Batched staging where a thread copies more than four 16-byte words (4096 x 14336 at M 8..16: 1.01-1.04x);
   // at four or fewer (4096 x 4096) it measured 0.97-1.00x (H100, docs/BENCHMARKS.md 2026-12-06).
   const int64_t words_per_thread = int64_t(NT * 8) * ((KT + S - 1) / S) * 8 / (W * 32);
-  p.split_batch = (tuning().split_batch >= 0 ? tuning().split_batch : words_per_thread > 4 ? 1 : 0) | (tuning().split_early << 1) | (tuning().split_gstore ? 8 : 0);
+  p.split_batch = tuning().split_batch >= 0 ? tuning().split_batch : words_per_thread > 4 ? 1 : 0;
+  p.split_early = tuning().split_early;
+  p.split_gstore = tuning().split_gstore;
   if (cluster) {
     // No more clusters than run at once: CTAs loop over their units, and a second wave of clusters would run
     // after the first one's last round (the SM count per GPC limits clusters below CTAs per SM x SMs / S).
