@@ -148,9 +148,9 @@ if [[ $TESTS == 1 ]]; then
   # The split decode kernel's forms that the default choice takes only at large shapes (or not at all): the
   # 16-warp WIDE form everywhere its activations fit, the cluster form at M 5..16, one warp per row-tile unit
   # everywhere (the per-shape rule groups them at some shapes), groups of 2 and 8 warps wherever they fit; and
-  # the two experiments in the binary (a group's stores spread over its warps, the ring behind the activations).
+  # the ring's stages all before / all after the activation loads at every M (the default splits at M = 8).
   for knob in FPQ_GEMV_SPLIT_WIDE=2 FPQ_GEMV_SPLIT_CLUSTER=2 FPQ_GEMV_SPLIT_P=1 FPQ_GEMV_SPLIT_P=2 FPQ_GEMV_SPLIT_P=8 \
-              FPQ_GEMV_SPLIT_GSTORE=1 FPQ_GEMV_SPLIT_EARLY=2; do
+              FPQ_GEMV_SPLIT_EARLY=0 FPQ_GEMV_SPLIT_EARLY=2; do
     env "$knob" timeout 150 "$BIN/test_kernels_cuda" --gtest_filter='Cuda.WeightOnly*:Cuda.Split*' >"$LOGS/split_${knob//=/_}.log" 2>&1
     rc=$?
     echo "Cuda.WeightOnly* and Cuda.Split* with $knob: $(grep -E '^\[  (PASSED|FAILED) ' "$LOGS/split_${knob//=/_}.log" | head -1)"

@@ -361,10 +361,10 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
   // so the first weight bytes are on their way meanwhile.
   // With programmatic dependent launch this runs while the previous kernel finishes: the weights do not depend
   // on it, the activations (and the output, which it may still read) do, so everything after waits for it.
-  // KS, p.split_early (FPQ_GEMV_SPLIT_EARLY, an experiment): 1 = the ring's last stage too is issued
-  // after the activation loads (so they are ahead of it), 2 = every ring stage after them and none before; the
-  // loop then refills a slot after it is consumed, not before the wait. Measured on an H100 (docs/BENCHMARKS.md,
-  // 2026-12-07): 2 is 1.07x faster at 4096 x 4096, M = 8, 1.00x at M = 16, 1.01-1.02x at 4096 x 14336; 1 0.98-1.00x.
+  // KS, p.split_early (FPQ_GEMV_SPLIT_EARLY; the launcher's default 2 at M <= 8, else 0): 1 = the ring's last
+  // stage too is issued after the activation loads (so they are ahead of it), 2 = every ring stage after them and
+  // none before; the loop then refills a slot after it is consumed, not before the wait. Measured on an H100
+  // (docs/BENCHMARKS.md, 2026-12-07): 2 is 1.07x faster at 4096 x 4096, M = 8, about even at M = 16; 1 0.98-1.00x.
   const int early = KS ? p.split_early : 0;
   griddep_launch_dependents();
   if (lane == 0) {
@@ -665,57 +665,46 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
 
   if constexpr (KS) {
     constexpr int kSl = RT * NT * 4;
-    if (P > 1 && S == 1 && !kc && p.split_gstore) {
-      // FPQ_GEMV_SPLIT_GSTORE=1 (an experiment, built but not yet run on a GPU): the whole K range in one CTA;
-      // every warp of the group leaves its sums in shared memory, and warp `sub` adds slots sub, sub + P, ...
-      // over the group's warps in warp order and stores them, so the group's stores run in parallel and each
-      // warp runs the store code for one slot. (Below, warp 0 adds the others' sums and stores every slot: ncu
-      // put 17% of the 4096 x 4096, M = 16 kernel's stall samples there, mostly instruction-cache misses.)
+    if (P > 1) {
+      // Every warp of a group but warp 0 (at S = 1 every warp) leaves its sums in shared memory, after the largest
+      // split's activations, where the cluster form keeps its buffers: the two are never both on.
+      // S = 1 (the whole K range in this CTA): warp `sub` adds slots sub, sub + P, ... over the group's warps in
+      // warp order and stores them, so the group's stores run in parallel and each warp runs the store code of
+      // one slot. (Warp 0 adding the others' sums and storing every slot, the form S > 1 keeps, put 17% of the
+      // 4096 x 4096, M = 16 kernel's stall samples there; spreading them was 1.07-1.09x faster. H100, 2026-12-07.)
+      // S > 1: warp 0 adds them in warp order and goes on as the unit's only warp.
+      // The second barrier frees the buffer for the group's next round.
+      const bool spread = S == 1 && !kc;
       const uint32_t xk_max = uint32_t((KT + S - 1) / S) * 128u + 16u;
       float* gsum = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(xs_words) + NT * 8 * xk_max);
-#pragma unroll
-      for (int h = 0; h < RT; ++h)
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-          for (int r = 0; r < 4; ++r) gsum[warp * (kSl * 32) + ((h * NT + nt) * 4 + r) * 32 + lane] = acc[h][nt][r];
-      named_barrier_sync(1 + grp, P * 32);
-      const float* g0 = gsum + (grp * P) * (kSl * 32) + lane;
-#pragma unroll 1
-      for (int sl = sub; sl < kSl; sl += P) {  // warp-uniform
-        float v = 0.0f;
-        for (int q = 0; q < P; ++q) v += g0[q * (kSl * 32) + sl * 32];
-        store_out(rt0, sl, lane, v);
-      }
-      named_barrier_sync(1 + grp, P * 32);
-      continue;
-    }
-    if (P > 1) {
-      // Warps 1 .. P - 1 of the group leave their sums in shared memory (after the largest split's activations,
-      // where the cluster form keeps its buffers: the two are never both on); warp 0 adds them in warp order and
-      // goes on as the unit's only warp. The second barrier frees the buffer for the group's next round.
-      const uint32_t xk_max = uint32_t((KT + S - 1) / S) * 128u + 16u;
-      float* gsum = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(xs_words) + NT * 8 * xk_max) + warp * (kSl * 32);
-      if (sub != 0) {
+      if (spread || sub != 0) {
 #pragma unroll
         for (int h = 0; h < RT; ++h)
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-            for (int r = 0; r < 4; ++r) gsum[((h * NT + nt) * 4 + r) * 32 + lane] = acc[h][nt][r];
+            for (int r = 0; r < 4; ++r) gsum[warp * (kSl * 32) + ((h * NT + nt) * 4 + r) * 32 + lane] = acc[h][nt][r];
       }
       named_barrier_sync(1 + grp, P * 32);
-      if (sub == 0) {
+      const float* g0 = gsum + (grp * P) * (kSl * 32) + lane;  // the group's warp 0
+      if (spread) {
+#pragma unroll 1
+        for (int sl = sub; sl < kSl; sl += P) {  // warp-uniform
+          float v = 0.0f;
+          for (int q = 0; q < P; ++q) v += g0[q * (kSl * 32) + sl * 32];
+          store_out(rt0, sl, lane, v);
+        }
+      } else if (sub == 0) {
         for (int q = 1; q < P; ++q)
 #pragma unroll
           for (int h = 0; h < RT; ++h)
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-              for (int r = 0; r < 4; ++r) acc[h][nt][r] += gsum[q * (kSl * 32) + ((h * NT + nt) * 4 + r) * 32 + lane];
+              for (int r = 0; r < 4; ++r) acc[h][nt][r] += g0[q * (kSl * 32) + ((h * NT + nt) * 4 + r) * 32];
       }
       named_barrier_sync(1 + grp, P * 32);
-      if (sub != 0) continue;
+      if (spread || sub != 0) continue;
     }
     if (kc) {
       // The split's partial sums -> this CTA's buffer [round & 1][warp][slot][lane] (after the split's
@@ -891,10 +880,9 @@ int cluster_count(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //   FPQ_GEMV_SPLIT_BATCH 0: the two-CTA split form stages its activations one 16-byte load per thread at a time;
 //                       1: sixteen in flight, as the wide form always does; default: 1 where a thread copies more
 //                       than four words
-//   FPQ_GEMV_SPLIT_EARLY 1: the split kernel's last ring stage issued after the activation loads; 2: all of its
-//                       ring stages after them (default 0: all but one before them, an experiment)
-//   FPQ_GEMV_SPLIT_GSTORE 1: a warp group's sums (S = 1) added and stored by all its warps, a share of the slots
-//                       each (default 0: by its first warp alone; 1 is an experiment not yet run on a GPU)
+//   FPQ_GEMV_SPLIT_EARLY 0: the split kernel issues all but one ring stage before staging its activations;
+//                       1: the last one after the activation loads; 2: all of them after; default: 2 at M <= 8,
+//                       0 above
 //   FPQ_GEMV_SPLIT_P    warps per row-tile unit of the split kernel, 1, 2, 4, 8 or 16; 0: more than one where
 //                       that needs fewer K splits (plan_split, the default)
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
@@ -927,8 +915,7 @@ struct Tuning {
   int split_cluster_cap = tuning_knob("FPQ_GEMV_SPLIT_CLUSTER_CAP", 1, 0, 1);
   int split_wide = tuning_knob("FPQ_GEMV_SPLIT_WIDE", 1, 0, 2);
   int split_batch = tuning_knob("FPQ_GEMV_SPLIT_BATCH", -1, 0, 1);
-  int split_early = tuning_knob("FPQ_GEMV_SPLIT_EARLY", 0, 0, 2);
-  int split_gstore = tuning_knob("FPQ_GEMV_SPLIT_GSTORE", 0, 0, 1);
+  int split_early = tuning_knob("FPQ_GEMV_SPLIT_EARLY", -1, 0, 2);
   int split_p = pow2_knob("FPQ_GEMV_SPLIT_P", kSplitWarpsDefault, 0, 16, "bad FPQ_GEMV_SPLIT_P (0, 1, 2, 4, 8 or 16 expected)");
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
@@ -1121,8 +1108,9 @@ bool launch_split_rt(GemvParams p, int64_t S, int P, CUstream_st* stream) {
   // at four or fewer (4096 x 4096) it measured 0.97-1.00x (H100, docs/BENCHMARKS.md 2026-12-06).
   const int64_t words_per_thread = int64_t(NT * 8) * ((KT + S - 1) / S) * 8 / (W * 32);
   p.split_batch = tuning().split_batch >= 0 ? tuning().split_batch : words_per_thread > 4 ? 1 : 0;
-  p.split_early = tuning().split_early;
-  p.split_gstore = tuning().split_gstore;
+  // Ring stages after the activation loads at M <= 8: 1.07x at 4096 x 4096, M = 8, 1.01x at 4096 x 14336; at
+  // M = 16 it measured 0.97-1.03x per format at 4096 x 4096 (H100, docs/BENCHMARKS.md 2026-12-07).
+  p.split_early = tuning().split_early >= 0 ? tuning().split_early : NT == 1 ? 2 : 0;
   if (cluster) {
     // No more clusters than run at once: CTAs loop over their units, and a second wave of clusters would run
     // after the first one's last round (the SM count per GPC limits clusters below CTAs per SM x SMs / S).
