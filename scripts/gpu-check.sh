@@ -148,7 +148,7 @@ if [[ $TESTS == 1 ]]; then
   # The split decode kernel's forms that the default choice takes only at large shapes (or not at all): the
   # 16-warp WIDE form everywhere its activations fit, the cluster form at M 5..16, one warp per row-tile unit
   # everywhere (the per-shape rule groups them at some shapes), groups of 2 and 8 warps wherever they fit; and
-  # the ring's stages all before / all after the activation loads at every M (the default splits at M = 8).
+  # the ring's stages all before / all after the activation loads at every M (default: after at M <= 8 with groups).
   for knob in FPQ_GEMV_SPLIT_WIDE=2 FPQ_GEMV_SPLIT_CLUSTER=2 FPQ_GEMV_SPLIT_P=1 FPQ_GEMV_SPLIT_P=2 FPQ_GEMV_SPLIT_P=8 \
               FPQ_GEMV_SPLIT_EARLY=0 FPQ_GEMV_SPLIT_EARLY=2; do
     env "$knob" timeout 150 "$BIN/test_kernels_cuda" --gtest_filter='Cuda.WeightOnly*:Cuda.Split*' >"$LOGS/split_${knob//=/_}.log" 2>&1

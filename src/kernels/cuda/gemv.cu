@@ -361,10 +361,11 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
   // so the first weight bytes are on their way meanwhile.
   // With programmatic dependent launch this runs while the previous kernel finishes: the weights do not depend
   // on it, the activations (and the output, which it may still read) do, so everything after waits for it.
-  // KS, p.split_early (FPQ_GEMV_SPLIT_EARLY; the launcher's default 2 at M <= 8, else 0): 1 = the ring's last
-  // stage too is issued after the activation loads (so they are ahead of it), 2 = every ring stage after them and
-  // none before; the loop then refills a slot after it is consumed, not before the wait. Measured on an H100
-  // (docs/BENCHMARKS.md, 2026-12-07): 2 is 1.07x faster at 4096 x 4096, M = 8, about even at M = 16; 1 0.98-1.00x.
+  // KS, p.split_early (FPQ_GEMV_SPLIT_EARLY; the launcher's default: 2 at M <= 8 with P > 1, else 0): 1 = the
+  // ring's last stage too is issued after the activation loads (so they are ahead of it), 2 = every ring stage
+  // after them and none before; the loop then refills a slot after it is consumed, not before the wait. Measured
+  // on an H100 (docs/BENCHMARKS.md, 2026-12-07): 2 is 1.09x faster at 4096 x 4096, M = 8, about even at M = 16;
+  // 1 0.98-1.00x.
   const int early = KS ? p.split_early : 0;
   griddep_launch_dependents();
   if (lane == 0) {
@@ -881,8 +882,8 @@ int cluster_count(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //                       1: sixteen in flight, as the wide form always does; default: 1 where a thread copies more
 //                       than four words
 //   FPQ_GEMV_SPLIT_EARLY 0: the split kernel issues all but one ring stage before staging its activations;
-//                       1: the last one after the activation loads; 2: all of them after; default: 2 at M <= 8,
-//                       0 above
+//                       1: the last one after the activation loads; 2: all of them after; default: 2 at M <= 8
+//                       with groups of warps per unit (FPQ_GEMV_SPLIT_P), else 0
 //   FPQ_GEMV_SPLIT_P    warps per row-tile unit of the split kernel, 1, 2, 4, 8 or 16; 0: more than one where
 //                       that needs fewer K splits (plan_split, the default)
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
@@ -1108,9 +1109,11 @@ bool launch_split_rt(GemvParams p, int64_t S, int P, CUstream_st* stream) {
   // at four or fewer (4096 x 4096) it measured 0.97-1.00x (H100, docs/BENCHMARKS.md 2026-12-06).
   const int64_t words_per_thread = int64_t(NT * 8) * ((KT + S - 1) / S) * 8 / (W * 32);
   p.split_batch = tuning().split_batch >= 0 ? tuning().split_batch : words_per_thread > 4 ? 1 : 0;
-  // Ring stages after the activation loads at M <= 8: 1.07x at 4096 x 4096, M = 8, 1.01x at 4096 x 14336; at
-  // M = 16 it measured 0.97-1.03x per format at 4096 x 4096 (H100, docs/BENCHMARKS.md 2026-12-07).
-  p.split_early = tuning().split_early >= 0 ? tuning().split_early : NT == 1 ? 2 : 0;
+  // Ring stages after the activation loads at M <= 8 where groups of warps share a unit (each warp's weight
+  // stream 1/P of the row tile's, so the activation staging is the critical path): M = 8 1.09x at 4096 x 4096
+  // (P = 8), 1.05x at 14336 x 4096 and 1.01x at 4096 x 14336 (P = 2); with P = 1 (28672 x 4096) 4-bit codes lost
+  // 4.5%, and at M = 12..16 it measured 0.97-1.03x per format (H100, docs/BENCHMARKS.md 2026-12-07).
+  p.split_early = tuning().split_early >= 0 ? tuning().split_early : NT == 1 && P > 1 ? 2 : 0;
   if (cluster) {
     // No more clusters than run at once: CTAs loop over their units, and a second wave of clusters would run
     // after the first one's last round (the SM count per GPC limits clusters below CTAs per SM x SMs / S).
