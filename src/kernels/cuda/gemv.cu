@@ -705,7 +705,7 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
               for (int r = 0; r < 4; ++r) acc[h][nt][r] += g0[q * (kSl * 32) + ((h * NT + nt) * 4 + r) * 32];
       }
       named_barrier_sync(1 + grp, P * 32);
-      if (spread || sub != 0) continue;
+      if (spread || (sub != 0 && !(S > 1 && !kc && p.split_last))) continue;
     }
     if (kc) {
       // The split's partial sums -> this CTA's buffer [round & 1][warp][slot][lane] (after the split's
@@ -748,17 +748,51 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
     }
     // This split's partial sums -> p.ws[unit][split][lane][slot]; the unit's last warp adds the splits in order.
     float* wsu = p.ws + size_t(unit) * size_t(S) * (kSl * 32);
-    float4* dst = reinterpret_cast<float4*>(wsu + (size_t(split) * 32 + lane) * kSl);
-#pragma unroll
-    for (int h = 0; h < RT; ++h)
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-        __stcg(dst + h * NT + nt, make_float4(acc[h][nt][0], acc[h][nt][1], acc[h][nt][2], acc[h][nt][3]));
-    __threadfence();
-    __syncwarp();
     uint32_t before = 0;
-    if (lane == 0) before = atomicAdd(p.counters + unit, 1u);
-    before = __shfl_sync(0xFFFFFFFFu, before, 0);
+    if (P == 1 || sub == 0) {
+      float4* dst = reinterpret_cast<float4*>(wsu + (size_t(split) * 32 + lane) * kSl);
+#pragma unroll
+      for (int h = 0; h < RT; ++h)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+          __stcg(dst + h * NT + nt, make_float4(acc[h][nt][0], acc[h][nt][1], acc[h][nt][2], acc[h][nt][3]));
+      __threadfence();
+      __syncwarp();
+      if (lane == 0) before = atomicAdd(p.counters + unit, 1u);
+      before = __shfl_sync(0xFFFFFFFFu, before, 0);
+    }
+    if (P > 1 && p.split_last) {
+      // FPQ_GEMV_SPLIT_LAST=1 (an experiment, not yet run on a GPU): the last split's whole group adds the splits,
+      // warp `sub` taking slot quads sub, sub + P, ... (split order per slot, as below), so its stores run in
+      // parallel as at S = 1. Warp 0 passes the counter's answer through the group's shared-memory buffer (free
+      // since the group's second barrier); the second barrier here frees it again.
+      const uint32_t xk_max = uint32_t((KT + S - 1) / S) * 128u + 16u;
+      volatile uint32_t* flag = reinterpret_cast<volatile uint32_t*>(reinterpret_cast<uint8_t*>(xs_words) + NT * 8 * xk_max) +
+                                (grp * P) * (kSl * 32);
+      if (sub == 0 && lane == 0) *flag = before;
+      named_barrier_sync(1 + grp, P * 32);
+      before = *flag;
+      named_barrier_sync(1 + grp, P * 32);
+      if (before != uint32_t(S - 1)) continue;
+      __threadfence();
+#pragma unroll 1
+      for (int qd = sub; qd < kSl / 4; qd += P) {  // warp-uniform
+        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int q = 0; q < S; ++q) {
+          const float4 t = __ldcg(reinterpret_cast<const float4*>(wsu + (size_t(q) * 32 + lane) * kSl) + qd);
+          v.x += t.x;
+          v.y += t.y;
+          v.z += t.z;
+          v.w += t.w;
+        }
+        store_out(rt0, 4 * qd, lane, v.x);
+        store_out(rt0, 4 * qd + 1, lane, v.y);
+        store_out(rt0, 4 * qd + 2, lane, v.z);
+        store_out(rt0, 4 * qd + 3, lane, v.w);
+      }
+      if (sub == 0 && lane == 0) p.counters[unit] = 0u;  // every split has arrived: zero for the next launch
+      continue;
+    }
     if (before != uint32_t(S - 1)) continue;
     __threadfence();
     float v[kSl];
@@ -884,6 +918,8 @@ int cluster_count(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //   FPQ_GEMV_SPLIT_EARLY 0: the split kernel issues all but one ring stage before staging its activations;
 //                       1: the last one after the activation loads; 2: all of them after; default: 2 at M <= 8
 //                       with groups of warps per unit (FPQ_GEMV_SPLIT_P), else 0
+//   FPQ_GEMV_SPLIT_LAST 1: at S > 1 with warp groups, the last split's whole group adds the splits' sums and
+//                       stores them, a share of the slots each (default 0: its first warp alone; an experiment)
 //   FPQ_GEMV_SPLIT_P    warps per row-tile unit of the split kernel, 1, 2, 4, 8 or 16; 0: more than one where
 //                       that needs fewer K splits (plan_split, the default)
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
@@ -917,6 +953,7 @@ struct Tuning {
   int split_wide = tuning_knob("FPQ_GEMV_SPLIT_WIDE", 1, 0, 2);
   int split_batch = tuning_knob("FPQ_GEMV_SPLIT_BATCH", -1, 0, 1);
   int split_early = tuning_knob("FPQ_GEMV_SPLIT_EARLY", -1, 0, 2);
+  int split_last = tuning_knob("FPQ_GEMV_SPLIT_LAST", 0, 0, 1);
   int split_p = pow2_knob("FPQ_GEMV_SPLIT_P", kSplitWarpsDefault, 0, 16, "bad FPQ_GEMV_SPLIT_P (0, 1, 2, 4, 8 or 16 expected)");
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
@@ -1114,6 +1151,7 @@ bool launch_split_rt(GemvParams p, int64_t S, int P, CUstream_st* stream) {
   // (P = 8), 1.05x at 14336 x 4096 and 1.01x at 4096 x 14336 (P = 2); with P = 1 (28672 x 4096) 4-bit codes lost
   // 4.5%, and at M = 12..16 it measured 0.97-1.03x per format (H100, docs/BENCHMARKS.md 2026-12-07).
   p.split_early = tuning().split_early >= 0 ? tuning().split_early : NT == 1 && P > 1 ? 2 : 0;
+  p.split_last = tuning().split_last;
   if (cluster) {
     // No more clusters than run at once: CTAs loop over their units, and a second wave of clusters would run
     // after the first one's last round (the SM count per GPC limits clusters below CTAs per SM x SMs / S).
