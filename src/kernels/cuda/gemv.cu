@@ -11,6 +11,7 @@
 // type works exactly, e.g. fp16 scales of INT4 groups). The warps' sums are added in a fixed order.
 // From M = 5 the split kernel (KS below) instead splits K across CTAs and keeps each split's activations in
 // shared memory; the splits' partial sums are added in a fixed order too.
+#include <cstdio>
 #include <cstdlib>
 
 #include "kernels/cuda/device_common.cuh"
@@ -666,6 +667,12 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
 
   if constexpr (KS) {
     constexpr int kSl = RT * NT * 4;
+    // The buffer after the largest split's activations (the same offset in every CTA of a cluster): a group's
+    // sums, the cluster form's partial sums or the last split's flag, one at a time (never both forms on).
+    float* const after_x =
+        reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(xs_words) + NT * 8 * (uint32_t((KT + S - 1) / S) * 128u + 16u));
+    // FPQ_GEMV_SPLIT_LAST: the last split's whole group adds the splits' partial sums (global-memory form only).
+    const bool last_group = P > 1 && S > 1 && !kc && p.split_last;
     if (P > 1) {
       // Every warp of a group but warp 0 (at S = 1 every warp) leaves its sums in shared memory, after the largest
       // split's activations, where the cluster form keeps its buffers: the two are never both on.
@@ -676,18 +683,16 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
       // S > 1: warp 0 adds them in warp order and goes on as the unit's only warp.
       // The second barrier frees the buffer for the group's next round.
       const bool spread = S == 1 && !kc;
-      const uint32_t xk_max = uint32_t((KT + S - 1) / S) * 128u + 16u;
-      float* gsum = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(xs_words) + NT * 8 * xk_max);
       if (spread || sub != 0) {
 #pragma unroll
         for (int h = 0; h < RT; ++h)
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-            for (int r = 0; r < 4; ++r) gsum[warp * (kSl * 32) + ((h * NT + nt) * 4 + r) * 32 + lane] = acc[h][nt][r];
+            for (int r = 0; r < 4; ++r) after_x[warp * (kSl * 32) + ((h * NT + nt) * 4 + r) * 32 + lane] = acc[h][nt][r];
       }
       named_barrier_sync(1 + grp, P * 32);
-      const float* g0 = gsum + (grp * P) * (kSl * 32) + lane;  // the group's warp 0
+      const float* g0 = after_x + (grp * P) * (kSl * 32) + lane;  // the group's warp 0
       if (spread) {
 #pragma unroll 1
         for (int sl = sub; sl < kSl; sl += P) {  // warp-uniform
@@ -705,17 +710,14 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
               for (int r = 0; r < 4; ++r) acc[h][nt][r] += g0[q * (kSl * 32) + ((h * NT + nt) * 4 + r) * 32];
       }
       named_barrier_sync(1 + grp, P * 32);
-      if (spread || (sub != 0 && !(S > 1 && !kc && p.split_last))) continue;
+      if (spread || (sub != 0 && !last_group)) continue;
     }
     if (kc) {
       // The split's partial sums -> this CTA's buffer [round & 1][warp][slot][lane] (after the split's
       // activations); after the cluster barrier, CTA `split` adds slots split, split + S, ... over the cluster's
       // CTAs in split order (the bits of the global-memory form) and stores them. Two buffers: a round's writes
       // cannot reach a buffer still being read, since every CTA passed this round's barrier after its reads.
-      // (The buffers start after the largest split's activations, the same offset in every CTA of the cluster.)
-      const uint32_t xk_max = uint32_t((KT + S - 1) / S) * 128u + 16u;
-      float* mine = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(xs_words) + NT * 8 * xk_max) +
-                    ((j & 1) * kWarps + warp) * (kSl * 32);
+      float* mine = after_x + ((j & 1) * kWarps + warp) * (kSl * 32);
 #pragma unroll
       for (int h = 0; h < RT; ++h)
 #pragma unroll
@@ -761,14 +763,12 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
       if (lane == 0) before = atomicAdd(p.counters + unit, 1u);
       before = __shfl_sync(0xFFFFFFFFu, before, 0);
     }
-    if (P > 1 && p.split_last) {
+    if (last_group) {
       // FPQ_GEMV_SPLIT_LAST=1 (an experiment, not yet run on a GPU): the last split's whole group adds the splits,
       // warp `sub` taking slot quads sub, sub + P, ... (split order per slot, as below), so its stores run in
       // parallel as at S = 1. Warp 0 passes the counter's answer through the group's shared-memory buffer (free
       // since the group's second barrier); the second barrier here frees it again.
-      const uint32_t xk_max = uint32_t((KT + S - 1) / S) * 128u + 16u;
-      volatile uint32_t* flag = reinterpret_cast<volatile uint32_t*>(reinterpret_cast<uint8_t*>(xs_words) + NT * 8 * xk_max) +
-                                (grp * P) * (kSl * 32);
+      volatile uint32_t* flag = reinterpret_cast<volatile uint32_t*>(after_x + (grp * P) * (kSl * 32));
       if (sub == 0 && lane == 0) *flag = before;
       named_barrier_sync(1 + grp, P * 32);
       before = *flag;
@@ -934,7 +934,11 @@ int tuning_knob(const char* name, int fallback, int lo, int hi) {
   if (v == nullptr || *v == '\0') return fallback;
   char* end = nullptr;
   const long x = std::strtol(v, &end, 10);
-  if (*end != '\0' || x < lo || x > hi) fail_message("bad FPQ_GEMV_* tuning value (an integer in range expected)");
+  if (*end != '\0' || x < lo || x > hi) {
+    char msg[160];
+    std::snprintf(msg, sizeof msg, "bad %s=%s (an integer from %d to %d expected)", name, v, lo, hi);
+    fail_message(msg);
+  }
   return int(x);
 }
 int pow2_knob(const char* name, int fallback, int lo, int hi, const char* bad) {  // 0 or a power of two
