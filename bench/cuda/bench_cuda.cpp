@@ -32,6 +32,7 @@
 
 #include "formats/quantize.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "read_probe.h"
 #include "util/error.h"
 #include "util/half.h"
 #include "util/parallel.h"
@@ -186,7 +187,22 @@ struct Row {
 struct ChainRow {
   std::string shape, kernel;
   double us, chained_us, cublas_chained_us, bytes;
+  double probe_us, probe_chained_us;  // a plain streaming read of the weight bytes, timed the same two ways
 };
+
+// The read probe (read_probe.cu) over `bytes`, rotating over enough buffers to miss L2: {alone, chained} us.
+std::pair<double, double> read_probe_us(size_t bytes) {
+  bytes = (bytes + 15) / 16 * 16;
+  std::vector<DeviceBuffer> bufs;
+  for (int c = 0; c < copies_for(bytes); ++c) {
+    bufs.emplace_back(bytes);
+    bufs.back().fill_bytes(1);
+  }
+  DeviceBuffer sink(4);
+  auto run = [&](int i) { bench::launch_read_probe(bufs[size_t(i) % bufs.size()].data(), bytes, sink.as<uint32_t>(), g_stream); };
+  const double alone = time_us(run);
+  return {alone, chained_us(run, 2 * int(bufs.size()))};
+}
 
 struct CublasBf16 {
   cublasLtHandle_t h = nullptr;
@@ -363,8 +379,9 @@ int main(int argc, char** argv) {
             }, n);
             const double cb = chained_us([&](int i) { plan(wdev[size_t(i) % wdev.size()].data(), x.data(), y.data()); },
                                          2 * int(wdev.size()));
+            const auto probe = read_probe_us(v[0].device_bytes());
             chain_rows.push_back({sname, fmt::format("{} (W{}A16)", f, v[0].bits), us, cu, cb,
-                                  double(v[0].device_bytes()) + act_bytes + out_bytes});
+                                  double(v[0].device_bytes()) + act_bytes + out_bytes, probe.first, probe.second});
           }
           if (m <= 32 && v[0].fold_ok) {
             // Baseline in the same run: the decode kernel without the fused fold (per-group float32 sums).
@@ -434,13 +451,20 @@ int main(int argc, char** argv) {
     if (!chain_rows.empty()) {
       std::printf("\nM = 1 in a chain of dependent launches (one CUDA graph over the rotating weight copies; fpq's "
                   "decode kernel with programmatic dependent launch):\n\n");
-      std::printf("| N x K | kernel | us (alone) | us (chained) | cuBLAS bf16 us (chained) | chained vs bf16 | GB/s (chained) | of copy BW |\n");
-      std::printf("|---|---|---:|---:|---:|---:|---:|---:|\n");
+      std::printf("| N x K | kernel | us (alone) | us (chained) | cuBLAS bf16 us (chained) | chained vs bf16 | GB/s (chained) | of copy BW "
+                  "| read probe us (alone / chained) | vs probe (alone / chained) |\n");
+      std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
       for (const ChainRow& r : chain_rows) {
         const double gbs = r.bytes / (r.chained_us * 1e-6) / 1e9;
-        std::printf("| %s | %s | %.1f | %.1f | %.1f | %.2fx | %.0f | %.0f%% |\n", r.shape.c_str(), r.kernel.c_str(), r.us,
-                    r.chained_us, r.cublas_chained_us, r.cublas_chained_us / r.chained_us, gbs, 100.0 * gbs * 1e9 / copy_bw);
+        std::printf("| %s | %s | %.1f | %.1f | %.1f | %.2fx | %.0f | %.0f%% | %.1f / %.1f | %.2fx / %.2fx |\n", r.shape.c_str(),
+                    r.kernel.c_str(), r.us, r.chained_us, r.cublas_chained_us, r.cublas_chained_us / r.chained_us, gbs,
+                    100.0 * gbs * 1e9 / copy_bw, r.probe_us, r.probe_chained_us, r.us / r.probe_us,
+                    r.chained_us / r.probe_chained_us);
       }
+      const double empty_alone = time_us([&](int) { bench::launch_empty(g_stream); });
+      const double empty_chained = chained_us([&](int) { bench::launch_empty(g_stream); }, 64);
+      std::printf("\nread probe: a plain streaming read of the weight bytes (16-byte non-caching loads, resident CTAs); "
+                  "an empty kernel: %.1f us alone, %.2f us per launch chained\n", empty_alone, empty_chained);
     }
     std::printf("\nmeasured copy bandwidth: %.2f TB/s (read + write)\n", copy_bw / 1e12);
     return 0;
