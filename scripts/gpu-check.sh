@@ -149,11 +149,12 @@ if [[ $TESTS == 1 ]]; then
   # 16-warp WIDE form everywhere its activations fit, the cluster form at M 5..16, one warp per row-tile unit
   # everywhere (the per-shape rule groups them at some shapes), groups of 2 and 8 warps wherever they fit; and
   # the ring's stages all before / all after the activation loads at every M (default: after at M <= 8 with groups);
-  # and the experiment FPQ_GEMV_SPLIT_LAST (the last split's group adds and stores the splits' sums together) with
-  # forced groups, since the tests' shapes take S > 1 with groups only then. (`+` joins variables of one run.)
+  # and FPQ_GEMV_SPLIT_LAST (the last split's group adds and stores the splits' sums together; default at M > 8)
+  # forced on at every M and off, each with forced groups, since the tests' shapes take S > 1 with groups only
+  # then. (`+` joins variables of one run.)
   for knob in FPQ_GEMV_SPLIT_WIDE=2 FPQ_GEMV_SPLIT_CLUSTER=2 FPQ_GEMV_SPLIT_P=1 FPQ_GEMV_SPLIT_P=2 FPQ_GEMV_SPLIT_P=8 \
               FPQ_GEMV_SPLIT_EARLY=0 FPQ_GEMV_SPLIT_EARLY=2 FPQ_GEMV_SPLIT_LAST=1+FPQ_GEMV_SPLIT_P=2 \
-              FPQ_GEMV_SPLIT_LAST=1+FPQ_GEMV_SPLIT_P=8; do
+              FPQ_GEMV_SPLIT_LAST=0+FPQ_GEMV_SPLIT_P=8; do
     # shellcheck disable=SC2086
     env ${knob//+/ } timeout 150 "$BIN/test_kernels_cuda" --gtest_filter='Cuda.WeightOnly*:Cuda.Split*' >"$LOGS/split_${knob//=/_}.log" 2>&1
     rc=$?

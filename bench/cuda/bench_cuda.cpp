@@ -463,8 +463,11 @@ int main(int argc, char** argv) {
       }
       const double empty_alone = time_us([&](int) { bench::launch_empty(g_stream); });
       const double empty_chained = chained_us([&](int) { bench::launch_empty(g_stream); }, 64);
+      // Alone, an empty kernel's time between its events is the host's enqueue time per launch (the GPU waits for
+      // the launch after the first event); kernels longer than that, fpq's and the probe, keep the queue ahead.
       std::printf("\nread probe: a plain streaming read of the weight bytes (16-byte non-caching loads, resident CTAs); "
-                  "an empty kernel: %.1f us alone, %.2f us per launch chained\n", empty_alone, empty_chained);
+                  "an empty kernel: %.2f us per launch chained (%.1f us alone: the host's enqueue time per launch)\n",
+                  empty_chained, empty_alone);
     }
     std::printf("\nmeasured copy bandwidth: %.2f TB/s (read + write)\n", copy_bw / 1e12);
     return 0;

@@ -919,7 +919,7 @@ int cluster_count(K kernel, int threads, size_t smem, unsigned cluster_x, Launch
 //                       1: the last one after the activation loads; 2: all of them after; default: 2 at M <= 8
 //                       with groups of warps per unit (FPQ_GEMV_SPLIT_P), else 0
 //   FPQ_GEMV_SPLIT_LAST 1: at S > 1 with warp groups, the last split's whole group adds the splits' sums and
-//                       stores them, a share of the slots each (default 0: its first warp alone; an experiment)
+//                       stores them, a share of the slots each; 0: its first warp alone; default: 1 at M > 8
 //   FPQ_GEMV_SPLIT_P    warps per row-tile unit of the split kernel, 1, 2, 4, 8 or 16; 0: more than one where
 //                       that needs fewer K splits (plan_split, the default)
 //   FPQ_GEMV_SLOT_PAD   bytes added to the end of every ring slot (default 0)
@@ -957,7 +957,7 @@ struct Tuning {
   int split_wide = tuning_knob("FPQ_GEMV_SPLIT_WIDE", 1, 0, 2);
   int split_batch = tuning_knob("FPQ_GEMV_SPLIT_BATCH", -1, 0, 1);
   int split_early = tuning_knob("FPQ_GEMV_SPLIT_EARLY", -1, 0, 2);
-  int split_last = tuning_knob("FPQ_GEMV_SPLIT_LAST", 0, 0, 1);
+  int split_last = tuning_knob("FPQ_GEMV_SPLIT_LAST", -1, 0, 1);
   int split_p = pow2_knob("FPQ_GEMV_SPLIT_P", kSplitWarpsDefault, 0, 16, "bad FPQ_GEMV_SPLIT_P (0, 1, 2, 4, 8 or 16 expected)");
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
@@ -1155,7 +1155,10 @@ bool launch_split_rt(GemvParams p, int64_t S, int P, CUstream_st* stream) {
   // (P = 8), 1.05x at 14336 x 4096 and 1.01x at 4096 x 14336 (P = 2); with P = 1 (28672 x 4096) 4-bit codes lost
   // 4.5%, and at M = 12..16 it measured 0.97-1.03x per format (H100, docs/BENCHMARKS.md 2026-12-07).
   p.split_early = tuning().split_early >= 0 ? tuning().split_early : NT == 1 && P > 1 ? 2 : 0;
-  p.split_last = tuning().split_last;
+  // The last split's whole group adds the splits' sums at M > 8 (the kernel takes it where S > 1 and P > 1):
+  // 4096 x 14336 at M = 12 / 16 (S = 4, P = 2) 1.02-1.03x for 4-bit codes, 1.02-1.03x for 6-bit; at M = 8 it
+  // measured 0.98-1.00x, so M <= 8 keeps warp 0 alone (H100, docs/BENCHMARKS.md 2026-12-07 19:21 UTC).
+  p.split_last = tuning().split_last >= 0 ? tuning().split_last : NT > 1 ? 1 : 0;
   if (cluster) {
     // No more clusters than run at once: CTAs loop over their units, and a second wave of clusters would run
     // after the first one's last round (the SM count per GPC limits clusters below CTAs per SM x SMs / S).

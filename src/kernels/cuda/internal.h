@@ -126,7 +126,7 @@ struct GemvParams {
   int cluster = 0;  // the S splits of a row tile are one thread-block cluster: partial sums meet in shared memory
   int split_batch = 0;  // the split's activations staged with many loads per thread in flight (always in WIDE)
   int split_early = 0;  // the split kernel's weight stages issued after its activation loads (FPQ_GEMV_SPLIT_EARLY)
-  int split_last = 0;  // FPQ_GEMV_SPLIT_LAST (an experiment, gemv.cu): the last split's group adds and stores together
+  int split_last = 0;  // FPQ_GEMV_SPLIT_LAST (gemv.cu; on at M > 8): the last split's group adds and stores together
   int split_warps = 1;  // warps per row-tile unit: they split the split's K range again, sums added in shared memory
   float* ws = nullptr;
   unsigned* counters = nullptr;
