@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/frag.cuh"  // ld_stream16: the decode kernels' streaming load
 #include "read_probe.h"
 
 namespace {
@@ -12,13 +13,7 @@ namespace {
 constexpr int kThreads = 512;
 constexpr int kUnroll = 4;  // 16-byte loads in flight per thread per step
 
-__device__ __forceinline__ uint4 load_stream(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
+__device__ __forceinline__ uint4 load_stream(const uint4* p) { return fpq::cuda::detail::ld_stream16(p); }
 
 // XOR of every word read; stored only if it equals `never` (which the host picks so that it does not), so the
 // loads cannot be dropped and nothing is written.
