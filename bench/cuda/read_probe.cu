@@ -43,12 +43,15 @@ __global__ void empty_kernel() {}
 namespace fpq::bench {
 
 void launch_read_probe(const void* data, size_t bytes, uint32_t* sink, cudaStream_t stream) {
-  int dev = 0, sms = 0, per_sm = 0;
-  cudaGetDevice(&dev);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, read_probe_kernel, kThreads, 0);
-  read_probe_kernel<<<sms * (per_sm > 0 ? per_sm : 1), kThreads, 0, stream>>>(static_cast<const uint4*>(data), bytes / 16,
-                                                                             0xA5A5A5A5u, sink);
+  // The grid (resident CTAs of the current device), asked once: no host queries between the timed launches.
+  static int grid = [] {
+    int dev = 0, sms = 0, per_sm = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, read_probe_kernel, kThreads, 0);
+    return sms * (per_sm > 0 ? per_sm : 1);
+  }();
+  read_probe_kernel<<<grid, kThreads, 0, stream>>>(static_cast<const uint4*>(data), bytes / 16, 0xA5A5A5A5u, sink);
 }
 
 void launch_empty(cudaStream_t stream) { empty_kernel<<<1, 32, 0, stream>>>(); }
