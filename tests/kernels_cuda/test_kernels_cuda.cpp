@@ -341,7 +341,7 @@ TEST_F(Cuda, WeightOnlyMatmulMatchesFloat64) {
       {"nvfp4", 40, 1024},
       {"e2m1/e8m0/g128", 40, 512},
       {"mxfp6_e3m2", 56, 256},
-      {"fp5_e2m2", 40, 512},  // 5-bit codes on the fast paths (their rotate-and-mask layout)
+      {"fp5_e2m2", 40, 512},  // 5-bit codes on the decode kernel's fast paths (K a multiple of 64)
       {"fp5_e3m1", 24, 1024},
       {"fp6_e3m2", 72, 384},
       {"fp6_e3m2", 40, 8192},  // M = 1: the activation row in shared memory beside a ring of half the stages

@@ -764,7 +764,7 @@ __global__ void __launch_bounds__(kWarps * 32, KS ? (kWarps >= 16 ? 1 : 2) : RT 
       before = __shfl_sync(0xFFFFFFFFu, before, 0);
     }
     if (last_group) {
-      // FPQ_GEMV_SPLIT_LAST=1 (an experiment, not yet run on a GPU): the last split's whole group adds the splits,
+      // FPQ_GEMV_SPLIT_LAST (default at M > 8, launch_split_rt): the last split's whole group adds the splits,
       // warp `sub` taking slot quads sub, sub + P, ... (split order per slot, as below), so its stores run in
       // parallel as at S = 1. Warp 0 passes the counter's answer through the group's shared-memory buffer (free
       // since the group's second barrier); the second barrier here frees it again.
