@@ -25,7 +25,8 @@ float bf16_bits_value(uint32_t h) {
 uint32_t decode_image(int kind, int b, const uint32_t (&w)[6], int j, int i) {
   const uint32_t lo[4] = {w[0], w[1], w[2], w[3]};
   const uint32_t hi[2] = {w[4], w[5]};
-  return kind == kE2M1 ? e2m1_image(lo, j, i) : fp6_image(b, lo, hi, j, i);
+  const uint32_t hi5[1] = {w[4]};
+  return kind == kE2M1 ? e2m1_image(lo, j, i) : kind == kFp5 ? fp5_image(b, lo, hi5, j, i) : fp6_image(b, lo, hi, j, i);
 }
 
 // Packs codes (pairs per register) and decodes every register back.
@@ -42,12 +43,14 @@ void check_roundtrip(const fpq::ElementType& e, const uint32_t (&codes)[4][4][2]
           << e.name << " step " << j << " register " << i << " codes " << codes[j][i][0] << ", " << codes[j][i][1];
 }
 
-const char* kTypes[] = {"e2m1", "e3m2", "e2m3", "e4m1", "e1m4", "e5m0"};
+const char* kTypes[] = {"e2m1", "e3m2", "e2m3", "e4m1", "e1m4", "e5m0", "e2m2", "e3m1"};
 
 TEST(CudaCodeLayout, KindsCoverTheFormats) {
   EXPECT_EQ(kind_of(4, 0, 1, 1), kE2M1);
   EXPECT_EQ(kind_of(6, 0, 2, 3), kFp6);
   EXPECT_EQ(kind_of(6, 0, 3, 1), kFp6);
+  EXPECT_EQ(kind_of(5, 0, 2, 1), kFp5);  // e2m2
+  EXPECT_EQ(kind_of(5, 0, 1, 3), kFp5);  // e3m1
   EXPECT_EQ(kind_of(4, 1, 0, 0), kGeneric);  // int4
   EXPECT_EQ(kind_of(4, 0, 0, 3), kGeneric);  // e3m0
   EXPECT_EQ(kind_of(8, 0, 3, 7), kGeneric);
@@ -60,7 +63,8 @@ TEST(CudaCodeLayout, PartsPartitionTheWords) {
     const auto& e = fpq::element_type(name);
     const int kind = kind_of(e.bits, 0, e.mbits, e.bias);
     const int b = 7 - e.mbits;
-    const int nwords = kind == kE2M1 ? 4 : 6;
+    const int nwords = words_of(kind);
+    EXPECT_EQ(nwords * 32, 32 * e.bits) << name;  // 32 codes per lane and tile
     uint32_t used[6] = {0, 0, 0, 0, 0, 0};
     int bits = 0;
     for (int j = 0; j < 4; ++j)

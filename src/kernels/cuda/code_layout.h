@@ -15,6 +15,11 @@
 //    three 5-bit magnitude slots per 16-bit half (sources starting at b, b - 5 and b + 5; rotate 0, 5, 27 puts them
 //    at b) and one sign pair (b + 10, b + 26), which is where bf16 wants it when b = 5 (E3M2). Sixteen registers
 //    need 16 magnitude slots and 16 sign pairs: words 4 and 5 give their third slot to ten more sign pairs.
+//  5-bit floats (5 words: the 4 low-plane words, then the high-plane word), with b = 7 - mbits: word j holds the
+//    4-bit magnitudes of step j's four registers, register i's pair rotated left by 4i into [b, b + 3] (+ 16) (the
+//    eight 4-bit fields at b + 4k, k = 0..7, tile the word); word 4 holds the 32 signs, register q = 4j + i's pair
+//    rotated left by q into bits 15 and 31. One rotate and mask each, then an OR: about half the generic decode's
+//    instructions (a 5-bit code's fields are split over two planes there too).
 //
 // Parts (word, rotate, mask) describe a register for the packer (weights.cpp) and the tests; the decoders below
 // are the same recipes written for the GPU (a test checks decode(pack(codes)) against the images for all codes).
@@ -28,15 +33,20 @@
 
 namespace fpq::cuda::layout {
 
-enum Kind : int { kGeneric = 0, kE2M1 = 1, kFp6 = 2 };
+enum Kind : int { kGeneric = 0, kE2M1 = 1, kFp6 = 2, kFp5 = 3 };
 
-// The layout a prepared weight uses: E2M1 (bias 1) and every 6-bit float code get their own; the rest generic.
+// The layout a prepared weight uses: E2M1 (bias 1) and every 6- and 5-bit float code get their own; the rest
+// generic.
 FPQ_LAYOUT_FN int kind_of(int bits, int is_int, int mbits, int bias) {
   if (is_int) return kGeneric;
   if (bits == 4 && mbits == 1 && bias == 1) return kE2M1;
   if (bits == 6) return kFp6;
+  if (bits == 5) return kFp5;
   return kGeneric;
 }
+
+// Words a lane's tile takes in a layout (low plane, then high plane).
+FPQ_LAYOUT_FN int words_of(int kind) { return kind == kE2M1 ? 4 : kind == kFp5 ? 5 : 6; }
 
 constexpr uint32_t kSign = 0x80008000u;
 constexpr uint32_t kE2M1Mask = 0x81C081C0u;  // sign and magnitude of E2M1 images, both halves
@@ -57,8 +67,9 @@ FPQ_LAYOUT_FN uint32_t image_of(uint32_t first, uint32_t second, int bits, int m
   auto one = [&](uint32_t c) { return (((c >> (bits - 1)) & 1u) << 15) | ((c & mag) << at); };
   return one(first) | (one(second) << 16);
 }
-// The magnitude bits of a 6-bit image (both halves).
+// The magnitude bits of a 6-bit / 5-bit image (both halves).
 FPQ_LAYOUT_FN uint32_t fp6_mag_mask(int b) { return (0x1Fu << b) | (0x1Fu << (b + 16)); }
+FPQ_LAYOUT_FN uint32_t fp5_mag_mask(int b) { return (0xFu << b) | (0xFu << (b + 16)); }
 
 struct Part {
   int word;
@@ -113,11 +124,18 @@ FPQ_LAYOUT_FN int fp6_parts(int b, int j, int i, Part* p) {
   return 2;
 }
 
-FPQ_LAYOUT_FN int parts_of(int kind, int b, int j, int i, Part* p) {
-  return kind == kE2M1 ? e2m1_parts(j, i, p) : fp6_parts(b, j, i, p);
+// 5-bit floats: register i of step j = word j rotated by 4i (magnitudes), word 4 rotated by 4j + i (signs).
+FPQ_LAYOUT_FN int fp5_parts(int b, int j, int i, Part* p) {
+  p[0] = {j, 4 * i, fp5_mag_mask(b)};
+  p[1] = {4, 4 * j + i, kSign};
+  return 2;
 }
 
-// Packs one lane's tile: images[j][i] -> words (4 for E2M1, 6 for 6-bit codes), inverting the parts.
+FPQ_LAYOUT_FN int parts_of(int kind, int b, int j, int i, Part* p) {
+  return kind == kE2M1 ? e2m1_parts(j, i, p) : kind == kFp5 ? fp5_parts(b, j, i, p) : fp6_parts(b, j, i, p);
+}
+
+// Packs one lane's tile: images[j][i] -> words (words_of(kind): 4, 5 or 6), inverting the parts.
 FPQ_LAYOUT_FN void pack_words(int kind, int b, const uint32_t (&images)[4][4], uint32_t (&words)[6]) {
   for (int k = 0; k < 6; ++k) words[k] = 0;
   for (int j = 0; j < 4; ++j)
@@ -148,6 +166,10 @@ FPQ_LAYOUT_FN uint32_t fp6_image(int b, const uint32_t (&lo)[4], const uint32_t 
   const uint32_t w = hi[j & 1];
   if (j < 2) return (w & mag) | (rotl(w, own_sign) & kSign);
   return (rotl(w, 5) & mag) | (rotl(w, (6 - b) & 31) & kSign);
+}
+
+FPQ_LAYOUT_FN uint32_t fp5_image(int b, const uint32_t (&lo)[4], const uint32_t (&hi)[1], int j, int i) {
+  return (rotl(lo[j], 4 * i) & fp5_mag_mask(b)) | (rotl(hi[0], 4 * j + i) & kSign);
 }
 
 }  // namespace fpq::cuda::layout

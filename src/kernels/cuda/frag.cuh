@@ -124,14 +124,17 @@ __device__ __forceinline__ uint32_t pair_code(const uint32_t (&lo)[4], const uin
 template <int BITS, int DEC, bool HALF>
 __device__ __forceinline__ void float_code_bits(const PairDecoder& d, const uint32_t (&lo)[4],
                                                 const uint32_t (&hi)[HiWords<BITS>::n], int j, uint32_t (&b)[4]) {
-  if constexpr (DEC == kDecE2M1 || (BITS == 6 && DEC == kDecFp)) {
+  if constexpr (DEC == kDecE2M1 || ((BITS == 6 || BITS == 5) && DEC == kDecFp)) {
     // The prepared layouts of code_layout.h give bf16 images; fp16 wants the magnitude 3 bits higher.
-    const uint32_t mag = DEC == kDecE2M1 ? 0x01C001C0u : layout::fp6_mag_mask(d.lay_b);
+    const uint32_t mag = DEC == kDecE2M1 ? 0x01C001C0u
+                         : BITS == 6     ? layout::fp6_mag_mask(d.lay_b)
+                                         : layout::fp5_mag_mask(d.lay_b);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       uint32_t v;
       if constexpr (DEC == kDecE2M1) v = layout::e2m1_image(lo, j, i);
-      else v = layout::fp6_image(d.lay_b, lo, hi, j, i);
+      else if constexpr (BITS == 6) v = layout::fp6_image(d.lay_b, lo, hi, j, i);
+      else v = layout::fp5_image(d.lay_b, lo, hi, j, i);
       if constexpr (HALF) v = (v & layout::kSign) | ((v << 3) & (mag << 3));
       b[i] = v;
     }

@@ -171,7 +171,7 @@ PreparedWeight prepare_weight_cuda(const QuantizedTensor& w) {
                 pair[j][i][h] = (row < N && k < K) ? codes[size_t(row * K + k)] : 0u;
               }
           uint32_t lo[4] = {0, 0, 0, 0}, hi[4] = {0, 0, 0, 0};
-          if (lay != layout::kGeneric) {  // E2M1 / 6-bit floats: the rotate-and-mask layouts of code_layout.h
+          if (lay != layout::kGeneric) {  // E2M1 / 6- and 5-bit floats: the rotate-and-mask layouts of code_layout.h
             uint32_t images[4][4], words[6];
             for (int j = 0; j < 4; ++j)
               for (int i = 0; i < 4; ++i) images[j][i] = layout::image_of(pair[j][i][0], pair[j][i][1], p.bits, p.mbits);
