@@ -13,9 +13,9 @@
 //   hi (8-bit codes) bits 4..7, same arrangement as plane4
 //   hi (6-bit codes) bits 4..5, 8 bytes per lane: word j / 2, 2-bit field f = (j % 2) * 4 + i (first), f + 8
 //   hi (5-bit codes) bit 4, 4 bytes per lane: bit f = 4j + i (first), f + 16 (second)
-// With this order a shift and a mask put the two codes of a register into the two 16-bit halves. E2M1 and
-// 6-bit float codes use the layouts of code_layout.h instead (same planes and sizes, bits placed so that a rotate
-// and a mask make a register's bf16 image).
+// With this order a shift and a mask put the two codes of a register into the two 16-bit halves. E2M1, 6-bit
+// and 5-bit float codes use the layouts of code_layout.h instead (same planes and sizes, bits placed so that
+// rotates and masks make a register's bf16 image).
 // Scales: raw bytes per (row, group), [rt][group][16 rows ordered g0, g8, g1, g9, ...] so that lane g reads
 // the scales of rows g and g + 8 with one load; groups padded to cover k_tiles * 64 columns (zeros).
 #include <cuda_bf16.h>
