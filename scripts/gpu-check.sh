@@ -151,10 +151,11 @@ if [[ $TESTS == 1 ]]; then
   # the ring's stages all before / all after the activation loads at every M (default: after at M <= 8 with groups);
   # and FPQ_GEMV_SPLIT_LAST (the last split's group adds and stores the splits' sums together; default at M > 8)
   # forced on at every M and off, each with forced groups, since the tests' shapes take S > 1 with groups only
-  # then. (`+` joins variables of one run.)
+  # then; and 5-bit codes at M = 1 with the activation row in shared memory (FPQ_GEMV_ROW5=1, off by default
+  # until measured). (`+` joins variables of one run.)
   for knob in FPQ_GEMV_SPLIT_WIDE=2 FPQ_GEMV_SPLIT_CLUSTER=2 FPQ_GEMV_SPLIT_P=1 FPQ_GEMV_SPLIT_P=2 FPQ_GEMV_SPLIT_P=8 \
               FPQ_GEMV_SPLIT_EARLY=0 FPQ_GEMV_SPLIT_EARLY=2 FPQ_GEMV_SPLIT_LAST=1+FPQ_GEMV_SPLIT_P=2 \
-              FPQ_GEMV_SPLIT_LAST=0+FPQ_GEMV_SPLIT_P=8; do
+              FPQ_GEMV_SPLIT_LAST=0+FPQ_GEMV_SPLIT_P=8 FPQ_GEMV_ROW5=1; do
     # shellcheck disable=SC2086
     env ${knob//+/ } timeout 150 "$BIN/test_kernels_cuda" --gtest_filter='Cuda.WeightOnly*:Cuda.Split*' >"$LOGS/split_${knob//=/_}.log" 2>&1
     rc=$?

@@ -962,6 +962,7 @@ struct Tuning {
   int slot_pad = tuning_knob("FPQ_GEMV_SLOT_PAD", 0, 0, 4096) / 16 * 16;
   int sreg_pad = tuning_knob("FPQ_GEMV_SREG_PAD", 0, 0, 4096) / 16 * 16;
   int row6 = tuning_knob("FPQ_GEMV_ROW6", 1, 0, 1);
+  int row5 = tuning_knob("FPQ_GEMV_ROW5", 0, 0, 1);  // 5-bit codes as 6-bit ones: not yet measured, so off
 };
 const Tuning& tuning() {
   static const Tuning t;
@@ -1000,7 +1001,8 @@ void start_kernel(K kernel, int64_t grid, int warps, size_t smem, CUstream_st* s
 
 // The M = 1 paths that stage the activation row in shared memory.
 bool row_smem_kind(int fast, int nt, int bits, bool fold) {
-  return fast != 0 && nt == 1 && (bits == 4 || bits == 8 || (bits == 6 && (fold || tuning().row6 != 0)));
+  return fast != 0 && nt == 1 &&
+         (bits == 4 || bits == 8 || (bits == 6 && (fold || tuning().row6 != 0)) || (bits == 5 && tuning().row5 != 0));
 }
 inline bool row_smem_path(int fast, int nt, int bits, bool fold, const GemvParams& p) {
   return row_smem_kind(fast, nt, bits, fold) && p.m == 1 && p.ldx % 2 == 0;
@@ -1031,8 +1033,10 @@ void launch_rt(GemvParams p, CUstream_st* stream) {
       const int b_ring = blocks_per_sm(kernel, W * 32, ring, cache);
       const int b_x = blocks_per_sm(kernel, W * 32, with_x, cache);
       // 6-bit codes: where the row costs CTAs per SM, a ring of half the stages next to it keeps them (4096 x
-      // 14336 fp6_e3m2: 4 stages of 1.5 KB per warp without the row, 2 with it).
-      const bool halve = b_x < b_ring && BITS == 6 && tuning().row6 != 0 && lg >= 2 && tuning().ring_kb < 0;
+      // 14336 fp6_e3m2: 4 stages of 1.5 KB per warp without the row, 2 with it); 5-bit codes the same under
+      // FPQ_GEMV_ROW5=1.
+      const bool row_kind = (BITS == 6 && tuning().row6 != 0) || (BITS == 5 && tuning().row5 != 0);
+      const bool halve = b_x < b_ring && row_kind && lg >= 2 && tuning().ring_kb < 0;
       const size_t half_x = ring / 2 + size_t(p.w.k) * 2;
       const int b_half = halve ? blocks_per_sm(kernel, W * 32, half_x, cache) : 0;
       if (halve && b_half >= b_ring) smem = half_x, p.x_smem = 1, per_sm = b_half, lg_run = lg - 1;
