@@ -999,10 +999,12 @@ void start_kernel(K kernel, int64_t grid, int warps, size_t smem, CUstream_st* s
         what);
 }
 
+// 6- and 5-bit codes take the activation row (and, where it costs CTAs, the half ring) per FPQ_GEMV_ROW6/ROW5.
+bool row_by_knob(int bits) { return (bits == 6 && tuning().row6 != 0) || (bits == 5 && tuning().row5 != 0); }
+
 // The M = 1 paths that stage the activation row in shared memory.
 bool row_smem_kind(int fast, int nt, int bits, bool fold) {
-  return fast != 0 && nt == 1 &&
-         (bits == 4 || bits == 8 || (bits == 6 && (fold || tuning().row6 != 0)) || (bits == 5 && tuning().row5 != 0));
+  return fast != 0 && nt == 1 && (bits == 4 || bits == 8 || (bits == 6 && fold) || row_by_knob(bits));
 }
 inline bool row_smem_path(int fast, int nt, int bits, bool fold, const GemvParams& p) {
   return row_smem_kind(fast, nt, bits, fold) && p.m == 1 && p.ldx % 2 == 0;
@@ -1035,8 +1037,7 @@ void launch_rt(GemvParams p, CUstream_st* stream) {
       // 6-bit codes: where the row costs CTAs per SM, a ring of half the stages next to it keeps them (4096 x
       // 14336 fp6_e3m2: 4 stages of 1.5 KB per warp without the row, 2 with it); 5-bit codes the same under
       // FPQ_GEMV_ROW5=1.
-      const bool row_kind = (BITS == 6 && tuning().row6 != 0) || (BITS == 5 && tuning().row5 != 0);
-      const bool halve = b_x < b_ring && row_kind && lg >= 2 && tuning().ring_kb < 0;
+      const bool halve = b_x < b_ring && row_by_knob(BITS) && lg >= 2 && tuning().ring_kb < 0;
       const size_t half_x = ring / 2 + size_t(p.w.k) * 2;
       const int b_half = halve ? blocks_per_sm(kernel, W * 32, half_x, cache) : 0;
       if (halve && b_half >= b_ring) smem = half_x, p.x_smem = 1, per_sm = b_half, lg_run = lg - 1;
