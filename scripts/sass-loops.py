@@ -64,7 +64,11 @@ def innermost_mma_loop(lines):
 def main():
     if len(sys.argv) != 3:
         fail("usage: scripts/sass-loops.py FILE PATTERN")
-    path, pattern = sys.argv[1], re.compile(sys.argv[2])
+    path = sys.argv[1]
+    try:
+        pattern = re.compile(sys.argv[2])
+    except re.error as e:
+        fail(f"bad PATTERN {sys.argv[2]!r}: {e}")
     if not os.path.isfile(path):
         fail(f"no such file: {path}")
     cuobjdump = tool()
@@ -79,6 +83,8 @@ def main():
                 fail(f"{path} holds no device code (cubin)")
             subprocess.run([cuobjdump, "-xelf", "all", os.path.abspath(path)], cwd=tmp, capture_output=True, check=False)
             cubins = [os.path.join(tmp, c) for c in names if os.path.exists(os.path.join(tmp, c))]
+            if not cubins:
+                fail(f"cuobjdump -xelf extracted none of {path}'s cubins")
         for cubin in cubins:
             # Kernel names from the ELF's section headers, then the SASS of the matching ones only.
             kernels = sorted({k for k in re.findall(r"\.text\.(\S+)", run([cuobjdump, "-elf", cubin])) if pattern.search(k)})

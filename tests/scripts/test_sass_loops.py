@@ -86,6 +86,12 @@ class SassLoops(unittest.TestCase):
         self.assertEqual(len(r.stderr.strip().splitlines()), 1)
         self.assertIn("no kernel matches", r.stderr)
 
+    def test_bad_pattern_is_a_one_line_error(self):
+        r = self.run_script("k_(")
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+        self.assertIn("bad PATTERN", r.stderr)
+
     def test_missing_file(self):
         r = subprocess.run([sys.executable, SCRIPT, os.path.join(self.tmp.name, "absent.o"), "k"], env=self.env,
                            capture_output=True, text=True, timeout=30)
